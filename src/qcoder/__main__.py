@@ -1,0 +1,5 @@
+import sys
+
+from qcoder.cli import main
+
+sys.exit(main())
