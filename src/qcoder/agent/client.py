@@ -1,0 +1,190 @@
+"""Chat clients: one interface over any OpenAI-compatible endpoint and the in-process engine.
+
+`make_client()` picks the implementation: a base URL (argument or OPENAI_BASE_URL) means HTTP through
+the official openai SDK; otherwise the built-in engine runs the model in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from qcoder.engine.tool_parsers import ToolCall
+from qcoder.errors import QcoderError
+
+# Sampling options the OpenAI API knows; the rest go through extra_body (vLLM-style extensions).
+OPENAI_SAMPLING = ("temperature", "top_p", "max_tokens", "seed", "stop")
+EXTRA_SAMPLING = ("top_k", "min_p", "repetition_penalty")
+
+
+@dataclass
+class ChatResponse:
+    content: str
+    reasoning: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish_reason: str = "stop"
+    usage: dict = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
+
+
+class ChatClient:
+    """Base: `chat(messages, tools=None, *, on_delta=None, **sampling) -> ChatResponse`."""
+
+    model: str
+
+    def chat(self, messages, tools=None, *, on_delta: Callable[[str], None] | None = None, **sampling) -> ChatResponse:
+        raise NotImplementedError
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in `text`; a chars/4 estimate unless the client knows the model's tokenizer."""
+        return len(text) // 4 + 1
+
+
+class OpenAIClient(ChatClient):
+    def __init__(self, model: str | None = None, base_url: str | None = None, api_key: str | None = None,
+                 *, retries: int = 4, backoff: float = 1.0, timeout: float = 600.0):
+        import openai
+
+        self.model = model or os.environ.get("OPENAI_MODEL") or "default"
+        self.retries = retries
+        self.backoff = backoff
+        # The SDK's own retries are off: ours cover streaming too and are visible in one place.
+        self._client = openai.OpenAI(
+            base_url=base_url or os.environ.get("OPENAI_BASE_URL"),
+            api_key=api_key or os.environ.get("OPENAI_API_KEY") or "none",
+            max_retries=0,
+            timeout=timeout,
+        )
+
+    def chat(self, messages, tools=None, *, on_delta=None, **sampling) -> ChatResponse:
+        kwargs = {"model": self.model, "messages": messages}
+        if tools:
+            kwargs["tools"] = tools
+        kwargs.update({k: v for k, v in sampling.items() if k in OPENAI_SAMPLING and v is not None})
+        extra = {k: v for k, v in sampling.items() if k in EXTRA_SAMPLING and v is not None}
+        if extra:
+            kwargs["extra_body"] = extra
+        unknown = set(sampling) - set(OPENAI_SAMPLING) - set(EXTRA_SAMPLING)
+        if unknown:
+            raise TypeError(f"unknown sampling options: {sorted(unknown)}")
+        return self._with_retries(lambda: self._stream(kwargs, on_delta) if on_delta else self._once(kwargs))
+
+    def _with_retries(self, call):
+        import openai
+
+        for attempt in range(self.retries + 1):
+            try:
+                return call()
+            except (openai.RateLimitError, openai.APIConnectionError, openai.InternalServerError) as exc:
+                if attempt == self.retries:
+                    raise QcoderError(f"model endpoint failed after {attempt + 1} attempts: {exc}") from exc
+                time.sleep(self.backoff * 2**attempt)
+            except openai.APIStatusError as exc:
+                raise QcoderError(f"model endpoint error {exc.status_code}: {exc.message}") from exc
+
+    def _once(self, kwargs) -> ChatResponse:
+        completion = self._client.chat.completions.create(**kwargs)
+        choice = completion.choices[0]
+        message = choice.message
+        calls = [ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments or "{}")
+                 for c in message.tool_calls or []]
+        usage = completion.usage
+        return ChatResponse(
+            content=message.content or "",
+            reasoning=getattr(message, "reasoning_content", None),
+            tool_calls=calls,
+            finish_reason=choice.finish_reason or "stop",
+            usage={"prompt_tokens": usage.prompt_tokens if usage else 0,
+                   "completion_tokens": usage.completion_tokens if usage else 0},
+        )
+
+    def _stream(self, kwargs, on_delta) -> ChatResponse:
+        stream = self._client.chat.completions.create(**kwargs, stream=True, stream_options={"include_usage": True})
+        content, reasoning, finish = [], [], "stop"
+        calls: dict[int, dict] = {}  # index -> {"id", "name", "arguments"} assembled from fragments
+        usage = {"prompt_tokens": 0, "completion_tokens": 0}
+        for chunk in stream:
+            if chunk.usage:
+                usage = {"prompt_tokens": chunk.usage.prompt_tokens, "completion_tokens": chunk.usage.completion_tokens}
+            if not chunk.choices:
+                continue
+            choice = chunk.choices[0]
+            delta = choice.delta
+            if choice.finish_reason:
+                finish = choice.finish_reason
+            if getattr(delta, "reasoning_content", None):
+                reasoning.append(delta.reasoning_content)
+            if delta.content:
+                content.append(delta.content)
+                on_delta(delta.content)
+            for frag in delta.tool_calls or []:
+                slot = calls.setdefault(frag.index, {"id": "", "name": "", "arguments": ""})
+                slot["id"] = frag.id or slot["id"]
+                if frag.function:
+                    slot["name"] += frag.function.name or ""
+                    slot["arguments"] += frag.function.arguments or ""
+        tool_calls = [ToolCall(id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"] or "{}")
+                      for i, c in sorted(calls.items())]
+        return ChatResponse("".join(content), "".join(reasoning) or None, tool_calls, finish, usage)
+
+
+class EngineClient(ChatClient):
+    """The built-in engine, in this process. Heavy imports happen only when one is made."""
+
+    def __init__(self, model: str | None = None):
+        import qcoder
+        from qcoder.model.registry import DEFAULT_MODEL
+
+        self.model = model or DEFAULT_MODEL
+        self._llm = qcoder.LLM(self.model)
+
+    def chat(self, messages, tools=None, *, on_delta=None, **sampling) -> ChatResponse:
+        from qcoder.engine.sampling import SamplingParams
+
+        unknown = set(sampling) - set(OPENAI_SAMPLING) - set(EXTRA_SAMPLING)
+        if unknown:
+            raise TypeError(f"unknown sampling options: {sorted(unknown)}")
+        params = SamplingParams(**{k: v for k, v in sampling.items() if v is not None})
+        out = self._llm.chat(_template_messages(messages), tools=tools, params=params)
+        if on_delta and out.content:
+            on_delta(out.content)  # the engine answers whole; the caller still sees the text once
+        return ChatResponse(
+            content=out.content or "",
+            reasoning=out.reasoning_content,
+            tool_calls=list(out.tool_calls or []),
+            finish_reason=out.finish_reason or "stop",
+            usage={"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens},
+        )
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._llm.engine.tokenizer.encode(text))
+
+
+def _template_messages(messages):
+    """Chat templates iterate tool-call arguments as a mapping; OpenAI messages carry them as JSON text."""
+    out = []
+    for message in messages:
+        if message.get("tool_calls"):
+            message = dict(message)
+            calls = []
+            for call in message["tool_calls"]:
+                function = dict(call["function"])
+                if isinstance(function.get("arguments"), str):
+                    try:
+                        function["arguments"] = json.loads(function["arguments"] or "{}")
+                    except json.JSONDecodeError:
+                        pass  # keep the text: the template prints it as is
+                calls.append({**call, "function": function})
+            message["tool_calls"] = calls
+        out.append(message)
+    return out
+
+
+def make_client(model: str | None = None, base_url: str | None = None, api_key: str | None = None) -> ChatClient:
+    """HTTP when a base URL is given (or OPENAI_BASE_URL is set), else the in-process engine."""
+    base_url = base_url or os.environ.get("OPENAI_BASE_URL")
+    if base_url:
+        return OpenAIClient(model=model, base_url=base_url, api_key=api_key)
+    return EngineClient(model or os.environ.get("OPENAI_MODEL"))
