@@ -14,6 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
+from torch import nn
+
+from qcoder.errors import QcoderError
+from qcoder.model.config import ModelConfig
+from qcoder.model.rope import RotaryEmbedding, apply_rope
 
 
 @dataclass
@@ -26,3 +32,339 @@ class ForwardBatch:
     block_tables: torch.Tensor  # [B, max_blocks] int64 block ids (padding entries are never read)
     block_size: int
     logits_indices: torch.Tensor  # [N] int64: rows of the flattened batch whose logits are returned
+
+    @classmethod
+    def from_sequences(
+        cls,
+        new_tokens: list[list[int]],
+        cached_lens: list[int],
+        block_tables: torch.Tensor,
+        block_size: int,
+        all_logits: bool = False,
+    ) -> ForwardBatch:
+        """One step in which sequence b, with cached_lens[b] tokens already in its blocks, feeds new_tokens[b].
+
+        Returns logits for the last new token of each sequence, or for every new token when all_logits is set.
+        """
+        query_lens = [len(t) for t in new_tokens]
+        context_lens = [c + q for c, q in zip(cached_lens, query_lens, strict=True)]
+        capacity = block_tables.shape[1] * block_size
+        if max(context_lens) > capacity:
+            raise ValueError(f"a sequence of {max(context_lens)} tokens does not fit {capacity} slots of its blocks")
+        seq = torch.repeat_interleave(torch.arange(len(new_tokens)), torch.tensor(query_lens))
+        positions = torch.cat([torch.arange(c, n) for c, n in zip(cached_lens, context_lens, strict=True)])
+        slot_mapping = block_tables[seq, positions // block_size] * block_size + positions % block_size
+        ends = torch.tensor(query_lens).cumsum(0)
+        return cls(
+            input_ids=torch.tensor([t for tokens in new_tokens for t in tokens], dtype=torch.int64),
+            positions=positions,
+            query_lens=query_lens,
+            context_lens=context_lens,
+            slot_mapping=slot_mapping,
+            block_tables=block_tables,
+            block_size=block_size,
+            logits_indices=torch.arange(int(ends[-1])) if all_logits else ends - 1,
+        )
+
+    @classmethod
+    def for_new_prompts(
+        cls, prompts: list[list[int]], block_size: int = 16, reserve: int = 0, all_logits: bool = False
+    ) -> ForwardBatch:
+        """A fresh prefill. Sequence b owns the contiguous blocks [b*n, (b+1)*n), where n blocks hold the longest
+        prompt plus `reserve` more tokens (room for decode steps). Needs len(prompts) * n * block_size cache slots."""
+        blocks_per_seq = -(-(max(len(p) for p in prompts) + reserve) // block_size)
+        block_tables = torch.arange(len(prompts) * blocks_per_seq).view(len(prompts), blocks_per_seq)
+        return cls.from_sequences(prompts, [0] * len(prompts), block_tables, block_size, all_logits)
+
+    def decode_step(self, next_tokens: list[int]) -> ForwardBatch:
+        """The step after this one: each sequence feeds one token into the same blocks."""
+        return ForwardBatch.from_sequences([[t] for t in next_tokens], self.context_lens, self.block_tables, self.block_size)
+
+    @property
+    def num_slots(self) -> int:
+        """Cache slots this batch's block tables can address."""
+        return (int(self.block_tables.max()) + 1) * self.block_size
+
+
+def allocate_kv_cache(config: ModelConfig, num_slots: int, dtype: torch.dtype, device="cpu") -> list[torch.Tensor]:
+    """One [2, num_slots, num_kv_heads, head_dim] tensor per layer (K at [0], V at [1])."""
+    shape = (2, num_slots, config.num_key_value_heads, config.head_dim)
+    return [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
+
+
+@dataclass
+class AttentionPlan:
+    """What every layer's attention needs from a ForwardBatch, computed once per step."""
+
+    cos: torch.Tensor  # [T, head_dim] fp32
+    sin: torch.Tensor
+    context_slots: torch.Tensor  # [B, max_context] cache slots of each sequence's context (0 past its end)
+    decode_mask: torch.Tensor | None  # [B, 1, 1, max_context] True where a slot is context; None unless all q_len == 1
+
+    @classmethod
+    def build(cls, batch: ForwardBatch, rope: RotaryEmbedding) -> AttentionPlan:
+        device = batch.input_ids.device
+        cos, sin = rope.cos_sin(batch.positions, max(batch.context_lens))
+        j = torch.arange(max(batch.context_lens), device=device)
+        context_lens = torch.tensor(batch.context_lens, device=device)
+        valid = j[None, :] < context_lens[:, None]
+        slots = batch.block_tables[:, j // batch.block_size] * batch.block_size + j % batch.block_size
+        slots = torch.where(valid, slots, 0)  # padding block ids may be anything: never index with them
+        decode = all(q == 1 for q in batch.query_lens)
+        return cls(cos, sin, slots, valid[:, None, None, :] if decode else None)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, size: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(size))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()  # normalise in fp32, then scale in the model dtype (as transformers does)
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.to(x.dtype)
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.num_heads, self.num_kv_heads = config.num_attention_heads, config.num_key_value_heads
+        self.head_dim = config.head_dim
+        self.q_size, self.kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+        # q, k and v fused into one matmul; Qwen2 biases q/k/v only, Qwen3's attention_bias also covers o_proj.
+        self.qkv_proj = nn.Linear(config.hidden_size, self.q_size + 2 * self.kv_size, bias=config.attention_bias)
+        o_bias = config.attention_bias and config.architecture != "qwen2"
+        self.o_proj = nn.Linear(self.q_size, config.hidden_size, bias=o_bias)
+        if config.qk_norm:
+            self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
+            self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
+        self.qk_norm = config.qk_norm
+
+    def forward(self, x: torch.Tensor, batch: ForwardBatch, plan: AttentionPlan, cache: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv_proj(x).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+        q = q.view(-1, self.num_heads, self.head_dim)
+        k = k.view(-1, self.num_kv_heads, self.head_dim)
+        v = v.view(-1, self.num_kv_heads, self.head_dim)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = apply_rope(q, plan.cos, plan.sin), apply_rope(k, plan.cos, plan.sin)
+        cache[0].index_copy_(0, batch.slot_mapping, k.to(cache.dtype))
+        cache[1].index_copy_(0, batch.slot_mapping, v.to(cache.dtype))
+        if plan.decode_mask is not None:
+            out = self._decode(q, plan, cache)
+        else:
+            out = self._prefill(q, batch, plan, cache)
+        return self.o_proj(out.reshape(-1, self.q_size))
+
+    def _decode(self, q: torch.Tensor, plan: AttentionPlan, cache: torch.Tensor) -> torch.Tensor:
+        """One query per sequence: a single padded SDPA call over all sequences."""
+        k = cache[0][plan.context_slots].transpose(1, 2).to(q.dtype)  # [B, kv_heads, max_context, head_dim]
+        v = cache[1][plan.context_slots].transpose(1, 2).to(q.dtype)
+        out = F.scaled_dot_product_attention(q[:, :, None, :], k, v, attn_mask=plan.decode_mask, enable_gqa=True)
+        return out[:, :, 0, :]
+
+    def _prefill(self, q: torch.Tensor, batch: ForwardBatch, plan: AttentionPlan, cache: torch.Tensor) -> torch.Tensor:
+        """Any mix of prompts, chunks and decodes: one SDPA call per sequence, causal within its new tokens."""
+        outs, start = [], 0
+        for b, (q_len, ctx_len) in enumerate(zip(batch.query_lens, batch.context_lens, strict=True)):
+            slots = plan.context_slots[b, :ctx_len]
+            k = cache[0][slots].transpose(0, 1)[None].to(q.dtype)  # [1, kv_heads, ctx_len, head_dim]
+            v = cache[1][slots].transpose(0, 1)[None].to(q.dtype)
+            qb = q[start : start + q_len].transpose(0, 1)[None]  # [1, heads, q_len, head_dim]
+            if q_len == ctx_len:  # nothing cached before: plain causal attention
+                o = F.scaled_dot_product_attention(qb, k, v, is_causal=True, enable_gqa=True)
+            else:  # query i sits at position ctx_len - q_len + i and sees every key up to it
+                i = torch.arange(q_len, device=q.device)[:, None]
+                mask = torch.arange(ctx_len, device=q.device)[None, :] <= ctx_len - q_len + i
+                o = F.scaled_dot_product_attention(qb, k, v, attn_mask=mask, enable_gqa=True)
+            outs.append(o[0].transpose(0, 1))
+            start += q_len
+        return torch.cat(outs)
+
+
+class MLP(nn.Module):
+    def __init__(self, hidden_size: int, intermediate_size: int):
+        super().__init__()
+        self.gate_up_proj = nn.Linear(hidden_size, 2 * intermediate_size, bias=False)  # gate and up fused
+        self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
+
+
+class Experts(nn.Module):
+    """All experts of one MoE layer as stacked weights; each expert runs once on the tokens routed to it."""
+
+    def __init__(self, num_experts: int, hidden_size: int, intermediate_size: int):
+        super().__init__()
+        self.gate_up_proj = nn.Parameter(torch.empty(num_experts, 2 * intermediate_size, hidden_size))
+        self.down_proj = nn.Parameter(torch.empty(num_experts, hidden_size, intermediate_size))
+
+    def forward(self, x: torch.Tensor, expert_ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """x: [T, H]; expert_ids, weights: [T, top_k]."""
+        top_k = expert_ids.shape[1]
+        order = expert_ids.flatten().argsort(stable=True)  # (token, k) pairs grouped by expert
+        counts = torch.bincount(expert_ids.flatten(), minlength=self.gate_up_proj.shape[0]).tolist()
+        flat_weights = weights.flatten()
+        out = torch.zeros_like(x)
+        start = 0
+        for expert, count in enumerate(counts):
+            if count == 0:
+                continue
+            pairs = order[start : start + count]
+            tokens = pairs // top_k
+            gate, up = F.linear(x[tokens], self.gate_up_proj[expert]).chunk(2, dim=-1)
+            y = F.linear(F.silu(gate) * up, self.down_proj[expert])
+            out.index_add_(0, tokens, y * flat_weights[pairs, None])
+            start += count
+        return out
+
+
+class SparseMoE(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.top_k, self.norm_topk_prob = config.num_experts_per_tok, config.norm_topk_prob
+        self.gate = nn.Linear(config.hidden_size, config.num_experts, bias=False)  # the router
+        self.experts = Experts(config.num_experts, config.hidden_size, config.moe_intermediate_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.gate(x)
+        probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
+        weights, expert_ids = probs.topk(self.top_k, dim=-1)
+        if self.norm_topk_prob:
+            weights = weights / weights.sum(dim=-1, keepdim=True)
+        return self.experts(x, expert_ids, weights.to(x.dtype))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, config: ModelConfig, layer_idx: int):
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = Attention(config)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        if config.is_moe_layer(layer_idx):
+            self.mlp = SparseMoE(config)
+        else:
+            self.mlp = MLP(config.hidden_size, config.intermediate_size)
+
+    def forward(self, x: torch.Tensor, batch: ForwardBatch, plan: AttentionPlan, cache: torch.Tensor) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), batch, plan, cache)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class QwenModel(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+
+class QwenForCausalLM(nn.Module):
+    def __init__(self, config: ModelConfig, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.config = config
+        self.model = QwenModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.rope = RotaryEmbedding(config)
+        self.to(dtype)
+        self.tie_weights()
+
+    def tie_weights(self) -> None:
+        """Share the embedding with the LM head when the checkpoint says so (again after to_empty, which unties)."""
+        if self.config.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+    @torch.inference_mode()
+    def forward(self, batch: ForwardBatch, kv_caches: list[torch.Tensor]) -> torch.Tensor:
+        plan = AttentionPlan.build(batch, self.rope)
+        x = self.model.embed_tokens(batch.input_ids)
+        for layer, cache in zip(self.model.layers, kv_caches, strict=True):
+            x = layer(x, batch, plan, cache)
+        x = self.model.norm(x[batch.logits_indices])  # per-token, so only the rows we return
+        return self.lm_head(x).float()
+
+    def load_weights(self, weights) -> None:
+        """Consume (hf_name, tensor) pairs one at a time, copying each into place (fusing q/k/v and gate/up,
+        stacking experts). Raises QcoderError on an unknown name, a shape mismatch or a missing tensor."""
+        self.tie_weights()
+        params = dict(self.named_parameters())
+        filled: dict[str, set] = {name: set() for name in params}
+        for hf_name, tensor in weights:
+            for name, index, shards in self._destinations(hf_name):
+                if name not in params:
+                    raise QcoderError(f"unexpected tensor {hf_name!r} for this {self.config.architecture} model")
+                target = params[name].data[index]
+                if target.shape != tensor.shape:
+                    raise QcoderError(
+                        f"tensor {hf_name!r} has shape {list(tensor.shape)}, the model expects {list(target.shape)}"
+                    )
+                target.copy_(tensor)
+                filled[name].update(shards)
+        for name in params:
+            missing = self._expected_shards(name) - filled[name]
+            if missing:
+                raise QcoderError(f"the checkpoint lacks {name!r} ({len(missing)} of its parts)")
+
+    def _expected_shards(self, name: str) -> set:
+        """The pieces a parameter is assembled from: q/k/v, gate/up, and one (or two) per expert."""
+        experts = range(self.config.num_experts)
+        if name.endswith("experts.gate_up_proj"):
+            return {(proj, e) for proj in ("gate_proj", "up_proj") for e in experts}
+        if name.endswith("experts.down_proj"):
+            return {("down_proj", e) for e in experts}
+        if ".qkv_proj." in name:
+            return {"q_proj", "k_proj", "v_proj"}
+        if ".gate_up_proj." in name:
+            return {"gate_proj", "up_proj"}
+        return {None}
+
+    def _destinations(self, hf_name: str) -> list[tuple[str, tuple, set]]:
+        """Where an HF tensor goes: [(our parameter name, index into it, shards it fills)]."""
+        if "rotary_emb.inv_freq" in hf_name or (hf_name == "lm_head.weight" and self.config.tie_word_embeddings):
+            return []  # recomputed / shared with the embedding
+        c = self.config
+        parts = hf_name.split(".")
+        if "experts" in parts:
+            return self._expert_destinations(hf_name, parts)
+        path, proj, leaf = ".".join(parts[:-2]), parts[-2], parts[-1]
+        q, kv, inter = c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim, c.intermediate_size
+        rows = {
+            "q_proj": ("qkv_proj", slice(0, q)),
+            "k_proj": ("qkv_proj", slice(q, q + kv)),
+            "v_proj": ("qkv_proj", slice(q + kv, q + 2 * kv)),
+            "gate_proj": ("gate_up_proj", slice(0, inter)),
+            "up_proj": ("gate_up_proj", slice(inter, 2 * inter)),
+        }
+        if proj in rows:
+            fused, index = rows[proj]
+            return [(f"{path}.{fused}.{leaf}", (index,), {proj})]
+        return [(hf_name, (), {None})]
+
+    def _expert_destinations(self, hf_name: str, parts: list[str]) -> list[tuple[str, tuple, set]]:
+        """Experts come one by one (`experts.E.gate_proj.weight`), stacked per projection (`experts.gate_proj.weight`
+        [E, I, H]) or stacked and fused as transformers 5 keeps them (`experts.gate_up_proj` [E, 2I, H])."""
+        at = parts.index("experts")
+        stack = ".".join(parts[: at + 1])
+        rest = parts[at + 1 :]
+        if rest and rest[-1] == "weight":
+            rest = rest[:-1]
+        if len(rest) == 2 and rest[0].isdigit():
+            experts, proj = [int(rest[0])], rest[1]
+            prefix: tuple = (int(rest[0]),)
+        elif len(rest) == 1:
+            experts, proj, prefix = list(range(self.config.num_experts)), rest[0], (slice(None),)
+        else:
+            return [(hf_name, (), {None})]  # reported as unexpected
+        inter = self.config.moe_intermediate_size
+        halves = {"gate_proj": slice(0, inter), "up_proj": slice(inter, 2 * inter)}
+        if proj in halves:
+            return [(f"{stack}.gate_up_proj", (*prefix, halves[proj]), {(proj, e) for e in experts})]
+        if proj == "gate_up_proj":
+            shards = {(p, e) for p in halves for e in experts}
+            return [(f"{stack}.gate_up_proj", prefix, shards)]
+        if proj == "down_proj":
+            return [(f"{stack}.down_proj", prefix, {("down_proj", e) for e in experts})]
+        return [(hf_name, (), {None})]
