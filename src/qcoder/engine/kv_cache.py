@@ -1,0 +1,135 @@
+"""Paged KV cache bookkeeping: which cache blocks each sequence owns, and the prefix cache.
+
+The cache is `num_blocks` blocks of `block_size` token slots (the tensors live in the engine; this
+file only hands out block ids). A sequence's `block_table` lists its blocks in order.
+
+Prefix caching: once a block is full *and computed*, it gets a chained hash
+hash(parent block's hash, its token ids), so equal hashes mean equal whole prefixes. A new sequence
+whose leading full blocks hash to cached blocks shares them (reference counts) and skips computing
+them. A block whose last user leaves goes to the free list but keeps its hash, so it can still be
+reused until it is evicted; the free list is LRU (the least recently freed block is reused first).
+The block holding a prompt's last token is never taken from the cache: that token must be computed
+because its logits give the first output token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from array import array
+from collections import OrderedDict
+from typing import Protocol
+
+
+class BlockOwner(Protocol):
+    token_ids: list[int]
+    block_table: list[int]
+    block_hashes: list[bytes]  # hashes of the leading full, computed blocks of block_table
+    num_computed_tokens: int
+
+
+def block_hash(parent: bytes | None, token_ids: list[int]) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(parent or b"")
+    h.update(array("q", token_ids).tobytes())
+    return h.digest()
+
+
+class BlockManager:
+    def __init__(self, num_blocks: int, block_size: int = 16, enable_prefix_caching: bool = True):
+        self.num_blocks = num_blocks
+        self.block_size = block_size
+        self.enable_prefix_caching = enable_prefix_caching
+        self.ref_counts = [0] * num_blocks
+        self.hashes: list[bytes | None] = [None] * num_blocks
+        self.cached: dict[bytes, int] = {}  # hash -> block id
+        self.free: OrderedDict[int, None] = OrderedDict.fromkeys(range(num_blocks))  # LRU order: front goes first
+
+    @property
+    def num_free_blocks(self) -> int:
+        return len(self.free)
+
+    def usage(self) -> float:
+        return 1.0 - len(self.free) / self.num_blocks
+
+    def blocks_needed(self, num_tokens: int) -> int:
+        return -(-num_tokens // self.block_size)
+
+    def allocate(self, seq: BlockOwner) -> bool:
+        """Give a sequence (with no blocks) blocks for all its tokens, reusing cached prefix blocks.
+
+        Sets seq.num_computed_tokens to the number of tokens found in the cache. Returns False (and
+        changes nothing) when there are not enough free blocks.
+        """
+        assert not seq.block_table
+        hits, hashes = self._prefix_hits(seq.token_ids)
+        # A cache hit on a free block takes that block off the free list, so it costs a free block too.
+        free_hits = sum(1 for b in hits if self.ref_counts[b] == 0)
+        new = self.blocks_needed(len(seq.token_ids)) - len(hits)
+        if new + free_hits > len(self.free):
+            return False
+        for b in hits:
+            if self.ref_counts[b] == 0:
+                del self.free[b]
+            self.ref_counts[b] += 1
+        seq.block_table = hits + [self._take_free_block() for _ in range(new)]
+        seq.block_hashes = hashes
+        seq.num_computed_tokens = len(hits) * self.block_size
+        return True
+
+    def _prefix_hits(self, token_ids: list[int]) -> tuple[list[int], list[bytes]]:
+        hits: list[int] = []
+        hashes: list[bytes] = []
+        if not self.enable_prefix_caching:
+            return hits, hashes
+        parent = None
+        # Only blocks that end before the last token: the last token is always computed.
+        for j in range((len(token_ids) - 1) // self.block_size):
+            parent = block_hash(parent, token_ids[j * self.block_size : (j + 1) * self.block_size])
+            block = self.cached.get(parent)
+            if block is None:
+                break
+            hits.append(block)
+            hashes.append(parent)
+        return hits, hashes
+
+    def _take_free_block(self) -> int:
+        block, _ = self.free.popitem(last=False)
+        old = self.hashes[block]
+        if old is not None:  # evict it from the prefix cache
+            if self.cached.get(old) == block:
+                del self.cached[old]
+            self.hashes[block] = None
+        self.ref_counts[block] = 1
+        return block
+
+    def can_append(self, seq: BlockOwner) -> bool:
+        return self.blocks_needed(len(seq.token_ids)) <= len(seq.block_table) or len(self.free) > 0
+
+    def append_slot(self, seq: BlockOwner) -> None:
+        """Make room for the sequence's newest token (call after can_append)."""
+        if self.blocks_needed(len(seq.token_ids)) > len(seq.block_table):
+            seq.block_table.append(self._take_free_block())
+
+    def cache_computed_blocks(self, seq: BlockOwner) -> None:
+        """Register the sequence's newly full-and-computed blocks in the prefix cache."""
+        if not self.enable_prefix_caching:
+            return
+        num_full = seq.num_computed_tokens // self.block_size
+        parent = seq.block_hashes[-1] if seq.block_hashes else None
+        for j in range(len(seq.block_hashes), num_full):
+            parent = block_hash(parent, seq.token_ids[j * self.block_size : (j + 1) * self.block_size])
+            seq.block_hashes.append(parent)
+            block = seq.block_table[j]
+            if self.hashes[block] is None and parent not in self.cached:
+                self.hashes[block] = parent
+                self.cached[parent] = block
+
+    def free_sequence(self, seq: BlockOwner) -> None:
+        # Release back to front, so a chain's tail is evicted before its head (the head is more shareable).
+        for block in reversed(seq.block_table):
+            self.ref_counts[block] -= 1
+            if self.ref_counts[block] == 0:
+                self.free[block] = None
+        seq.block_table = []
+        seq.block_hashes = []
+        seq.num_computed_tokens = 0

@@ -1,0 +1,187 @@
+"""Sampling parameters and the batched sampler.
+
+One `Sampler` call turns a step's logits [B, vocab] into one token per row, each row with its own
+parameters. The order of operations follows Hugging Face `generate`:
+
+  repetition penalty (prompt + output tokens) -> presence / frequency penalties (output tokens)
+  -> greedy (temperature == 0) or: temperature -> top_k -> top_p -> min_p -> sample.
+
+Logprobs are the model's raw log-softmax (before penalties and temperature), the convention vLLM and
+the OpenAI API use: they describe the model, not the sampling settings. A row with a seed draws its
+noise from its own torch.Generator, so its tokens do not depend on which other requests share the batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+
+from qcoder.errors import QcoderError
+
+
+@dataclass
+class SamplingParams:
+    max_tokens: int | None = None  # None: until a stop condition or the context window is full
+    temperature: float = 1.0  # 0 = greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = off
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    stop_token_ids: list[int] = field(default_factory=list)
+    ignore_eos: bool = False
+    logprobs: int | None = None  # None = off; N >= 0 = the sampled token's logprob plus the top N
+    thinking_budget: int | None = None  # max tokens inside <think>...</think> before "</think>" is forced
+    skip_special_tokens: bool = True
+
+    def __post_init__(self):
+        if isinstance(self.stop, str):
+            self.stop = [self.stop]
+        self.stop = list(self.stop)
+        self.stop_token_ids = list(self.stop_token_ids)
+        _check(self.max_tokens is None or self.max_tokens >= 1, "max_tokens", "must be >= 1")
+        _check(self.temperature >= 0, "temperature", "must be >= 0")
+        _check(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
+        _check(self.top_k >= 0 or self.top_k == -1, "top_k", "must be >= 0 (0 or -1 = off)")
+        if self.top_k == -1:  # vLLM spells "off" as -1
+            self.top_k = 0
+        _check(0 <= self.min_p <= 1, "min_p", "must be in [0, 1]")
+        _check(self.repetition_penalty > 0, "repetition_penalty", "must be > 0")
+        _check(-2 <= self.presence_penalty <= 2, "presence_penalty", "must be in [-2, 2]")
+        _check(-2 <= self.frequency_penalty <= 2, "frequency_penalty", "must be in [-2, 2]")
+        _check(self.logprobs is None or 0 <= self.logprobs <= 20, "logprobs", "must be in [0, 20]")
+        _check(self.thinking_budget is None or self.thinking_budget >= 0, "thinking_budget", "must be >= 0")
+        _check(all(isinstance(s, str) and s for s in self.stop), "stop", "must be non-empty strings")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    @classmethod
+    def from_generation_config(cls, cfg: dict | None, **overrides) -> SamplingParams:
+        """Defaults from a checkpoint's generation_config.json; overrides that are None are ignored.
+
+        Qwen3-Coder ships temperature 0.7, top_p 0.8, top_k 20, repetition_penalty 1.05.
+        """
+        cfg = cfg or {}
+        values = {}
+        for key in ("temperature", "top_p", "top_k", "repetition_penalty"):
+            if cfg.get(key) is not None:
+                values[key] = cfg[key]
+        if cfg.get("do_sample") is False:
+            values["temperature"] = 0.0
+        if cfg.get("max_new_tokens") is not None:
+            values["max_tokens"] = cfg["max_new_tokens"]
+        names = {f.name for f in dataclasses.fields(cls)}
+        for key, value in overrides.items():
+            if key not in names:
+                raise QcoderError(f"unknown sampling parameter {key!r}")
+            if value is not None:
+                values[key] = value
+        return cls(**values)
+
+
+def _check(ok: bool, name: str, rule: str) -> None:
+    if not ok:
+        raise QcoderError(f"invalid sampling parameter {name}: {rule}")
+
+
+@dataclass
+class SampleRow:
+    """What the sampler needs to know about one sequence in the batch."""
+
+    params: SamplingParams
+    token_ids: list[int]  # prompt + output so far (repetition penalty)
+    num_prompt_tokens: int  # token_ids[num_prompt_tokens:] are the output (presence / frequency)
+    generator: torch.Generator | None = None  # set when params.seed is given
+    forced_token: int | None = None  # emit this token instead of sampling (thinking budget)
+
+
+Logprobs = tuple[float, list[tuple[int, float]]]  # (sampled token's logprob, top-N [(token_id, logprob)])
+
+
+class Sampler:
+    def __call__(self, logits: torch.Tensor, rows: list[SampleRow]) -> tuple[list[int], list[Logprobs | None]]:
+        assert logits.shape[0] == len(rows)
+        logits = logits.float()
+        want_logprobs = [r.params.logprobs is not None for r in rows]
+        raw_logprobs = torch.log_softmax(logits, dim=-1) if any(want_logprobs) else None
+
+        logits = self._apply_penalties(logits.clone(), rows)
+        tokens = self._sample(logits, rows)
+        for i, row in enumerate(rows):
+            if row.forced_token is not None:
+                tokens[i] = row.forced_token
+
+        logprobs: list[Logprobs | None] = [None] * len(rows)
+        for i, row in enumerate(rows):
+            if want_logprobs[i]:
+                top: list[tuple[int, float]] = []
+                if row.params.logprobs:
+                    values, ids = raw_logprobs[i].topk(row.params.logprobs)
+                    top = list(zip(ids.tolist(), values.tolist(), strict=True))
+                logprobs[i] = (raw_logprobs[i, tokens[i]].item(), top)
+        return tokens, logprobs
+
+    @staticmethod
+    def _apply_penalties(logits: torch.Tensor, rows: list[SampleRow]) -> torch.Tensor:
+        device = logits.device
+        for i, row in enumerate(rows):
+            p = row.params
+            if p.repetition_penalty != 1.0 and row.token_ids:
+                # HF semantics: every token seen in prompt or output is made less likely, once.
+                seen = torch.tensor(sorted(set(row.token_ids)), dtype=torch.long, device=device)
+                values = logits[i, seen]
+                logits[i, seen] = torch.where(values > 0, values / p.repetition_penalty, values * p.repetition_penalty)
+            output = row.token_ids[row.num_prompt_tokens :]
+            if (p.presence_penalty or p.frequency_penalty) and output:
+                # OpenAI semantics: logit -= frequency * count + presence * (count > 0), over output tokens.
+                ids, counts = torch.tensor(output, dtype=torch.long, device=device).unique(return_counts=True)
+                logits[i, ids] -= p.frequency_penalty * counts.float() + p.presence_penalty
+        return logits
+
+    @staticmethod
+    def _sample(logits: torch.Tensor, rows: list[SampleRow]) -> list[int]:
+        batch, vocab = logits.shape
+        device = logits.device
+        greedy = torch.tensor([r.params.greedy for r in rows], device=device)
+        tokens = logits.argmax(dim=-1)
+        if bool(greedy.all()):
+            return tokens.tolist()
+
+        temperature = torch.tensor([r.params.temperature or 1.0 for r in rows], device=device)
+        logits = logits / temperature[:, None]
+
+        top_k = [r.params.top_k if 0 < r.params.top_k < vocab else vocab for r in rows]
+        top_p = [r.params.top_p for r in rows]
+        if any(k < vocab for k in top_k) or any(p < 1.0 for p in top_p):
+            sorted_logits, order = logits.sort(dim=-1, descending=True)
+            rank = torch.arange(vocab, device=device)[None, :]
+            remove = rank >= torch.tensor(top_k, device=device)[:, None]
+            sorted_logits = sorted_logits.masked_fill(remove, float("-inf"))
+            # top_p: drop a token when the tokens ranked above it already hold top_p of the mass.
+            probs = sorted_logits.softmax(dim=-1)
+            mass_before = probs.cumsum(dim=-1) - probs
+            p = torch.tensor([p if p < 1.0 else 2.0 for p in top_p], device=device)
+            remove = (mass_before >= p[:, None]) & (rank > 0)
+            sorted_logits = sorted_logits.masked_fill(remove, float("-inf"))
+            logits = torch.full_like(logits, float("-inf")).scatter(1, order, sorted_logits)
+
+        probs = logits.softmax(dim=-1)
+        min_p = torch.tensor([r.params.min_p for r in rows], device=device)
+        if bool((min_p > 0).any()):
+            threshold = min_p[:, None] * probs.max(dim=-1, keepdim=True).values
+            probs = probs.masked_fill(probs < threshold, 0.0)
+
+        # Exponential-race sampling: argmax(p / E) with E ~ Exp(1) draws from p (no renormalisation needed).
+        noise = torch.ones_like(probs)
+        for i, row in enumerate(rows):
+            if not row.params.greedy:
+                noise[i].exponential_(generator=row.generator)
+        sampled = (probs / noise).argmax(dim=-1)
+        return torch.where(greedy, tokens, sampled).tolist()
