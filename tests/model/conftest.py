@@ -66,11 +66,17 @@ VARIANTS = {
     "qwen3_moe-sparse-step": ("qwen3_moe", {"decoder_sparse_step": 2, "norm_topk_prob": False}),
     "qwen3-yarn": (
         "qwen3",
-        {"max_position_embeddings": 64, "rope_parameters": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16}},
+        {
+            "max_position_embeddings": 64,
+            "rope_parameters": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16},
+        },
     ),
     "qwen2-yarn": (
         "qwen2",
-        {"max_position_embeddings": 64, "rope_parameters": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16}},
+        {
+            "max_position_embeddings": 64,
+            "rope_parameters": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16},
+        },
     ),
 }
 

@@ -38,7 +38,9 @@ class ModelConfig:
 
     def __post_init__(self):
         if self.architecture not in ARCHITECTURES:
-            raise QcoderError(f"unsupported architecture {self.architecture!r} (qcoder runs {', '.join(ARCHITECTURES)})")
+            raise QcoderError(
+                f"unsupported architecture {self.architecture!r} (qcoder runs {', '.join(ARCHITECTURES)})"
+            )
 
     def is_moe_layer(self, layer_idx: int) -> bool:
         """Same rule as transformers' Qwen3MoeDecoderLayer."""
@@ -125,7 +127,8 @@ def _rope(d: dict, source: str) -> tuple[float, dict | None]:
         return rope_theta, None
     # As transformers: the pre-training length defaults to max_position_embeddings.
     params.setdefault(
-        "original_max_position_embeddings", d.get("original_max_position_embeddings") or d.get("max_position_embeddings")
+        "original_max_position_embeddings",
+        d.get("original_max_position_embeddings") or d.get("max_position_embeddings"),
     )
     if params["original_max_position_embeddings"] is None:
         raise QcoderError(f"{source}: missing required field '{key}.original_max_position_embeddings'")

@@ -78,7 +78,9 @@ class ForwardBatch:
 
     def decode_step(self, next_tokens: list[int]) -> ForwardBatch:
         """The step after this one: each sequence feeds one token into the same blocks."""
-        return ForwardBatch.from_sequences([[t] for t in next_tokens], self.context_lens, self.block_tables, self.block_size)
+        return ForwardBatch.from_sequences(
+            [[t] for t in next_tokens], self.context_lens, self.block_tables, self.block_size
+        )
 
     @property
     def num_slots(self) -> int:

@@ -18,7 +18,9 @@ def default_inv_freq(head_dim: int, base: float) -> torch.Tensor:
     return 1.0 / (base**exponents)
 
 
-def yarn_inv_freq(head_dim: int, base: float, scaling: dict, max_position_embeddings: int) -> tuple[torch.Tensor, float]:
+def yarn_inv_freq(
+    head_dim: int, base: float, scaling: dict, max_position_embeddings: int
+) -> tuple[torch.Tensor, float]:
     """YaRN: interpolate the low frequencies by `factor`, keep the high ones, ramp linearly in between."""
     original_max = scaling["original_max_position_embeddings"]
     factor = scaling.get("factor") or max_position_embeddings / original_max
