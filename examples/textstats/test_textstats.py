@@ -1,0 +1,20 @@
+from textstats import average_word_length, longest_word, word_count, words
+
+
+def test_words_strip_punctuation():
+    assert words("Hello, world!") == ["Hello", "world"]
+
+
+def test_word_count():
+    assert word_count("the quick brown fox") == 4
+    assert word_count("") == 0
+
+
+def test_average_word_length():
+    assert average_word_length("ab abcd") == 3.0
+    assert average_word_length("") == 0.0
+
+
+def test_longest_word():
+    assert longest_word("a quick brown fox") == "quick"
+    assert longest_word("") is None

@@ -1,0 +1,83 @@
+"""Assemble an Agent from command-line options and settings (shared by headless and the TUI)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from qcoder.agent.checkpoints import Checkpoints
+from qcoder.agent.client import make_client
+from qcoder.agent.context import Compressor, system_prompt
+from qcoder.agent.loop import Agent, Limits
+from qcoder.agent.permissions import Permissions
+from qcoder.agent.plugins import plugin_tools
+from qcoder.agent.session import Session
+from qcoder.agent.settings import load_settings
+from qcoder.agent.tools.files import file_tools
+from qcoder.agent.tools.project import project_tools
+from qcoder.agent.tools.search import search_tools
+from qcoder.agent.tools.shell import Shell
+from qcoder.agent.tools.workspace import Workspace
+from qcoder.errors import QcoderError
+
+# Low temperature: small models stay on the rails; settings `[sampling]` may change any of these.
+DEFAULT_SAMPLING = {"temperature": 0.2, "top_p": 0.9, "max_tokens": 2048}
+
+
+class Built:
+    """The agent plus what must be closed when it is done (MCP connections)."""
+
+    def __init__(self, agent: Agent, settings: dict, closers: list):
+        self.agent, self.settings, self._closers = agent, settings, closers
+
+    def close(self) -> None:
+        for close in self._closers:
+            close()
+
+
+def build(args, *, emit=None, ask=None, auto_test: str = "after-changes") -> Built:
+    workspace = Path(args.workspace or os.getcwd()).resolve()
+    if not workspace.is_dir():
+        raise QcoderError(f"workspace {workspace} is not a directory")
+    settings = load_settings(workspace)
+    mode = "yolo" if args.yes else (args.approval_mode or settings.get("approval_mode") or "default")
+    perms_cfg = settings.get("permissions", {})
+    try:
+        permissions = Permissions(mode, perms_cfg.get("allow", []), perms_cfg.get("deny", []), ask=ask)
+    except ValueError as exc:
+        raise QcoderError(str(exc)) from exc
+
+    shell_cfg = settings.get("shell", {})
+    shell = Shell(workspace, timeout=float(settings.get("shell_timeout", shell_cfg.get("timeout", 120))),
+                  env_allow=shell_cfg.get("allow_env", []), use_sandbox=args.sandbox)
+    ws = Workspace(workspace)
+    tools = [*file_tools(ws), *search_tools(ws), shell.tool(), *project_tools(settings, shell), *plugin_tools()]
+    closers = []
+    if settings.get("mcp_servers"):
+        from qcoder.agent.mcp import McpServers
+
+        servers = McpServers(settings["mcp_servers"], workspace)
+        closers.append(servers.close)
+        tools += servers.tools
+
+    client = make_client(args.model or settings.get("model"), args.base_url, args.api_key)
+    test_command = (settings.get("tools", {}).get("test") or {}).get("command")
+    if args.resume:
+        session = Session.load(workspace, args.resume)
+    elif args.continue_:
+        session = Session.latest(workspace)
+    else:
+        session = Session.new(workspace, model=client.model)
+        session.add({"role": "system", "content": system_prompt(workspace, bool(test_command))})
+
+    limits = Limits(max_turns=args.max_turns, max_tokens=args.max_tokens, timeout=args.timeout,
+                    max_test_rounds=int(settings.get("max_test_rounds", 3)))
+    agent = Agent(
+        client=client, tools={t.name: t for t in tools}, permissions=permissions, session=session, workspace=ws,
+        shell=shell, checkpoints=Checkpoints(workspace),
+        compressor=Compressor(client, limit=int(settings.get("context_limit", 32768))),
+        test_command=test_command, auto_test=auto_test, limits=limits,
+        sampling={**DEFAULT_SAMPLING, **settings.get("sampling", {})},
+        emit=emit or (lambda event, **data: None), parser_name=settings.get("tool_parser", "auto"),
+    )
+    return Built(agent, settings, closers)

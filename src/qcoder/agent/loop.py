@@ -1,0 +1,223 @@
+"""The agent loop (mini-swe-agent style): the linear message history is the prompt.
+
+Each step sends history + tool schemas to the model, runs the tool calls it makes and appends the
+results. An answer without a tool call ends the run, after the project's tests pass (or fail N
+rounds in a row). Exceptions carry the ways a run stops; the session is written after every message.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+from qcoder.agent import prompts
+from qcoder.agent.tools.base import Tool, ToolError, format_result
+from qcoder.engine.tool_parsers import ToolCall, check_arguments, get_tool_parser
+from qcoder.errors import QcoderError
+
+
+class Stop(Exception):
+    status = "failure"
+
+
+class Submitted(Stop):
+    status = "success"
+
+
+class LimitReached(Stop):
+    status = "limit"
+
+
+@dataclass
+class Limits:
+    max_turns: int = 40
+    max_tokens: int | None = None  # prompt + completion tokens over the whole run
+    timeout: float | None = None  # seconds, checked before each model call
+    max_test_rounds: int = 3
+
+
+@dataclass
+class RunResult:
+    status: str  # success | failure | limit | error
+    reason: str
+    final_message: str
+    turns: int
+    tool_calls: int
+    files_changed: list[str]
+    tokens: dict
+    elapsed_s: float
+    test_result: dict | None = None
+    session_id: str = ""
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Agent:
+    client: object  # ChatClient
+    tools: dict[str, Tool]
+    permissions: object  # Permissions
+    session: object  # Session
+    workspace: object  # Workspace
+    shell: object  # Shell, for the verification runs
+    checkpoints: object | None = None
+    compressor: object | None = None
+    test_command: str | None = None
+    auto_test: str = "after-changes"  # always | after-changes | never
+    limits: Limits = field(default_factory=Limits)
+    sampling: dict = field(default_factory=dict)
+    emit: object = lambda event, **data: None  # event sink: TUI, stream-json
+    parser_name: str = "auto"
+
+    def __post_init__(self):
+        self.parser = get_tool_parser(self.parser_name)
+
+    @property
+    def messages(self) -> list[dict]:
+        return self.session.messages
+
+    def add(self, message: dict) -> None:
+        self.session.add(message)
+
+    def run(self, task: str) -> RunResult:
+        self.turns = self.calls = self.test_rounds = 0
+        self.tokens = {"prompt_tokens": 0, "completion_tokens": 0}
+        self.started, self.changed, self.test_result = time.monotonic(), False, None
+        self.last_call, self.repeats = None, 0
+        if self.checkpoints:
+            self.checkpoints.new_turn()
+        self.add({"role": "user", "content": task})
+        final = ""
+        try:
+            while True:
+                final = self.step() or final
+        except Stop as stop:
+            status, reason, final = stop.status, str(stop.args[0]), (stop.args[1] if len(stop.args) > 1 else final)
+        except QcoderError as exc:  # the model endpoint failed for good
+            status, reason = "error", str(exc)
+        result = RunResult(status, reason, final, self.turns, self.calls, sorted(self.workspace.changed),
+                           dict(self.tokens), round(time.monotonic() - self.started, 3), self.test_result,
+                           self.session.id)
+        self.emit("final", **result.to_dict())
+        return result
+
+    def step(self) -> str:
+        self.check_limits()
+        schemas = [t.schema() for t in self.tools.values()]
+        if self.compressor and self.compressor.needed(self.messages, schemas):
+            self.compress()
+        self.turns += 1
+        response = self.client.chat(self.messages, tools=schemas, on_delta=lambda d: self.emit("delta", text=d),
+                                    **self.sampling)
+        for key in self.tokens:
+            self.tokens[key] += response.usage.get(key, 0)
+        calls, content = response.tool_calls, response.content
+        if not calls and content:  # small models often print the call as text: rescue it
+            parsed = self.parser.parse(content, schemas)
+            calls, content = parsed.tool_calls or [], parsed.content if parsed.tool_calls else content
+        message = {"role": "assistant", "content": content}
+        if calls:
+            message["tool_calls"] = [{"id": c.id, "type": "function",
+                                      "function": {"name": c.name, "arguments": c.arguments}} for c in calls]
+        self.add(message)
+        self.emit("assistant", content=content, reasoning=response.reasoning)
+        if not calls:
+            if "<tool_call>" in content or "<function=" in content:
+                self.add({"role": "user", "content": prompts.FORMAT_ERROR.format(
+                    error="your tool call could not be parsed (truncated or malformed)", example="read_file")})
+                return content
+            self.finish(content)
+        for call in calls:
+            self.execute(call)
+        return content
+
+    def check_limits(self) -> None:
+        if self.turns >= self.limits.max_turns:
+            raise LimitReached(f"reached the turn limit ({self.limits.max_turns})")
+        spent = sum(self.tokens.values())
+        if self.limits.max_tokens and spent >= self.limits.max_tokens:
+            raise LimitReached(f"reached the token limit ({spent} >= {self.limits.max_tokens})")
+        if self.limits.timeout and time.monotonic() - self.started >= self.limits.timeout:
+            raise LimitReached(f"reached the time limit ({self.limits.timeout:g}s)")
+
+    def compress(self) -> bool:
+        folded = self.compressor.compress(self.messages) if self.compressor else None
+        if folded is None:
+            return False
+        before = len(self.messages)
+        self.session.replace(folded)
+        self.emit("compressed", before=before, after=len(folded))
+        return True
+
+    def finish(self, answer: str) -> None:
+        """The model says it is done: verify with the project's tests, feeding failures back."""
+        run_tests = self.test_command and (self.auto_test == "always" or
+                                           (self.auto_test == "after-changes" and self.changed))
+        if not run_tests:
+            raise Submitted("answered", answer)
+        result = self.shell.run(self.test_command, 900)
+        self.test_result = {"command": self.test_command, "passed": result.ok, "exit_code": result.exit_code,
+                            "output_tail": result.output[-2000:]}
+        self.emit("test_result", **self.test_result)
+        if result.ok:
+            raise Submitted("answered; tests pass", answer)
+        if self.test_rounds >= self.limits.max_test_rounds:
+            raise Stop(f"tests still fail after {self.test_rounds} verification rounds", answer)
+        self.test_rounds += 1
+        self.add({"role": "user", "content": prompts.TEST_FAILED.format(command=self.test_command,
+                                                                         output=result.text())})
+
+    def execute(self, call: ToolCall) -> None:
+        self.calls += 1
+        self.emit("tool_call", id=call.id, name=call.name, arguments=call.arguments)
+        signature = (call.name, _canonical(call.arguments))
+        self.repeats = self.repeats + 1 if signature == self.last_call else 1
+        self.last_call = signature
+        if self.repeats > 2:
+            output = "Not run: the same call was repeated again after a warning."
+        else:
+            output = self.run_tool(call)
+            if self.repeats == 2:
+                output += prompts.REPEATED_CALL.format(count=self.repeats)
+        self.add({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": output})
+        self.emit("tool_result", id=call.id, name=call.name, content=output)
+        if self.repeats > 2:
+            raise Stop(f"the model repeated the identical call {call.name} {call.arguments} {self.repeats} times")
+
+    def run_tool(self, call: ToolCall) -> str:
+        tool = self.tools.get(call.name)
+        if tool is None:
+            return f"Error: unknown tool {call.name!r}. Available tools: {', '.join(self.tools)}."
+        try:
+            args = json.loads(call.arguments or "{}")
+        except json.JSONDecodeError as exc:
+            return f"Error: the arguments of {call.name} are not valid JSON ({exc}): {call.arguments[:200]}"
+        if not isinstance(args, dict):
+            return f"Error: the arguments of {call.name} must be a JSON object, got {type(args).__name__}"
+        problem = check_arguments(tool.parameters, args)
+        if problem:
+            return f"Error: {problem}"
+        denied = self.permissions.check(tool, args)
+        if denied:
+            return denied
+        if tool.kind != "read":
+            if self.checkpoints:
+                self.checkpoints.snapshot()
+            self.changed = True
+        try:
+            return format_result(tool.func(**args))
+        except ToolError as exc:
+            return f"Error: {exc}"
+        except TypeError as exc:  # arguments the schema check let through
+            return f"Error: bad arguments for {call.name}: {exc}"
+        except Exception as exc:  # a plugin or MCP tool failed: the model reads why, the loop goes on
+            return f"Error: {call.name} failed: {type(exc).__name__}: {exc}"
+
+
+def _canonical(arguments: str) -> str:
+    try:
+        return json.dumps(json.loads(arguments or "{}"), sort_keys=True)
+    except json.JSONDecodeError:
+        return arguments

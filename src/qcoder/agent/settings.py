@@ -1,0 +1,52 @@
+"""Settings: `~/.qcoder/settings.toml`, then `<workspace>/.qcoder/settings.toml`, then QCODER_* env.
+
+Tables merge key by key (the workspace wins). QCODER_HOME moves the user directory (tests use it).
+Known environment overrides: QCODER_APPROVAL_MODE, QCODER_MAX_TEST_ROUNDS, QCODER_CONTEXT_LIMIT,
+QCODER_SHELL_TIMEOUT.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+from qcoder.errors import QcoderError
+
+ENV_OVERRIDES = {
+    "QCODER_APPROVAL_MODE": ("approval_mode", str),
+    "QCODER_MAX_TEST_ROUNDS": ("max_test_rounds", int),
+    "QCODER_CONTEXT_LIMIT": ("context_limit", int),
+    "QCODER_SHELL_TIMEOUT": ("shell_timeout", float),
+}
+
+
+def user_dir() -> Path:
+    return Path(os.environ.get("QCODER_HOME") or Path.home() / ".qcoder")
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _read(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise QcoderError(f"cannot parse {path}: {exc}") from exc
+
+
+def load_settings(workspace: Path) -> dict:
+    settings = _merge(_read(user_dir() / "settings.toml"), _read(Path(workspace) / ".qcoder" / "settings.toml"))
+    for env, (key, kind) in ENV_OVERRIDES.items():
+        if os.environ.get(env):
+            try:
+                settings[key] = kind(os.environ[env])
+            except ValueError as exc:
+                raise QcoderError(f"{env}={os.environ[env]!r} is not a valid {kind.__name__}") from exc
+    return settings

@@ -1,0 +1,34 @@
+"""Project-defined tools from settings: `[tools.test] command = "pytest -q"`, `[tools.lint]`, `[tools.format]`.
+
+Each becomes a tool named after its table, running its command through the same shell as
+run_shell_command. The test tool also drives the loop's verification rounds.
+"""
+
+from __future__ import annotations
+
+from qcoder.agent.tools.base import Tool
+from qcoder.agent.tools.shell import Shell
+
+DEFAULT_DESCRIPTIONS = {
+    "test": "Run the project's tests",
+    "lint": "Run the project's linter",
+    "format": "Format the project's code",
+}
+
+
+def project_tools(settings: dict, shell: Shell) -> list[Tool]:
+    tools = []
+    for name, spec in (settings.get("tools") or {}).items():
+        if not isinstance(spec, dict) or not spec.get("command"):
+            continue
+        command, timeout = spec["command"], spec.get("timeout", 600)
+        description = spec.get("description") or DEFAULT_DESCRIPTIONS.get(name, f"Run `{command}`")
+        tools.append(Tool(
+            name, f"{description} (`{command}`).",
+            {"type": "object", "properties": {
+                "args": {"type": "string", "description": "extra arguments appended to the command"}},
+             "required": []},
+            lambda args="", _c=command, _t=timeout: shell.run(f"{_c} {args}".strip(), _t).text(),
+            kind="project",
+        ))
+    return tools
