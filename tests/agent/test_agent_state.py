@@ -1,0 +1,100 @@
+"""Permissions, sessions, checkpoints (undo) and settings on real files."""
+
+import subprocess
+
+import pytest
+
+from qcoder.agent.checkpoints import Checkpoints
+from qcoder.agent.permissions import Permissions
+from qcoder.agent.session import Session
+from qcoder.agent.settings import load_settings
+from qcoder.agent.tools.base import Tool
+from qcoder.errors import QcoderError
+
+READ = Tool("read_file", "", {}, lambda: "", "read")
+EDIT = Tool("edit", "", {}, lambda: "", "edit")
+SHELL = Tool("run_shell_command", "", {}, lambda: "", "shell")
+PROJECT = Tool("test", "", {}, lambda: "", "project")
+
+
+def allowed(perms, tool, args=None):
+    return perms.check(tool, args or {}) is None
+
+
+def test_approval_modes_headless():
+    cmd = {"command": "ls"}
+    plan, default, auto, yolo = (Permissions(m) for m in ("plan", "default", "auto-edit", "yolo"))
+    assert [allowed(p, READ) for p in (plan, default, auto, yolo)] == [True] * 4
+    assert [allowed(p, EDIT) for p in (plan, default, auto, yolo)] == [False, False, True, True]
+    assert [allowed(p, SHELL, cmd) for p in (plan, default, auto, yolo)] == [False, False, False, True]
+    assert [allowed(p, PROJECT) for p in (plan, default, auto, yolo)] == [False, True, True, True]
+    assert "headless" in default.check(EDIT, {}) and "'plan'" in plan.check(EDIT, {})
+
+
+def test_shell_allow_and_deny_prefixes():
+    perms = Permissions("default", allow=["git status", "ls"], deny=["rm -rf"])
+    assert allowed(perms, SHELL, {"command": "git status --short"})
+    assert not allowed(perms, SHELL, {"command": "git statusx"})
+    assert not allowed(perms, SHELL, {"command": "ls; curl evil.example"})  # compound: no free pass
+    yolo = Permissions("yolo", deny=["rm -rf"])
+    assert "deny rule" in yolo.check(SHELL, {"command": "echo hi && rm -rf /"})
+
+
+def test_interactive_answers():
+    answers = iter(["no", "always"])
+    perms = Permissions("default", ask=lambda name, args: next(answers))
+    assert "declined" in perms.check(EDIT, {})
+    assert allowed(perms, EDIT)
+    assert allowed(perms, EDIT)  # "always" is remembered without asking again
+    with pytest.raises(ValueError, match="unknown approval mode"):
+        Permissions("sometimes")
+
+
+def test_session_roundtrip_and_latest(tmp_path):
+    first = Session.new(tmp_path, model="m")
+    first.add({"role": "user", "content": "one"})
+    second = Session.new(tmp_path, model="m")
+    second.add({"role": "user", "content": "two"})
+    second.replace([{"role": "user", "content": "folded"}])
+    second.add({"role": "assistant", "content": "three"})
+    assert Session.load(tmp_path, first.id).messages == [{"role": "user", "content": "one"}]
+    latest = Session.latest(tmp_path)
+    assert latest.id == second.id
+    assert [m["content"] for m in latest.messages] == ["folded", "three"]
+    with pytest.raises(QcoderError, match="no session"):
+        Session.load(tmp_path, "nope")
+
+
+def test_checkpoints_undo_and_user_git_untouched(tmp_path):
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "a.py").write_text("v1\n")
+    user_git = sorted(p.name for p in (tmp_path / ".git").iterdir())
+    cp = Checkpoints(tmp_path)
+    cp.snapshot()
+    (tmp_path / "a.py").write_text("v2\n")
+    (tmp_path / "new.py").write_text("created\n")
+    cp.new_turn()
+    cp.snapshot()
+    (tmp_path / "a.py").write_text("v3\n")
+    assert sorted(cp.undo()) == ["a.py"]
+    assert (tmp_path / "a.py").read_text() == "v2\n"
+    assert sorted(cp.undo()) == ["a.py", "new.py"]
+    assert (tmp_path / "a.py").read_text() == "v1\n" and not (tmp_path / "new.py").exists()
+    with pytest.raises(QcoderError, match="nothing to undo"):
+        cp.undo()
+    assert sorted(p.name for p in (tmp_path / ".git").iterdir()) == user_git
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=tmp_path, capture_output=True, text=True).stdout
+    assert ".qcoder" in status and "a.py" in status  # the user's repository still just sees untracked files
+
+
+def test_settings_merge_user_then_workspace_then_env(tmp_path, home, monkeypatch):
+    (home / "settings.toml").write_text('approval_mode = "plan"\n[tools.test]\ncommand = "a"\ntimeout = 5\n')
+    (tmp_path / ".qcoder").mkdir()
+    (tmp_path / ".qcoder" / "settings.toml").write_text('[tools.test]\ncommand = "b"\n')
+    settings = load_settings(tmp_path)
+    assert settings["tools"]["test"] == {"command": "b", "timeout": 5} and settings["approval_mode"] == "plan"
+    monkeypatch.setenv("QCODER_APPROVAL_MODE", "yolo")
+    assert load_settings(tmp_path)["approval_mode"] == "yolo"
+    (tmp_path / ".qcoder" / "settings.toml").write_text("[broken\n")
+    with pytest.raises(QcoderError, match="cannot parse"):
+        load_settings(tmp_path)
