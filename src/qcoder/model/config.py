@@ -100,15 +100,14 @@ class ModelConfig:
 
 
 def _architecture(d: dict, source: str) -> str:
-    names = d.get("architectures") or []
-    for name in names:
-        if name in _HF_CLASS_TO_ARCH:
-            return _HF_CLASS_TO_ARCH[name]
-    model_type = d.get("model_type")
-    if model_type in ARCHITECTURES:
-        return model_type
+    names, model_type = d.get("architectures") or [], d.get("model_type")
     if not names and model_type is None:
         raise QcoderError(f"{source}: missing required field 'architectures' (or 'model_type')")
+    for name in names:  # the class list is authoritative when present
+        if name in _HF_CLASS_TO_ARCH:
+            return _HF_CLASS_TO_ARCH[name]
+    if not names and model_type in ARCHITECTURES:
+        return model_type
     found = ", ".join(names) or model_type
     raise QcoderError(f"{source}: unsupported architecture {found!r} (qcoder runs Qwen2, Qwen3 and Qwen3-MoE)")
 

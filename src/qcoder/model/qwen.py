@@ -308,7 +308,9 @@ class QwenForCausalLM(nn.Module):
         for name in params:
             missing = self._expected_shards(name) - filled[name]
             if missing:
-                raise QcoderError(f"the checkpoint lacks {name!r} ({len(missing)} of its parts)")
+                parts = sorted(str(shard) for shard in missing if shard is not None)
+                detail = f" (missing {', '.join(parts[:4])}{', ...' if len(parts) > 4 else ''})" if parts else ""
+                raise QcoderError(f"the checkpoint has no weights for {name!r}{detail}")
 
     def _expected_shards(self, name: str) -> set:
         """The pieces a parameter is assembled from: q/k/v, gate/up, and one (or two) per expert."""
