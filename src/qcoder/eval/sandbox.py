@@ -92,13 +92,13 @@ def run(argv: list[str], *, files: dict[str, str | bytes] | None = None, limits:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def run_python(code: str, *, files: dict[str, str | bytes] | None = None, guard: bool = True,
-               limits: Limits | None = None, collect: tuple[str, ...] = ()) -> SandboxResult:
+def run_python(code: str, *, args: tuple[str, ...] = (), files: dict[str, str | bytes] | None = None,
+               guard: bool = True, limits: Limits | None = None, collect: tuple[str, ...] = ()) -> SandboxResult:
     """Run Python source `code` as main.py (under the reliability guard unless guard=False)."""
     files = dict(files or {})
     files["main.py"] = code
-    argv = [sys.executable, "-I", GUARD, "main.py"] if guard else [sys.executable, "-I", "main.py"]
-    return run(argv, files=files, limits=limits, collect=collect)
+    guard_argv = [GUARD] if guard else []
+    return run([sys.executable, "-I", *guard_argv, "main.py", *args], files=files, limits=limits, collect=collect)
 
 
 def _populate(workdir: str, files: dict[str, str | bytes], uid: int | None) -> None:

@@ -1,0 +1,102 @@
+"""Getting completions: over any chat endpoint (threads), or from the in-process engine (batches).
+
+Both yield `(job, Completion)` as completions arrive. Over HTTP the prompt is a plain chat turn; with
+the in-process engine the chat template is rendered and the evalplus response prefix is appended, so
+the model starts inside a ```python block (`code_prefix` restores that fence for the sanitizer).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+
+from qcoder.eval import prompts
+from qcoder.eval.datasets import Task
+
+
+@dataclass(frozen=True)
+class Job:
+    task: Task
+    sample: int
+
+
+@dataclass
+class Sampling:
+    temperature: float = 0.0
+    top_p: float = 0.95
+    max_tokens: int = 1024
+
+
+@dataclass
+class Completion:
+    prompt: str
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+    seconds: float
+    error: str = ""
+
+
+class ChatGenerator:
+    """One chat request per sample, `concurrency` requests in flight."""
+
+    code_prefix = ""
+
+    def __init__(self, client, sampling: Sampling, concurrency: int = 4):
+        self.client = client
+        self.sampling = sampling
+        self.concurrency = concurrency
+        self.model = client.model
+
+    def generate(self, jobs: list[Job]) -> Iterator[tuple[Job, Completion]]:
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="eval-gen") as pool:
+            futures = {pool.submit(self._one, job): job for job in jobs}
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+
+    def _one(self, job: Job) -> Completion:
+        user = prompts.instruction(job.task.prompt)
+        start = time.monotonic()
+        seed = job.sample if self.sampling.temperature > 0 else None
+        try:
+            resp = self.client.chat([{"role": "user", "content": user}], temperature=self.sampling.temperature,
+                                    top_p=self.sampling.top_p if self.sampling.temperature > 0 else None,
+                                    max_tokens=self.sampling.max_tokens, seed=seed)
+        except Exception as exc:  # noqa: BLE001 - a failed request is recorded on its row, the run goes on
+            return Completion(user, "", 0, 0, "error", time.monotonic() - start, f"{type(exc).__name__}: {exc}")
+        usage = resp.usage or {}
+        return Completion(user, resp.content or "", usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0),
+                          resp.finish_reason, time.monotonic() - start)
+
+
+class EngineGenerator:
+    """The in-process engine: chat template + response prefix, `batch_size` prompts per generate call."""
+
+    code_prefix = "```python\n"
+
+    def __init__(self, llm, model_name: str, sampling: Sampling, batch_size: int = 16):
+        self.llm = llm
+        self.model = model_name
+        self.sampling = sampling
+        self.batch_size = batch_size
+
+    def generate(self, jobs: list[Job]) -> Iterator[tuple[Job, Completion]]:
+        from qcoder.engine.sampling import SamplingParams
+
+        greedy = self.sampling.temperature == 0
+        params = SamplingParams(max_tokens=self.sampling.max_tokens, temperature=self.sampling.temperature,
+                                top_p=1.0 if greedy else self.sampling.top_p)
+        template = self.llm.engine.chat_template
+        tokenizer = self.llm.engine.tokenizer
+        for i in range(0, len(jobs), self.batch_size):
+            batch = jobs[i:i + self.batch_size]
+            texts = [prompts.engine_prompt(template, job.task.prompt) for job in batch]
+            start = time.monotonic()
+            outputs = self.llm.generate(texts, params)
+            seconds = (time.monotonic() - start) / len(batch)
+            for job, text, out in zip(batch, texts, outputs, strict=True):
+                yield job, Completion(text, out.text, len(tokenizer.encode(text)), len(out.token_ids),
+                                      out.finish_reason, seconds)

@@ -1,0 +1,116 @@
+"""A benchmark run: generate, sanitize, check in the sandbox, one JSONL row per sample, then summarize.
+
+Generation (threads or engine batches) feeds an execution pool; rows are appended as verdicts come
+in, so an interrupted run loses nothing and `resume=True` skips the samples already recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from qcoder.errors import QcoderError
+from qcoder.eval import report
+from qcoder.eval.checks import Checker
+from qcoder.eval.datasets import Dataset, Task
+from qcoder.eval.generation import Completion, Job
+from qcoder.eval.plus_tests import CanonicalFailed, Verdict
+from qcoder.eval.sanitize import sanitize
+
+SAMPLES_FILE = "samples.jsonl"
+
+
+@dataclass
+class RunConfig:
+    bench: str
+    n: int
+    output: Path
+    resume: bool = False
+    exec_workers: int = max(1, os.cpu_count() or 1)
+    progress: bool = True
+
+
+def run_benchmark(dataset: Dataset, tasks: list[Task], generator, config: RunConfig, settings: dict) -> dict:
+    samples_path = _prepare_output(config)
+    done = _read_rows(samples_path)
+    jobs = [Job(t, i) for t in tasks for i in range(config.n) if (t.task_id, i) not in done]
+    checker = Checker(config.bench)
+    writer = _RowWriter(samples_path)
+    tracker = report.ProgressTracker(len(tasks) * config.n, len(tasks) * config.n - len(jobs), config.progress)
+    with tracker, ThreadPoolExecutor(config.exec_workers, thread_name_prefix="eval-exec") as pool:
+        pending: list[Future] = []
+        for job, completion in generator.generate(jobs):
+            tracker.generated(completion.completion_tokens)
+            future = pool.submit(_evaluate, checker, job, completion, generator.code_prefix)
+            future.add_done_callback(lambda f: tracker.checked(writer.write(f.result())))
+            pending.append(future)
+        for future in pending:
+            future.result()  # re-raise anything unexpected from the pool
+    rows = _read_rows(samples_path)
+    summary = report.summarize(config.bench, tasks, rows, config.n, dataset, settings)
+    report.write_all(summary, config.output)
+    return summary
+
+
+def sample_row(job: Job, completion: Completion, code: str, verdict: Verdict, exec_seconds: float) -> dict:
+    return {
+        "task_id": job.task.task_id, "sample": job.sample, "prompt": completion.prompt,
+        "completion": completion.text, "code": code, "status": verdict.status, "base": verdict.base,
+        "plus": verdict.plus, "error": verdict.error, "finish_reason": completion.finish_reason,
+        "prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
+        "gen_seconds": round(completion.seconds, 3), "exec_seconds": round(exec_seconds, 3),
+    }
+
+
+def _evaluate(checker: Checker, job: Job, completion: Completion, code_prefix: str) -> dict:
+    start = time.monotonic()
+    if completion.error:
+        return sample_row(job, completion, "", Verdict("fail", False, None, f"request failed: {completion.error}"),
+                          0.0)
+    code = sanitize(code_prefix + completion.text, job.task.entry_point, job.task.prompt)
+    try:
+        verdict = checker.check(job.task, code)
+    except CanonicalFailed as exc:
+        verdict = Verdict("sandbox_error", False, None, str(exc))
+    if checker.plus is None:
+        verdict.plus = None
+    return sample_row(job, completion, code, verdict, time.monotonic() - start)
+
+
+def _prepare_output(config: RunConfig) -> Path:
+    config.output.mkdir(parents=True, exist_ok=True)
+    path = config.output / SAMPLES_FILE
+    if path.exists() and path.stat().st_size and not config.resume:
+        raise QcoderError(f"{path} already has results; pass --resume to continue it or choose another --output")
+    if path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
+        with path.open("a") as f:
+            f.write("\n")  # end the line an interrupted run left unfinished
+    return path
+
+
+def _read_rows(path: Path) -> dict[tuple[str, int], dict]:
+    rows = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by an interrupted run: that sample is simply redone
+            rows[(row["task_id"], row["sample"])] = row
+    return rows
+
+
+class _RowWriter:
+    def __init__(self, path: Path):
+        self.path = path
+        self.lock = threading.Lock()
+
+    def write(self, row: dict) -> dict:
+        with self.lock, self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        return row
