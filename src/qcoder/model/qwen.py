@@ -11,7 +11,7 @@ CONTRACT with the engine (kept stable; the engine builds a ForwardBatch every st
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -81,6 +81,11 @@ class ForwardBatch:
         return ForwardBatch.from_sequences(
             [[t] for t in next_tokens], self.context_lens, self.block_tables, self.block_size
         )
+
+    def to(self, device) -> ForwardBatch:
+        """The same batch with its tensors on `device`."""
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        return ForwardBatch(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in moved.items()})
 
     @property
     def num_slots(self) -> int:
