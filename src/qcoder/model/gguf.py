@@ -1,0 +1,250 @@
+"""Read a GGUF checkpoint (llama.cpp's format): model config, weights and tokenizer metadata.
+
+The file is memory-mapped by `gguf.GGUFReader`; weights are dequantized to fp32 one tensor at a time, so loading
+never holds more than one dequantized tensor beside the model. Names are translated to Hugging Face names, so the
+model's `load_weights` reads a GGUF file and a safetensors directory alike.
+
+Shapes: GGUF lists dimensions innermost first (ne[0] = columns); the reader reverses them, so a tensor's numpy shape
+is already the HF (row-major) shape, e.g. attn_q [hidden, q_dim] in GGUF is q_proj [q_dim, hidden]. Stacked experts
+come out as [E, I, H] (gate/up) and [E, H, I] (down). Unlike llama, llama.cpp's converter does not permute q/k rows
+for Qwen (both use NEOX-style rotary), so q_proj/k_proj are used as stored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gguf import GGMLQuantizationType, GGUFReader
+from gguf import quants as gguf_quants
+
+from qcoder.errors import QcoderError
+from qcoder.model.config import ModelConfig
+
+T = GGMLQuantizationType
+SUPPORTED_TYPES = (T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K)
+
+# general.architecture in GGUF -> ModelConfig.architecture
+ARCHITECTURES = {"qwen2": "qwen2", "qwen3": "qwen3", "qwen3moe": "qwen3_moe"}
+
+# Big per-token arrays: left out of `.metadata` and read only by `tokenizer_metadata()`.
+_TOKEN_ARRAYS = ("tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.token_type", "tokenizer.ggml.scores")
+
+_GLOBAL_NAMES = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
+_LAYER_NAMES = {
+    "attn_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "attn_q_norm": "self_attn.q_norm",
+    "attn_k_norm": "self_attn.k_norm",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+    "ffn_gate_inp": "mlp.gate",
+    "ffn_gate_exps": "mlp.experts.gate_proj",
+    "ffn_up_exps": "mlp.experts.up_proj",
+    "ffn_down_exps": "mlp.experts.down_proj",
+}
+
+# What the reader raises on a damaged file: short reads show up as IndexError / reshape ValueError.
+_READ_ERRORS = (ValueError, IndexError, KeyError, TypeError, OverflowError, OSError)
+
+
+@dataclass(frozen=True)
+class RawTensor:
+    """One tensor as stored, for kernels that consume quantized blocks directly.
+
+    `data` is memory-mapped. For F32/F16 it holds the elements in `shape`; for every other type it is uint8 of shape
+    [*shape[:-1], bytes per row], each row a run of blocks of `type` (see gguf.constants.GGML_QUANT_SIZES)."""
+
+    name: str  # HF name
+    gguf_name: str
+    type: GGMLQuantizationType
+    shape: tuple[int, ...]  # logical (HF) shape
+    data: np.ndarray
+
+
+def dequantize(raw: RawTensor) -> torch.Tensor:
+    """fp32 copy of a stored tensor."""
+    if raw.type not in SUPPORTED_TYPES:
+        supported = ", ".join(t.name for t in SUPPORTED_TYPES)
+        raise QcoderError(f"tensor {raw.gguf_name!r} has type {raw.type.name}, which qcoder cannot read ({supported})")
+    values = gguf_quants.dequantize(raw.data, raw.type)
+    if not values.flags.writeable:  # F32 comes back as a view of the read-only memory map
+        values = values.copy()
+    return torch.from_numpy(values).reshape(raw.shape)
+
+
+def hf_name(gguf_name: str) -> str | None:
+    """The Hugging Face name of a GGUF tensor, or None when qcoder does not know it."""
+    stem, _, leaf = gguf_name.rpartition(".")
+    if stem in _GLOBAL_NAMES:
+        return f"{_GLOBAL_NAMES[stem]}.{leaf}"
+    match = re.fullmatch(r"blk\.(\d+)\.(\w+)", stem)
+    if match and match[2] in _LAYER_NAMES:
+        return f"model.layers.{match[1]}.{_LAYER_NAMES[match[2]]}.{leaf}"
+    return None
+
+
+class GGUFCheckpoint:
+    def __init__(self, path):
+        self.path = Path(path)
+        try:
+            reader = GGUFReader(self.path)
+        except FileNotFoundError:
+            raise QcoderError(f"{self.path}: no such file") from None
+        except _READ_ERRORS as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise QcoderError(f"{self.path}: not a readable GGUF file ({reason})") from None
+        self._fields = reader.fields
+        self.metadata: dict[str, Any] = {
+            key: field.contents()
+            for key, field in reader.fields.items()
+            if not key.startswith("GGUF.") and key not in _TOKEN_ARRAYS
+        }
+        arch = self._need("general.architecture", str)
+        if arch not in ARCHITECTURES:
+            raise QcoderError(
+                f"{self.path}: unsupported architecture {arch!r} (qcoder reads {', '.join(ARCHITECTURES)})"
+            )
+        self.architecture: str = arch
+        self._raw: dict[str, RawTensor] = {}
+        for t in reader.tensors:
+            name = hf_name(t.name)
+            if name is None:
+                raise QcoderError(f"{self.path}: unknown tensor {t.name!r} for a {arch} model")
+            shape = tuple(int(d) for d in reversed(t.shape.tolist()))
+            self._raw[name] = RawTensor(name, t.name, t.tensor_type, shape, t.data)
+        self.config = self._build_config()
+
+    # --- weights ---
+
+    @property
+    def tensor_names(self) -> list[str]:
+        """HF names of the stored tensors, in file order."""
+        return list(self._raw)
+
+    def raw(self, name: str) -> RawTensor:
+        if name not in self._raw:
+            raise QcoderError(f"{self.path}: no tensor {name!r}")
+        return self._raw[name]
+
+    def tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """(HF name, fp32 tensor), one at a time."""
+        for name, raw in self._raw.items():
+            try:
+                yield name, dequantize(raw)
+            except QcoderError as e:
+                raise QcoderError(f"{self.path}: {e}") from None
+
+    # --- config ---
+
+    def _build_config(self) -> ModelConfig:
+        a = self.architecture
+        hidden = self._need(f"{a}.embedding_length", int)
+        heads = self._need(f"{a}.attention.head_count", int)
+        embedding = self._raw.get("model.embed_tokens.weight")
+        if embedding is None:
+            raise QcoderError(f"{self.path}: missing tensor 'token_embd.weight'")
+        moe = {}
+        if a == "qwen3moe":
+            moe = dict(
+                num_experts=self._need(f"{a}.expert_count", int),
+                num_experts_per_tok=self._need(f"{a}.expert_used_count", int),
+                moe_intermediate_size=self._need(f"{a}.expert_feed_forward_length", int),
+                # llama.cpp always renormalises the top-k weights for qwen3moe; newer files say so explicitly.
+                norm_topk_prob=bool(self._get(f"{a}.expert_weights_norm", bool, True)),
+            )
+        return ModelConfig(
+            architecture=ARCHITECTURES[a],
+            vocab_size=embedding.shape[0],
+            hidden_size=hidden,
+            # Qwen3-MoE has no dense layers in llama.cpp, so its dense width may be absent.
+            intermediate_size=self._get(f"{a}.feed_forward_length", int, 0)
+            if moe
+            else self._need(f"{a}.feed_forward_length", int),
+            num_hidden_layers=self._need(f"{a}.block_count", int),
+            num_attention_heads=heads,
+            # llama.cpp's defaults when a key is absent:
+            num_key_value_heads=self._get(f"{a}.attention.head_count_kv", int, heads),
+            head_dim=self._get(f"{a}.attention.key_length", int, hidden // heads),
+            rms_norm_eps=self._need(f"{a}.attention.layer_norm_rms_epsilon", float),
+            rope_theta=self._get(f"{a}.rope.freq_base", float, 10000.0),
+            rope_scaling=self._rope_scaling(),
+            max_position_embeddings=self._need(f"{a}.context_length", int),
+            tie_word_embeddings="lm_head.weight" not in self._raw,
+            attention_bias=a == "qwen2" or "model.layers.0.self_attn.q_proj.bias" in self._raw,
+            qk_norm=a != "qwen2",
+            **moe,
+        )
+
+    def _rope_scaling(self) -> dict | None:
+        a = self.architecture
+        kind = self._get(f"{a}.rope.scaling.type", str, "none")
+        if kind == "none":
+            return None
+        if kind != "yarn":
+            raise QcoderError(f"{self.path}: unsupported {a}.rope.scaling.type {kind!r} (qcoder supports yarn)")
+        scaling = {
+            "rope_type": "yarn",
+            "factor": self._need(f"{a}.rope.scaling.factor", float),
+            "original_max_position_embeddings": self._need(f"{a}.rope.scaling.original_context_length", int),
+        }
+        for gguf_key, hf_key in (("yarn_beta_fast", "beta_fast"), ("yarn_beta_slow", "beta_slow")):
+            value = self._get(f"{a}.rope.scaling.{gguf_key}", float, None)
+            if value is not None:
+                scaling[hf_key] = value
+        return scaling
+
+    # --- tokenizer ---
+
+    def tokenizer_metadata(self) -> dict[str, Any]:
+        """The BPE vocabulary and special tokens from `tokenizer.ggml.*`, plus the chat template."""
+        tokens = self._need_array("tokenizer.ggml.tokens")
+        return dict(
+            model=self._get("tokenizer.ggml.model", str, None),
+            tokens=tokens,
+            merges=self._need_array("tokenizer.ggml.merges"),
+            token_types=self._need_array("tokenizer.ggml.token_type"),
+            pre=self._get("tokenizer.ggml.pre", str, "default"),
+            bos_token_id=self._get("tokenizer.ggml.bos_token_id", int, None),
+            eos_token_id=self._get("tokenizer.ggml.eos_token_id", int, None),
+            padding_token_id=self._get("tokenizer.ggml.padding_token_id", int, None),
+            add_bos_token=bool(self._get("tokenizer.ggml.add_bos_token", bool, False)),
+            chat_template=self._get("tokenizer.chat_template", str, None),
+        )
+
+    def _need_array(self, key: str) -> list:
+        if key not in self._fields:
+            raise QcoderError(f"{self.path}: missing metadata key {key!r}")
+        value = self._fields[key].contents()
+        if not isinstance(value, list):
+            raise QcoderError(f"{self.path}: metadata key {key!r} is not an array")
+        return value
+
+    # --- metadata access ---
+
+    def _need(self, key: str, kind: type):
+        if key not in self.metadata:
+            raise QcoderError(f"{self.path}: missing metadata key {key!r}")
+        return self._get(key, kind, None)
+
+    def _get(self, key: str, kind: type, default):
+        if key not in self.metadata:
+            return default
+        value = self.metadata[key]
+        # bool is an int in Python, but a count or an id given as true/false is a broken file.
+        ok = isinstance(value, int) and not isinstance(value, bool) if kind is int else isinstance(value, kind)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            ok, value = True, float(value)
+        if not ok:
+            raise QcoderError(f"{self.path}: metadata key {key!r} is {value!r}, expected {kind.__name__}")
+        return value
