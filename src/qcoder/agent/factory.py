@@ -35,7 +35,7 @@ class Built:
             close()
 
 
-def build(args, *, emit=None, ask=None, auto_test: str = "after-changes") -> Built:
+def build(args, *, emit=None, ask=None) -> Built:
     workspace = Path(args.workspace or os.getcwd()).resolve()
     if not workspace.is_dir():
         raise QcoderError(f"workspace {workspace} is not a directory")
@@ -76,7 +76,7 @@ def build(args, *, emit=None, ask=None, auto_test: str = "after-changes") -> Bui
         client=client, tools={t.name: t for t in tools}, permissions=permissions, session=session, workspace=ws,
         shell=shell, checkpoints=Checkpoints(workspace),
         compressor=Compressor(client, limit=int(settings.get("context_limit", 32768))),
-        test_command=test_command, auto_test=auto_test, limits=limits,
+        test_command=test_command, limits=limits,
         sampling={**DEFAULT_SAMPLING, **settings.get("sampling", {})},
         emit=emit or (lambda event, **data: None), parser_name=settings.get("tool_parser", "auto"),
     )

@@ -28,7 +28,7 @@ def run_headless(args, task: str) -> int:
         elif fmt == "text" and event == "tool_call":
             print(f"\n> {data['name']} {data['arguments'][:200]}", file=sys.stderr)
 
-    built = build(args, emit=emit, auto_test="always")
+    built = build(args, emit=emit)
     try:
         result = built.agent.run(task)
     finally:

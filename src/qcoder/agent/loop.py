@@ -65,7 +65,6 @@ class Agent:
     checkpoints: object | None = None
     compressor: object | None = None
     test_command: str | None = None
-    auto_test: str = "after-changes"  # always | after-changes | never
     limits: Limits = field(default_factory=Limits)
     sampling: dict = field(default_factory=dict)
     emit: object = lambda event, **data: None  # event sink: TUI, stream-json
@@ -152,10 +151,8 @@ class Agent:
         return True
 
     def finish(self, answer: str) -> None:
-        """The model says it is done: verify with the project's tests, feeding failures back."""
-        run_tests = self.test_command and (self.auto_test == "always" or
-                                           (self.auto_test == "after-changes" and self.changed))
-        if not run_tests:
+        """The model says it is done: if it changed anything, verify with the project's tests, feeding failures back."""
+        if not (self.test_command and self.changed):
             raise Submitted("answered", answer)
         result = self.shell.run(self.test_command, 900)
         self.test_result = {"command": self.test_command, "passed": result.ok, "exit_code": result.exit_code,

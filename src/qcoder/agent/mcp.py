@@ -49,6 +49,8 @@ class McpServers:
         try:
             session, listed, stop = ready.result(self.timeout)
         except Exception as exc:
+            while isinstance(exc, BaseExceptionGroup) and exc.exceptions:  # anyio wraps the real cause
+                exc = exc.exceptions[0]
             raise QcoderError(f"MCP server {name!r} failed to start: {type(exc).__name__}: {exc}") from exc
         self._sessions[name] = session
         self._stops.append(stop)
