@@ -112,7 +112,10 @@ class Sampler:
         want_logprobs = [r.params.logprobs is not None for r in rows]
         raw_logprobs = torch.log_softmax(logits, dim=-1) if any(want_logprobs) else None
 
-        logits = self._apply_penalties(logits.clone(), rows)
+        if any(
+            r.params.repetition_penalty != 1 or r.params.presence_penalty or r.params.frequency_penalty for r in rows
+        ):
+            logits = self._apply_penalties(logits.clone(), rows)
         tokens = self._sample(logits, rows)
         for i, row in enumerate(rows):
             if row.forced_token is not None:

@@ -1,0 +1,461 @@
+"""LLMEngine: the step loop (schedule -> one batched forward -> sample -> append/detokenize/stop), and LLM,
+its offline wrapper (`qcoder.LLM`).
+
+    engine = LLMEngine("qwen2.5-coder-0.5b-instruct")
+    engine.add_request("r1", engine.tokenizer.encode("def fib(n):"), SamplingParams(max_tokens=32))
+    while engine.has_unfinished():
+        for out in engine.step():
+            print(out.text_delta, end="")
+
+One step computes, for every scheduled sequence, the tokens the scheduler chose (a decode token or a
+prefill chunk) in a single ForwardBatch (see qcoder/model/qwen.py for that contract), and samples one
+token for every sequence whose chunk reached its end.
+
+Stop rules, in order: eos / stop_token_ids (the token is counted but adds no text), stop strings (the
+text from the stop string on is dropped; while streaming, the last len(longest stop) - 1 characters are
+held back so a stop string is never half-emitted), max_tokens and the context window ("length").
+Thinking budget: inside <think> (opened by the prompt's generation prompt or by the model), after
+`thinking_budget` tokens the engine feeds the tokens of "\\n</think>\\n\\n" one per step instead of sampling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import torch
+
+from qcoder.engine.kv_cache import BlockManager
+from qcoder.engine.sampling import Logprobs, Sampler, SampleRow, SamplingParams
+from qcoder.engine.scheduler import ScheduledSeq, Scheduler, Sequence
+from qcoder.engine.tokenizer import IncrementalDecoder, Tokenizer
+from qcoder.errors import QcoderError
+
+# Qwen's recommended sampling settings, used when a checkpoint ships no generation_config.json (GGUF files).
+QWEN_SAMPLING_DEFAULTS = {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.05}
+THINK_START, THINK_END = "<think>", "</think>"
+THINK_CLOSE_TEXT = "\n</think>\n\n"
+
+
+@dataclass
+class RequestOutput:
+    request_id: str
+    new_token_ids: list[int]
+    text_delta: str
+    finished: bool
+    finish_reason: str | None  # "stop" | "length" | None
+    logprobs: list[Logprobs] | None  # one (logprob, top [(id, logprob)]) per new token when asked for
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int  # prompt tokens served from the prefix cache
+
+
+@dataclass
+class GenerationOutput:
+    text: str
+    token_ids: list[int]
+    finish_reason: str | None
+
+
+@dataclass
+class ChatOutput:
+    content: str | None
+    reasoning_content: str | None
+    tool_calls: list = field(default_factory=list)  # list[qcoder.engine.tool_parsers.ToolCall]
+    finish_reason: str | None = None  # "stop" | "length" | "tool_calls"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(eq=False)
+class _Request:
+    """Engine-side state of one request beside its scheduler Sequence."""
+
+    seq: Sequence
+    decoder: IncrementalDecoder
+    generator: torch.Generator | None
+    max_stop_len: int
+    thinking: bool
+    text: str = ""
+    emitted: int = 0  # characters of `text` already returned
+    thinking_tokens: int = 0
+    forced: list[int] = field(default_factory=list)  # tokens to feed instead of sampling (thinking budget)
+
+
+def _parse_dtype(dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
+    if dtype not in names:
+        raise QcoderError(f"unknown dtype {dtype!r} (choose float32, bfloat16 or float16)")
+    return names[dtype]
+
+
+def _default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class LLMEngine:
+    def __init__(self, model, *, dtype=torch.float32, device: str | None = None, **opts):
+        """Load `model` (a local path, a registry short name or an HF repo id) and set up the engine.
+
+        opts: max_model_len, max_num_seqs (16), max_num_batched_tokens (512), block_size (16),
+        kv_cache_tokens (default: what kv_cache_memory holds), kv_cache_memory (bytes, 1 GiB),
+        enable_prefix_caching (True).
+        """
+        from qcoder.model.loader import load_model
+        from qcoder.model.registry import resolve_model
+
+        path = resolve_model(str(model))
+        module, config = load_model(path, dtype=_parse_dtype(dtype), device=device or _default_device())
+        self._setup(module, config, Tokenizer.from_path(path), **opts)
+
+    @classmethod
+    def from_parts(cls, model, config, tokenizer, **opts) -> LLMEngine:
+        """An engine around an already-built model (anything with the QwenForCausalLM forward contract)."""
+        engine = cls.__new__(cls)
+        engine._setup(model, config, tokenizer, **opts)
+        return engine
+
+    def _setup(
+        self,
+        model,
+        config,
+        tokenizer: Tokenizer,
+        *,
+        max_model_len: int | None = None,
+        max_num_seqs: int = 16,
+        max_num_batched_tokens: int = 512,
+        block_size: int = 16,
+        kv_cache_tokens: int | None = None,
+        kv_cache_memory: int = 1 << 30,
+        enable_prefix_caching: bool = True,
+    ) -> None:
+        from qcoder.model.qwen import allocate_kv_cache
+
+        self.model = model
+        self.config = config
+        self.tokenizer = tokenizer
+        param = next(model.parameters(), None)
+        self.dtype = param.dtype if param is not None else torch.float32
+        self.device = param.device if param is not None else torch.device("cpu")
+
+        model_len = max_model_len or config.max_position_embeddings
+        if kv_cache_tokens is None:
+            bytes_per_token = 2 * config.num_hidden_layers * config.num_key_value_heads * config.head_dim
+            bytes_per_token *= self.dtype.itemsize
+            kv_cache_tokens = min(kv_cache_memory // bytes_per_token, max_num_seqs * model_len)
+        num_blocks = kv_cache_tokens // block_size
+        if num_blocks < 1:
+            raise QcoderError(f"the KV cache must hold at least one block of {block_size} tokens")
+        capacity = num_blocks * block_size
+        if max_model_len is not None and max_model_len > capacity:
+            raise QcoderError(f"max_model_len {max_model_len} does not fit the KV cache ({capacity} tokens)")
+        self.max_model_len = min(model_len, capacity)
+
+        self.block_manager = BlockManager(num_blocks, block_size, enable_prefix_caching)
+        self.scheduler = Scheduler(self.block_manager, max_num_seqs, max_num_batched_tokens)
+        self.kv_caches = allocate_kv_cache(config, capacity, self.dtype, self.device)
+        self.sampler = Sampler()
+        self.requests: dict[str, _Request] = {}
+        self.eos_token_ids = set(tokenizer.eos_token_ids)
+        self.think_start = tokenizer.token_to_id(THINK_START)
+        self.think_end = tokenizer.token_to_id(THINK_END)
+        self.counters = {"prompt_tokens_computed": 0, "generation_tokens": 0, "requests_finished": 0, "steps": 0}
+
+    @cached_property
+    def chat_template(self):
+        from qcoder.engine.chat_template import ChatTemplate
+
+        return ChatTemplate.for_tokenizer(self.tokenizer)
+
+    def default_params(self, **overrides) -> SamplingParams:
+        """The checkpoint's generation_config (or Qwen's recommended settings) with overrides applied."""
+        cfg = self.tokenizer.generation_config or QWEN_SAMPLING_DEFAULTS
+        return SamplingParams.from_generation_config(cfg, **overrides)
+
+    # ----- requests -----
+
+    def add_request(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams | None = None) -> None:
+        params = params or self.default_params()
+        prompt = list(prompt_token_ids)
+        self.check_prompt(prompt)
+        if request_id in self.requests:
+            raise QcoderError(f"request id {request_id!r} is already running")
+        room = self.max_model_len - len(prompt)
+        seq = Sequence(request_id, prompt, len(prompt), params, min(params.max_tokens or room, room))
+        generator = None
+        if params.seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(params.seed)
+        self.requests[request_id] = _Request(
+            seq=seq,
+            decoder=IncrementalDecoder(self.tokenizer, skip_special_tokens=params.skip_special_tokens),
+            generator=generator,
+            max_stop_len=max((len(s) for s in params.stop), default=0),
+            thinking=self.opens_thinking(prompt),
+        )
+        self.scheduler.add(seq)
+
+    def check_prompt(self, prompt_token_ids: list[int]) -> None:
+        """Raise QcoderError for a prompt this engine cannot run (thread-safe: reads only fixed settings)."""
+        if not prompt_token_ids:
+            raise QcoderError("the prompt is empty")
+        if len(prompt_token_ids) >= self.max_model_len:
+            raise QcoderError(
+                f"the prompt has {len(prompt_token_ids)} tokens; the context window is {self.max_model_len} tokens "
+                "and must leave room for at least one generated token"
+            )
+        if min(prompt_token_ids) < 0 or max(prompt_token_ids) >= self.config.vocab_size:
+            raise QcoderError(
+                f"the prompt has token ids outside the model's vocabulary (0..{self.config.vocab_size - 1})"
+            )
+
+    def opens_thinking(self, token_ids: list[int]) -> bool:
+        """True when the last <think> in token_ids is not closed (the generation prompt opened thinking)."""
+        if self.think_start is None:
+            return False
+        for token in reversed(token_ids):
+            if token == self.think_end:
+                return False
+            if token == self.think_start:
+                return True
+        return False
+
+    def abort(self, request_id: str) -> bool:
+        """Drop a request now (waiting or running); its cache blocks are freed at once."""
+        req = self.requests.pop(request_id, None)
+        if req is None:
+            return False
+        self.scheduler.finish(req.seq)
+        return True
+
+    def has_unfinished(self) -> bool:
+        return self.scheduler.has_unfinished()
+
+    def stats(self) -> dict:
+        return {
+            "running": len(self.scheduler.running),
+            "waiting": len(self.scheduler.waiting),
+            "kv_usage": self.block_manager.usage(),
+            "kv_cache_tokens": self.block_manager.num_blocks * self.block_manager.block_size,
+            "prompt_tokens_cached": self.scheduler.prompt_tokens_cached,
+            "preemptions": self.scheduler.num_preemptions,
+            **self.counters,
+        }
+
+    # ----- the step -----
+
+    def step(self) -> list[RequestOutput]:
+        plan = self.scheduler.schedule()
+        if not plan:
+            return []
+        batch = self._build_batch(plan)
+        with torch.inference_mode():
+            logits = self.model(batch, self.kv_caches)
+        sampling = [self.requests[item.seq.request_id] for item in plan if item.samples]
+        tokens, logprobs = self.sampler(logits, [self._sample_row(req) for req in sampling]) if sampling else ([], [])
+
+        for item in plan:
+            start = item.seq.num_computed_tokens
+            self.counters["prompt_tokens_computed"] += max(
+                0, min(start + item.num_new_tokens, item.seq.num_prompt_tokens) - start
+            )
+        self.scheduler.update(plan)
+        self.counters["steps"] += 1
+        return [self._append(req, token, lp) for req, token, lp in zip(sampling, tokens, logprobs, strict=True)]
+
+    def _build_batch(self, plan: list[ScheduledSeq]):
+        from qcoder.model.qwen import ForwardBatch
+
+        seqs = [item.seq for item in plan]
+        block_tables = torch.zeros(len(seqs), max(len(s.block_table) for s in seqs), dtype=torch.int64)
+        for i, s in enumerate(seqs):
+            block_tables[i, : len(s.block_table)] = torch.tensor(s.block_table)
+        batch = ForwardBatch.from_sequences(
+            [
+                s.token_ids[s.num_computed_tokens : s.num_computed_tokens + item.num_new_tokens]
+                for s, item in zip(seqs, plan, strict=True)
+            ],
+            [s.num_computed_tokens for s in seqs],
+            block_tables,
+            self.block_manager.block_size,
+        )
+        # Logits only for sequences that sample this step (a partial prefill chunk has nothing to sample).
+        keep = torch.tensor([i for i, item in enumerate(plan) if item.samples], dtype=torch.int64)
+        batch.logits_indices = batch.logits_indices[keep]
+        if self.device.type != "cpu":
+            batch = dataclasses.replace(
+                batch,
+                **{
+                    f.name: getattr(batch, f.name).to(self.device)
+                    for f in dataclasses.fields(batch)
+                    if isinstance(getattr(batch, f.name), torch.Tensor)
+                },
+            )
+        return batch
+
+    def _sample_row(self, req: _Request) -> SampleRow:
+        budget = req.seq.params.thinking_budget
+        if req.thinking and budget is not None and not req.forced and req.thinking_tokens >= budget:
+            req.forced = self.tokenizer.encode(THINK_CLOSE_TEXT)
+        seq = req.seq
+        return SampleRow(
+            seq.params, seq.token_ids, seq.num_prompt_tokens, req.generator, req.forced[0] if req.forced else None
+        )
+
+    def _append(self, req: _Request, token: int, logprobs: Logprobs | None) -> RequestOutput:
+        seq, params = req.seq, req.seq.params
+        seq.token_ids.append(token)
+        self.counters["generation_tokens"] += 1
+        if req.forced:
+            req.forced.pop(0)
+        if token == self.think_start:
+            req.thinking = True
+        elif token == self.think_end:
+            req.thinking = False
+        elif req.thinking:
+            req.thinking_tokens += 1
+
+        finish_reason, hits = None, []
+        if token in params.stop_token_ids or (not params.ignore_eos and token in self.eos_token_ids):
+            finish_reason = "stop"
+        else:
+            searched_from = max(0, len(req.text) - req.max_stop_len + 1)
+            req.text += req.decoder.add(token)
+            hits = [i for i in (req.text.find(s, searched_from) for s in params.stop) if i >= 0]
+            if hits:
+                req.text = req.text[: min(hits)]
+                finish_reason = "stop"
+        if finish_reason is None and len(seq.token_ids) - seq.num_prompt_tokens >= seq.max_tokens:
+            finish_reason = "length"
+        if finish_reason is not None and not hits:
+            req.text += req.decoder.flush()  # an incomplete UTF-8 tail becomes U+FFFD, as in a full decode
+
+        if finish_reason is None:
+            end = max(req.emitted, len(req.text) - max(req.max_stop_len - 1, 0))
+        else:
+            end = len(req.text)
+            self.requests.pop(seq.request_id)
+            self.scheduler.finish(seq)
+            self.counters["requests_finished"] += 1
+        delta, req.emitted = req.text[req.emitted : end], end
+        return RequestOutput(
+            request_id=seq.request_id,
+            new_token_ids=[token],
+            text_delta=delta,
+            finished=finish_reason is not None,
+            finish_reason=finish_reason,
+            logprobs=None if logprobs is None else [logprobs],
+            prompt_tokens=seq.num_prompt_tokens,
+            completion_tokens=len(seq.token_ids) - seq.num_prompt_tokens,
+            cached_tokens=seq.num_cached_tokens,
+        )
+
+
+class LLM:
+    """Offline use: `LLM(model, **engine_opts).generate(prompts, params)`, `.stream(...)`, `.chat(messages)`.
+
+    Runs the engine's step loop in the calling thread; not for use from several threads at once.
+    """
+
+    def __init__(self, model, **engine_opts):
+        self.engine = LLMEngine(model, **engine_opts)
+        self._ids = itertools.count()
+
+    @classmethod
+    def from_engine(cls, engine: LLMEngine) -> LLM:
+        llm = cls.__new__(cls)
+        llm.engine = engine
+        llm._ids = itertools.count()
+        return llm
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.engine.tokenizer
+
+    def generate(self, prompts, params: SamplingParams | None = None) -> list[GenerationOutput]:
+        """Generate for one prompt or a list of prompts (text or token ids), all batched together."""
+        if isinstance(prompts, str) or (isinstance(prompts, list) and prompts and isinstance(prompts[0], int)):
+            prompts = [prompts]
+        token_lists = [self.tokenizer.encode(p) if isinstance(p, str) else list(p) for p in prompts]
+        params = params or self.engine.default_params()
+        for ids in token_lists:
+            self.engine.check_prompt(ids)
+        request_ids = [f"llm-{next(self._ids)}" for _ in token_lists]
+        results = {rid: GenerationOutput("", [], None) for rid in request_ids}
+        try:
+            for rid, ids in zip(request_ids, token_lists, strict=True):
+                self.engine.add_request(rid, ids, params)
+            while any(r.finish_reason is None for r in results.values()):
+                for out in self.engine.step():
+                    result = results.get(out.request_id)
+                    if result is not None:
+                        result.text += out.text_delta
+                        result.token_ids += out.new_token_ids
+                        result.finish_reason = out.finish_reason
+        finally:
+            for rid in request_ids:
+                self.engine.abort(rid)
+        return [results[rid] for rid in request_ids]
+
+    def stream(self, prompt, params: SamplingParams | None = None) -> Iterator[str]:
+        """Yield text pieces as they are generated (abandoning the iterator aborts the request)."""
+        for out in self._stream_outputs(prompt, params):
+            if out.text_delta:
+                yield out.text_delta
+
+    def _stream_outputs(self, prompt, params) -> Iterator[RequestOutput]:
+        ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
+        rid = f"llm-{next(self._ids)}"
+        self.engine.add_request(rid, ids, params or self.engine.default_params())
+        try:
+            while True:
+                for out in self.engine.step():
+                    if out.request_id == rid:
+                        yield out
+                        if out.finished:
+                            return
+        finally:
+            self.engine.abort(rid)
+
+    def chat(
+        self,
+        messages: list[dict],
+        tools: list[dict] | None = None,
+        params: SamplingParams | None = None,
+        **template_kwargs,
+    ) -> ChatOutput:
+        """Render the chat template, generate, split off <think> reasoning and parse tool calls (when tools given)."""
+        from qcoder.engine.reasoning import split_reasoning
+
+        ids = self.chat_prompt_ids(messages, tools, **template_kwargs)
+        out = self.generate([ids], params)[0]
+        reasoning, content = split_reasoning(out.text, starts_in_thinking=self.engine.opens_thinking(ids))
+        tool_calls = []
+        if tools:
+            from qcoder.engine.tool_parsers import get_tool_parser
+
+            parsed = get_tool_parser("auto", self.tokenizer.chat_template).parse(content, tools)
+            content, tool_calls = parsed.content, parsed.tool_calls
+        return ChatOutput(
+            content=content,
+            reasoning_content=reasoning,
+            tool_calls=tool_calls,
+            finish_reason="tool_calls" if tool_calls else out.finish_reason,
+            prompt_tokens=len(ids),
+            completion_tokens=len(out.token_ids),
+        )
+
+    def chat_prompt_ids(self, messages: list[dict], tools: list[dict] | None = None, **template_kwargs) -> list[int]:
+        text = self.engine.chat_template.render(messages, tools=tools, add_generation_prompt=True, **template_kwargs)
+        return self.tokenizer.encode(text)

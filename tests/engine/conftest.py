@@ -1,0 +1,62 @@
+"""Tiny random Qwen checkpoints with the real Qwen tokenizers, for engine tests.
+
+The vocabulary is the real one (151,936 rows) so that real token ids fit; everything else is tiny.
+Built once per test session.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+QWEN25_TOKENIZER = SHARED / "qwen2.5-coder-tokenizer"
+QWEN3_TOKENIZER = SHARED / "qwen3-coder-30b-a3b-instruct"
+QWEN3_TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json")
+
+TINY = dict(
+    vocab_size=151936,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=1024,
+    initializer_range=0.2,  # peaked logits: greedy decoding has clear winners, so fp32 rounding cannot flip them
+)
+
+
+def build_tiny_model(directory: Path, arch: str = "qwen2") -> Path:
+    import transformers
+
+    torch.manual_seed(0)
+    if arch == "qwen2":
+        model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**TINY))
+        tokenizer_files = [QWEN25_TOKENIZER / f.name for f in QWEN25_TOKENIZER.iterdir()]
+    else:
+        model = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(head_dim=8, **TINY))
+        tokenizer_files = [QWEN3_TOKENIZER / name for name in QWEN3_TOKENIZER_FILES]
+    model.eval().save_pretrained(directory)
+    for file in tokenizer_files:
+        shutil.copy(file, directory / file.name)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2"), "qwen2")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen3"), "qwen3")
+
+
+@pytest.fixture(scope="session")
+def hf_qwen2(tiny_qwen2):
+    import transformers
+
+    return transformers.AutoModelForCausalLM.from_pretrained(tiny_qwen2, dtype=torch.float32).eval()
