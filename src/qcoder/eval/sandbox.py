@@ -117,8 +117,9 @@ def _rlimits(limits: Limits, uid: int | None) -> dict[str, int]:
     cpu = limits.cpu_s if limits.cpu_s is not None else int(limits.timeout_s) + 1
     # RLIMIT_NPROC counts every process of the real uid; without a private uid, leave room for ours.
     nproc = limits.max_procs if uid is not None else _count_processes(os.getuid()) + limits.max_procs
-    return {"RLIMIT_CPU": cpu, "RLIMIT_AS": limits.memory_bytes, "RLIMIT_NPROC": nproc,
-            "RLIMIT_FSIZE": limits.file_bytes, "RLIMIT_CORE": 0}
+    # (soft, hard): the CPU soft limit sends SIGXCPU (reported as a timeout); the hard one SIGKILLs.
+    return {"RLIMIT_CPU": (cpu, cpu + 1), "RLIMIT_AS": (limits.memory_bytes,) * 2, "RLIMIT_NPROC": (nproc,) * 2,
+            "RLIMIT_FSIZE": (limits.file_bytes,) * 2, "RLIMIT_CORE": (0, 0)}
 
 
 def _child_env(workdir: str, extra: dict[str, str] | None) -> dict[str, str]:
@@ -201,7 +202,8 @@ def _classify(rc: int, stderr: str, timed_out: bool, limits: Limits) -> tuple[st
     tail = stderr[-2000:]
     if rc != 0 and any(marker in tail for marker in MEMORY_MARKERS):
         return "memory", f"address-space limit of {limits.memory_bytes >> 20} MiB"
-    if rc == -signal.SIGXFSZ:
+    # Python ignores SIGXFSZ, so there the limit shows as EFBIG ("File too large").
+    if rc == -signal.SIGXFSZ or (rc != 0 and "[Errno 27] File too large" in tail):
         return "crash", f"file-size limit of {limits.file_bytes >> 20} MiB (output or files)"
     if rc < 0:
         return "crash", f"killed by {signal.Signals(-rc).name}"

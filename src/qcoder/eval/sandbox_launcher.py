@@ -112,8 +112,8 @@ def _isolate(cfg: dict, report: dict) -> None:
 
 
 def _limit(cfg: dict) -> None:
-    for name, value in cfg["rlimits"].items():
-        resource.setrlimit(getattr(resource, name), (value, value))
+    for name, (soft, hard) in cfg["rlimits"].items():
+        resource.setrlimit(getattr(resource, name), (soft, hard))
 
 
 def _drop_privileges(cfg: dict, report: dict) -> None:

@@ -21,9 +21,10 @@ MAX_SCAN_LINES = 400  # bound the quadratic prose-trimming search
 def sanitize(text: str, entry_point: str | None = None, prompt: str | None = None) -> str:
     code = extract_code(text)
     if prompt and entry_point and not _defines(code, entry_point):
-        continued = prompt + code
-        if _defines(continued, entry_point):
-            code = continued
+        for body in (_first_block_or_text(text), code):
+            if _defines(prompt + body, entry_point):
+                code = prompt + body
+                break
     return select_definitions(code, entry_point)
 
 
@@ -37,6 +38,12 @@ def extract_code(text: str) -> str:
     if _parses(text):
         return text
     return _longest_parsable(text)
+
+
+def _first_block_or_text(text: str) -> str:
+    """A continuation does not parse on its own, so it is taken as is: the first Python block, or all."""
+    blocks = [body for tag, body in FENCE.findall(text) if tag.lower() in PYTHON_TAGS]
+    return blocks[0] if blocks else text
 
 
 def select_definitions(code: str, entry_point: str | None) -> str:
