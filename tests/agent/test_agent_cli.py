@@ -82,7 +82,8 @@ TEXT_CALLS = {
     "hermes-json": '<tool_call>\n{"name": "read_file", "arguments": {"path": "textstats.py"}}\n</tool_call>',
     "qwen3-xml": "<tool_call>\n<function=read_file>\n<parameter=path>\ntextstats.py\n</parameter>\n</function>\n"
                  "</tool_call>",
-    "fenced-json": 'I will read the file.\n```json\n{"name": "read_file", "arguments": {"path": "textstats.py"}}\n```',
+    "fenced-json": '```json\n{"name": "read_file", "arguments": {"path": "textstats.py"}}\n```',
+    "bare-function": "<function=read_file>\n<parameter=path>\ntextstats.py\n</parameter>\n</function>",
 }
 
 
@@ -103,7 +104,8 @@ def test_malformed_calls_get_precise_errors(project, fake_model, home, tmp_path)
     (tmp_path / "outside.txt").write_text("secret")
     fake_model.plan = [
         {"tool_calls": [call("delete_everything"), call("read_file"), ("edit", "{not json"),
-                        call("read_file", path="../outside.txt"), call("read_file", path=str(tmp_path / "outside.txt"))]},
+                        call("read_file", path="../outside.txt"), call("read_file", path=str(tmp_path / "outside.txt")),
+                        call("read_file", path="textstats.py", offset="ten")]},
         {"content": "Sorry."},
     ]
     proc = qcoder_cli(["-p", "Look around", "--output-format", "json"], project, fake_model, home)
@@ -113,6 +115,7 @@ def test_malformed_calls_get_precise_errors(project, fake_model, home, tmp_path)
     assert results[1].startswith("Error:") and "path" in results[1]
     assert results[2].startswith("Error: the arguments of edit are not valid JSON")
     assert "outside the workspace" in results[3] and "outside the workspace" in results[4]
+    assert results[5].startswith("Error:") and "'offset' must be integer" in results[5]
     assert all("secret" not in r for r in results)
 
 

@@ -147,19 +147,38 @@ class EngineClient(ChatClient):
         if unknown:
             raise TypeError(f"unknown sampling options: {sorted(unknown)}")
         params = SamplingParams(**{k: v for k, v in sampling.items() if v is not None})
-        out = self._llm.chat(_template_messages(messages), tools=tools, params=params)
-        if on_delta and out.content:
-            on_delta(out.content)  # the engine answers whole; the caller still sees the text once
-        return ChatResponse(
-            content=out.content or "",
-            reasoning=out.reasoning_content,
-            tool_calls=list(out.tool_calls or []),
-            finish_reason=out.finish_reason or "stop",
-            usage={"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens},
-        )
+        messages = _template_messages(messages)
+        if on_delta is None:
+            out = self._llm.chat(messages, tools=tools, params=params)
+            return ChatResponse(out.content or "", out.reasoning_content, list(out.tool_calls or []),
+                                out.finish_reason or "stop",
+                                {"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens})
+        return self._stream(messages, tools, params, on_delta)
+
+    def _stream(self, messages, tools, params, on_delta) -> ChatResponse:
+        """Generate piece by piece for on_delta, then split reasoning and parse tool calls as `LLM.chat` does."""
+        from qcoder.engine.reasoning import split_reasoning
+        from qcoder.engine.tool_parsers import get_tool_parser
+
+        ids = self._llm.chat_prompt_ids(messages, tools)
+        pieces = []
+        for piece in self._llm.stream(ids, params):
+            pieces.append(piece)
+            on_delta(piece)
+        text = "".join(pieces)
+        reasoning, content = split_reasoning(text, starts_in_thinking=self._llm.engine.opens_thinking(ids))
+        calls = []
+        if tools:
+            parsed = get_tool_parser("auto", self._llm.tokenizer.chat_template).parse(content, tools)
+            content, calls = parsed.content, parsed.tool_calls
+        completion = len(self._llm.tokenizer.encode(text))
+        limit = params.max_tokens
+        finish = "tool_calls" if calls else ("length" if limit and completion >= limit else "stop")
+        return ChatResponse(content or "", reasoning, calls, finish,
+                            {"prompt_tokens": len(ids), "completion_tokens": completion})
 
     def count_tokens(self, text: str) -> int:
-        return len(self._llm.engine.tokenizer.encode(text))
+        return len(self._llm.tokenizer.encode(text))
 
 
 def _template_messages(messages):

@@ -78,6 +78,6 @@ def build(args, *, emit=None, ask=None) -> Built:
         compressor=Compressor(client, limit=int(settings.get("context_limit", 32768))),
         test_command=test_command, limits=limits,
         sampling={**DEFAULT_SAMPLING, **settings.get("sampling", {})},
-        emit=emit or (lambda event, **data: None), parser_name=settings.get("tool_parser", "auto"),
+        emit=emit or (lambda event, **data: None), parser_name=settings.get("tool_parser", "qwen3_coder"),
     )
     return Built(agent, settings, closers)

@@ -68,7 +68,7 @@ class Agent:
     limits: Limits = field(default_factory=Limits)
     sampling: dict = field(default_factory=dict)
     emit: object = lambda event, **data: None  # event sink: TUI, stream-json
-    parser_name: str = "auto"
+    parser_name: str = "qwen3_coder"  # reads JSON and XML calls, bare <function=...> too: the most lenient
 
     def __post_init__(self):
         self.parser = get_tool_parser(self.parser_name)
@@ -193,7 +193,7 @@ class Agent:
             return f"Error: the arguments of {call.name} are not valid JSON ({exc}): {call.arguments[:200]}"
         if not isinstance(args, dict):
             return f"Error: the arguments of {call.name} must be a JSON object, got {type(args).__name__}"
-        problem = check_arguments(tool.parameters, args)
+        problem = check_arguments(tool.schema(), args)
         if problem:
             return f"Error: {problem}"
         denied = self.permissions.check(tool, args)

@@ -1,0 +1,42 @@
+"""The agent on the built-in engine (in process) with a tiny random model: the protocol, not task success."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import json_result, qcoder_cli
+
+TOKENIZER = Path(__file__).resolve().parents[3] / "shared" / "data" / "qwen2.5-coder-tokenizer"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    if not TOKENIZER.is_dir():
+        pytest.skip(f"needs the shared Qwen2.5 tokenizer at {TOKENIZER}")
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.Qwen2Config(vocab_size=151936, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192)
+    directory = tmp_path_factory.mktemp("tiny-agent-model")
+    transformers.Qwen2ForCausalLM(config).eval().save_pretrained(directory)
+    for file in TOKENIZER.iterdir():
+        shutil.copy(file, directory / file.name)
+    return directory
+
+
+def test_agent_runs_on_the_builtin_engine(tiny_model, workspace, home):
+    (workspace / "hello.py").write_text("print('hi')\n")
+    (workspace / ".qcoder").mkdir()
+    (workspace / ".qcoder" / "settings.toml").write_text("[sampling]\nmax_tokens = 12\ntemperature = 0.0\n")
+    proc = qcoder_cli(["-p", "Say hello", "--model", str(tiny_model), "--max-turns", "2", "--output-format", "json"],
+                      workspace, home=home, timeout=300)
+    result = json_result(proc)
+    assert proc.returncode in (0, 1, 3), proc.stderr
+    assert result["status"] in ("success", "limit", "failure") and 1 <= result["turns"] <= 2
+    assert result["tokens"]["prompt_tokens"] > 100 and 0 < result["tokens"]["completion_tokens"] <= 24
+    records = [json.loads(line) for line in
+               (workspace / ".qcoder" / "sessions" / f"{result['session_id']}.jsonl").read_text().splitlines()]
+    roles = [r["message"]["role"] for r in records if r["type"] == "message"]
+    assert roles[:3] == ["system", "user", "assistant"]
