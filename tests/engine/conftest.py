@@ -60,3 +60,32 @@ def hf_qwen2(tiny_qwen2):
     import transformers
 
     return transformers.AutoModelForCausalLM.from_pretrained(tiny_qwen2, dtype=torch.float32).eval()
+
+
+class ScriptedModel(torch.nn.Module):
+    """A stand-in model for one request: its k-th sampled row has script[k] as the clear greedy choice."""
+
+    def __init__(self, vocab_size: int, script: list[int]):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.script = script
+        self.sampled = 0
+
+    def forward(self, batch, kv_caches):
+        logits = torch.zeros(len(batch.logits_indices), self.vocab_size)
+        for row in range(len(batch.logits_indices)):
+            logits[row, self.script[min(self.sampled, len(self.script) - 1)]] = 1.0
+            self.sampled += 1
+        return logits
+
+
+def scripted_llm(model_dir: Path, text: str):
+    """An LLM over the tokenizer in model_dir whose model always answers `text` (greedy)."""
+    from qcoder.engine.engine import LLM, LLMEngine
+    from qcoder.engine.tokenizer import Tokenizer
+    from qcoder.model.config import ModelConfig
+
+    tokenizer = Tokenizer.from_path(model_dir)
+    config = ModelConfig("qwen2", 151936, 8, 8, 1, 1, 1, 8, max_position_embeddings=512)
+    model = ScriptedModel(config.vocab_size, tokenizer.encode(text))
+    return LLM.from_engine(LLMEngine.from_parts(model, config, tokenizer, kv_cache_tokens=1024))

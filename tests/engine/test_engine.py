@@ -1,9 +1,13 @@
+import json
+
 import pytest
 import torch
 
-from qcoder.engine.engine import LLM, LLMEngine
+from qcoder.engine.engine import LLM
 from qcoder.engine.sampling import SamplingParams
 from qcoder.errors import QcoderError
+
+from .conftest import scripted_llm
 
 GREEDY = SamplingParams(temperature=0, max_tokens=32, ignore_eos=True)
 PROMPTS = [
@@ -206,30 +210,35 @@ def test_thinking_budget_forces_the_end_of_thinking(tiny_qwen3):
 
 
 def test_engine_from_parts_runs_a_scripted_model(tiny_qwen2):
-    from qcoder.engine.tokenizer import Tokenizer
-    from qcoder.model.config import ModelConfig
-
-    tokenizer = Tokenizer.from_path(tiny_qwen2)
-    script = tokenizer.encode("Hello from a script!") + [tokenizer.token_to_id("<|im_end|>")]
-    config = ModelConfig("qwen2", 151936, 8, 8, 1, 1, 1, 8, max_position_embeddings=256)
-
-    class ScriptedModel(torch.nn.Module):
-        """Emits `script` token by token: the logits pick script[i] after i generated tokens."""
-
-        def __init__(self):
-            super().__init__()
-            self.calls = 0
-
-        def forward(self, batch, kv_caches):
-            logits = torch.zeros(len(batch.logits_indices), config.vocab_size)
-            for row, index in enumerate(batch.logits_indices.tolist()):
-                seq = next(i for i, end in enumerate(torch.tensor(batch.query_lens).cumsum(0).tolist()) if index < end)
-                generated = batch.context_lens[seq] - prompt_len
-                logits[row, script[min(generated, len(script) - 1)]] = 1.0
-            return logits
-
-    prompt = tokenizer.encode("say hello")
-    prompt_len = len(prompt)
-    llm = LLM.from_engine(LLMEngine.from_parts(ScriptedModel(), config, tokenizer, kv_cache_tokens=256))
-    out = llm.generate([prompt], SamplingParams(temperature=0, max_tokens=50))[0]
+    llm = scripted_llm(tiny_qwen2, "Hello from a script!<|im_end|>never reached")
+    out = llm.generate("say hello", SamplingParams(temperature=0, max_tokens=50))[0]
     assert out.text == "Hello from a script!" and out.finish_reason == "stop"
+
+
+def test_chat_splits_reasoning_and_parses_tool_calls(tiny_qwen2):
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+            },
+        }
+    ]
+    messages = [{"role": "user", "content": "Weather in Paris?"}]
+    call = '<think>I should call the tool.</think>Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call><|im_end|>'
+    llm = scripted_llm(tiny_qwen2, call)
+    out = llm.chat(messages, tools=tools, params=SamplingParams(temperature=0))
+    assert out.reasoning_content == "I should call the tool."
+    assert out.content.strip() == "Let me check."
+    assert [(c.name, json.loads(c.arguments)) for c in out.tool_calls] == [("get_weather", {"city": "Paris"})]
+    assert out.finish_reason == "tool_calls"
+    assert out.prompt_tokens == len(llm.chat_prompt_ids(messages, tools)) and out.completion_tokens > 10
+
+    plain = scripted_llm(tiny_qwen2, "Sunny, 21 C.<|im_end|>").chat(messages, params=SamplingParams(temperature=0))
+    assert (plain.content, plain.reasoning_content, plain.tool_calls, plain.finish_reason) == (
+        "Sunny, 21 C.",
+        None,
+        [],
+        "stop",
+    )

@@ -445,7 +445,7 @@ class LLM:
         if tools:
             from qcoder.engine.tool_parsers import get_tool_parser
 
-            parsed = get_tool_parser("auto", self.tokenizer.chat_template).parse(content, tools)
+            parsed = get_tool_parser("auto", self.engine.chat_template.source).parse(content, tools)
             content, tool_calls = parsed.content, parsed.tool_calls
         return ChatOutput(
             content=content,
