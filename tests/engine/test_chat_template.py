@@ -140,6 +140,16 @@ def test_normalization_does_not_touch_the_input():
     assert "parameters" not in RUN_TESTS["function"]
 
 
+def test_reasoning_is_passed_under_every_name(pair):
+    ours, hf = pair
+    messages = [USER, {"role": "assistant", "content": "4", "reasoning": "2+2"}]
+    assert normalize_messages(messages)[1]["reasoning_content"] == "2+2"
+    assert normalize_messages(messages)[1]["thinking"] == "2+2"
+    assert ours.render(messages) == hf.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    shows = ChatTemplate("{% for m in messages %}{{ m.reasoning_content }}{% endfor %}")
+    assert shows.render([{"role": "assistant", "content": "x", "thinking": "t"}]) == "t"
+
+
 def test_bad_tool_call_arguments_are_a_clear_error():
     bad = [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{not json"}}]}]
     with pytest.raises(QcoderError, match="arguments of tool call 'f' are not valid JSON"):

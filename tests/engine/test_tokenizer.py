@@ -196,6 +196,11 @@ def test_incremental_decoding_equals_full_decode(text, qwen3):
         assert "" in pieces[:-1]
 
 
+def test_ids_past_the_vocabulary_decode_to_nothing(qwen3):
+    ids = [qwen3.vocab_size + 5, *qwen3.encode("ok")]
+    assert "".join(stream(qwen3, ids)) == qwen3.decode(ids) == "ok"
+
+
 def test_incremental_decoding_skips_special_tokens(qwen3):
     tok = qwen3
     ids = tok.encode(STREAM_TEXTS[1])

@@ -23,6 +23,9 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from qcoder.errors import QcoderError
 
+# Names a message's reasoning arrives under; templates read `reasoning_content` (Qwen3) or `thinking`.
+REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
+
 # Used when a checkpoint ships no template (e.g. a bare GGUF): the official Qwen3-Coder one, see templates/NOTICE.
 DEFAULT_TEMPLATE_FILE = "qwen3_coder.jinja"
 
@@ -81,6 +84,9 @@ def normalize_messages(messages: list) -> list[dict]:
             function = call.get("function", call)
             if isinstance(function.get("arguments"), str):
                 function["arguments"] = _parse_arguments(function["arguments"], function.get("name"), index)
+        reasoning = next((message[k] for k in REASONING_FIELDS if k in message), None)
+        if reasoning is not None:  # filled under every name templates read, as transformers does
+            message = {"thinking": reasoning, **message, "reasoning_content": reasoning}
         normalized.append(message)
     return normalized
 

@@ -59,6 +59,8 @@ def _byte_level_table() -> dict[str, int]:
 
 
 _BYTE_OF_CHAR = _byte_level_table()
+# str.translate table taking each byte-level character to the character whose code point is its byte value.
+_TO_LATIN1 = {ord(c): b for c, b in _BYTE_OF_CHAR.items()}
 
 
 def build_qwen2_backend(vocab: dict[str, int], merges: list, added: list[_Added]) -> _Backend:
@@ -181,8 +183,10 @@ class Tokenizer:
         return self._backend.id_to_token(token_id)
 
     def token_bytes(self, token_id: int) -> bytes:
-        """The raw bytes one token stands for (a byte-level token may hold part of a UTF-8 character)."""
-        return self._token_bytes[token_id]
+        """The raw bytes one token stands for (a byte-level token may hold part of a UTF-8 character).
+
+        Ids past the vocabulary (the model's padding rows) stand for nothing, as in HF's decode."""
+        return self._token_bytes[token_id] if 0 <= token_id < len(self._token_bytes) else b""
 
     # ----- derived tables -----
 
@@ -200,7 +204,10 @@ class Tokenizer:
         for token, token_id in self._backend.get_vocab(with_added_tokens=True).items():
             if token_id in added:
                 table[token_id] = token.encode()
-            else:
+                continue
+            try:
+                table[token_id] = token.translate(_TO_LATIN1).encode("latin-1")
+            except UnicodeEncodeError:  # not a byte-level token: keep unknown characters as UTF-8
                 table[token_id] = b"".join(
                     bytes([_BYTE_OF_CHAR[c]]) if c in _BYTE_OF_CHAR else c.encode() for c in token
                 )
