@@ -98,3 +98,45 @@ def test_settings_merge_user_then_workspace_then_env(tmp_path, home, monkeypatch
     (tmp_path / ".qcoder" / "settings.toml").write_text("[broken\n")
     with pytest.raises(QcoderError, match="cannot parse"):
         load_settings(tmp_path)
+
+
+def test_memory_files_join_the_system_prompt(tmp_path, home):
+    from qcoder.agent.context import system_prompt
+
+    (home / "QCODER.md").write_text("Always answer in English.")
+    (tmp_path / "AGENTS.md").write_text("Run tests with make check.")
+    (tmp_path / "QWEN.md").write_text("")
+    prompt = system_prompt(tmp_path, has_test=True)
+    assert prompt.index("Always answer in English.") < prompt.index("Run tests with make check.")
+    assert "`test` tool" in prompt and "QWEN.md" not in prompt
+    assert "`test` tool" not in system_prompt(tmp_path, has_test=False)
+
+
+def test_compressor_keeps_task_and_recent_turns():
+    from qcoder.agent.client import ChatResponse
+    from qcoder.agent.context import Compressor
+
+    class Summarizer:
+        def __init__(self):
+            self.seen = []
+
+        def chat(self, messages, **kwargs):
+            self.seen.append(messages)
+            return ChatResponse("did many things")
+
+        def count_tokens(self, text):
+            return len(text) // 4
+
+    history = [{"role": "system", "content": "sys"}, {"role": "user", "content": "THE TASK"}]
+    for i in range(6):
+        history.append({"role": "assistant", "content": "", "tool_calls": [
+            {"id": f"c{i}", "type": "function", "function": {"name": "read_file", "arguments": "{}"}}]})
+        history.append({"role": "tool", "tool_call_id": f"c{i}", "content": "x" * 800})
+    client = Summarizer()
+    compressor = Compressor(client, limit=1000, keep_recent=3)
+    assert compressor.needed(history)
+    folded = compressor.compress(history)
+    assert folded[:2] == history[:2] and "did many things" in folded[2]["content"]
+    assert folded[3]["role"] == "assistant" and folded[3:] == history[-2:]  # never starts on an orphan result
+    assert "THE TASK" not in client.seen[0][1]["content"] and "read_file" in client.seen[0][1]["content"]
+    assert not compressor.needed(folded)
