@@ -136,7 +136,9 @@ def write_gguf(path, model, qtype, *, tokenizer=True, skip_keys=(), extra=None, 
     for key, value in metadata.items():
         if key in skip_keys:
             continue
-        if isinstance(value, str):
+        if isinstance(value, list):
+            w.add_array(key, value)
+        elif isinstance(value, str):
             w.add_string(key, value)
         elif isinstance(value, float):
             w.add_float32(key, value)
@@ -357,6 +359,19 @@ def test_tokenizer_metadata_round_trips(tmp_path):
         add_bos_token=False,
         chat_template=CHAT_TEMPLATE,
     )
+
+
+def test_metadata_arrays_read_as_the_stock_reader_reads_them(tmp_path):
+    path = tmp_path / "m.gguf"
+    extra = {"general.tags": ["code", "ünïcode", ""], "test.floats": [0.5, -2.0], "test.bools": [True, False]}
+    write_gguf(path, tiny_hf("qwen2"), T.Q8_0, extra=extra)
+    ckpt = GGUFCheckpoint(path)
+    stock = gguf.GGUFReader(path)
+    for key, value in extra.items():
+        assert ckpt.metadata[key] == stock.fields[key].contents() == value
+    meta = ckpt.tokenizer_metadata()
+    assert meta["tokens"] == stock.fields["tokenizer.ggml.tokens"].contents()
+    assert meta["token_types"] == stock.fields["tokenizer.ggml.token_type"].contents()
 
 
 def test_tokenizer_metadata_missing_tokens(tmp_path):
