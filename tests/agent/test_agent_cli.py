@@ -234,3 +234,12 @@ def test_sandbox_without_bubblewrap_is_refused(project, fake_model, home):
         pytest.skip("bubblewrap is installed here")
     proc = qcoder_cli(["-p", "x", "--sandbox"], project, fake_model, home)
     assert proc.returncode == 2 and "bubblewrap" in proc.stderr and not fake_model.requests
+
+
+def test_truncated_tool_call_gets_a_format_error(project, fake_model, home):
+    fake_model.plan = [{"content": '<tool_call>\n{"name": "read_file", "argu'}, {"content": "Giving up."}]
+    proc = qcoder_cli(["-p", "Read", "--output-format", "json"], project, fake_model, home)
+    assert proc.returncode == 0, proc.stderr
+    feedback = fake_model.requests[1]["messages"][-1]
+    assert feedback["role"] == "user" and "could not be parsed" in feedback["content"]
+    assert json_result(proc)["turns"] == 2

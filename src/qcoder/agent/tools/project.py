@@ -25,10 +25,9 @@ def project_tools(settings: dict, shell: Shell) -> list[Tool]:
         description = spec.get("description") or DEFAULT_DESCRIPTIONS.get(name, f"Run `{command}`")
         tools.append(Tool(
             name, f"{description} (`{command}`).",
-            {"type": "object", "properties": {
-                "args": {"type": "string", "description": "extra arguments appended to the command"}},
-             "required": []},
-            lambda args="", _c=command, _t=timeout: shell.run(f"{_c} {args}".strip(), _t).text(),
+            {"type": "object", "properties": {}, "required": []},
+            # No parameters: small models pass the whole command again as an argument; ignore what they send.
+            lambda _c=command, _t=timeout, **_: shell.run(_c, _t).text(),
             kind="project",
         ))
     return tools
