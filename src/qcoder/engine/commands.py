@@ -1,16 +1,166 @@
-"""CLI: `qcoder generate`, `qcoder chat`, `qcoder bench` (filled in by the engine work)."""
+"""CLI: `qcoder generate` (one prompt, printed or streamed) and `qcoder chat` (a terminal REPL); `bench` is a
+placeholder owned by the benchmark work.
+
+Sampling options left unset take the checkpoint's generation_config (Qwen's recommended settings for GGUF files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
 
 from qcoder.errors import QcoderError
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("generate", help="generate text from a prompt")
-    p.set_defaults(func=_todo)
-    p = subparsers.add_parser("chat", help="chat with a model in the terminal")
-    p.set_defaults(func=_todo)
+    p = subparsers.add_parser(
+        "generate",
+        help="generate text from a prompt",
+        description="Run the model on one prompt and print the completion. With --chat the prompt is sent as a "
+        "user message through the model's chat template (what an instruct model expects).",
+        epilog="example: qcoder generate --chat -p 'Write a Python function that reverses a string' --stream",
+    )
+    _model_options(p)
+    p.add_argument("-p", "--prompt", required=True, help="the prompt text ('-' reads it from stdin)")
+    p.add_argument("--chat", action="store_true", help="apply the chat template to the prompt (a user turn)")
+    p.add_argument("--system", help="system message (with --chat)")
+    p.add_argument("--stream", action="store_true", help="print tokens as they are generated")
+    _sampling_options(p)
+    p.set_defaults(func=_generate)
+
+    p = subparsers.add_parser(
+        "chat",
+        help="chat with a model in the terminal",
+        description="A small REPL: every line is a user message; the answer streams back and the conversation "
+        "is kept. Commands: /clear forgets the conversation, /quit (or Ctrl-D) exits, Ctrl-C stops an answer.",
+    )
+    _model_options(p)
+    p.add_argument("--system", help="system message for the conversation")
+    _sampling_options(p)
+    p.set_defaults(func=_chat)
+
     p = subparsers.add_parser("bench", help="measure engine speed (optionally against llama.cpp)")
     p.set_defaults(func=_todo)
 
 
 def _todo(args):
     raise QcoderError(f"`{args.command}` is not available yet")
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    from qcoder.model.registry import DEFAULT_MODEL
+
+    p.add_argument(
+        "-m",
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"local HF directory or .gguf file, registry name or HF repo id (default: {DEFAULT_MODEL})",
+    )
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16", "float16"],
+        help="weight and KV-cache precision (default: float32)",
+    )
+    p.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cuda when available)")
+    p.add_argument("--max-model-len", type=int, help="context window in tokens (default: the model's)")
+
+
+def _sampling_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sampling (unset: the checkpoint's generation_config)")
+    g.add_argument("--max-tokens", type=int, default=512, help="most tokens to generate (default: 512)")
+    g.add_argument("--temperature", type=float, help="0 = greedy")
+    g.add_argument("--top-p", type=float, help="nucleus sampling: keep the smallest set of tokens with this mass")
+    g.add_argument("--top-k", type=int, help="0 = off")
+    g.add_argument("--min-p", type=float, help="drop tokens below this fraction of the top probability")
+    g.add_argument("--repetition-penalty", type=float, help="> 1 discourages tokens already in the text")
+    g.add_argument("--presence-penalty", type=float, help="-2..2, subtracted once from generated tokens")
+    g.add_argument("--frequency-penalty", type=float, help="-2..2, subtracted per occurrence")
+    g.add_argument("--seed", type=int, help="makes sampling reproducible")
+    g.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop at this text (repeatable)")
+    g.add_argument("--thinking-budget", type=int, metavar="N", help="close <think> after N thinking tokens")
+
+
+def _load(args):
+    from qcoder.engine.engine import LLM
+
+    return LLM(args.model, dtype=args.dtype, device=args.device, max_model_len=args.max_model_len)
+
+
+def _params(llm, args):
+    return llm.engine.default_params(
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        min_p=args.min_p,
+        repetition_penalty=args.repetition_penalty,
+        presence_penalty=args.presence_penalty,
+        frequency_penalty=args.frequency_penalty,
+        seed=args.seed,
+        stop=args.stop or None,
+        thinking_budget=args.thinking_budget,
+    )
+
+
+def _generate(args) -> int:
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    llm = _load(args)
+    params = _params(llm, args)
+    if args.chat:
+        messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
+            {"role": "user", "content": prompt}
+        ]
+        ids = llm.chat_prompt_ids(messages)
+    else:
+        ids = llm.tokenizer.encode(prompt)
+    if args.stream:
+        for piece in llm.stream(ids, params):
+            print(piece, end="", flush=True)
+        print()
+    else:
+        print(llm.generate([ids], params)[0].text)
+    return 0
+
+
+def _chat(args) -> int:
+    from qcoder.engine.reasoning import split_reasoning
+
+    llm = _load(args)
+    params = _params(llm, args)
+    start = [{"role": "system", "content": args.system}] if args.system else []
+    history = list(start)
+    print(f"qcoder chat with {args.model}. /clear forgets the conversation, /quit exits.", file=sys.stderr)
+    while True:
+        try:
+            line = input(">>> ")
+        except EOFError:
+            print()
+            return 0
+        command = line.strip()
+        if not command:
+            continue
+        if command in ("/quit", "/exit"):
+            return 0
+        if command == "/clear":
+            history = list(start)
+            print("(conversation cleared)")
+            continue
+        history.append({"role": "user", "content": line})
+        try:
+            ids = llm.chat_prompt_ids(history)
+            llm.engine.check_prompt(ids)
+        except QcoderError as e:
+            history.pop()
+            print(f"qcoder: {e} (use /clear to start over)", file=sys.stderr)
+            continue
+        text = ""
+        try:
+            for piece in llm.stream(ids, params):
+                print(piece, end="", flush=True)
+                text += piece
+        except KeyboardInterrupt:
+            print(" (stopped)", end="")
+        print()
+        _, content = split_reasoning(text, starts_in_thinking=llm.engine.opens_thinking(ids))
+        history.append({"role": "assistant", "content": content})
