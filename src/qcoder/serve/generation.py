@@ -1,0 +1,139 @@
+"""Running one API request on the engine: admission, its n sequences, metrics, and abort on exit.
+
+A request with `n` choices is `n` engine sequences that share one prompt (the prefix cache makes the
+extra ones cheap). `Generation.outputs()` merges their outputs in arrival order. Whatever ends the
+iteration early (a client that disconnects cancels it, an error, the server shutting down), the
+`finally` aborts the sequences still running, so the engine frees their KV blocks at its next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from qcoder.serve.errors import APIError
+from qcoder.serve.metrics import ServerMetrics
+
+_request_counter = itertools.count()
+
+
+@dataclass
+class ServerState:
+    """What every route needs: the engine, its limits, parsers, metrics, and how busy the server is."""
+
+    engine: object  # qcoder.engine.async_engine.AsyncLLMEngine: generate / abort / stats / shutdown
+    llm: object  # the LLMEngine inside it: tokenizer, chat template, sampling defaults (read-only use)
+    model_name: str
+    max_num_seqs: int
+    max_waiting: int
+    api_key: str | None = None
+    tool_parser_name: str = "auto"
+    tool_parser: object = None  # from qcoder.engine.tool_parsers.get_tool_parser
+    metrics: ServerMetrics = field(default_factory=ServerMetrics)
+    in_flight: int = 0  # engine sequences admitted and not yet finished or aborted
+    draining: bool = False  # set on SIGINT/SIGTERM: finish what runs, accept nothing new
+
+    @classmethod
+    def for_engine(cls, engine, llm, *, tool_call_parser: str = "auto", **settings) -> ServerState:
+        from qcoder.engine.tool_parsers import get_tool_parser
+
+        parser = get_tool_parser(tool_call_parser, llm.tokenizer.chat_template)
+        name = "qwen3_coder" if parser.bare_function_tags else "hermes"  # what "auto" picked
+        return cls(engine=engine, llm=llm, tool_parser=parser, tool_parser_name=name, **settings)
+
+    @property
+    def tokenizer(self):
+        return self.llm.tokenizer
+
+    @property
+    def template(self):
+        return self.llm.chat_template
+
+    @property
+    def max_model_len(self) -> int:
+        return self.llm.max_model_len
+
+    def check_capacity(self, sequences: int) -> None:
+        """Refuse (503 draining, 429 full) unless `sequences` more fit in the running batch plus the waiting queue."""
+        if self.draining:
+            raise APIError(503, "the server is shutting down", code="server_shutting_down")
+        if self.in_flight + sequences > self.max_num_seqs + self.max_waiting:
+            raise APIError(429, f"the server is at capacity ({self.max_num_seqs} running, {self.max_waiting} "
+                           "waiting); retry later", code="rate_limit_exceeded")
+
+
+class Generation:
+    """The engine sequences of one request, each a (prompt ids, SamplingParams) pair; choice i is sequence i.
+
+    Routes call `state.check_capacity` first, to answer 429 with a status code; the sequences are counted
+    in flight from the start of `outputs()` to its end, whichever way it ends.
+    """
+
+    def __init__(self, state: ServerState, sequences: list[tuple[list[int], object]], kind: str):
+        self.state = state
+        self.prompts = [prompt for prompt, _ in sequences]
+        self.params = [params for _, params in sequences]
+        base = f"{kind}-{next(_request_counter)}-{time.monotonic_ns():x}"
+        self.request_ids = [f"{base}-{i}" for i in range(len(self.params))]
+        self.arrival = time.monotonic()
+        self._last_token_time: list[float | None] = [None] * len(self.params)
+        self._finished = [False] * len(self.params)
+
+    async def outputs(self) -> AsyncIterator[tuple[int, object]]:
+        """(choice index, RequestOutput) as the engine produces them, until every sequence finished."""
+        self.state.check_capacity(len(self.params))
+        self.state.in_flight += len(self.params)
+        queue: asyncio.Queue = asyncio.Queue()
+        done = object()
+
+        async def pump(index: int) -> None:
+            try:
+                async for out in self.state.engine.generate(self.request_ids[index], self.prompts[index],
+                                                            self.params[index]):
+                    queue.put_nowait((index, out))
+            except Exception as exc:  # handed to the consumer, which raises it in the request's context
+                queue.put_nowait((index, exc))
+            queue.put_nowait((index, done))
+
+        tasks = [asyncio.create_task(pump(i)) for i in range(len(self.params))]
+        try:
+            remaining = len(tasks)
+            while remaining:
+                index, item = await queue.get()
+                if item is done:
+                    remaining -= 1
+                    continue
+                if isinstance(item, Exception):
+                    raise item
+                self._observe(index, item)
+                yield index, item
+        finally:
+            for task in tasks:
+                task.cancel()
+            for index, request_id in enumerate(self.request_ids):
+                if not self._finished[index]:
+                    self.state.engine.abort(request_id)
+            self.state.in_flight -= len(self.params)
+
+    def _observe(self, index: int, out) -> None:
+        metrics = self.state.metrics
+        now = time.monotonic()
+        tokens = len(out.new_token_ids)
+        if tokens:
+            last = self._last_token_time[index]
+            if last is None:
+                metrics.ttft.observe(now - self.arrival)
+                metrics.prompt_tokens.inc(out.prompt_tokens)
+                metrics.cached_prompt_tokens.inc(out.cached_tokens or 0)
+            else:  # tokens that arrive together (e.g. a forced one) share the interval
+                for _ in range(tokens):
+                    metrics.itl.observe((now - last) / tokens)
+            self._last_token_time[index] = now
+            metrics.generation_tokens.inc(tokens)
+        if out.finished:
+            self._finished[index] = True
+            metrics.e2e.observe(now - self.arrival)
+
