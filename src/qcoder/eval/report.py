@@ -97,6 +97,8 @@ def print_table(summary: dict) -> None:
     console.print(table)
     statuses = ", ".join(f"{s} {c}" for s, c in summary["statuses"].items() if c)
     console.print(f"samples: {summary['samples']} ({statuses}); completion tokens: {summary['completion_tokens']}")
+    for note in summary.get("sandbox", {}).get("notes", []):
+        console.print(f"[yellow]sandbox: {note}[/yellow]")
 
 
 def plot(summary: dict, path: Path) -> None:

@@ -11,11 +11,11 @@ import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from qcoder.errors import QcoderError
-from qcoder.eval import report
+from qcoder.eval import report, sandbox
 from qcoder.eval.checks import Checker
 from qcoder.eval.datasets import Dataset, Task
 from qcoder.eval.generation import Completion, Job
@@ -53,6 +53,7 @@ def run_benchmark(dataset: Dataset, tasks: list[Task], generator, config: RunCon
             future.result()  # re-raise anything unexpected from the pool
     rows = _read_rows(samples_path)
     summary = report.summarize(config.bench, tasks, rows, config.n, dataset, settings)
+    summary["sandbox"] = asdict(sandbox.probe())
     report.write_all(summary, config.output)
     return summary
 

@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -80,7 +81,7 @@ def run(argv: list[str], *, files: dict[str, str | bytes] | None = None, limits:
     """Run `argv` in a fresh directory holding `files`; return the outcome and the `collect`ed files."""
     limits = limits or Limits()
     workdir = tempfile.mkdtemp(prefix="qcoder-sbx-")
-    uid = random.randint(*UID_RANGE) if os.geteuid() == 0 else None
+    uid = _take_uid() if os.geteuid() == 0 else None
     try:
         _populate(workdir, files or {}, uid)
         return _run_in(workdir, argv, limits, env, uid, collect)
@@ -89,7 +90,26 @@ def run(argv: list[str], *, files: dict[str, str | bytes] | None = None, limits:
     finally:
         if uid is not None:
             _kill_uid(uid)
+            _uids_in_use.discard(uid)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def probe() -> Isolation:
+    """What isolation a sandboxed program gets on this machine."""
+    return run([sys.executable, "-I", "-c", "pass"], limits=Limits(timeout_s=30)).isolation
+
+
+_uids_in_use: set[int] = set()
+_uids_lock = threading.Lock()
+
+
+def _take_uid() -> int:
+    """A random uid from UID_RANGE that no other run of this process holds (other processes: unlikely)."""
+    with _uids_lock:
+        while (uid := random.randint(*UID_RANGE)) in _uids_in_use:
+            pass
+        _uids_in_use.add(uid)
+        return uid
 
 
 def run_python(code: str, *, args: tuple[str, ...] = (), files: dict[str, str | bytes] | None = None,
