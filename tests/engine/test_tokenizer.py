@@ -90,6 +90,11 @@ def hf_qwen3():
 
 
 @pytest.fixture(scope="module")
+def qwen25():
+    return Tokenizer.from_path(QWEN25)
+
+
+@pytest.fixture(scope="module")
 def qwen3():
     return Tokenizer.from_path(QWEN3)
 
@@ -105,7 +110,7 @@ def gguf_tokenizer(tmp_path_factory):
 def pair(request, hf_qwen25, hf_qwen3):
     """(ours, HF's) for each way of loading."""
     if request.param == "qwen2.5 dir":
-        return Tokenizer.from_path(QWEN25), hf_qwen25
+        return request.getfixturevalue("qwen25"), hf_qwen25
     if request.param == "qwen3 dir":
         return request.getfixturevalue("qwen3"), hf_qwen3
     return request.getfixturevalue("gguf_tokenizer"), hf_qwen25
@@ -152,11 +157,10 @@ def test_special_tokens_and_metadata(pair):
     assert ours.chat_template and "<|im_start|>" in ours.chat_template
 
 
-def test_generation_config_is_read():
-    tok = Tokenizer.from_path(QWEN3)
-    assert tok.generation_config["top_k"] == 20
-    assert tok.eos_token_ids == {151645, 151643}
-    assert Tokenizer.from_path(QWEN25).generation_config == {}
+def test_generation_config_is_read(qwen3, qwen25):
+    assert qwen3.generation_config["top_k"] == 20
+    assert qwen3.eos_token_ids == {151645, 151643}
+    assert qwen25.generation_config == {}
 
 
 def test_gguf_special_token_names(gguf_tokenizer):
