@@ -150,41 +150,53 @@ class Sampler:
 
     @staticmethod
     def _sample(logits: torch.Tensor, rows: list[SampleRow]) -> list[int]:
-        batch, vocab = logits.shape
-        device = logits.device
-        greedy = torch.tensor([r.params.greedy for r in rows], device=device)
-        tokens = logits.argmax(dim=-1)
-        if bool(greedy.all()):
-            return tokens.tolist()
+        tokens = logits.argmax(dim=-1).tolist()  # the answer for greedy rows
+        vocab = logits.shape[1]
+        random_rows = [i for i, r in enumerate(rows) if not r.params.greedy]
+        # Rows with a top_k only need their top candidates (a cheap topk instead of sorting the vocabulary).
+        # The two groups are sampled apart so that a row's random draws never depend on its neighbours.
+        with_k = [i for i in random_rows if 0 < rows[i].params.top_k < vocab]
+        without_k = [i for i in random_rows if not 0 < rows[i].params.top_k < vocab]
+        for group in (with_k, without_k):
+            if group:
+                for i, token in zip(group, _sample_group(logits[group], [rows[i] for i in group]), strict=True):
+                    tokens[i] = token
+        return tokens
 
-        temperature = torch.tensor([r.params.temperature or 1.0 for r in rows], device=device)
-        logits = logits / temperature[:, None]
 
-        top_k = [r.params.top_k if 0 < r.params.top_k < vocab else vocab for r in rows]
-        top_p = [r.params.top_p for r in rows]
-        if any(k < vocab for k in top_k) or any(p < 1.0 for p in top_p):
-            sorted_logits, order = logits.sort(dim=-1, descending=True)
-            rank = torch.arange(vocab, device=device)[None, :]
-            remove = rank >= torch.tensor(top_k, device=device)[:, None]
-            sorted_logits = sorted_logits.masked_fill(remove, float("-inf"))
-            # top_p: drop a token when the tokens ranked above it already hold top_p of the mass.
-            probs = sorted_logits.softmax(dim=-1)
-            mass_before = probs.cumsum(dim=-1) - probs
-            p = torch.tensor([p if p < 1.0 else 2.0 for p in top_p], device=device)
-            remove = (mass_before >= p[:, None]) & (rank > 0)
-            sorted_logits = sorted_logits.masked_fill(remove, float("-inf"))
-            logits = torch.full_like(logits, float("-inf")).scatter(1, order, sorted_logits)
+def _sample_group(logits: torch.Tensor, rows: list[SampleRow]) -> list[int]:
+    vocab = logits.shape[1]
+    device = logits.device
+    logits = logits / torch.tensor([r.params.temperature for r in rows], device=device)[:, None]
+    top_k = [r.params.top_k if 0 < r.params.top_k < vocab else vocab for r in rows]
+    top_p = [r.params.top_p for r in rows]
 
+    ids = None  # column -> token id, when the columns are candidates sorted by logit
+    if max(top_k) < vocab:
+        logits, ids = logits.topk(max(top_k), dim=-1)
+    elif min(top_p) < 1.0:
+        logits, ids = logits.sort(dim=-1, descending=True)
+    if ids is not None:
+        rank = torch.arange(logits.shape[1], device=device)[None, :]
+        logits = logits.masked_fill(rank >= torch.tensor(top_k, device=device)[:, None], float("-inf"))
+        # top_p: drop a token when the tokens ranked above it already hold top_p of the mass.
         probs = logits.softmax(dim=-1)
-        min_p = torch.tensor([r.params.min_p for r in rows], device=device)
-        if bool((min_p > 0).any()):
-            threshold = min_p[:, None] * probs.max(dim=-1, keepdim=True).values
-            probs = probs.masked_fill(probs < threshold, 0.0)
+        mass_before = probs.cumsum(dim=-1) - probs
+        p = torch.tensor([p if p < 1.0 else 2.0 for p in top_p], device=device)
+        logits = logits.masked_fill((mass_before >= p[:, None]) & (rank > 0), float("-inf"))
 
-        # Exponential-race sampling: argmax(p / E) with E ~ Exp(1) draws from p (no renormalisation needed).
-        noise = torch.ones_like(probs)
-        for i, row in enumerate(rows):
-            if not row.params.greedy:
-                noise[i].exponential_(generator=row.generator)
-        sampled = (probs / noise).argmax(dim=-1)
-        return torch.where(greedy, tokens, sampled).tolist()
+    probs = logits.softmax(dim=-1)
+    min_p = torch.tensor([r.params.min_p for r in rows], device=device)
+    if bool((min_p > 0).any()):
+        threshold = min_p[:, None] * probs.max(dim=-1, keepdim=True).values
+        probs = probs.masked_fill(probs < threshold, 0.0)
+
+    # Exponential race: argmax(p / E) with E ~ Exp(1) draws from p (no renormalisation needed).
+    # Each row draws exactly as many numbers as it has candidates, from its own generator when seeded.
+    noise = torch.ones_like(probs)
+    for i, (row, k) in enumerate(zip(rows, top_k, strict=True)):
+        noise[i, :k].exponential_(generator=row.generator)
+    choice = (probs / noise).argmax(dim=-1)
+    if ids is not None:
+        choice = ids.gather(1, choice[:, None]).squeeze(1)
+    return choice.tolist()
