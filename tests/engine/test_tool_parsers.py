@@ -154,6 +154,12 @@ CASES = {
         '```json\n{"name": "list_dir", "arguments": {}}\n```\nThis lists the directory.',
         [],
     ),
+    "reply opening with json, then a real call": (
+        HERMES,
+        '{"status": "ok"} so now:\n<tool_call>\n{"name": "list_dir", "arguments": {}}\n</tool_call>',
+        '{"status": "ok"} so now:',
+        [("list_dir", {})],
+    ),
     "a python code answer is content": (
         HERMES,
         "```python\nprint('hi')\n```\n",

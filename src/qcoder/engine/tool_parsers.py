@@ -231,15 +231,16 @@ class ToolCallStream:
 
     def feed(self, delta: str) -> list[ToolStreamEvent]:
         self._buffer += delta
-        while getattr(self, f"_step_{self._state}")():
-            pass
+        self._run()
         return self._take_events()
 
     def finish(self) -> list[ToolStreamEvent]:
+        if self._state == "maybe_json" and not self._finish_json_reply():
+            # Not a fenced-JSON reply after all: read it like any other text, tags included.
+            self._at_start, self._state = False, "text"
+            self._run()
         if self._state == "text":
             self._emit_text(self._buffer)
-        elif self._state == "maybe_json":
-            self._finish_json_reply()
         elif self._state == "json_body":
             self._finish_json_call(self._buffer, closed=False)
         elif self._state != "after_function":
@@ -249,6 +250,10 @@ class ToolCallStream:
             self._events.append(ContentDelta(self._held_space))
             self._held_space = ""
         return self._take_events()
+
+    def _run(self) -> None:
+        while getattr(self, f"_step_{self._state}")():
+            pass
 
     def _take_events(self) -> list[ToolStreamEvent]:
         events, self._events = self._events, []
@@ -463,16 +468,16 @@ class ToolCallStream:
         self._complete_call()
         self._state = "text"
 
-    def _finish_json_reply(self) -> None:
+    def _finish_json_reply(self) -> bool:
         calls = _fenced_json_calls(self._buffer, self._functions)
         if calls is None:
-            self._emit_text(self._buffer)
-            return
-        self._held_space = ""
+            return False
+        self._held_space, self._buffer, self._state = "", "", "text"
         for name, arguments in calls:
             self._announce(name)
             self._arguments(_dumps(arguments))
             self._complete_call()
+        return True
 
 
 def _json_call(body: str) -> tuple[str, dict] | None:
