@@ -69,6 +69,8 @@ def new_call_id() -> str:
 
 
 class ToolParser:
+    """Parses one model's tool calls; `tools` are the request's OpenAI-style tool definitions (schemas)."""
+
     def __init__(self, bare_function_tags: bool):
         self.bare_function_tags = bare_function_tags
 
