@@ -13,13 +13,14 @@ status (malformed JSON and schema errors are 400, not FastAPI's 422), and the se
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -38,6 +39,7 @@ from qcoder.serve.protocol import (
 log = logging.getLogger("qcoder.serve")
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a request whose client left before the answer
 
 
 def create_app(state: ServerState) -> FastAPI:
@@ -127,8 +129,6 @@ async def _until_disconnect(request: Request, work):
     Starlette does not cancel a handler when its client disconnects; the engine would keep generating
     for nobody. So the work runs as a task that is cancelled (its sequences aborted) on disconnect.
     """
-    import asyncio
-
     task = asyncio.ensure_future(work)
     try:
         while True:
@@ -137,7 +137,7 @@ async def _until_disconnect(request: Request, work):
                 return task.result()
             if await request.is_disconnected():
                 task.cancel()
-                return JSONResponse(error_body(400, "client disconnected").model_dump(), status_code=499)
+                return Response(status_code=CLIENT_CLOSED_REQUEST)  # nobody reads it; the status shows in /metrics
     finally:
         if not task.done():
             task.cancel()

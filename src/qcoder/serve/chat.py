@@ -167,7 +167,10 @@ class ChoiceParser:
                 calls.append(ToolCallDelta(index=event.index, id=event.id, type="function",
                                            function=FunctionDelta(name=event.name, arguments="")))
             elif isinstance(event, ArgumentsDelta):
-                calls.append(ToolCallDelta(index=event.index, function=FunctionDelta(arguments=event.text)))
+                if calls and calls[-1].index == event.index:  # one entry per call and chunk
+                    calls[-1].function.arguments += event.text
+                else:
+                    calls.append(ToolCallDelta(index=event.index, function=FunctionDelta(arguments=event.text)))
         return "".join(content), calls
 
 

@@ -209,8 +209,17 @@ class ToolCallOut(Response):
 class AssistantMessage(Response):
     role: Literal["assistant"] = "assistant"
     content: str | None = None
-    reasoning_content: str | None = None
-    tool_calls: list[ToolCallOut] = []
+    reasoning_content: str | None = None  # vLLM's field for <think> text; omitted when there is none
+    tool_calls: list[ToolCallOut] = []  # omitted when empty, as OpenAI does
+
+    @model_serializer(mode="wrap")
+    def _omit_empty(self, handler):
+        data = handler(self)
+        if data.get("reasoning_content") is None:
+            data.pop("reasoning_content", None)
+        if not data.get("tool_calls"):
+            data.pop("tool_calls", None)
+        return data
 
 
 class ChatChoice(Response):
