@@ -166,8 +166,10 @@ class Attention(nn.Module):
 
     def _decode(self, q: torch.Tensor, plan: AttentionPlan, cache: torch.Tensor) -> torch.Tensor:
         """One query per sequence: a single padded SDPA call over all sequences."""
-        k = cache[0][plan.context_slots].transpose(1, 2).to(q.dtype)  # [B, kv_heads, max_context, head_dim]
-        v = cache[1][plan.context_slots].transpose(1, 2).to(q.dtype)
+        shape = (*plan.context_slots.shape, self.num_kv_heads, self.head_dim)  # [B, max_context, kv_heads, head_dim]
+        # index_select: far faster than advanced indexing for row gathers on CPU
+        k = cache[0].index_select(0, plan.context_slots.flatten()).view(shape).transpose(1, 2).to(q.dtype)
+        v = cache[1].index_select(0, plan.context_slots.flatten()).view(shape).transpose(1, 2).to(q.dtype)
         out = F.scaled_dot_product_attention(q[:, :, None, :], k, v, attn_mask=plan.decode_mask, enable_gqa=True)
         return out[:, :, 0, :]
 
@@ -176,8 +178,8 @@ class Attention(nn.Module):
         outs, start = [], 0
         for b, (q_len, ctx_len) in enumerate(zip(batch.query_lens, batch.context_lens, strict=True)):
             slots = plan.context_slots[b, :ctx_len]
-            k = cache[0][slots].transpose(0, 1)[None].to(q.dtype)  # [1, kv_heads, ctx_len, head_dim]
-            v = cache[1][slots].transpose(0, 1)[None].to(q.dtype)
+            k = cache[0].index_select(0, slots).transpose(0, 1)[None].to(q.dtype)  # [1, kv_heads, ctx_len, head_dim]
+            v = cache[1].index_select(0, slots).transpose(0, 1)[None].to(q.dtype)
             qb = q[start : start + q_len].transpose(0, 1)[None]  # [1, heads, q_len, head_dim]
             if q_len == ctx_len:  # nothing cached before: plain causal attention
                 o = F.scaled_dot_product_attention(qb, k, v, is_causal=True, enable_gqa=True)
@@ -222,7 +224,7 @@ class Experts(nn.Module):
                 continue
             pairs = order[start : start + count]
             tokens = pairs // top_k
-            gate, up = F.linear(x[tokens], self.gate_up_proj[expert]).chunk(2, dim=-1)
+            gate, up = F.linear(x.index_select(0, tokens), self.gate_up_proj[expert]).chunk(2, dim=-1)
             y = F.linear(F.silu(gate) * up, self.down_proj[expert])
             out.index_add_(0, tokens, y * flat_weights[pairs, None])
             start += count
@@ -290,7 +292,7 @@ class QwenForCausalLM(nn.Module):
         x = self.model.embed_tokens(batch.input_ids)
         for layer, cache in zip(self.model.layers, kv_caches, strict=True):
             x = layer(x, batch, plan, cache)
-        x = self.model.norm(x[batch.logits_indices])  # per-token, so only the rows we return
+        x = self.model.norm(x.index_select(0, batch.logits_indices))  # per-token, so only the rows we return
         return self.lm_head(x).float()
 
     def load_weights(self, weights) -> None:

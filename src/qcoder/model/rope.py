@@ -79,7 +79,7 @@ class RotaryEmbedding:
             self._build(max(max_position, 2 * length, 256), positions.device)
         elif self.cos.device != positions.device:
             self._build(length, positions.device)
-        return self.cos[positions], self.sin[positions]
+        return self.cos.index_select(0, positions), self.sin.index_select(0, positions)
 
     def _build(self, length: int, device: torch.device) -> None:
         t = torch.arange(length, dtype=torch.float32, device=device)
