@@ -58,6 +58,7 @@ def test_session_roundtrip_and_latest(tmp_path):
     second.replace([{"role": "user", "content": "folded"}])
     second.add({"role": "assistant", "content": "three"})
     assert Session.load(tmp_path, first.id).messages == [{"role": "user", "content": "one"}]
+    assert (tmp_path / ".qcoder" / ".gitignore").read_text() == "sessions/\ncheckpoints.git/\n"
     latest = Session.latest(tmp_path)
     assert latest.id == second.id
     assert [m["content"] for m in latest.messages] == ["folded", "three"]
@@ -84,7 +85,7 @@ def test_checkpoints_undo_and_user_git_untouched(tmp_path):
         cp.undo()
     assert sorted(p.name for p in (tmp_path / ".git").iterdir()) == user_git
     status = subprocess.run(["git", "status", "--porcelain"], cwd=tmp_path, capture_output=True, text=True).stdout
-    assert ".qcoder" in status and "a.py" in status  # the user's repository still just sees untracked files
+    assert "?? a.py" in status  # the user's repository still just sees its own untracked file
 
 
 def test_settings_merge_user_then_workspace_then_env(tmp_path, home, monkeypatch):

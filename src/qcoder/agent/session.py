@@ -29,6 +29,10 @@ class Session:
     def new(cls, workspace: Path, **meta) -> Session:
         directory = sessions_dir(workspace)
         directory.mkdir(parents=True, exist_ok=True)
+        # Our state stays out of the user's repository; .qcoder/settings.toml remains committable.
+        ignore = directory.parent / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("sessions/\ncheckpoints.git/\n")
         session_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
         session = cls(directory / f"{session_id}.jsonl")
         session._append({"type": "meta", "created": time.time(), **meta})
