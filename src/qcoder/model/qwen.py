@@ -186,7 +186,11 @@ class Attention(nn.Module):
             else:  # query i sits at position ctx_len - q_len + i and sees every key up to it
                 i = torch.arange(q_len, device=q.device)[:, None]
                 mask = torch.arange(ctx_len, device=q.device)[None, :] <= ctx_len - q_len + i
-                o = F.scaled_dot_product_attention(qb, k, v, attn_mask=mask, enable_gqa=True)
+                # Heads expanded by hand: CUDA's fused kernels take a mask or GQA, not both, and the fallback
+                # would materialise [heads, q_len, ctx_len] scores.
+                groups = self.num_heads // self.num_kv_heads
+                k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+                o = F.scaled_dot_product_attention(qb, k, v, attn_mask=mask)
             outs.append(o[0].transpose(0, 1))
             start += q_len
         return torch.cat(outs)
