@@ -114,14 +114,14 @@ class ScriptedModel(torch.nn.Module):
 
     Obeys the forward contract of qcoder.model.qwen: it writes each token's id into the engine-owned KV cache
     (as its "K"), reads its sequence's whole context back through the block table, counts the tokens after the
-    last generation prompt and forces the next script token with peaked logits. So it behaves correctly under
-    batching, chunked prefill and the prefix cache, like a real model.
+    generation prompt (the latest-ending of `markers`) and forces the next script token with peaked logits. So
+    it behaves correctly under batching, chunked prefill and the prefix cache, like a real model.
     """
 
-    def __init__(self, config, generation_prompt: list[int], end_token: int):
+    def __init__(self, config, markers: list[list[int]], end_token: int):
         super().__init__()
         self.config = config
-        self.generation_prompt = generation_prompt
+        self.markers = markers
         self.end_token = end_token
         self.script: list[int] = []
 
@@ -139,29 +139,25 @@ class ScriptedModel(torch.nn.Module):
         return logits
 
     def _next_token(self, context: list[int]) -> int:
-        marker = self.generation_prompt
-        starts = [i for i in range(len(context) - len(marker) + 1) if context[i : i + len(marker)] == marker]
-        said = len(context) - (starts[-1] + len(marker)) if starts else 0
+        prompt_end = max((i + len(m) for m in self.markers for i in range(len(context) - len(m) + 1)
+                          if context[i : i + len(m)] == m), default=len(context))
+        said = len(context) - prompt_end
         return self.script[said] if said < len(self.script) else self.end_token
 
 
-def scripted_engine(tokenizer_dir: Path):
+def scripted_engine(tokenizer_dir: Path, chat_template: str | None = None,
+                    generation_prompts: tuple[str, ...] = ("<|im_start|>assistant\n",)):
+    """An LLMEngine around a ScriptedModel, with the tokenizer (and chat template) of `tokenizer_dir`."""
     from qcoder.engine.engine import LLMEngine
     from qcoder.engine.tokenizer import Tokenizer
     from qcoder.model.config import ModelConfig
 
     tokenizer = Tokenizer.from_path(tokenizer_dir)
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
     config = ModelConfig(architecture="qwen2", vocab_size=151936, hidden_size=8, intermediate_size=8,
                          num_hidden_layers=1, num_attention_heads=1, num_key_value_heads=1, head_dim=1,
                          max_position_embeddings=4096)
-    model = ScriptedModel(config, tokenizer.encode("<|im_start|>assistant\n"), tokenizer.token_to_id("<|im_end|>"))
+    markers = [tokenizer.encode(text) for text in generation_prompts]
+    model = ScriptedModel(config, markers, tokenizer.token_to_id("<|im_end|>"))
     return LLMEngine.from_parts(model, config, tokenizer, max_model_len=4096, max_num_seqs=4), model
-
-
-def tokenizer_dir(kind: str, tmp: Path) -> Path:
-    """A folder with just the tokenizer files of the Qwen2.5 (hermes) or Qwen3-Coder (XML) checkpoints."""
-    if kind == "qwen2.5":
-        return QWEN25_TOKENIZER
-    for name in ("vocab.json", "merges.txt", "tokenizer_config.json"):
-        shutil.copy(QWEN3_CODER / name, tmp / name)
-    return tmp

@@ -190,3 +190,61 @@ def test_thinking_budget_is_enforced(scripted):
     capped = scripted.chat(script, extra_body={"thinking_budget": 5}).choices[0].message.reasoning_content
     assert "step30" in full
     assert "step30" not in capped and len(capped) < len(full)
+
+
+def test_parser_can_be_overridden():
+    llm, _ = scripted_engine(QWEN3_CODER)
+    state = make_state(llm, tool_call_parser="hermes")
+    try:
+        assert state.tool_parser_name == "hermes" and not state.tool_parser.bare_function_tags
+    finally:
+        state.engine.shutdown()
+
+
+# A Qwen3-style thinking template: the generation prompt opens <think> unless enable_thinking is false.
+THINKING_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n"
+    "{% else %}<think>\n{% endif %}{% endif %}"
+)
+THINKING_PROMPTS = ("<|im_start|>assistant\n<think>\n", "<|im_start|>assistant\n<think>\n\n</think>\n\n")
+
+
+@pytest.fixture(scope="module")
+def thinking():
+    llm, model = scripted_engine(QWEN3_CODER, THINKING_TEMPLATE, THINKING_PROMPTS)
+    server = LiveServer(make_state(llm, model_name="scripted"))
+    yield server, llm, model
+    server.stop()
+
+
+def test_template_opened_thinking(thinking):
+    server, llm, model = thinking
+    model.script = llm.tokenizer.encode("Short plan.\n</think>\n\nThe answer.")
+    client = server.client()
+    reply = client.chat.completions.create(model="scripted", messages=ASK, temperature=0)
+    assert reply.choices[0].message.reasoning_content == "Short plan."
+    assert reply.choices[0].message.content == "The answer."
+    chunks = list(client.chat.completions.create(model="scripted", messages=ASK, temperature=0, stream=True))
+    reasoning = "".join(getattr(c.choices[0].delta, "reasoning_content", None) or "" for c in chunks if c.choices)
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert (reasoning, content) == ("Short plan.", "The answer.")
+
+
+def test_enable_thinking_false_reaches_the_template(thinking):
+    server, llm, model = thinking
+    model.script = llm.tokenizer.encode("The answer.")
+    reply = server.client().chat.completions.create(
+        model="scripted", messages=ASK, temperature=0, extra_body={"chat_template_kwargs": {"enable_thinking": False}})
+    message = reply.choices[0].message
+    assert message.content == "The answer."
+    assert getattr(message, "reasoning_content", None) is None
+
+
+def test_thinking_token_budget_alias(thinking):
+    server, llm, model = thinking
+    model.script = llm.tokenizer.encode(" ".join(f"step{i}" for i in range(30)) + "\n</think>\n\nDone.")
+    reply = server.client().chat.completions.create(model="scripted", messages=ASK, temperature=0,
+                                                    extra_body={"thinking_token_budget": 4})
+    assert "step10" not in reply.choices[0].message.reasoning_content
