@@ -31,6 +31,7 @@ class Tui:
     def __init__(self, args, console: Console | None = None, read_line=None):
         self.args = args
         self.console = console or Console(highlight=False)
+        self.status = "no task yet"
         self.read_line = read_line or self._prompt_toolkit_reader()
         self.built = build(args, emit=self.on_event, ask=self.ask)
         self.agent = self.built.agent
@@ -80,7 +81,7 @@ class Tui:
     def _prompt_toolkit_reader(self):
         from prompt_toolkit import PromptSession
 
-        session = PromptSession()
+        session = PromptSession(bottom_toolbar=lambda: " " + self.status)  # the status line stays in view
         return lambda message: session.prompt(message)
 
     def handle(self, line: str) -> bool:
@@ -90,7 +91,8 @@ class Tui:
             return True
         if not line.startswith("/"):
             result = self.agent.run(line)
-            self.console.print(f"[reverse] {escape(self.status_line(result))} [/]")
+            self.status = self.status_line(result)
+            self.console.print(f"[reverse] {escape(self.status)} [/]")
             return True
         command, _, rest = line.partition(" ")
         rest = rest.strip()
