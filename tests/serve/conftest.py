@@ -86,8 +86,9 @@ def make_state(llm, *, model_name: str = "tiny", max_num_seqs: int = 8, max_wait
     from qcoder.engine.async_engine import AsyncLLMEngine
     from qcoder.serve.generation import ServerState
 
-    return ServerState.for_engine(AsyncLLMEngine(llm), llm, model_name=model_name, max_num_seqs=max_num_seqs,
-                                  max_waiting=max_waiting, **settings)
+    return ServerState.for_engine(
+        AsyncLLMEngine(llm), llm, model_name=model_name, max_num_seqs=max_num_seqs, max_waiting=max_waiting, **settings
+    )
 
 
 @pytest.fixture(scope="module")
@@ -133,20 +134,32 @@ class ScriptedModel(torch.nn.Module):
         for row, flat_index in enumerate(batch.logits_indices.tolist()):
             b = int(torch.searchsorted(ends, flat_index, right=True))
             positions = torch.arange(batch.context_lens[b])
-            slots = batch.block_tables[b, positions // batch.block_size] * batch.block_size + positions % batch.block_size
+            slots = (
+                batch.block_tables[b, positions // batch.block_size] * batch.block_size + positions % batch.block_size
+            )
             context = ids_cache[slots].long().tolist()
             logits[row, self._next_token(context)] = 20.0
         return logits
 
     def _next_token(self, context: list[int]) -> int:
-        prompt_end = max((i + len(m) for m in self.markers for i in range(len(context) - len(m) + 1)
-                          if context[i : i + len(m)] == m), default=len(context))
+        prompt_end = max(
+            (
+                i + len(m)
+                for m in self.markers
+                for i in range(len(context) - len(m) + 1)
+                if context[i : i + len(m)] == m
+            ),
+            default=len(context),
+        )
         said = len(context) - prompt_end
         return self.script[said] if said < len(self.script) else self.end_token
 
 
-def scripted_engine(tokenizer_dir: Path, chat_template: str | None = None,
-                    generation_prompts: tuple[str, ...] = ("<|im_start|>assistant\n",)):
+def scripted_engine(
+    tokenizer_dir: Path,
+    chat_template: str | None = None,
+    generation_prompts: tuple[str, ...] = ("<|im_start|>assistant\n",),
+):
     """An LLMEngine around a ScriptedModel, with the tokenizer (and chat template) of `tokenizer_dir`."""
     from qcoder.engine.engine import LLMEngine
     from qcoder.engine.tokenizer import Tokenizer
@@ -155,9 +168,17 @@ def scripted_engine(tokenizer_dir: Path, chat_template: str | None = None,
     tokenizer = Tokenizer.from_path(tokenizer_dir)
     if chat_template is not None:
         tokenizer.chat_template = chat_template
-    config = ModelConfig(architecture="qwen2", vocab_size=151936, hidden_size=8, intermediate_size=8,
-                         num_hidden_layers=1, num_attention_heads=1, num_key_value_heads=1, head_dim=1,
-                         max_position_embeddings=4096)
+    config = ModelConfig(
+        architecture="qwen2",
+        vocab_size=151936,
+        hidden_size=8,
+        intermediate_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        head_dim=1,
+        max_position_embeddings=4096,
+    )
     markers = [tokenizer.encode(text) for text in generation_prompts]
     model = ScriptedModel(config, markers, tokenizer.token_to_id("<|im_end|>"))
     return LLMEngine.from_parts(model, config, tokenizer, max_model_len=4096, max_num_seqs=4), model

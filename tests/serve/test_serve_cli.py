@@ -22,9 +22,25 @@ def free_port() -> int:
 def start(model_dir, *args, env=None) -> tuple[subprocess.Popen, str, str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "qcoder", "serve", "--model", str(model_dir), "--port", str(port),
-         "--max-model-len", "256", "--served-model-name", "tiny", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
+        [
+            sys.executable,
+            "-m",
+            "qcoder",
+            "serve",
+            "--model",
+            str(model_dir),
+            "--port",
+            str(port),
+            "--max-model-len",
+            "256",
+            "--served-model-name",
+            "tiny",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
     )
     line = process.stdout.readline()  # the startup line is printed once the port is bound and the model loaded
     base = f"http://127.0.0.1:{port}"
@@ -48,8 +64,13 @@ def test_serve_with_env_key_drains_on_sigterm(tiny_model_dir):
         assert httpx.get(base + "/v1/models").status_code == 401
         assert client.models.list().data[0].id == "tiny"
 
-        stream = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}],
-                                                max_tokens=60, stream=True, extra_body={"ignore_eos": True})
+        stream = client.chat.completions.create(
+            model="tiny",
+            messages=[{"role": "user", "content": "hi"}],
+            max_tokens=60,
+            stream=True,
+            extra_body={"ignore_eos": True},
+        )
         first = next(iter(stream))
         assert first.choices[0].delta.role == "assistant"
         process.send_signal(signal.SIGTERM)  # the running request is allowed to finish
@@ -73,8 +94,12 @@ def test_busy_port_is_one_line_error(tiny_model_dir):
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        result = subprocess.run([sys.executable, "-m", "qcoder", "serve", "--model", str(tiny_model_dir),
-                                 "--port", str(port)], capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-m", "qcoder", "serve", "--model", str(tiny_model_dir), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert result.returncode == 2
     assert result.stderr.startswith("qcoder: error: cannot listen on 127.0.0.1:")
     assert len(result.stderr.strip().splitlines()) == 1

@@ -40,16 +40,22 @@ def test_unknown_route_and_method(tiny_server):
 
 
 def test_malformed_json_is_400(tiny_server):
-    error = assert_error(post(tiny_server, CHAT, content=b'{"model": "tiny", "messages": [',
-                              headers={"content-type": "application/json"}), 400, says="json")
+    error = assert_error(
+        post(
+            tiny_server, CHAT, content=b'{"model": "tiny", "messages": [', headers={"content-type": "application/json"}
+        ),
+        400,
+        says="json",
+    )
     assert error["type"] == "invalid_request_error"
 
 
 def test_schema_errors_are_400_not_422(tiny_server):
     assert_error(post(tiny_server, CHAT, {"model": "tiny"}), 400, param="messages")
     assert_error(post(tiny_server, CHAT, {"model": "tiny", "messages": []}), 400, param="messages")
-    assert_error(post(tiny_server, CHAT, {"model": "tiny", "messages": HELLO, "temperature": 9}), 400,
-                 param="temperature")
+    assert_error(
+        post(tiny_server, CHAT, {"model": "tiny", "messages": HELLO, "temperature": 9}), 400, param="temperature"
+    )
     assert_error(post(tiny_server, CHAT, [1, 2]), 400)
 
 
@@ -79,16 +85,32 @@ def test_unknown_model_is_404(client):
     [
         ([{"role": "wizard", "content": "hi"}], "role"),
         ([{"role": "tool", "content": "42", "tool_call_id": "x"}], "tool message must follow"),
-        ([{"role": "user", "content": "hi"},
-          {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
-                                                "function": {"name": "f", "arguments": "{}"}}]},
-          {"role": "user", "content": "and?"}], "must be followed by tool"),
+        (
+            [
+                {"role": "user", "content": "hi"},
+                {
+                    "role": "assistant",
+                    "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+                },
+                {"role": "user", "content": "and?"},
+            ],
+            "must be followed by tool",
+        ),
         ([{"role": "user"}], "needs content"),
         ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}], "text only"),
-        ([{"role": "user", "content": "hi"},
-          {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
-                                                "function": {"name": "f", "arguments": "{not json"}}]},
-          {"role": "tool", "content": "1", "tool_call_id": "c1"}], "json"),
+        (
+            [
+                {"role": "user", "content": "hi"},
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{not json"}}
+                    ],
+                },
+                {"role": "tool", "content": "1", "tool_call_id": "c1"},
+            ],
+            "json",
+        ),
     ],
 )
 def test_bad_messages(tiny_server, messages, says):

@@ -38,8 +38,12 @@ def test_chat_completion(client):
 
 
 def test_content_parts_equal_plain_text(client):
-    parts = [{"role": "user", "content": [{"type": "text", "text": "Write a haiku"},
-                                          {"type": "text", "text": "about code."}]}]
+    parts = [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "Write a haiku"}, {"type": "text", "text": "about code."}],
+        }
+    ]
     plain = [{"role": "user", "content": "Write a haiku\nabout code."}]
     a = client.chat.completions.create(model="tiny", messages=parts, max_tokens=8, temperature=0)
     b = client.chat.completions.create(model="tiny", messages=plain, max_tokens=8, temperature=0)
@@ -49,8 +53,16 @@ def test_content_parts_equal_plain_text(client):
 
 def test_streaming_matches_whole_and_reports_usage(client):
     whole = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=16, temperature=0)
-    chunks = list(client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=16, temperature=0,
-                                                 stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model="tiny",
+            messages=MESSAGES,
+            max_tokens=16,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert chunks[0].choices[0].delta.role == "assistant"
     assert all(c.id == chunks[0].id and c.object == "chat.completion.chunk" for c in chunks)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -74,8 +86,17 @@ def test_raw_sse_framing(tiny_server):
 def test_n_choices(client):
     reply = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=6, n=3, seed=5)
     assert [c.index for c in reply.choices] == [0, 1, 2]
-    chunks = list(client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=6, n=3, seed=5,
-                                                 stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model="tiny",
+            messages=MESSAGES,
+            max_tokens=6,
+            n=3,
+            seed=5,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     streamed = {i: "" for i in range(3)}
     for chunk in chunks:
         for choice in chunk.choices:
@@ -86,8 +107,9 @@ def test_n_choices(client):
 
 def test_seed_is_reproducible(client):
     def sample(seed):
-        reply = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=10, temperature=1.0,
-                                               seed=seed)
+        reply = client.chat.completions.create(
+            model="tiny", messages=MESSAGES, max_tokens=10, temperature=1.0, seed=seed
+        )
         return reply.choices[0].message.content
 
     assert sample(1234) == sample(1234)
@@ -95,8 +117,9 @@ def test_seed_is_reproducible(client):
 
 
 def test_logprobs(client):
-    reply = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=5, temperature=0,
-                                           logprobs=True, top_logprobs=3)
+    reply = client.chat.completions.create(
+        model="tiny", messages=MESSAGES, max_tokens=5, temperature=0, logprobs=True, top_logprobs=3
+    )
     content = reply.choices[0].logprobs.content
     assert len(content) == reply.usage.completion_tokens
     for entry in content:
@@ -116,13 +139,22 @@ def test_completions(client):
     reply = client.completions.create(model="tiny", prompt="def add(a, b):", max_tokens=7, temperature=0)
     assert reply.object == "text_completion" and reply.choices[0].finish_reason == "length"
     assert reply.usage.completion_tokens == 7
-    chunks = list(client.completions.create(model="tiny", prompt="def add(a, b):", max_tokens=7, temperature=0,
-                                            stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client.completions.create(
+            model="tiny",
+            prompt="def add(a, b):",
+            max_tokens=7,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert "".join(c.choices[0].text for c in chunks if c.choices) == reply.choices[0].text
     assert chunks[-1].usage.completion_tokens == 7
 
-    batch = client.completions.create(model="tiny", prompt=["def add(a, b):", "import os"], max_tokens=3,
-                                      temperature=0, n=2)
+    batch = client.completions.create(
+        model="tiny", prompt=["def add(a, b):", "import os"], max_tokens=3, temperature=0, n=2
+    )
     assert [c.index for c in batch.choices] == [0, 1, 2, 3]
     assert batch.choices[0].text == batch.choices[1].text  # greedy: both samples of prompt 0 agree
     assert batch.usage.completion_tokens == 12
@@ -135,8 +167,9 @@ def test_stop_strings(client):
     text = free.choices[0].text
     stop = text[3:6]
     assert stop.strip(), f"pick a visible stop string from {text!r}"
-    stopped = client.completions.create(model="tiny", prompt="def add(a, b):", max_tokens=12, temperature=0,
-                                        stop=[stop])
+    stopped = client.completions.create(
+        model="tiny", prompt="def add(a, b):", max_tokens=12, temperature=0, stop=[stop]
+    )
     assert stopped.choices[0].text == text[: text.index(stop)]
     assert stopped.choices[0].finish_reason == "stop"
 
@@ -145,8 +178,9 @@ def test_batching_does_not_change_results(client):
     prompts = [f"Question {i}: " + "please explain " * (i * 3) + "recursion." for i in range(8)]
 
     def ask(prompt):
-        reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": prompt}],
-                                               max_tokens=10, temperature=0)
+        reply = client.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": prompt}], max_tokens=10, temperature=0
+        )
         return reply.choices[0].message.content
 
     alone = [ask(p) for p in prompts]
@@ -175,8 +209,10 @@ def test_metrics_after_traffic(tiny_server, client):
     assert metric(tiny_server, "qcoder_time_to_first_token_seconds_count") >= 1
     assert metric(tiny_server, "qcoder_inter_token_latency_seconds_count") >= 3
     assert metric(tiny_server, "qcoder_num_requests_running") == 0
-    assert 'qcoder_requests_total{endpoint="/v1/chat/completions",status="200"}' in httpx.get(
-        tiny_server.base_url + "/metrics").text
+    assert (
+        'qcoder_requests_total{endpoint="/v1/chat/completions",status="200"}'
+        in httpx.get(tiny_server.base_url + "/metrics").text
+    )
 
 
 def wait_idle(server, timeout: float = 30.0) -> dict:
@@ -190,8 +226,9 @@ def wait_idle(server, timeout: float = 30.0) -> dict:
 
 
 def test_client_disconnect_frees_the_sequence(tiny_server, client):
-    stream = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=400, temperature=1.0,
-                                            stream=True, extra_body={"ignore_eos": True})
+    stream = client.chat.completions.create(
+        model="tiny", messages=MESSAGES, max_tokens=400, temperature=1.0, stream=True, extra_body={"ignore_eos": True}
+    )
     for i, _ in enumerate(stream):
         if i == 3:
             break
@@ -215,11 +252,23 @@ def test_non_streaming_disconnect_aborts(tiny_server):
 def qwen_code_tools() -> list[dict]:
     tools = []
     for i in range(12):
-        tools.append({"type": "function", "function": {
-            "name": f"tool_{i}", "description": f"Tool number {i}. " * 5,
-            "parameters": {"type": "object", "properties": {"path": {"type": "string", "description": "a path"},
-                                                            "limit": {"type": "integer"}},
-                           "required": ["path"]}}})
+        tools.append(
+            {
+                "type": "function",
+                "function": {
+                    "name": f"tool_{i}",
+                    "description": f"Tool number {i}. " * 5,
+                    "parameters": {
+                        "type": "object",
+                        "properties": {
+                            "path": {"type": "string", "description": "a path"},
+                            "limit": {"type": "integer"},
+                        },
+                        "required": ["path"],
+                    },
+                },
+            }
+        )
     tools.append({"type": "function", "function": {"name": "list_memories", "description": "no parameters"}})
     tools.append({"type": "function", "function": {"name": "exit_plan_mode", "description": "no parameters"}})
     return tools
@@ -241,19 +290,37 @@ def test_qwen_code_shaped_request_ends_with_length(long_server):
     parameters), max_tokens 32768 (over the window), stream + include_usage: served, capped at what the
     window leaves, finish_reason "length". The second turn reuses the cached prefix."""
     state = long_server.state
-    user = {"role": "user", "content": [{"type": "text", "text": "<context>This is the Qwen Code context.</context>"},
-                                        {"type": "text", "text": "Fix the failing test."}]}
+    user = {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "<context>This is the Qwen Code context.</context>"},
+            {"type": "text", "text": "Fix the failing test."},
+        ],
+    }
     system = ("You are Qwen Code, an interactive CLI agent specializing in software engineering tasks. " * 300)[:27000]
     # Pad the system prompt so that the window leaves room for a few dozen tokens only (keeps the test fast).
-    prompt_len = len(state.tokenizer.encode(state.template.render(
-        [{"role": "system", "content": system}, user], tools=qwen_code_tools())))
+    prompt_len = len(
+        state.tokenizer.encode(
+            state.template.render([{"role": "system", "content": system}, user], tools=qwen_code_tools())
+        )
+    )
     system += " x" * (state.max_model_len - prompt_len - 40)
     messages = [{"role": "system", "content": system}, user]
 
     client = long_server.client()
-    chunks = list(client.chat.completions.create(
-        model="tiny", messages=messages, tools=qwen_code_tools(), max_tokens=32768, temperature=0.7, top_p=0.8,
-        stream=True, stream_options={"include_usage": True}, extra_body={"ignore_eos": True, "top_k": 20}))
+    chunks = list(
+        client.chat.completions.create(
+            model="tiny",
+            messages=messages,
+            tools=qwen_code_tools(),
+            max_tokens=32768,
+            temperature=0.7,
+            top_p=0.8,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body={"ignore_eos": True, "top_k": 20},
+        )
+    )
     finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     usage = chunks[-1].usage
     assert finish == ["length"]

@@ -12,7 +12,10 @@ def test_counter_with_labels_and_escaping():
     counter.inc(endpoint="/a", status="200")
     counter.inc(2, endpoint="/a", status="200")
     counter.inc(endpoint='/we"ird', status="400")
-    assert list(counter.samples()) == ['x_total{endpoint="/a",status="200"} 3', 'x_total{endpoint="/we\\"ird",status="400"} 1']
+    assert list(counter.samples()) == [
+        'x_total{endpoint="/a",status="200"} 3',
+        'x_total{endpoint="/we\\"ird",status="400"} 1',
+    ]
     with pytest.raises(ValueError):
         counter.inc(-1, endpoint="/a", status="200")
 
@@ -33,14 +36,20 @@ def test_histogram_buckets_are_cumulative():
 def test_render_has_help_type_and_engine_gauges():
     metrics = ServerMetrics()
     metrics.generation_tokens.inc(7)
-    text = metrics.render({"running": 2, "waiting": 1, "kv_usage": 0.5, "prompt_tokens_computed": 40,
-                           "prompt_tokens_cached": 32})
+    text = metrics.render(
+        {"running": 2, "waiting": 1, "kv_usage": 0.5, "prompt_tokens_computed": 40, "prompt_tokens_cached": 32}
+    )
     lines = text.splitlines()
     assert "# TYPE qcoder_time_to_first_token_seconds histogram" in lines
     assert "# TYPE qcoder_generation_tokens_total counter" in lines
-    for sample in ("qcoder_generation_tokens_total 7", "qcoder_num_requests_running 2",
-                   "qcoder_num_requests_waiting 1", "qcoder_kv_cache_usage_perc 0.5",
-                   "qcoder_engine_prompt_tokens_computed_total 40", "qcoder_engine_prompt_tokens_cached_total 32"):
+    for sample in (
+        "qcoder_generation_tokens_total 7",
+        "qcoder_num_requests_running 2",
+        "qcoder_num_requests_waiting 1",
+        "qcoder_kv_cache_usage_perc 0.5",
+        "qcoder_engine_prompt_tokens_computed_total 40",
+        "qcoder_engine_prompt_tokens_cached_total 32",
+    ):
         assert sample in lines
     names = [line.split()[2] for line in lines if line.startswith("# TYPE")]
     assert len(names) == len(set(names))

@@ -9,15 +9,25 @@ import pytest
 
 from .conftest import QWEN3_CODER, QWEN25_TOKENIZER, LiveServer, make_state, scripted_engine
 
-WEATHER = {"type": "function", "function": {
-    "name": "get_weather", "description": "Weather forecast for a city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
-                   "required": ["city"]}}}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather forecast for a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+            "required": ["city"],
+        },
+    },
+}
 TIME = {"type": "function", "function": {"name": "get_time", "description": "The current time (no parameters)."}}
 ASK = [{"role": "user", "content": "Weather in Paris for 3 days, and the time?"}]
 
-XML_CALL = ("<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n"
-            "<parameter=days>\n3\n</parameter>\n</function>\n</tool_call>")
+XML_CALL = (
+    "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n"
+    "<parameter=days>\n3\n</parameter>\n</function>\n</tool_call>"
+)
 XML_TIME = "<tool_call>\n<function=get_time>\n</function>\n</tool_call>"
 HERMES_CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}\n</tool_call>'
 HERMES_TIME = '<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>'
@@ -35,14 +45,16 @@ class ScriptedServer:
 
     def chat(self, text: str, **kwargs):
         self.say(text)
-        return self.client.chat.completions.create(model="scripted", messages=kwargs.pop("messages", ASK),
-                                                   temperature=0, **kwargs)
+        return self.client.chat.completions.create(
+            model="scripted", messages=kwargs.pop("messages", ASK), temperature=0, **kwargs
+        )
 
     def stream(self, text: str, **kwargs) -> dict:
         """Stream a chat and assemble it the way an SDK user would; also returns the raw chunks."""
         self.say(text)
-        chunks = list(self.client.chat.completions.create(model="scripted", messages=ASK, temperature=0, stream=True,
-                                                          **kwargs))
+        chunks = list(
+            self.client.chat.completions.create(model="scripted", messages=ASK, temperature=0, stream=True, **kwargs)
+        )
         result = {"content": "", "reasoning": "", "calls": {}, "finish": None, "chunks": chunks}
         for chunk in chunks:
             for choice in chunk.choices:
@@ -130,8 +142,11 @@ def test_required_without_a_call_returns_the_text(scripted):
     reply = scripted.chat("I would rather not.", tools=[WEATHER], tool_choice="required")
     assert reply.choices[0].message.content == "I would rather not."
     assert reply.choices[0].finish_reason == "stop"
-    named = scripted.chat(FORMATS[scripted.format][0], tools=[WEATHER, TIME],
-                          tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    named = scripted.chat(
+        FORMATS[scripted.format][0],
+        tools=[WEATHER, TIME],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+    )
     assert named.choices[0].message.tool_calls[0].function.name == "get_weather"
 
 
@@ -151,9 +166,17 @@ def test_truncated_call_comes_back_as_content(scripted):
 
 def test_history_with_tool_results_is_accepted(scripted):
     messages = ASK + [
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": "get_weather",
-                                                              "arguments": '{"city": "Paris", "days": 3}'}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris", "days": 3}'},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
     ]
     reply = scripted.chat("It will be sunny.", tools=[WEATHER], messages=messages)
@@ -236,7 +259,8 @@ def test_enable_thinking_false_reaches_the_template(thinking):
     server, llm, model = thinking
     model.script = llm.tokenizer.encode("The answer.")
     reply = server.client().chat.completions.create(
-        model="scripted", messages=ASK, temperature=0, extra_body={"chat_template_kwargs": {"enable_thinking": False}})
+        model="scripted", messages=ASK, temperature=0, extra_body={"chat_template_kwargs": {"enable_thinking": False}}
+    )
     message = reply.choices[0].message
     assert message.content == "The answer."
     assert getattr(message, "reasoning_content", None) is None
@@ -245,6 +269,7 @@ def test_enable_thinking_false_reaches_the_template(thinking):
 def test_thinking_token_budget_alias(thinking):
     server, llm, model = thinking
     model.script = llm.tokenizer.encode(" ".join(f"step{i}" for i in range(30)) + "\n</think>\n\nDone.")
-    reply = server.client().chat.completions.create(model="scripted", messages=ASK, temperature=0,
-                                                    extra_body={"thinking_token_budget": 4})
+    reply = server.client().chat.completions.create(
+        model="scripted", messages=ASK, temperature=0, extra_body={"thinking_token_budget": 4}
+    )
     assert "step10" not in reply.choices[0].message.reasoning_content

@@ -1,7 +1,11 @@
 """The OpenAI-compatible HTTP app: routes, API-key check, errors in the OpenAI format, metrics.
 
-    app = create_app(AsyncLLMEngine(LLMEngine(path)), model_name="qwen", api_key=None)
-    run(app, host="127.0.0.1", port=8000)
+    llm = LLMEngine(path)
+    state = ServerState.for_engine(AsyncLLMEngine(llm), llm, model_name="qwen", max_num_seqs=16, max_waiting=64)
+    app = create_app(state)  # then run it under uvicorn, as `qcoder serve` does (commands.py)
+
+Request flow: chat.py / completions.py turn a request into engine sequences (convert.py builds the
+SamplingParams), generation.py runs them on the engine with admission, metrics and aborts.
 
 Routes: POST /v1/chat/completions, POST /v1/completions (both streaming or not), GET /v1/models,
 GET /health and GET /metrics. The /v1 routes need `Authorization: Bearer KEY` when a key is set;
@@ -39,6 +43,7 @@ from qcoder.serve.protocol import (
 log = logging.getLogger("qcoder.serve")
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics")
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a request whose client left before the answer
 
 
@@ -60,13 +65,16 @@ def create_app(state: ServerState) -> FastAPI:
             return
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not secrets.compare_digest(key.strip().encode(), state.api_key.encode()):
-            raise APIError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
-                           code="invalid_api_key")
+            raise APIError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'", code="invalid_api_key")
 
     def check_model(name: str) -> None:
         if name != state.model_name:
-            raise APIError(404, f"model {name!r} does not exist; this server serves {state.model_name!r}",
-                           param="model", code="model_not_found")
+            raise APIError(
+                404,
+                f"model {name!r} does not exist; this server serves {state.model_name!r}",
+                param="model",
+                code="model_not_found",
+            )
 
     authorized = [Depends(check_api_key)]
 
@@ -163,7 +171,8 @@ class CountRequests:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            self.state.metrics.requests.inc(endpoint=scope["path"], status=str(status[0]))
+            endpoint = scope["path"] if scope["path"] in ROUTES else "other"  # scanners must not grow the labels
+            self.state.metrics.requests.inc(endpoint=endpoint, status=str(status[0]))
 
 
 def _is_field(part) -> bool:
@@ -192,8 +201,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def validation_error(_request, exc: RequestValidationError):
         first = exc.errors()[0]
         if first.get("type") == "json_invalid":
-            return respond(400, f"the request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".strip(),
-                           code="invalid_json")
+            return respond(
+                400,
+                f"the request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".strip(),
+                code="invalid_json",
+            )
         param = ".".join(str(part) for part in first.get("loc", ()) if _is_field(part)) or None
         message = first.get("msg", "invalid request")
         if param:

@@ -69,8 +69,10 @@ def _template_message(index: int, message) -> dict:
     if isinstance(message.content, list):
         for part in message.content:
             if part.type not in TEXT_PART_TYPES:
-                raise bad_request(f"messages[{index}]: content parts of type {part.type!r} are not supported "
-                                  "(text only)", param=f"messages.{index}.content")
+                raise bad_request(
+                    f"messages[{index}]: content parts of type {part.type!r} are not supported (text only)",
+                    param=f"messages.{index}.content",
+                )
         data["content"] = [{"type": "text", "text": part.text or ""} for part in message.content]
     return data
 
@@ -87,13 +89,18 @@ def _check_order(req: ChatCompletionRequest) -> None:
             raise bad_request(f"messages[{i}]: only assistant messages carry tool_calls", param=param)
         if message.role == "tool":
             if previous is None or not (previous.role == "tool" or previous.tool_calls):
-                raise bad_request(f"messages[{i}]: a tool message must follow an assistant message with "
-                                  "tool_calls (or another tool message)", param=param)
+                raise bad_request(
+                    f"messages[{i}]: a tool message must follow an assistant message with "
+                    "tool_calls (or another tool message)",
+                    param=param,
+                )
             if message.content is None:
                 raise bad_request(f"messages[{i}]: a tool message needs content", param=param)
         elif previous is not None and previous.tool_calls:
-            raise bad_request(f"messages[{i}]: an assistant message with tool_calls must be followed by tool "
-                              "messages answering them", param=param)
+            raise bad_request(
+                f"messages[{i}]: an assistant message with tool_calls must be followed by tool messages answering them",
+                param=param,
+            )
         previous = message
 
 
@@ -108,8 +115,9 @@ def _check_tools(req: ChatCompletionRequest) -> list[dict] | None:
     if choice == "required" and not tools:
         raise bad_request("tool_choice 'required' needs a non-empty tools list", param="tool_choice")
     if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
-        raise bad_request(f"tool_choice names function {choice.function.name!r}, which is not in tools",
-                          param="tool_choice")
+        raise bad_request(
+            f"tool_choice names function {choice.function.name!r}, which is not in tools", param="tool_choice"
+        )
     if not tools or choice == "none":
         return None
     return [t.model_dump(exclude_none=True) for t in tools]
@@ -164,8 +172,14 @@ class ChoiceParser:
             elif not self.parallel and event.index > 0:
                 continue
             elif isinstance(event, ToolCallStart):
-                calls.append(ToolCallDelta(index=event.index, id=event.id, type="function",
-                                           function=FunctionDelta(name=event.name, arguments="")))
+                calls.append(
+                    ToolCallDelta(
+                        index=event.index,
+                        id=event.id,
+                        type="function",
+                        function=FunctionDelta(name=event.name, arguments=""),
+                    )
+                )
             elif isinstance(event, ArgumentsDelta):
                 if calls and calls[-1].index == event.index:  # one entry per call and chunk
                     calls[-1].function.arguments += event.text
@@ -180,12 +194,15 @@ def parse_whole(state: ServerState, prompt: ChatPrompt, text: str, parallel: boo
     if prompt.tools:
         parsed = state.tool_parser.parse(content, prompt.tools)
         content = parsed.content
-        calls = [ToolCallOut(id=c.id, function=FunctionCallOut(name=c.name, arguments=c.arguments))
-                 for c in parsed.tool_calls]
+        calls = [
+            ToolCallOut(id=c.id, function=FunctionCallOut(name=c.name, arguments=c.arguments))
+            for c in parsed.tool_calls
+        ]
         if not parallel:
             calls = calls[:1]
-    return AssistantMessage(content=content if content or not calls else None, reasoning_content=reasoning or None,
-                            tool_calls=calls)
+    return AssistantMessage(
+        content=content if content or not calls else None, reasoning_content=reasoning or None, tool_calls=calls
+    )
 
 
 def _finish_reason(engine_reason: str | None, made_calls: bool) -> str:
@@ -197,8 +214,9 @@ def _finish_reason(engine_reason: str | None, made_calls: bool) -> str:
 # ---------------------------------------------------------------- responses
 
 
-async def complete(state: ServerState, req: ChatCompletionRequest, prompt: ChatPrompt,
-                   generation: Generation) -> ChatCompletionResponse:
+async def complete(
+    state: ServerState, req: ChatCompletionRequest, prompt: ChatPrompt, generation: Generation
+) -> ChatCompletionResponse:
     n = len(generation.params)
     texts = [[] for _ in range(n)]
     logprobs = [[] for _ in range(n)]
@@ -215,24 +233,26 @@ async def complete(state: ServerState, req: ChatCompletionRequest, prompt: ChatP
     choices = []
     for i in range(n):
         message = parse_whole(state, prompt, "".join(texts[i]), req.parallel_tool_calls)
-        choices.append(ChatChoice(
-            index=i,
-            message=message,
-            logprobs=ChoiceLogprobs(content=logprobs[i]) if req.logprobs else None,
-            finish_reason=_finish_reason(reasons[i], bool(message.tool_calls)),
-        ))
+        choices.append(
+            ChatChoice(
+                index=i,
+                message=message,
+                logprobs=ChoiceLogprobs(content=logprobs[i]) if req.logprobs else None,
+                finish_reason=_finish_reason(reasons[i], bool(message.tool_calls)),
+            )
+        )
     return ChatCompletionResponse(model=state.model_name, choices=choices, usage=usage.usage())
 
 
-async def stream(state: ServerState, req: ChatCompletionRequest, prompt: ChatPrompt,
-                 generation: Generation) -> AsyncIterator[str]:
+async def stream(
+    state: ServerState, req: ChatCompletionRequest, prompt: ChatPrompt, generation: Generation
+) -> AsyncIterator[str]:
     """SSE lines: a role delta per choice, content/reasoning/tool-call deltas, finish, optional usage, [DONE]."""
     chunk_id, created = random_id("chatcmpl-"), int(time.time())
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
     def sse(choices: list[ChatChunkChoice], usage=None) -> str:
-        chunk = ChatCompletionChunk(id=chunk_id, created=created, model=state.model_name, choices=choices,
-                                    usage=usage)
+        chunk = ChatCompletionChunk(id=chunk_id, created=created, model=state.model_name, choices=choices, usage=usage)
         return f"data: {chunk.model_dump_json(exclude=None if include_usage else {'usage'})}\n\n"
 
     n = len(generation.params)

@@ -23,21 +23,39 @@ def register(subparsers) -> None:
         description="Serve a model over the OpenAI API: /v1/chat/completions, /v1/completions, /v1/models, "
         "/health and /metrics (Prometheus).",
     )
-    p.add_argument("--model", default=None, help="local path, registry short name or HF repo id "
-                   "(default: the registry's default model)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="local path, registry short name or HF repo id (default: the registry's default model)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
-    p.add_argument("--api-key", default=None,
-                   help="require 'Authorization: Bearer KEY' on /v1 routes (default: $QCODER_API_KEY, else open)")
+    p.add_argument(
+        "--api-key",
+        default=None,
+        help="require 'Authorization: Bearer KEY' on /v1 routes (default: $QCODER_API_KEY, else open)",
+    )
     p.add_argument("--served-model-name", default=None, help="the model id clients send (default: --model)")
     p.add_argument("--max-num-seqs", type=int, default=16, help="sequences in the running batch (default: 16)")
-    p.add_argument("--max-waiting", type=int, default=64,
-                   help="sequences that may wait for a slot; past it requests get 429 (default: 64)")
+    p.add_argument(
+        "--max-waiting",
+        type=int,
+        default=64,
+        help="sequences that may wait for a slot; past it requests get 429 (default: 64)",
+    )
     p.add_argument("--max-model-len", type=int, default=None, help="context window (default: the model's)")
-    p.add_argument("--tool-call-parser", choices=TOOL_CALL_PARSERS, default="auto",
-                   help="tool-call format; auto picks it from the chat template (default: auto)")
-    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
-                   help="weights and KV-cache dtype; auto is bfloat16 on a GPU, float32 on CPU")
+    p.add_argument(
+        "--tool-call-parser",
+        choices=TOOL_CALL_PARSERS,
+        default="auto",
+        help="tool-call format; auto picks it from the chat template (default: auto)",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=("auto", "float32", "bfloat16", "float16"),
+        default="auto",
+        help="weights and KV-cache dtype; auto is bfloat16 on a GPU, float32 on CPU",
+    )
     p.set_defaults(func=run)
 
 
@@ -65,15 +83,24 @@ def run(args) -> int:
     if args.max_model_len:
         opts["max_model_len"] = args.max_model_len
     engine = LLMEngine(model, dtype=dtype, **opts)
-    state = ServerState.for_engine(AsyncLLMEngine(engine), engine, model_name=args.served_model_name or model,
-                                   max_num_seqs=args.max_num_seqs, max_waiting=args.max_waiting, api_key=api_key,
-                                   tool_call_parser=args.tool_call_parser)
+    state = ServerState.for_engine(
+        AsyncLLMEngine(engine),
+        engine,
+        model_name=args.served_model_name or model,
+        max_num_seqs=args.max_num_seqs,
+        max_waiting=args.max_waiting,
+        api_key=api_key,
+        tool_call_parser=args.tool_call_parser,
+    )
     app = create_app(state)
     host, port = sock.getsockname()[:2]
-    print(f"qcoder serve: http://{_url_host(host)}:{port}/v1  model={state.model_name}  "
-          f"max_model_len={state.max_model_len}  max_num_seqs={state.max_num_seqs}  "
-          f"max_waiting={state.max_waiting}  tool_call_parser={state.tool_parser_name}  "
-          f"auth={'on' if api_key else 'off'}", flush=True)
+    print(
+        f"qcoder serve: http://{_url_host(host)}:{port}/v1  model={state.model_name}  "
+        f"max_model_len={state.max_model_len}  max_num_seqs={state.max_num_seqs}  "
+        f"max_waiting={state.max_waiting}  tool_call_parser={state.tool_parser_name}  "
+        f"auth={'on' if api_key else 'off'}",
+        flush=True,
+    )
     serve(app, state, sock)
     return 0
 

@@ -57,15 +57,18 @@ async def complete(state: ServerState, req: CompletionRequest, sequences, genera
     async with aclosing(generation.outputs()) as outputs:
         async for index, out in outputs:
             if req.logprobs is not None:
-                _extend(logprobs[index], convert.completion_logprobs(state.tokenizer, out,
-                                                                     sum(map(len, texts[index]))))
+                _extend(logprobs[index], convert.completion_logprobs(state.tokenizer, out, sum(map(len, texts[index]))))
             texts[index].append(out.text_delta)
             usage.add(index, out)
             if out.finished:
                 reasons[index] = out.finish_reason
     choices = [
-        CompletionChoice(index=i, text="".join(texts[i]), finish_reason=reasons[i] or "stop",
-                         logprobs=logprobs[i] if req.logprobs is not None else None)
+        CompletionChoice(
+            index=i,
+            text="".join(texts[i]),
+            finish_reason=reasons[i] or "stop",
+            logprobs=logprobs[i] if req.logprobs is not None else None,
+        )
         for i in range(count)
     ]
     return CompletionResponse(model=state.model_name, choices=choices, usage=usage.usage())

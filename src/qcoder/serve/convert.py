@@ -11,8 +11,14 @@ from qcoder.serve.generation import ServerState
 from qcoder.serve.protocol import CompletionLogprobs, SamplingFields, TokenLogprob, TopLogprob, Usage, UsageDetails
 
 
-def params_for(state: ServerState, req: SamplingFields, prompt_len: int, max_tokens: int | None,
-               logprobs: int | None, thinking_budget: int | None = None) -> list[SamplingParams]:
+def params_for(
+    state: ServerState,
+    req: SamplingFields,
+    prompt_len: int,
+    max_tokens: int | None,
+    logprobs: int | None,
+    thinking_budget: int | None = None,
+) -> list[SamplingParams]:
     """One SamplingParams per choice. Unset fields take the checkpoint's generation_config defaults.
 
     Output is capped at what the context window leaves, so a client asking for more than fits (Qwen Code asks
@@ -20,8 +26,12 @@ def params_for(state: ServerState, req: SamplingFields, prompt_len: int, max_tok
     """
     room = state.max_model_len - prompt_len
     if room <= 0:
-        raise bad_request(f"the prompt is {prompt_len} tokens, which leaves no room in this model's context "
-                          f"length of {state.max_model_len} tokens", param="messages", code="context_length_exceeded")
+        raise bad_request(
+            f"the prompt is {prompt_len} tokens, which leaves no room in this model's context "
+            f"length of {state.max_model_len} tokens",
+            param="messages",
+            code="context_length_exceeded",
+        )
     base = state.llm.default_params(
         max_tokens=min(max_tokens or room, room),
         temperature=req.temperature,
@@ -65,8 +75,12 @@ class UsageCounter:
     def usage(self) -> Usage:
         prompt = sum(self.prompt_tokens.values())
         completion = sum(self.completion_tokens.values())
-        return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
-                     prompt_tokens_details=UsageDetails(cached_tokens=sum(self.cached_tokens.values())))
+        return Usage(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=prompt + completion,
+            prompt_tokens_details=UsageDetails(cached_tokens=sum(self.cached_tokens.values())),
+        )
 
 
 def _token(tokenizer, token_id: int) -> tuple[str, list[int]]:
@@ -82,8 +96,9 @@ def chat_logprobs(tokenizer, out) -> list[TokenLogprob]:
             continue
         logprob, top = item
         text, raw = _token(tokenizer, token_id)
-        alternatives = [TopLogprob(token=t, logprob=lp, bytes=b) for t, b, lp in
-                        ((*_token(tokenizer, tid), lp) for tid, lp in top)]
+        alternatives = [
+            TopLogprob(token=t, logprob=lp, bytes=b) for t, b, lp in ((*_token(tokenizer, tid), lp) for tid, lp in top)
+        ]
         entries.append(TokenLogprob(token=text, logprob=logprob, bytes=raw, top_logprobs=alternatives))
     return entries
 
@@ -102,4 +117,3 @@ def completion_logprobs(tokenizer, out, text_offset: int) -> CompletionLogprobs:
         result.text_offset.append(text_offset)
         text_offset += len(text)
     return result
-

@@ -1,7 +1,8 @@
-"""Running one API request on the engine: admission, its n sequences, metrics, and abort on exit.
+"""Running one API request on the engine: admission, its sequences, metrics, and abort on exit.
 
-A request with `n` choices is `n` engine sequences that share one prompt (the prefix cache makes the
-extra ones cheap). `Generation.outputs()` merges their outputs in arrival order. Whatever ends the
+`ServerState` is what the routes share: the engine, limits, parsers, metrics and the in-flight count.
+A request with `n` choices is `n` engine sequences per prompt (the prefix cache makes the extra ones
+cheap). `Generation.outputs()` merges their outputs in arrival order. Whatever ends the
 iteration early (a client that disconnects cancels it, an error, the server shutting down), the
 `finally` aborts the sequences still running, so the engine frees their KV blocks at its next step.
 """
@@ -61,8 +62,11 @@ class ServerState:
         if self.draining:
             raise APIError(503, "the server is shutting down", code="server_shutting_down")
         if self.in_flight + sequences > self.max_num_seqs + self.max_waiting:
-            raise APIError(429, f"the server is at capacity ({self.max_num_seqs} running, {self.max_waiting} "
-                           "waiting); retry later", code="rate_limit_exceeded")
+            raise APIError(
+                429,
+                f"the server is at capacity ({self.max_num_seqs} running, {self.max_waiting} waiting); retry later",
+                code="rate_limit_exceeded",
+            )
 
 
 class Generation:
@@ -91,8 +95,9 @@ class Generation:
 
         async def pump(index: int) -> None:
             try:
-                async for out in self.state.engine.generate(self.request_ids[index], self.prompts[index],
-                                                            self.params[index]):
+                async for out in self.state.engine.generate(
+                    self.request_ids[index], self.prompts[index], self.params[index]
+                ):
                     queue.put_nowait((index, out))
             except Exception as exc:  # handed to the consumer, which raises it in the request's context
                 queue.put_nowait((index, exc))
@@ -136,4 +141,3 @@ class Generation:
         if out.finished:
             self._finished[index] = True
             metrics.e2e.observe(now - self.arrival)
-

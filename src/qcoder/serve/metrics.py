@@ -13,8 +13,27 @@ from collections import defaultdict
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-                   20.0, 40.0, 80.0)
+LATENCY_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+)
 
 
 def _labels(names: tuple[str, ...], values: tuple[str, ...], extra: str = "") -> str:
@@ -95,11 +114,13 @@ class ServerMetrics:
 
     def __init__(self, prefix: str = "qcoder"):
         p = prefix
-        self.requests = Counter(f"{p}_requests_total", "HTTP requests by endpoint and status code.",
-                                ("endpoint", "status"))
+        self.requests = Counter(
+            f"{p}_requests_total", "HTTP requests by endpoint and status code.", ("endpoint", "status")
+        )
         self.prompt_tokens = Counter(f"{p}_prompt_tokens_total", "Prompt tokens of finished requests.")
-        self.cached_prompt_tokens = Counter(f"{p}_prompt_tokens_cached_total",
-                                            "Prompt tokens served from the prefix cache instead of computed.")
+        self.cached_prompt_tokens = Counter(
+            f"{p}_prompt_tokens_cached_total", "Prompt tokens served from the prefix cache instead of computed."
+        )
         self.generation_tokens = Counter(f"{p}_generation_tokens_total", "Generated tokens.")
         self.ttft = Histogram(f"{p}_time_to_first_token_seconds", "Time from request arrival to its first token.")
         self.itl = Histogram(f"{p}_inter_token_latency_seconds", "Time between consecutive output tokens.")
@@ -107,10 +128,14 @@ class ServerMetrics:
         self.running = Gauge(f"{p}_num_requests_running", "Sequences in the running batch.")
         self.waiting = Gauge(f"{p}_num_requests_waiting", "Sequences waiting to be scheduled.")
         self.kv_usage = Gauge(f"{p}_kv_cache_usage_perc", "Fraction of KV-cache blocks in use (0-1).")
-        self.engine_prompt_computed = MirroredCounter(f"{p}_engine_prompt_tokens_computed_total",
-                                            "Prompt tokens the engine has run through the model (since start).")
-        self.engine_prompt_cached = MirroredCounter(f"{p}_engine_prompt_tokens_cached_total",
-                                          "Prompt tokens the engine took from the prefix cache (since start).")
+        self.engine_prompt_computed = MirroredCounter(
+            f"{p}_engine_prompt_tokens_computed_total",
+            "Prompt tokens the engine has run through the model (since start).",
+        )
+        self.engine_prompt_cached = MirroredCounter(
+            f"{p}_engine_prompt_tokens_cached_total",
+            "Prompt tokens the engine took from the prefix cache (since start).",
+        )
 
     def render(self, engine_stats: dict | None = None) -> str:
         stats = engine_stats or {}

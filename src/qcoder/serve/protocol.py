@@ -28,11 +28,6 @@ class Request(BaseModel):
 # ---------------------------------------------------------------- chat request
 
 
-class TextPart(Request):
-    type: Literal["text"] = "text"
-    text: str
-
-
 class ContentPart(Request):
     """Any content part; only text parts can be served by a text model (checked in the app)."""
 
