@@ -30,7 +30,7 @@ def load_model(path, dtype: torch.dtype = torch.float32, device="cpu") -> tuple[
         try:
             return _build(checkpoint.config, checkpoint.tensors(), dtype, device), checkpoint.config
         except QcoderError as e:
-            raise QcoderError(f"{path}: {e}") from None
+            raise QcoderError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from None
 
     config = ModelConfig.from_hf_dict(_read_json(path / "config.json"), source=str(path / "config.json"))
     reader = _SafetensorsReader(path, _weight_files(path))
