@@ -418,6 +418,13 @@ def test_corrupt_tensor_type(tmp_path):
     one_line_error(tmp_path / "m.gguf", "not a readable GGUF file")
 
 
+def test_corrupt_metadata_string(tmp_path):
+    write_gguf(tmp_path / "m.gguf", tiny_hf("qwen2"), T.Q8_0, extra={"general.name": "qcoder-test"})
+    data = (tmp_path / "m.gguf").read_bytes().replace(b"qcoder-test", b"\xff" * 11)
+    (tmp_path / "m.gguf").write_bytes(data)
+    one_line_error(tmp_path / "m.gguf", "not a readable GGUF file")
+
+
 def test_unknown_architecture(tmp_path):
     write_gguf(tmp_path / "m.gguf", tiny_hf("qwen2"), T.Q8_0, arch_name="llama")
     one_line_error(tmp_path / "m.gguf", r"unsupported architecture 'llama'")
@@ -427,6 +434,11 @@ def test_unknown_architecture(tmp_path):
 def test_missing_metadata_key(tmp_path, key):
     write_gguf(tmp_path / "m.gguf", tiny_hf("qwen2"), T.Q8_0, skip_keys=(key,))
     one_line_error(tmp_path / "m.gguf", f"missing metadata key '{key}'")
+
+
+def test_split_file(tmp_path):
+    write_gguf(tmp_path / "m.gguf", tiny_hf("qwen2"), T.Q8_0, extra={"split.count": 3})
+    one_line_error(tmp_path / "m.gguf", "one of 3 split GGUF files")
 
 
 def test_wrongly_typed_metadata(tmp_path):

@@ -156,19 +156,30 @@ def hf_name(gguf_name: str) -> str | None:
 
 
 class GGUFCheckpoint:
+    """One .gguf file: `.architecture` (GGUF's name), `.metadata`, `.config`, `.tensors()`, `.raw(name)`,
+    `.tokenizer_metadata()`. Every problem with the file is a one-line QcoderError that names it."""
+
     def __init__(self, path):
         self.path = Path(path)
         try:
             reader = _Reader(self.path)
+            metadata = {
+                key: reader.value(key)
+                for key in reader.fields
+                if not key.startswith("GGUF.") and key not in _TOKEN_ARRAYS
+            }
         except FileNotFoundError:
             raise QcoderError(f"{self.path}: no such file") from None
         except _READ_ERRORS as e:
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise QcoderError(f"{self.path}: not a readable GGUF file ({reason})") from None
         self._reader = reader
-        self.metadata: dict[str, Any] = {
-            key: reader.value(key) for key in reader.fields if not key.startswith("GGUF.") and key not in _TOKEN_ARRAYS
-        }
+        self.metadata: dict[str, Any] = metadata
+        parts = self._get("split.count", int, 1)
+        if parts > 1:
+            raise QcoderError(
+                f"{self.path}: one of {parts} split GGUF files; merge them with `llama-gguf-split --merge`"
+            )
         arch = self._need("general.architecture", str)
         if arch not in ARCHITECTURES:
             raise QcoderError(
