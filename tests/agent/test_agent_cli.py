@@ -45,7 +45,9 @@ def test_fixes_the_failing_test_end_to_end(project, fake_model, home):
     assert "return min(found, key=len)" in results[0] and "|" in results[0]
     assert "+    return max(found, key=len)" in results[1]
     assert results[2].startswith("Exit code: 0") and "4 passed" in results[2]
-    assert last["messages"][0]["role"] == "system" and "test" in last["messages"][0]["content"]
+    system = last["messages"][0]
+    assert system["role"] == "system" and "`test` tool" in system["content"]
+    assert "# Files in the workspace\nREADME.md\ntest_textstats.py\ntextstats.py" in system["content"]
     assert {t["function"]["name"] for t in last["tools"]} >= {"read_file", "edit", "test", "run_shell_command"}
 
 
@@ -236,10 +238,18 @@ def test_sandbox_without_bubblewrap_is_refused(project, fake_model, home):
     assert proc.returncode == 2 and "bubblewrap" in proc.stderr and not fake_model.requests
 
 
-def test_truncated_tool_call_gets_a_format_error(project, fake_model, home):
-    fake_model.plan = [{"content": '<tool_call>\n{"name": "read_file", "argu'}, {"content": "Giving up."}]
+def test_unusable_tool_calls_get_told_why(project, fake_model, home):
+    fake_model.plan = [
+        {"content": '<tool_call>\n{"name": "read_file", "argu'},
+        {"content": '{"name": "test", "arguments": {}}\n{"name": "test_textstats.py", "arguments": {}}'},
+        {"content": 'Run {"name": "test", "arguments": {}} then {"name": "test", "arguments": {}}'},
+        {"content": "Giving up."},
+    ]
     proc = qcoder_cli(["-p", "Read", "--output-format", "json"], project, fake_model, home)
     assert proc.returncode == 0, proc.stderr
-    feedback = fake_model.requests[1]["messages"][-1]
-    assert feedback["role"] == "user" and "could not be parsed" in feedback["content"]
-    assert json_result(proc)["turns"] == 2
+    feedback = [fake_model.requests[i]["messages"][-1] for i in (1, 2, 3)]
+    assert all(f["role"] == "user" and "Reply with exactly one call" in f["content"] for f in feedback)
+    assert "truncated or malformed" in feedback[0]["content"]
+    assert "no tool named 'test_textstats.py'" in feedback[1]["content"]
+    assert "single" in feedback[2]["content"]
+    assert json_result(proc)["turns"] == 4

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from qcoder.agent import prompts
 from qcoder.agent.settings import user_dir
+from qcoder.agent.tools.workspace import Workspace
 
 MEMORY_FILES = ("QCODER.md", "AGENTS.md", "QWEN.md")
 MAX_MEMORY_CHARS = 8000
@@ -29,9 +30,18 @@ def memory_text(workspace: Path) -> str:
     return "".join(parts)
 
 
+def file_overview(workspace: Path, limit: int = 60) -> str:
+    """The workspace's files up front: a small model then starts from real names instead of guessing."""
+    ws = Workspace(workspace)
+    files = [ws.rel(p) for p in ws.files(ws.root)]
+    more = f"\n... and {len(files) - limit} more" if len(files) > limit else ""
+    return prompts.FILES.format(files="\n".join(files[:limit]) + more) if files else ""
+
+
 def system_prompt(workspace: Path, has_test: bool) -> str:
     verify = prompts.VERIFY_WITH_TEST if has_test else prompts.VERIFY_WITHOUT_TEST
-    return prompts.SYSTEM.format(workspace=workspace, verify=verify) + memory_text(workspace)
+    return (prompts.SYSTEM.format(workspace=workspace, verify=verify) + file_overview(workspace)
+            + memory_text(workspace))
 
 
 def _message_text(message: dict) -> str:

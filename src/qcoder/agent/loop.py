@@ -8,6 +8,7 @@ rounds in a row). Exceptions carry the ways a run stops; the session is written 
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -123,14 +124,26 @@ class Agent:
         self.add(message)
         self.emit("assistant", content=content, reasoning=response.reasoning)
         if not calls:
-            if "<tool_call>" in content or "<function=" in content:
-                self.add({"role": "user", "content": prompts.FORMAT_ERROR.format(
-                    error="your tool call could not be parsed (truncated or malformed)", example="read_file")})
+            why = self.unusable_call(content)
+            if why:
+                self.add({"role": "user", "content": prompts.NOT_A_CALL.format(why=why, tools=", ".join(self.tools))})
                 return content
             self.finish(content)
         for call in calls:
             self.execute(call)
         return content
+
+    def unusable_call(self, content: str) -> str | None:
+        """Why a reply that looks like a tool call (but parsed as none) cannot be run; None for a real answer."""
+        if "<tool_call>" in content or "<function=" in content:
+            return "it is truncated or malformed"
+        names = re.findall(r'"name"\s*:\s*"([^"]*)"', content)
+        if not names or '"arguments"' not in content:
+            return None
+        unknown = [n for n in names if n not in self.tools]
+        if unknown:
+            return f"there is no tool named {unknown[0]!r}"
+        return 'it must be a single {"name": ..., "arguments": {...}} object with nothing else around it'
 
     def check_limits(self) -> None:
         if self.turns >= self.limits.max_turns:

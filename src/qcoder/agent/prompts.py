@@ -5,7 +5,7 @@ Use the tools to look at files, change them and run commands. Work step by step:
 1. Find and read the relevant files.
 2. Make the smallest correct change with `edit` (old_string must be copied exactly from the file).
 3. {verify}
-Call one tool at a time. Example:
+Call exactly one tool per reply, with a tool name from the list. Example:
 <tool_call>
 {{"name": "read_file", "arguments": {{"path": "main.py"}}}}
 </tool_call>
@@ -13,6 +13,8 @@ When the task is done, reply with a one-paragraph summary and no tool call."""
 
 VERIFY_WITH_TEST = "Run the tests with the `test` tool and fix what fails."
 VERIFY_WITHOUT_TEST = "Check your change, for example by running the code."
+
+FILES = "\n\n# Files in the workspace\n{files}"
 
 MEMORY = "\n\n# Notes from {name}\n{text}"
 
@@ -28,5 +30,5 @@ SUMMARIZE = """Summarise this coding session for your own later use. Keep: what 
 
 SUMMARY = "Summary of the earlier part of this session (older turns were compressed):\n{summary}"
 
-FORMAT_ERROR = ("Error: {error}\nCall a tool with exactly the parameters its schema lists, for example:\n"
-                '<tool_call>\n{{"name": "{example}", "arguments": {{...}}}}\n</tool_call>')
+NOT_A_CALL = ("Error: that looks like a tool call but it could not be used: {why}. "
+              "Reply with exactly one call of one of these tools: {tools}. Or, if you are done, reply in plain words.")
