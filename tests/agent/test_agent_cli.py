@@ -253,3 +253,10 @@ def test_unusable_tool_calls_get_told_why(project, fake_model, home):
     assert "no tool named 'test_textstats.py'" in feedback[1]["content"]
     assert "single" in feedback[2]["content"]
     assert json_result(proc)["turns"] == 4
+
+
+def test_token_limit(project, fake_model, home):
+    fake_model.plan = [{"tool_calls": [call("read_file", path="textstats.py", offset=n)]} for n in range(1, 9)]
+    proc = qcoder_cli(["-p", "Read", "--max-tokens", "1", "--output-format", "json"], project, fake_model, home)
+    result = json_result(proc)
+    assert proc.returncode == 3 and result["turns"] == 1 and "token limit" in result["reason"]
