@@ -250,3 +250,10 @@ def test_config_reads_rope_from_rope_scaling_or_rope_parameters(rope_fields, the
     )
     config = ModelConfig.from_hf_dict(d)
     assert (config.rope_theta, config.rope_scaling) == (theta, scaling)
+
+
+def test_batch_refuses_a_sequence_longer_than_its_blocks():
+    batch = ForwardBatch.for_new_prompts([[1, 2, 3]], block_size=4).decode_step([4])
+    assert (batch.positions.tolist(), batch.slot_mapping.tolist(), batch.context_lens) == ([3], [3], [4])
+    with pytest.raises(ValueError, match="does not fit"):
+        batch.decode_step([5])
