@@ -1,7 +1,10 @@
 """MCP servers and entry-point plugins become tools beside the built-ins."""
 
+import socket
+import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -74,3 +77,44 @@ def test_entry_point_plugin(tmp_path, monkeypatch):
     assert tools["shout"].parameters["required"] == ["text"]
     assert tools["shout"].func(text="hi") == "HI"
     assert "broken" not in tools
+
+
+HTTP_SERVER = textwrap.dedent('''
+    import sys
+    from mcp.server.mcpserver import MCPServer
+
+    app = MCPServer("web")
+
+    @app.tool()
+    def greet(name: str) -> str:
+        """Greet someone."""
+        return f"hello {name}"
+
+    app.run("streamable-http", port=int(sys.argv[1]))
+''')
+
+
+def test_streamable_http_mcp_server(tmp_path):
+    pytest.importorskip("mcp.server.mcpserver")  # the server side of this test is written for mcp 2.x
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "web.py").write_text(HTTP_SERVER)
+    server = subprocess.Popen([sys.executable, "web.py", str(port)], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):  # wait until it listens
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        servers = McpServers({"web": {"url": f"http://127.0.0.1:{port}/mcp", "trust": True}}, tmp_path)
+        try:
+            (greet,) = servers.tools
+            assert greet.name == "web__greet" and greet.kind == "read"
+            assert greet.func(name="qcoder") == "hello qcoder"
+        finally:
+            servers.close()
+    finally:
+        server.kill()
+        server.wait()
