@@ -31,6 +31,9 @@ def test_models_and_health(tiny_server, client):
     models = client.models.list()
     assert [m.id for m in models.data] == ["tiny"]
     assert models.data[0].object == "model"
+    assert client.models.retrieve("tiny").id == "tiny"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("other")
     assert httpx.get(tiny_server.base_url + "/health").json() == {"status": "ok"}
 
 
@@ -56,7 +59,12 @@ def test_schema_errors_are_400_not_422(tiny_server):
     assert_error(
         post(tiny_server, CHAT, {"model": "tiny", "messages": HELLO, "temperature": 9}), 400, param="temperature"
     )
-    assert_error(post(tiny_server, CHAT, [1, 2]), 400)
+    assert_error(post(tiny_server, CHAT, [1, 2]), 400, says="must be a JSON object")
+    assert_error(
+        post(tiny_server, CHAT, content=b"", headers={"content-type": "application/json"}),
+        400,
+        says="must be a JSON object",
+    )
 
 
 @pytest.mark.parametrize(

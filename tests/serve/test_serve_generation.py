@@ -128,6 +128,17 @@ def test_logprobs(client):
         assert entry.logprob == max(t.logprob for t in entry.top_logprobs)  # greedy takes the top token
         assert bytes(entry.bytes).decode("utf-8", "replace") == entry.token
 
+    chunks = client.chat.completions.create(
+        model="tiny", messages=MESSAGES, max_tokens=5, temperature=0, logprobs=True, top_logprobs=3, stream=True
+    )
+    streamed = [
+        entry
+        for chunk in chunks
+        if chunk.choices and chunk.choices[0].logprobs
+        for entry in chunk.choices[0].logprobs.content
+    ]
+    assert [(e.token, e.logprob) for e in streamed] == [(e.token, e.logprob) for e in content]
+
     text = client.completions.create(model="tiny", prompt="def add(a, b):", max_tokens=4, temperature=0, logprobs=2)
     logprobs = text.choices[0].logprobs
     assert len(logprobs.tokens) == len(logprobs.token_logprobs) == len(logprobs.top_logprobs) == 4

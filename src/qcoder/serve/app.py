@@ -43,7 +43,7 @@ from qcoder.serve.protocol import (
 log = logging.getLogger("qcoder.serve")
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics")
+ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics")  # for metric labels
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a request whose client left before the answer
 
 
@@ -89,6 +89,11 @@ def create_app(state: ServerState) -> FastAPI:
     @app.get("/v1/models", dependencies=authorized)
     async def models() -> ModelList:
         return ModelList(data=[ModelCard(id=state.model_name, max_model_len=state.max_model_len)])
+
+    @app.get("/v1/models/{name:path}", dependencies=authorized)
+    async def model(name: str) -> ModelCard:
+        check_model(name)
+        return ModelCard(id=state.model_name, max_model_len=state.max_model_len)
 
     @app.post("/v1/chat/completions", dependencies=authorized)
     async def chat_completions(req: ChatCompletionRequest, request: Request):
@@ -206,6 +211,8 @@ def _install_error_handlers(app: FastAPI) -> None:
                 f"the request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".strip(),
                 code="invalid_json",
             )
+        if tuple(first.get("loc", ())) == ("body",):  # no body, or not a JSON object (or not sent as JSON)
+            return respond(400, "the request body must be a JSON object (Content-Type: application/json)")
         param = ".".join(str(part) for part in first.get("loc", ()) if _is_field(part)) or None
         message = first.get("msg", "invalid request")
         if param:
