@@ -141,7 +141,8 @@ def test_plan_mode_is_read_only_even_for_project_tools(project, fake_model, home
 
 
 def test_repeated_identical_calls_nudge_then_stop(project, fake_model, home):
-    fake_model.plan = [{"tool_calls": [call("list_directory", path=".")]}] * 4
+    # Keys the tool does not take do not make a call different.
+    fake_model.plan = [{"tool_calls": [call("list_directory", path=".", note=n)]} for n in range(4)]
     proc = qcoder_cli(["-p", "Loop", "--output-format", "json"], project, fake_model, home)
     result = json_result(proc)
     assert proc.returncode == 1 and result["status"] == "failure"

@@ -153,6 +153,8 @@ def test_project_tools_from_settings(ws):
     assert by_name["test"].parameters["properties"] == {}
     assert by_name["test"].func(args="python -m pytest") == "Exit code: 0\ntested\n"  # stray arguments ignored
     assert by_name["lint"].func().startswith("Exit code: 1")
+    (failing,) = project_tools({"tools": {"test": {"command": "exit 1"}}}, shell)
+    assert failing.func().endswith("fix it with edit, then call test again.")
 
 
 def test_tool_decorator_builds_a_schema():

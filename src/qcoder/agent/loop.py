@@ -182,7 +182,7 @@ class Agent:
     def execute(self, call: ToolCall) -> None:
         self.calls += 1
         self.emit("tool_call", id=call.id, name=call.name, arguments=call.arguments)
-        signature = (call.name, _canonical(call.arguments))
+        signature = (call.name, self._canonical(call))
         self.repeats = self.repeats + 1 if signature == self.last_call else 1
         self.last_call = signature
         if self.repeats > 2:
@@ -195,6 +195,18 @@ class Agent:
         self.emit("tool_result", id=call.id, name=call.name, content=output)
         if self.repeats > 2:
             raise Stop(f"the model repeated the identical call {call.name} {call.arguments} {self.repeats} times")
+
+    def _canonical(self, call: ToolCall) -> str:
+        """The call's arguments as the tool sees them (unknown keys dropped), for spotting repeats."""
+        try:
+            args = json.loads(call.arguments or "{}")
+        except json.JSONDecodeError:
+            return call.arguments
+        tool = self.tools.get(call.name)
+        if isinstance(args, dict) and tool is not None:
+            known = tool.parameters.get("properties", {})
+            args = {k: v for k, v in args.items() if k in known}
+        return json.dumps(args, sort_keys=True)
 
     def run_tool(self, call: ToolCall) -> str:
         tool = self.tools.get(call.name)
@@ -224,10 +236,3 @@ class Agent:
             return f"Error: bad arguments for {call.name}: {exc}"
         except Exception as exc:  # a plugin or MCP tool failed: the model reads why, the loop goes on
             return f"Error: {call.name} failed: {type(exc).__name__}: {exc}"
-
-
-def _canonical(arguments: str) -> str:
-    try:
-        return json.dumps(json.loads(arguments or "{}"), sort_keys=True)
-    except json.JSONDecodeError:
-        return arguments

@@ -16,6 +16,16 @@ DEFAULT_DESCRIPTIONS = {
 }
 
 
+NEXT_STEP = ("\nThe tests fail. Next: read the code the failing test calls (read_file), fix it with edit, "
+             "then call test again.")
+
+
+def _run(shell: Shell, name: str, command: str, timeout: float) -> str:
+    result = shell.run(command, timeout)
+    # Small models stall after a red test run; naming the next step keeps them moving.
+    return result.text() + (NEXT_STEP if name == "test" and not result.ok else "")
+
+
 def project_tools(settings: dict, shell: Shell) -> list[Tool]:
     tools = []
     for name, spec in (settings.get("tools") or {}).items():
@@ -27,7 +37,7 @@ def project_tools(settings: dict, shell: Shell) -> list[Tool]:
             name, f"{description} (`{command}`).",
             {"type": "object", "properties": {}, "required": []},
             # No parameters: small models pass the whole command again as an argument; ignore what they send.
-            lambda _c=command, _t=timeout, **_: shell.run(_c, _t).text(),
+            lambda _n=name, _c=command, _t=timeout, **_: _run(shell, _n, _c, _t),
             kind="project",
         ))
     return tools
