@@ -226,7 +226,21 @@ def test_metrics_after_traffic(tiny_server, client):
     )
 
 
-def wait_idle(server, timeout: float = 30.0) -> dict:
+@pytest.fixture(scope="module")
+def long_server(tiny_model_dir):
+    """A server with an 8k window, for a request the size of Qwen Code's."""
+    from qcoder.engine.engine import LLMEngine
+
+    llm = LLMEngine(str(tiny_model_dir), max_model_len=8192, max_num_seqs=2, max_num_batched_tokens=1024)
+    server = LiveServer(make_state(llm))
+    yield server
+    server.stop()
+
+
+LONG_RUN = 4000  # tokens: far more than a test waits for, so only an abort can end these requests early
+
+
+def wait_idle(server, timeout: float = 60.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         stats = engine_stats(server)
@@ -236,28 +250,33 @@ def wait_idle(server, timeout: float = 30.0) -> dict:
     return engine_stats(server)
 
 
-def test_client_disconnect_frees_the_sequence(tiny_server, client):
-    stream = client.chat.completions.create(
-        model="tiny", messages=MESSAGES, max_tokens=400, temperature=1.0, stream=True, extra_body={"ignore_eos": True}
+def test_client_disconnect_frees_the_sequence(long_server):
+    before = engine_stats(long_server)["generation_tokens"]
+    stream = long_server.client().chat.completions.create(
+        model="tiny", messages=MESSAGES, max_tokens=LONG_RUN, stream=True, extra_body={"ignore_eos": True}
     )
     for i, _ in enumerate(stream):
         if i == 3:
             break
-    assert engine_stats(tiny_server)["running"] + engine_stats(tiny_server)["waiting"] == 1
+    assert engine_stats(long_server)["running"] + engine_stats(long_server)["waiting"] == 1
     stream.close()
-    stats = wait_idle(tiny_server)
-    assert stats["running"] == 0 and stats["waiting"] == 0
-    assert tiny_server.state.in_flight == 0
+    stats = wait_idle(long_server)
+    assert stats["running"] == 0 and stats["waiting"] == 0 and long_server.state.in_flight == 0
+    assert stats["generation_tokens"] - before < LONG_RUN  # aborted, not run to the end
 
 
-def test_non_streaming_disconnect_aborts(tiny_server):
-    body = {"model": "tiny", "messages": MESSAGES, "max_tokens": 400, "ignore_eos": True}
-    try:
-        httpx.post(tiny_server.base_url + "/v1/chat/completions", json=body, timeout=0.5)
-    except httpx.TimeoutException:
-        pass
-    stats = wait_idle(tiny_server)
-    assert stats["running"] == 0 and tiny_server.state.in_flight == 0
+def test_non_streaming_disconnect_aborts(long_server):
+    before = engine_stats(long_server)["generation_tokens"]
+    body = {"model": "tiny", "messages": MESSAGES, "max_tokens": LONG_RUN, "ignore_eos": True}
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(long_server.base_url + "/v1/chat/completions", json=body, timeout=1.0)
+    stats = wait_idle(long_server)
+    assert stats["running"] == 0 and long_server.state.in_flight == 0
+    assert stats["generation_tokens"] - before < LONG_RUN
+    assert (
+        'qcoder_requests_total{endpoint="/v1/chat/completions",status="499"} 1'
+        in httpx.get(long_server.base_url + "/metrics").text
+    )
 
 
 def qwen_code_tools() -> list[dict]:
@@ -283,17 +302,6 @@ def qwen_code_tools() -> list[dict]:
     tools.append({"type": "function", "function": {"name": "list_memories", "description": "no parameters"}})
     tools.append({"type": "function", "function": {"name": "exit_plan_mode", "description": "no parameters"}})
     return tools
-
-
-@pytest.fixture(scope="module")
-def long_server(tiny_model_dir):
-    """A server with an 8k window, for a request the size of Qwen Code's."""
-    from qcoder.engine.engine import LLMEngine
-
-    llm = LLMEngine(str(tiny_model_dir), max_model_len=8192, max_num_seqs=2, max_num_batched_tokens=1024)
-    server = LiveServer(make_state(llm))
-    yield server
-    server.stop()
 
 
 def test_qwen_code_shaped_request_ends_with_length(long_server):
