@@ -110,7 +110,8 @@ class LLMEngine:
         """Load `model` (a local path, a registry short name or an HF repo id) and set up the engine.
 
         opts: max_model_len, max_num_seqs (16), max_num_batched_tokens (512), block_size (16),
-        kv_cache_tokens (default: what kv_cache_memory holds), kv_cache_memory (bytes, 1 GiB),
+        kv_cache_tokens (default: what kv_cache_memory holds), kv_cache_memory (bytes; default 1 GiB on CPU,
+        80% of the free memory on a GPU),
         enable_prefix_caching (True).
         """
         from qcoder.model.loader import load_model
@@ -138,7 +139,7 @@ class LLMEngine:
         max_num_batched_tokens: int = 512,
         block_size: int = 16,
         kv_cache_tokens: int | None = None,
-        kv_cache_memory: int = 1 << 30,
+        kv_cache_memory: int | None = None,
         enable_prefix_caching: bool = True,
     ) -> None:
         from qcoder.model.qwen import allocate_kv_cache
@@ -152,6 +153,9 @@ class LLMEngine:
 
         model_len = max_model_len or config.max_position_embeddings
         if kv_cache_tokens is None:
+            if kv_cache_memory is None:
+                on_gpu = self.device.type == "cuda"
+                kv_cache_memory = int(0.8 * torch.cuda.mem_get_info(self.device)[0]) if on_gpu else 1 << 30
             bytes_per_token = 2 * config.num_hidden_layers * config.num_key_value_heads * config.head_dim
             bytes_per_token *= self.dtype.itemsize
             kv_cache_tokens = min(kv_cache_memory // bytes_per_token, max_num_seqs * model_len)
