@@ -9,6 +9,9 @@ tool_choice semantics (documented choices, OpenAI-compatible where a text model 
 - "auto" (default with tools): calls are parsed out when the model makes them.
 - "required" / a named function: validated against `tools`, then served like "auto"; the engine has no
   constrained decoding, so if the model answers without a call the answer is returned as it is.
+- parallel_tool_calls false: only the first call is returned.
+A call that is malformed or cut off comes back as content with finish_reason "stop" (a stream may already have
+announced it by name; its arguments then stay incomplete).
 """
 
 from __future__ import annotations
