@@ -93,15 +93,29 @@ def test_preemption_under_a_tiny_cache_keeps_greedy_output(tiny_qwen2, one_at_a_
     assert llm.engine.stats()["kv_usage"] == 0.0
 
 
-def test_stop_strings_are_cut_and_never_streamed(llm):
-    ref = llm.generate(PROMPTS[0], GREEDY)[0].text
-    stop = ref[10:14]
-    assert stop.strip() and ref.find(stop) == 10
-    params = SamplingParams(temperature=0, max_tokens=32, stop=[stop, "never-appears"])
+def test_stop_strings_are_cut_and_never_streamed(llm, one_at_a_time):
+    from qcoder.engine.tokenizer import IncrementalDecoder
+
+    decoder = IncrementalDecoder(llm.tokenizer, skip_special_tokens=True)
+    pieces = [decoder.add(t) for t in one_at_a_time[0]]
+    ref = "".join(pieces)
+    # A stop string that spans two tokens, so a stream without hold-back would leak its first half.
+    k = next(
+        k
+        for k in range(3, len(pieces) - 1)
+        if len(pieces[k]) >= 2
+        and len(pieces[k + 1]) >= 2
+        and pieces[k][-2:].strip()
+        and ref.find(pieces[k][-2:] + pieces[k + 1][:2]) == len("".join(pieces[: k + 1])) - 2
+    )
+    stop = pieces[k][-2:] + pieces[k + 1][:2]
+    cut = ref.find(stop)
+    params = SamplingParams(temperature=0, max_tokens=32, stop=["never-appears", stop])
     out = llm.generate(PROMPTS[0], params)[0]
-    assert out.text == ref[:10]
-    assert out.finish_reason == "stop"
-    assert "".join(llm.stream(PROMPTS[0], params)) == ref[:10]
+    assert out.text == ref[:cut]
+    assert out.finish_reason == "stop" and len(out.token_ids) == k + 2
+    deltas = list(llm.stream(PROMPTS[0], params))
+    assert "".join(deltas) == ref[:cut]
 
 
 def test_stop_token_ids_and_eos(llm, one_at_a_time):
