@@ -84,6 +84,8 @@ def _sampling_options(p: argparse.ArgumentParser) -> None:
 def _load(args):
     from qcoder.engine.engine import LLM
 
+    if sys.stderr.isatty():  # loading takes a while; say so, but keep redirected stderr clean
+        print(f"qcoder: loading {args.model} ...", file=sys.stderr, flush=True)
     return LLM(args.model, dtype=args.dtype, device=args.device, max_model_len=args.max_model_len)
 
 
