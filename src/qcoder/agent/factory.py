@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from qcoder.agent.checkpoints import Checkpoints
-from qcoder.agent.client import make_client
+from qcoder.agent.client import EngineClient, make_client
 from qcoder.agent.context import Compressor, system_prompt
 from qcoder.agent.loop import Agent, Limits
 from qcoder.agent.permissions import Permissions
@@ -20,8 +20,11 @@ from qcoder.agent.tools.shell import Shell
 from qcoder.agent.tools.workspace import Workspace
 from qcoder.errors import QcoderError
 
-# Low temperature: small models stay on the rails; settings `[sampling]` may change any of these.
+# Low temperature keeps small models on the rails; settings `[sampling]` may change any of these. The
+# built-in engine also gets a mild repetition penalty and a tighter reply cap, because a degenerate 0.5B
+# reply (digits forever) otherwise costs minutes on a CPU; unknown endpoints get only standard fields.
 DEFAULT_SAMPLING = {"temperature": 0.2, "top_p": 0.9, "max_tokens": 2048}
+ENGINE_SAMPLING = {**DEFAULT_SAMPLING, "top_k": 20, "repetition_penalty": 1.05, "max_tokens": 1024}
 
 
 class Built:
@@ -77,7 +80,8 @@ def build(args, *, emit=None, ask=None) -> Built:
         shell=shell, checkpoints=Checkpoints(workspace),
         compressor=Compressor(client, limit=int(settings.get("context_limit", 32768))),
         test_command=test_command, limits=limits,
-        sampling={**DEFAULT_SAMPLING, **settings.get("sampling", {})},
+        sampling={**(ENGINE_SAMPLING if isinstance(client, EngineClient) else DEFAULT_SAMPLING),
+                  **settings.get("sampling", {})},
         emit=emit or (lambda event, **data: None), parser_name=settings.get("tool_parser", "qwen3_coder"),
     )
     return Built(agent, settings, closers)
