@@ -1,0 +1,382 @@
+"""Weight-only int8 / int4 quantization for CPU inference: the Linear layers keep their weights quantized in memory
+and run through PyTorch's packed CPU kernels.
+
+- int8: per-output-channel symmetric int8 + bf16 scale, `aten._weight_int8pack_mm`.
+- int4: groups of 32 input features, asymmetric (w = (q - 8) * scale + zero), `aten._weight_int4pack_mm_for_cpu`.
+  Group 32 is GGUF's block size, so Q4_0 / Q4_1 / Q4_K weights map onto it exactly (scales rounded to bf16).
+
+Both kernels are fast only with bf16 activations (with fp32 ones they are 5-20x slower than fp32 F.linear), so a
+quantized layer rounds its input to bf16 and returns the model's dtype; the residual stream stays as it was.
+For many rows (prefill) a bf16 GEMM on the dequantized weight beats the GEMV-shaped kernels, so above
+PREFILL_ROWS rows the layer dequantizes its weight to bf16 for the call instead.
+
+Embeddings are int8 (rows gathered, then scaled); a tied LM head shares the embedding's int8 weight.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from qcoder.errors import QcoderError
+from qcoder.model.qwen import Experts
+
+MODES = ("none", "int8", "int4", "auto")
+GROUP_SIZE = 32
+PREFILL_ROWS = 32  # from this many rows on, dequantize to bf16 and use a GEMM (measured on AVX-512 BF16)
+_ACT = torch.bfloat16
+
+
+# ---------------------------------------------------------------- int8
+
+
+def int8_quantize(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-row int8: (int8 [N, K], fp32 scales [N]) with weight ~= q * scale[:, None]."""
+    w = weight.float()
+    scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127
+    q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    return q, scale
+
+
+class Int8Linear(nn.Module):
+    """The kernel reads out of bounds unless in features are a multiple of 32 (torch 2.13: wrong results, even
+    crashes), so other widths are zero-padded (the weight once, the input per call)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
+        super().__init__()
+        q, scale = int8_quantize(weight)
+        self.out_features, self.in_features = q.shape
+        self.register_buffer("weight", F.pad(q, (0, -self.in_features % 32)))
+        self.register_buffer("scales", scale.to(_ACT))
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+
+    @classmethod
+    def shared(cls, weight: torch.Tensor, scales: torch.Tensor) -> Int8Linear:
+        """A layer over an existing int8 weight (a tied LM head reading the embedding's)."""
+        layer = cls.__new__(cls)
+        nn.Module.__init__(layer)
+        layer.out_features, layer.in_features = weight.shape  # an Int8Embedding's weight is never padded
+        if layer.in_features % 32:
+            weight = F.pad(weight, (0, -layer.in_features % 32))
+        layer.register_buffer("weight", weight)
+        layer.register_buffer("scales", scales)
+        layer.bias = None
+        return layer
+
+    def dequantize(self) -> torch.Tensor:
+        return self.weight.to(_ACT) * self.scales[:, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x2 = x.reshape(-1, self.in_features).to(_ACT)
+        if self.weight.shape[1] != self.in_features:
+            x2 = F.pad(x2, (0, self.weight.shape[1] - self.in_features))
+        if x2.shape[0] >= PREFILL_ROWS:
+            y = F.linear(x2, self.dequantize())
+        else:
+            y = torch.ops.aten._weight_int8pack_mm(x2, self.weight, self.scales)
+        y = y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+        return y if self.bias is None else y + self.bias
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Int8Embedding(nn.Module):
+    def __init__(self, weight: torch.Tensor, dtype: torch.dtype):
+        super().__init__()
+        q, scale = int8_quantize(weight)
+        self.register_buffer("weight", q)
+        self.register_buffer("scales", scale.to(_ACT))
+        self.dtype = dtype
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return (self.weight[ids].to(torch.float32) * self.scales[ids, None].float()).to(self.dtype)
+
+
+# ---------------------------------------------------------------- int4
+
+
+def int4_groups(weight: torch.Tensor, group_size: int = GROUP_SIZE) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Asymmetric min/max int4 per group: (q uint8 [N, K] in 0..15, scale [N, K/g], offset [N, K/g]) with
+    w ~= q * scale + offset. K must be a multiple of group_size."""
+    n, k = weight.shape
+    w = weight.float().reshape(n, k // group_size, group_size)
+    lo, hi = w.amin(-1), w.amax(-1)
+    scale = ((hi - lo) / 15).clamp(min=1e-12)
+    q = torch.round((w - lo[..., None]) / scale[..., None]).clamp(0, 15).to(torch.uint8)
+    return q.reshape(n, k), scale, lo
+
+
+def _pad_to(t: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    return F.pad(t, (0, cols - t.shape[1], 0, rows - t.shape[0]))
+
+
+class Int4Linear(nn.Module):
+    """Built from (q, scale, offset) groups. The kernel wants out features divisible by 16 and in features by the
+    group size, so odd shapes are zero-padded (weights and, per call, the input) and the output is sliced back."""
+
+    def __init__(self, q, scale, offset, bias=None, group_size: int = GROUP_SIZE):
+        super().__init__()
+        n, k = q.shape
+        self.out_features, self.in_features, self.group_size = n, k, group_size
+        n_pad, k_pad = -(-n // 64) * 64, -(-k // group_size) * group_size  # 64: the packed layout's row block
+        groups = k_pad // group_size
+        q = _pad_to(q.to(torch.int32), n_pad, k_pad).view(n_pad, groups, group_size)
+        scale, offset = _pad_to(scale.float(), n_pad, groups), _pad_to(offset.float(), n_pad, groups)
+        zero = offset + 8 * scale  # the kernel computes (q - 8) * scale + zero
+        # Groups with scale 0 (padding, or constant blocks in a GGUF file) are all `zero`: q = 8 says so.
+        flat = scale == 0
+        q = torch.where(flat[..., None], 8, q).view(n_pad, k_pad)
+        scale = torch.where(flat, 1.0, scale)
+        self.register_buffer("weight", torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1))
+        self.register_buffer("scales_and_zeros", torch.stack([scale, zero], -1).transpose(0, 1).contiguous().to(_ACT))
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+
+    @classmethod
+    def from_float(cls, weight: torch.Tensor, bias=None, group_size: int = GROUP_SIZE) -> Int4Linear:
+        n, k = weight.shape
+        k_pad = -(-k // group_size) * group_size
+        # Padding columns with zeros before grouping keeps the last group's range honest.
+        q, scale, offset = int4_groups(_pad_to(weight.float(), n, k_pad), group_size)
+        layer = cls(q, scale, offset, bias, group_size)
+        layer.in_features = k
+        return layer
+
+    def dequantize(self) -> torch.Tensor:
+        """bf16 [N_pad, K_pad] weight, unpacking the kernel's layout (blocks of 64 rows, each byte holding rows j
+        and j + 32 of a block for one column); checked against the op by `_int4_layout_ok`."""
+        k_pad = self.scales_and_zeros.shape[0] * self.group_size
+        p = self.weight.view(-1, k_pad, 32)
+        q = torch.cat([p & 15, p >> 4], -1).transpose(1, 2).reshape(-1, k_pad).to(_ACT) - 8
+        s, z = self.scales_and_zeros.transpose(0, 1).repeat_interleave(self.group_size, 1).unbind(-1)
+        return q * s + z
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x2 = x.reshape(-1, self.in_features).to(_ACT)
+        k_pad = self.scales_and_zeros.shape[0] * self.group_size
+        if k_pad != self.in_features:
+            x2 = F.pad(x2, (0, k_pad - self.in_features))
+        if x2.shape[0] >= PREFILL_ROWS and _int4_layout_ok():
+            y = F.linear(x2, self.dequantize())
+        else:
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.weight, self.group_size, self.scales_and_zeros)
+        if y.shape[1] != self.out_features:
+            y = y[:, : self.out_features]
+        y = y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+        return y if self.bias is None else y + self.bias
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, group_size={self.group_size}, "
+            f"bias={self.bias is not None}"
+        )
+
+
+_LAYOUT_OK: bool | None = None
+
+
+def _int4_layout_ok() -> bool:
+    """The packed layout is an implementation detail of the CPU kernel: check our unpacking once against it."""
+    global _LAYOUT_OK
+    if _LAYOUT_OK is None:
+        g = torch.Generator().manual_seed(0)
+        q = torch.randint(0, 16, (64, 64), generator=g, dtype=torch.uint8)
+        layer = Int4Linear(q, torch.ones(64, 2), torch.full((64, 2), -8.0))
+        _LAYOUT_OK = torch.equal(layer.dequantize().float(), q.float() - 8)
+    return _LAYOUT_OK
+
+
+# ---------------------------------------------------------------- GGUF blocks -> int4 groups, exactly
+
+# GGUF types whose blocks are 32 4-bit values with one scale and offset: they map onto int4 groups exactly.
+EXACT_INT4 = ("Q4_0", "Q4_1", "Q4_K")
+# Types at or below 4 bits: int4 costs nothing more than they already lost. Everything else becomes int8.
+INT4_SOURCES = (*EXACT_INT4, "Q2_K", "Q3_K")
+
+
+def gguf_int4_groups(raw) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(q [rows, K], scale, offset [rows, K/32]) of a Q4_0 / Q4_1 / Q4_K tensor (a gguf.RawTensor), w = q*scale+offset.
+    Stacked tensors ([E, N, K]) come back with E*N rows."""
+    kind = raw.type.name
+    k = raw.shape[-1]
+    data = np.ascontiguousarray(raw.data).reshape(-1)
+    if kind in ("Q4_0", "Q4_1"):
+        size = 18 if kind == "Q4_0" else 20
+        blocks = data.reshape(-1, size)
+        d = blocks[:, :2].copy().view(np.float16).astype(np.float32)[:, 0]
+        if kind == "Q4_0":
+            offset = -8 * d
+        else:
+            offset = blocks[:, 2:4].copy().view(np.float16).astype(np.float32)[:, 0]
+        qs = blocks[:, size - 16 :]
+        q = np.concatenate([qs & 15, qs >> 4], axis=1)  # values 0..15 low nibbles, 16..31 high nibbles
+        scale = d
+    elif kind == "Q4_K":
+        blocks = data.reshape(-1, 144)  # d, dmin (fp16), 12 bytes of 6-bit scales and mins, 128 bytes of nibbles
+        d = blocks[:, 0:2].copy().view(np.float16).astype(np.float32)
+        dmin = blocks[:, 2:4].copy().view(np.float16).astype(np.float32)
+        s = blocks[:, 4:16].astype(np.uint8)
+        # sub-block j < 4: scale s[j] & 63, min s[j+4] & 63; j >= 4: low nibble of s[j+4] plus top bits of s[j-4]
+        sc = np.concatenate([s[:, 0:4] & 63, (s[:, 8:12] & 15) | ((s[:, 0:4] >> 6) << 4)], axis=1)
+        mn = np.concatenate([s[:, 4:8] & 63, (s[:, 8:12] >> 4) | ((s[:, 4:8] >> 6) << 4)], axis=1)
+        scale = (d * sc).reshape(-1)
+        offset = (-dmin * mn).reshape(-1)
+        qs = blocks[:, 16:].reshape(-1, 4, 32)  # 4 chunks of 64 values: 32 low nibbles, then 32 high nibbles
+        q = np.stack([qs & 15, qs >> 4], axis=2).reshape(-1, 32)
+    else:
+        raise QcoderError(f"tensor {raw.gguf_name!r}: {kind} does not map exactly onto int4 groups")
+    rows = int(np.prod(raw.shape[:-1]))
+    return (
+        torch.from_numpy(np.ascontiguousarray(q)).reshape(rows, k),
+        torch.from_numpy(np.asarray(scale, dtype=np.float32)).reshape(rows, k // 32),
+        torch.from_numpy(np.asarray(offset, dtype=np.float32)).reshape(rows, k // 32),
+    )
+
+
+# ---------------------------------------------------------------- experts
+
+
+class QuantExperts(nn.Module):
+    """Drop-in for qwen.Experts with one quantized layer per expert and projection."""
+
+    def __init__(self, gate_up: list[nn.Module], down: list[nn.Module]):
+        super().__init__()
+        self.gate_up = nn.ModuleList(gate_up)
+        self.down = nn.ModuleList(down)
+
+    def forward(self, x: torch.Tensor, expert_ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        top_k = expert_ids.shape[1]
+        order = expert_ids.flatten().argsort(stable=True)
+        counts = torch.bincount(expert_ids.flatten(), minlength=len(self.gate_up)).tolist()
+        flat_weights = weights.flatten()
+        out = torch.zeros_like(x)
+        start = 0
+        for expert, count in enumerate(counts):
+            if count == 0:
+                continue
+            pairs = order[start : start + count]
+            tokens = pairs // top_k
+            gate, up = self.gate_up[expert](x[tokens]).chunk(2, dim=-1)
+            y = self.down[expert](F.silu(gate) * up)
+            out.index_add_(0, tokens, y * flat_weights[pairs, None])
+            start += count
+        return out
+
+
+# ---------------------------------------------------------------- the model
+
+
+def _sources(name: str) -> list[str]:
+    """HF names of the checkpoint tensors a fused module of ours was assembled from."""
+    if name.endswith(".qkv_proj"):
+        base = name[: -len("qkv_proj")]
+        return [f"{base}{p}.weight" for p in ("q_proj", "k_proj", "v_proj")]
+    if name.endswith("experts.gate_up_proj"):
+        base = name[: -len("gate_up_proj")]
+        return [f"{base}gate_proj.weight", f"{base}up_proj.weight"]
+    if name.endswith(".gate_up_proj"):
+        base = name[: -len("gate_up_proj")]
+        return [f"{base}gate_proj.weight", f"{base}up_proj.weight"]
+    if name.endswith("experts.down_proj"):
+        return [f"{name}.weight"]
+    return [f"{name}.weight"]
+
+
+def _choose(name: str, mode: str, gguf) -> str:
+    """int8 or int4 for one module: `auto` follows the GGUF source types (int4 only when every shard is <= 4 bits)."""
+    if mode != "auto":
+        return mode
+    if gguf is None:
+        return "int8"
+    kinds = [gguf.raw(n).type.name for n in _sources(name) if n in gguf.tensor_names]
+    return "int4" if kinds and all(k in INT4_SOURCES for k in kinds) else "int8"
+
+
+def _exact_int4(name: str, gguf, experts: int | None = None):
+    """(q, scale, offset) straight from GGUF blocks when every source shard is exactly representable, else None."""
+    if gguf is None:
+        return None
+    names = _sources(name)
+    raws = [gguf.raw(n) for n in names if n in gguf.tensor_names]
+    if len(raws) != len(names) or any(r.type.name not in EXACT_INT4 for r in raws):
+        return None
+    parts = [gguf_int4_groups(r) for r in raws]
+    if experts:  # stacked [E*N_i, K] per shard -> per expert, shard rows concatenated
+        parts = [[t.reshape(experts, -1, t.shape[-1]) for t in p] for p in parts]
+        return [tuple(torch.cat([p[i][e] for p in parts]) for i in range(3)) for e in range(experts)]
+    return tuple(torch.cat([p[i] for p in parts]) for i in range(3))
+
+
+def _quantize_linear(weight, bias, kind: str, exact=None) -> nn.Module:
+    if kind == "int8":
+        return Int8Linear(weight, bias)
+    if exact is not None:
+        return Int4Linear(*exact, bias=bias)
+    return Int4Linear.from_float(weight, bias)
+
+
+def quantize_model(model: nn.Module, mode: str = "int8", gguf=None, lm_head: str = "int8") -> nn.Module:
+    """Quantize a loaded QwenForCausalLM in place and return it.
+
+    mode: none | int8 | int4 | auto (with a GGUFCheckpoint: per module from the source types, exact int4 from
+    Q4_0/Q4_1/Q4_K blocks; without one: int8). The MoE router stays fp32 (tiny, and routing is sensitive).
+    The embedding is int8 in every mode; the LM head is `lm_head` (int8 by default: its error goes straight into
+    the logits) and shares the embedding's int8 weight when the two are tied."""
+    if mode not in MODES:
+        raise QcoderError(f"unknown quantization {mode!r} (choose {', '.join(MODES)})")
+    if lm_head not in ("int8", "int4"):
+        raise QcoderError(f"unknown LM head quantization {lm_head!r} (choose int8 or int4)")
+    if mode == "none":
+        return model
+    if gguf is None and mode == "auto":
+        mode = "int8"
+    tied = model.lm_head.weight is model.model.embed_tokens.weight
+    dtype = model.model.embed_tokens.weight.dtype
+    for name, module in list(model.named_modules()):
+        if name in ("lm_head", "") or name.endswith("mlp.gate"):
+            continue
+        parent, _, attr = name.rpartition(".")
+        if isinstance(module, nn.Linear):
+            kind = _choose(name, mode, gguf)
+            exact = _exact_int4(name, gguf) if kind == "int4" else None
+            new = _quantize_linear(module.weight.data, module.bias, kind, exact)
+        elif isinstance(module, Experts):
+            new = _quantize_experts(name, module, mode, gguf)
+        else:
+            continue
+        setattr(model.get_submodule(parent), attr, new)
+        del module
+    embed = Int8Embedding(model.model.embed_tokens.weight.data, dtype)
+    if tied and lm_head == "int8":
+        head = Int8Linear.shared(embed.weight, embed.scales)
+    else:
+        kind = lm_head if mode != "int8" else "int8"
+        exact = _exact_int4("lm_head", gguf) if kind == "int4" else None
+        head = _quantize_linear(model.lm_head.weight.data, model.lm_head.bias, kind, exact)
+    model.model.embed_tokens = embed
+    model.lm_head = head
+    return model
+
+
+def _quantize_experts(name: str, experts: nn.Module, mode: str, gguf) -> QuantExperts:
+    num = experts.gate_up_proj.shape[0]
+    mods = {}
+    for proj in ("gate_up_proj", "down_proj"):
+        full = f"{name}.{proj}"
+        kind = _choose(full, mode, gguf)
+        exact = _exact_int4(full, gguf, experts=num) if kind == "int4" else None
+        stacked = getattr(experts, proj).data
+        mods[proj] = [_quantize_linear(stacked[e], None, kind, exact[e] if exact else None) for e in range(num)]
+    return QuantExperts(mods["gate_up_proj"], mods["down_proj"])
+
+
+def quantized_bytes(model: nn.Module) -> int:
+    """Bytes held by the model's parameters and buffers (shared tensors counted once)."""
+    seen, total = set(), 0
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.data_ptr() not in seen:
+            seen.add(t.data_ptr())
+            total += t.numel() * t.element_size()
+    return total
