@@ -69,3 +69,11 @@ def test_plus_needs_base_and_catches_plus_only_bugs():
     verdict = PlusChecker().check(task, wrong_on_plus)
     assert (verdict.status, verdict.base, verdict.plus) == ("fail", True, False)
     assert verdict.error.startswith("plus input")
+
+
+def test_mbpp_tasks_that_need_their_input_types_restored():
+    tasks = {t.task_id: t for t in datasets.load("mbpp+").tasks}
+    checker = PlusChecker()
+    for task_id in ("Mbpp/106", "Mbpp/124", "Mbpp/252", "Mbpp/580", "Mbpp/720"):
+        verdict = checker.check(tasks[task_id], tasks[task_id].canonical_solution)
+        assert verdict.status == "pass", (task_id, verdict)

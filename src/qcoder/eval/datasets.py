@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qcoder.errors import QcoderError
+from qcoder.eval import input_types
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,9 @@ def _plus_task(row: dict, bench: str) -> Task:
     missing = {"task_id", "prompt", "entry_point", "canonical_solution", "base_input", "plus_input"} - set(row)
     if missing:
         raise QcoderError(f"not an evalplus {bench} file: row {row.get('task_id', '?')} lacks {sorted(missing)}")
+    base, plus = row["base_input"], row["plus_input"]
+    if bench == "mbpp+":  # JSON turned tuples into lists (and complex numbers into strings)
+        base, plus = (input_types.restore(inputs, row.get("assertion", ""), row["entry_point"]) for inputs in (base, plus))
     return Task(row["task_id"], row["prompt"], row["entry_point"], row["prompt"] + row["canonical_solution"],
                 "humaneval" if bench == "humaneval+" else "mbpp", test=row.get("test", ""),
-                base_input=row["base_input"], plus_input=row["plus_input"], atol=float(row.get("atol") or 0))
+                base_input=base, plus_input=plus, atol=float(row.get("atol") or 0))

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from qcoder.eval.sandbox_launcher import SANDBOX_ERROR_EXIT
@@ -70,11 +70,6 @@ class SandboxResult:
     isolation: Isolation = field(default_factory=Isolation)
     files: dict[str, bytes] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("files")
-        return d
-
 
 def run(argv: list[str], *, files: dict[str, str | bytes] | None = None, limits: Limits | None = None,
         env: dict[str, str] | None = None, collect: tuple[str, ...] = ()) -> SandboxResult:
@@ -90,8 +85,18 @@ def run(argv: list[str], *, files: dict[str, str | bytes] | None = None, limits:
     finally:
         if uid is not None:
             _kill_uid(uid)
-            _uids_in_use.discard(uid)
+            with _uids_lock:
+                _uids_in_use.discard(uid)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_python(code: str, *, args: tuple[str, ...] = (), files: dict[str, str | bytes] | None = None,
+               guard: bool = True, limits: Limits | None = None, collect: tuple[str, ...] = ()) -> SandboxResult:
+    """Run Python source `code` as main.py (under the reliability guard unless guard=False)."""
+    files = dict(files or {})
+    files["main.py"] = code
+    guard_argv = [GUARD] if guard else []
+    return run([sys.executable, "-I", *guard_argv, "main.py", *args], files=files, limits=limits, collect=collect)
 
 
 def probe() -> Isolation:
@@ -112,15 +117,6 @@ def _take_uid() -> int:
         return uid
 
 
-def run_python(code: str, *, args: tuple[str, ...] = (), files: dict[str, str | bytes] | None = None,
-               guard: bool = True, limits: Limits | None = None, collect: tuple[str, ...] = ()) -> SandboxResult:
-    """Run Python source `code` as main.py (under the reliability guard unless guard=False)."""
-    files = dict(files or {})
-    files["main.py"] = code
-    guard_argv = [GUARD] if guard else []
-    return run([sys.executable, "-I", *guard_argv, "main.py", *args], files=files, limits=limits, collect=collect)
-
-
 def _populate(workdir: str, files: dict[str, str | bytes], uid: int | None) -> None:
     for name, content in files.items():
         path = Path(workdir, name)
@@ -133,7 +129,7 @@ def _populate(workdir: str, files: dict[str, str | bytes], uid: int | None) -> N
         os.chown(workdir, uid, uid)
 
 
-def _rlimits(limits: Limits, uid: int | None) -> dict[str, int]:
+def _rlimits(limits: Limits, uid: int | None) -> dict[str, tuple[int, int]]:
     cpu = limits.cpu_s if limits.cpu_s is not None else int(limits.timeout_s) + 1
     # RLIMIT_NPROC counts every process of the real uid; without a private uid, leave room for ours.
     nproc = limits.max_procs if uid is not None else _count_processes(os.getuid()) + limits.max_procs
