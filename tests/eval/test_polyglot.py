@@ -32,10 +32,11 @@ class ScriptedClient:
 
 
 def test_discover_reads_layout():
-    exercises = polyglot.discover(FIXTURES)
+    exercises = polyglot.discover(FIXTURES, languages=["python"])
     assert [(e.language, e.name, e.solution) for e in exercises] == [
         ("python", "leap", ["leap.py"]), ("python", "two-fer", ["two_fer.py"])]
     assert "except every 400 years" in exercises[0].instructions()
+    assert [e.key for e in polyglot.discover(FIXTURES, names=["two-fer"])] == ["python/two-fer"]
 
 
 def test_discover_rejects_unknown_language():
@@ -50,7 +51,7 @@ def test_rates_with_a_retry_and_a_malformed_answer(tmp_path):
         # first answer has no code block at all (malformed: the failing stub is tested), then a right fix
         "leap.py": ["I think the year logic is simple.", LEAP_RIGHT],
     })
-    summary = polyglot.run(polyglot.discover(FIXTURES), client, tmp_path, sampling={"temperature": 0.0},
+    summary = polyglot.run(polyglot.discover(FIXTURES, ["python"]), client, tmp_path, sampling={"temperature": 0.0},
                            workers=2, progress=False)
     assert summary["exercises"] == 2
     assert summary["pass_rate_1"] == 0.5
@@ -67,7 +68,8 @@ def test_rates_with_a_retry_and_a_malformed_answer(tmp_path):
 
 def test_wrong_fix_fails_both_tries(tmp_path):
     client = ScriptedClient({"leap.py": [LEAP_WRONG, LEAP_WRONG], "two_fer.py": ["two_fer.py\n```python\nx = 1\n```"]})
-    summary = polyglot.run(polyglot.discover(FIXTURES), client, tmp_path, sampling={}, workers=1, progress=False)
+    summary = polyglot.run(polyglot.discover(FIXTURES, ["python"]), client, tmp_path, sampling={}, workers=1,
+                           progress=False)
     assert summary["pass_rate_1"] == 0.0 and summary["pass_rate_2"] == 0.0
     assert summary["well_formed"] == 1.0
 
@@ -77,3 +79,25 @@ def test_parse_files_prefers_labelled_blocks():
     assert polyglot.parse_files(text, ["leap.py"]) == {"leap.py": "A = 1\n"}
     assert polyglot.parse_files("no code here", ["leap.py"]) is None
     assert polyglot.parse_files("a.py\n```\n1\n```", ["a.py", "b.py"]) is None
+
+
+@pytest.mark.parametrize("language", ["rust", "cpp"])
+def test_compiled_language_fails_then_passes_with_the_feedback(language, tmp_path):
+    if not polyglot.TOOLCHAINS[language].available():
+        pytest.skip(f"no {language} toolchain on PATH")
+    (exercise,) = polyglot.discover(FIXTURES, [language])
+    meta = exercise.path / ".meta"
+    example = {name: (meta / f"example{Path(name).suffix}") for name in exercise.solution}
+
+    def answer(source_of) -> str:
+        return "\n\n".join(f"{name}\n```{language}\n{source_of(name)}```" for name in exercise.solution)
+
+    def stub(name):
+        return (exercise.path / name).read_text()
+
+    def fixed(name):
+        return example[name].read_text() if example[name].is_file() else stub(name)
+
+    client = ScriptedClient({exercise.solution[0]: [answer(stub), answer(fixed)]})
+    summary = polyglot.run([exercise], client, tmp_path, sampling={}, workers=1, progress=False)
+    assert (summary["pass_rate_1"], summary["pass_rate_2"], summary["well_formed"]) == (0.0, 1.0, 1.0)

@@ -11,6 +11,7 @@ of responses that gave every solution file).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import sys
@@ -28,11 +29,27 @@ from qcoder.eval import sandbox
 class Toolchain:
     fence: str  # the code-fence language tag
     command: tuple[str, ...]
+    # (variable, default) naming a toolchain directory: passed to the tests and made reachable in the sandbox
+    home_dirs: tuple[tuple[str, str], ...] = ()
+
+    def available(self) -> bool:
+        return shutil.which(self.command[0]) is not None
+
+    def environment(self) -> tuple[dict[str, str], tuple[str, ...]]:
+        homes = {var: os.environ.get(var) or os.path.expanduser(default) for var, default in self.home_dirs}
+        path = os.pathsep.join([os.path.dirname(shutil.which(self.command[0])), os.environ.get("PATH", "")])
+        return {"PATH": path, **homes}, tuple(homes.values())
 
 
-# Only languages whose test command is known to work here; a language is used when its program is on PATH.
+# Languages whose test command runs offline; one is used when its program is on PATH. JavaScript (npm/jest)
+# and Java (gradle) need packages from the network, and Go is not installed here: not supported yet.
 TOOLCHAINS = {
     "python": Toolchain("python", (sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider")),
+    "rust": Toolchain("rust", ("cargo", "test", "--offline", "--", "--include-ignored"),
+                      home_dirs=(("RUSTUP_HOME", "~/.rustup"),)),
+    # exercism's CMakeLists run the test binary after building it, so a failing test fails the build
+    "cpp": Toolchain("cpp", ("sh", "-c", "cmake -S . -B build -DEXERCISM_RUN_ALL_TESTS=1 >/dev/null && "
+                                         "cmake --build build")),
 }
 TEST_TIMEOUT_S = 120.0
 FEEDBACK_CHARS = 4000
@@ -65,7 +82,7 @@ def discover(root: Path, languages: list[str] | None = None, names: list[str] | 
     if not found_languages:
         raise QcoderError(f"{root} has no <lang>/exercises/practice/ folders (the polyglot-benchmark layout)")
     wanted = languages or found_languages
-    unusable = [lang for lang in wanted if lang not in TOOLCHAINS or not shutil.which(TOOLCHAINS[lang].command[0])]
+    unusable = [lang for lang in wanted if lang not in TOOLCHAINS or not TOOLCHAINS[lang].available()]
     if languages and unusable:
         raise QcoderError(f"no usable toolchain for {', '.join(unusable)} (supported: {', '.join(TOOLCHAINS)})")
     exercises = []
@@ -120,8 +137,10 @@ def run_tests(ex: Exercise, files: dict[str, str]) -> sandbox.SandboxResult:
         if path.is_file() and rel.parts[0] not in (".meta", ".docs") and str(rel) not in ex.example:
             workdir_files[str(rel)] = path.read_bytes()
     workdir_files.update(files)
+    toolchain = TOOLCHAINS[ex.language]
+    env, reveal = toolchain.environment()
     limits = sandbox.Limits(timeout_s=TEST_TIMEOUT_S)
-    return sandbox.run(list(TOOLCHAINS[ex.language].command), files=workdir_files, limits=limits)
+    return sandbox.run(list(toolchain.command), files=workdir_files, limits=limits, env=env, reveal=reveal)
 
 
 def attempt(ex: Exercise, client, sampling: dict) -> dict:

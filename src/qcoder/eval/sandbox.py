@@ -72,14 +72,17 @@ class SandboxResult:
 
 
 def run(argv: list[str], *, files: dict[str, str | bytes] | None = None, limits: Limits | None = None,
-        env: dict[str, str] | None = None, collect: tuple[str, ...] = ()) -> SandboxResult:
-    """Run `argv` in a fresh directory holding `files`; return the outcome and the `collect`ed files."""
+        env: dict[str, str] | None = None, collect: tuple[str, ...] = (), reveal: tuple[str, ...] = ()) -> SandboxResult:
+    """Run `argv` in a fresh directory holding `files`; return the outcome and the `collect`ed files.
+
+    `reveal`: directories the program needs (a toolchain) that sit below one its uid cannot enter.
+    """
     limits = limits or Limits()
     workdir = tempfile.mkdtemp(prefix="qcoder-sbx-")
     uid = _take_uid() if os.geteuid() == 0 else None
     try:
         _populate(workdir, files or {}, uid)
-        return _run_in(workdir, argv, limits, env, uid, collect)
+        return _run_in(workdir, argv, limits, env, uid, collect, reveal)
     except OSError as exc:
         return SandboxResult("sandbox_error", None, "", "", 0.0, reason=f"{type(exc).__name__}: {exc}")
     finally:
@@ -146,11 +149,12 @@ def _child_env(workdir: str, extra: dict[str, str] | None) -> dict[str, str]:
 
 
 def _run_in(workdir: str, argv: list[str], limits: Limits, env: dict | None, uid: int | None,
-            collect: tuple[str, ...]) -> SandboxResult:
+            collect: tuple[str, ...], extra_reveal: tuple[str, ...]) -> SandboxResult:
     program = shutil.which(argv[0]) if not os.path.isabs(argv[0]) else argv[0]
     if program is None:
         return SandboxResult("sandbox_error", None, "", "", 0.0, reason=f"program not found: {argv[0]}")
-    reveal = sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, os.path.dirname(program))})
+    needed = (sys.base_prefix, sys.prefix, os.path.dirname(program), *extra_reveal)
+    reveal = sorted({os.path.realpath(p) for p in needed})
     cfg = {"argv": [program, *argv[1:]], "cwd": workdir, "env": _child_env(workdir, env), "reveal": reveal,
            "rlimits": _rlimits(limits, uid), "uid": uid, "isolate": limits.isolate}
     report_r, report_w = os.pipe()
