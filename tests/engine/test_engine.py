@@ -256,3 +256,47 @@ def test_chat_splits_reasoning_and_parses_tool_calls(tiny_qwen2):
         [],
         "stop",
     )
+
+
+def test_random_workload_matches_isolated_runs_and_leaks_no_blocks(tiny_qwen2, llm):
+    """Arrivals, aborts, shared prefixes, a tiny cache (preemption) and a tiny budget (chunking), all at once."""
+    import random
+
+    rng = random.Random(0)
+    engine = make_llm(
+        tiny_qwen2, max_model_len=96, kv_cache_tokens=96, max_num_seqs=5, max_num_batched_tokens=20
+    ).engine
+    shared = list(range(2000, 2048))
+    requests, outputs, aborted = {}, {}, set()
+    for step in range(300):
+        if len(requests) < 24 and rng.random() < 0.25:
+            rid = f"r{len(requests)}"
+            prompt = shared[: rng.choice([0, 16, 32])] + [rng.randrange(150000) for _ in range(rng.randint(1, 24))]
+            seeded = rng.random() < 0.5
+            params = SamplingParams(
+                temperature=0.9 if seeded else 0,
+                top_k=rng.choice([0, 8]),
+                seed=7 if seeded else None,
+                max_tokens=rng.randint(1, 24),
+                ignore_eos=True,
+            )
+            requests[rid] = (prompt, params)
+            outputs[rid] = []
+            engine.add_request(rid, prompt, params)
+        if step % 37 == 36 and engine.scheduler.running:
+            victim = engine.scheduler.running[0].request_id
+            engine.abort(victim)
+            aborted.add(victim)
+        for out in engine.step():
+            outputs[out.request_id] += out.new_token_ids
+    while engine.has_unfinished():
+        for out in engine.step():
+            outputs[out.request_id] += out.new_token_ids
+
+    stats = engine.stats()
+    assert stats["preemptions"] > 0 and stats["prompt_tokens_cached"] > 0 and aborted
+    blocks = engine.block_manager
+    assert blocks.num_free_blocks == blocks.num_blocks and not any(blocks.ref_counts)
+    for rid, (prompt, params) in requests.items():
+        if rid not in aborted:
+            assert outputs[rid] == llm.generate([prompt], params)[0].token_ids, rid
