@@ -64,6 +64,7 @@ def test_rates_with_a_retry_and_a_malformed_answer(tmp_path):
     assert "The tests failed" in leap_calls[1][-1]["content"] and "leap_test" in leap_calls[1][-1]["content"]
     assert "assertIs" not in leap_calls[0][0]["content"]
     assert json.loads((tmp_path / "summary.json").read_text())["pass_rate_2"] == 1.0
+    assert (tmp_path / "polyglot.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_wrong_fix_fails_both_tries(tmp_path):

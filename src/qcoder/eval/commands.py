@@ -95,5 +95,5 @@ def _run_polyglot(args, output: Path, names: list[str] | None, temperature: floa
     exercises = polyglot.discover(Path(args.dir), languages, names, args.limit)
     sampling = {"temperature": temperature, "max_tokens": args.max_tokens}
     polyglot.run(exercises, client, output, sampling=sampling, workers=args.workers, resume=args.resume)
-    print(f"results in {output}/ (polyglot.jsonl, summary.json)")
+    print(f"results in {output}/ (polyglot.jsonl, summary.json, polyglot.png)")
     return 0

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qcoder.errors import QcoderError
-from qcoder.eval import sandbox
+from qcoder.eval import report, sandbox
 
 
 @dataclass(frozen=True)
@@ -212,6 +212,7 @@ def run(exercises: list[Exercise], client, output: Path, *, sampling: dict, work
     rows = [r for r in _read(path) if f"{r['language']}/{r['exercise']}" in keys]
     summary = summarize(rows, {"model": getattr(client, "model", None), **sampling})
     (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    report.plot_polyglot(summary, output / "polyglot.png")
     _print(summary)
     return summary
 

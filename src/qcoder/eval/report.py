@@ -133,6 +133,29 @@ def plot(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_polyglot(summary: dict, path: Path) -> None:
+    """pass_rate_1 and pass_rate_2 per language and overall."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [*summary["languages"].items(), ("all", summary)]
+    fig, ax = plt.subplots(figsize=(max(5, 1.5 * len(groups)), 4))
+    for offset, key in ((-0.2, "pass_rate_1"), (0.2, "pass_rate_2")):
+        bars = ax.bar([i + offset for i in range(len(groups))], [100 * (g[key] or 0) for _, g in groups], width=0.4,
+                      label=key)
+        ax.bar_label(bars, fmt="%.0f")
+    ax.set_xticks(range(len(groups)), [name for name, _ in groups])
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("%")
+    ax.set_title(f"polyglot ({summary['settings'].get('model') or ''})")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def _metric_name(bench: str, metric: str) -> str:
     base = bench.rstrip("+")
     return {"base": base, "plus": f"{base}+"}[metric]
