@@ -56,6 +56,11 @@ def test_edit_unique_match(ws):
     assert ws.changed == {"app.py"}
 
 
+def test_edit_accepts_text_copied_with_line_numbers(ws):
+    edit(ws, "app.py", "5| def sub(a, b):\n6|     return a - b", "5| def sub(a, b):\n6|     return b - a")
+    assert (ws.root / "app.py").read_text().endswith("def sub(a, b):\n    return b - a\n")
+
+
 def test_edit_ambiguous_match_reports_lines(ws):
     with pytest.raises(ToolError, match=r"occurs 2 times .*lines 2, 6"):
         edit(ws, "app.py", "return a - b", "return a + b")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 
 from qcoder.agent.tools.base import Tool, ToolError
 from qcoder.agent.tools.workspace import SKIP_DIRS, Workspace
@@ -59,6 +60,9 @@ def edit(ws: Workspace, path: str, old_string: str, new_string: str) -> str:
     if old_string == new_string:
         raise ToolError("old_string and new_string are identical; nothing to change")
     count = text.count(old_string)
+    if count == 0 and _strip_line_numbers(old_string) != old_string:  # copied from read_file, numbers and all
+        old_string, new_string = _strip_line_numbers(old_string), _strip_line_numbers(new_string)
+        count = text.count(old_string)
     if count == 1:
         new_text = text.replace(old_string, new_string)
     elif count > 1:
@@ -75,6 +79,17 @@ def edit(ws: Workspace, path: str, old_string: str, new_string: str) -> str:
                             "\nCopy the exact text (read_file shows it) into old_string and try again.")
     ws.write(target, new_text)
     return f"Edited {ws.rel(target)}\n{_diff(text, new_text, ws.rel(target))}"
+
+
+_LINE_NUMBER = re.compile(r"^ *\d+\| ?")
+
+
+def _strip_line_numbers(text: str) -> str:
+    """Drop read_file's "  12| " prefixes, but only when every non-empty line has one."""
+    lines = text.split("\n")
+    if not all(_LINE_NUMBER.match(line) for line in lines if line.strip()):
+        return text
+    return "\n".join(_LINE_NUMBER.sub("", line, count=1) for line in lines)
 
 
 def _whitespace_tolerant_replace(text: str, old: str, new: str) -> str | None:
