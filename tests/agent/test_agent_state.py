@@ -101,16 +101,17 @@ def test_settings_merge_user_then_workspace_then_env(tmp_path, home, monkeypatch
         load_settings(tmp_path)
 
 
-def test_memory_files_join_the_system_prompt(tmp_path, home):
+def test_memory_files_join_the_system_prompt(workspace, home):
     from qcoder.agent.context import system_prompt
 
     (home / "QCODER.md").write_text("Always answer in English.")
-    (tmp_path / "AGENTS.md").write_text("Run tests with make check.")
-    (tmp_path / "QWEN.md").write_text("")
-    prompt = system_prompt(tmp_path, has_test=True)
+    (workspace / "AGENTS.md").write_text("Run tests with make check.")
+    (workspace / "QWEN.md").write_text("")
+    prompt = system_prompt(workspace, has_test=True)
     assert prompt.index("Always answer in English.") < prompt.index("Run tests with make check.")
-    assert "`test` tool" in prompt and "QWEN.md" not in prompt
-    assert "`test` tool" not in system_prompt(tmp_path, has_test=False)
+    assert "`test` tool" in prompt and "QWEN.md\n" not in prompt.split("# Notes from", 1)[1]
+    assert "# Files in the workspace\nAGENTS.md\nQWEN.md\n" in prompt
+    assert "`test` tool" not in system_prompt(workspace, has_test=False)
 
 
 def test_compressor_keeps_task_and_recent_turns():
