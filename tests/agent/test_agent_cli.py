@@ -261,3 +261,11 @@ def test_token_limit(project, fake_model, home):
     proc = qcoder_cli(["-p", "Read", "--max-tokens", "1", "--output-format", "json"], project, fake_model, home)
     result = json_result(proc)
     assert proc.returncode == 3 and result["turns"] == 1 and "token limit" in result["reason"]
+
+
+def test_the_same_unusable_reply_three_times_stops(project, fake_model, home):
+    fake_model.plan = [{"content": '{"name": "words", "arguments": {"text": "x"}}'}] * 4
+    proc = qcoder_cli(["-p", "Fix", "--output-format", "json"], project, fake_model, home)
+    result = json_result(proc)
+    assert proc.returncode == 1 and "same unusable tool call 3 times" in result["reason"]
+    assert len(fake_model.requests) == 3

@@ -126,6 +126,8 @@ class Agent:
         if not calls:
             why = self.unusable_call(content)
             if why:
+                if self.count_repeat(("<unusable>", content.strip())) > 2:
+                    raise Stop("the model repeated the same unusable tool call 3 times", content)
                 self.add({"role": "user", "content": prompts.NOT_A_CALL.format(why=why, tools=", ".join(self.tools))})
                 return content
             self.finish(content)
@@ -182,10 +184,7 @@ class Agent:
     def execute(self, call: ToolCall) -> None:
         self.calls += 1
         self.emit("tool_call", id=call.id, name=call.name, arguments=call.arguments)
-        signature = (call.name, self._canonical(call))
-        self.repeats = self.repeats + 1 if signature == self.last_call else 1
-        self.last_call = signature
-        if self.repeats > 2:
+        if self.count_repeat((call.name, self._canonical(call))) > 2:
             output = "Not run: the same call was repeated again after a warning."
         else:
             output = self.run_tool(call)
@@ -195,6 +194,12 @@ class Agent:
         self.emit("tool_result", id=call.id, name=call.name, content=output)
         if self.repeats > 2:
             raise Stop(f"the model repeated the identical call {call.name} {call.arguments} {self.repeats} times")
+
+    def count_repeat(self, signature: tuple) -> int:
+        """How many times in a row the model has now made this same move."""
+        self.repeats = self.repeats + 1 if signature == self.last_call else 1
+        self.last_call = signature
+        return self.repeats
 
     def _canonical(self, call: ToolCall) -> str:
         """The call's arguments as the tool sees them (unknown keys dropped), for spotting repeats."""

@@ -7,7 +7,7 @@ Use the tools to look at files, change them and run commands. Work step by step:
 3. {verify}
 Call exactly one tool per reply, with a tool name from the list. Example:
 <tool_call>
-{{"name": "read_file", "arguments": {{"path": "main.py"}}}}
+{{"name": "edit", "arguments": {{"path": "calc.py", "old_string": "    return a - b", "new_string": "    return a + b"}}}}
 </tool_call>
 When the task is done, reply with a one-paragraph summary and no tool call."""
 
