@@ -154,7 +154,7 @@ def test_project_tools_from_settings(ws):
     shell = Shell(ws.root)
     tools = project_tools({"tools": {"test": {"command": "echo tested"}, "lint": {"command": "false"}}}, shell)
     by_name = {t.name: t for t in tools}
-    assert by_name["test"].description == "Run the project's tests (`echo tested`)."
+    assert by_name["test"].description == "Run the project's tests (`echo tested`). Takes no arguments: {}."
     assert by_name["test"].parameters["properties"] == {}
     assert by_name["test"].func(args="python -m pytest") == "Exit code: 0\ntested\n"  # stray arguments ignored
     assert by_name["lint"].func().startswith("Exit code: 1")

@@ -34,7 +34,7 @@ def project_tools(settings: dict, shell: Shell) -> list[Tool]:
         command, timeout = spec["command"], spec.get("timeout", 600)
         description = spec.get("description") or DEFAULT_DESCRIPTIONS.get(name, f"Run `{command}`")
         tools.append(Tool(
-            name, f"{description} (`{command}`).",
+            name, f"{description} (`{command}`). Takes no arguments: {{}}.",
             {"type": "object", "properties": {}, "required": []},
             # No parameters: small models pass the whole command again as an argument; ignore what they send.
             lambda _n=name, _c=command, _t=timeout, **_: _run(shell, _n, _c, _t),
