@@ -21,6 +21,7 @@ from qcoder.model.quant import (
     QuantExperts,
     gguf_int4_groups,
     int4_groups,
+    load_quantized,
     quantize_model,
 )
 from qcoder.model.qwen import ForwardBatch, allocate_kv_cache
@@ -166,3 +167,21 @@ def test_unknown_mode_is_a_one_line_error(tiny_model_dir):
     model, _ = load_model(tiny_model_dir("qwen2"))
     with pytest.raises(QcoderError, match="unknown quantization 'int3'"):
         quantize_model(model, "int3")
+
+
+@pytest.mark.parametrize("variant", ["qwen2", "qwen2-tied", "qwen3_moe"])
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_quantizing_while_loading_matches_quantizing_after(tiny_model_dir, variant, mode):
+    from qcoder.model import loader
+    from qcoder.model.qwen import QwenForCausalLM
+
+    path = tiny_model_dir(variant)
+    model, config = load_model(path)
+    quantize_model(model, mode)
+    with torch.device("meta"):
+        streamed = QwenForCausalLM(config)
+    streamed.to_empty(device="cpu")
+    load_quantized(streamed, loader._SafetensorsReader(path, loader._weight_files(path)).tensors(), mode)
+    assert all(p.numel() < 1000 for p in streamed.parameters())  # only norms and biases keep fp32 storage
+    ids = [list(range(3, 30))]
+    assert torch.equal(_logits(streamed, config, ids), _logits(model, config, ids))

@@ -32,11 +32,16 @@ _ACT = torch.bfloat16
 # ---------------------------------------------------------------- int8
 
 
-def int8_quantize(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric per-row int8: (int8 [N, K], fp32 scales [N]) with weight ~= q * scale[:, None]."""
-    w = weight.float()
-    scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127
-    q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)
+def int8_quantize(weight: torch.Tensor, chunk_rows: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-row int8: (int8 [N, K], fp32 scales [N]) with weight ~= q * scale[:, None]. Works through the
+    rows in blocks so that a 151936-row embedding needs no full-size fp32 temporaries."""
+    q = torch.empty(weight.shape, dtype=torch.int8)
+    scale = torch.empty(weight.shape[0], dtype=torch.float32)
+    for i in range(0, weight.shape[0], chunk_rows):
+        w = weight[i : i + chunk_rows].float()
+        s = w.abs().amax(dim=1).clamp(min=1e-12) / 127
+        q[i : i + chunk_rows] = torch.round(w / s[:, None]).clamp(-127, 127)
+        scale[i : i + chunk_rows] = s
     return q, scale
 
 
@@ -322,42 +327,48 @@ def quantize_model(model: nn.Module, mode: str = "int8", gguf=None, lm_head: str
 
     mode: none | int8 | int4 | auto (with a GGUFCheckpoint: per module from the source types, exact int4 from
     Q4_0/Q4_1/Q4_K blocks; without one: int8). The MoE router stays fp32 (tiny, and routing is sensitive).
-    The embedding is int8 in every mode; the LM head is `lm_head` (int8 by default: its error goes straight into
-    the logits) and shares the embedding's int8 weight when the two are tied."""
+    The embedding is int8 in every mode. The LM head is `lm_head` (int8 by default: its error goes straight into
+    the logits; int4 only where mode is not int8); a tied head always shares the embedding's int8 weight."""
+    _check(mode, lm_head)
+    if mode == "none":
+        return model
+    tied = model.lm_head.weight is model.model.embed_tokens.weight
+    for name, module in list(model.named_modules()):
+        if name == "lm_head" and tied:
+            continue
+        new = quantize_module(name, module, mode, gguf, lm_head)
+        if new is not None:
+            parent, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(parent), attr, new)
+    if tied:
+        model.lm_head = Int8Linear.shared(model.model.embed_tokens.weight, model.model.embed_tokens.scales)
+    return model
+
+
+def _check(mode: str, lm_head: str) -> None:
     if mode not in MODES:
         raise QcoderError(f"unknown quantization {mode!r} (choose {', '.join(MODES)})")
     if lm_head not in ("int8", "int4"):
         raise QcoderError(f"unknown LM head quantization {lm_head!r} (choose int8 or int4)")
-    if mode == "none":
-        return model
+
+
+def quantize_module(name: str, module: nn.Module, mode: str, gguf=None, lm_head: str = "int8") -> nn.Module | None:
+    """The quantized replacement of one module of a QwenForCausalLM (by qualified name), or None to keep it."""
     if gguf is None and mode == "auto":
         mode = "int8"
-    tied = model.lm_head.weight is model.model.embed_tokens.weight
-    dtype = model.model.embed_tokens.weight.dtype
-    for name, module in list(model.named_modules()):
-        if name in ("lm_head", "") or name.endswith("mlp.gate"):
-            continue
-        parent, _, attr = name.rpartition(".")
-        if isinstance(module, nn.Linear):
-            kind = _choose(name, mode, gguf)
-            exact = _exact_int4(name, gguf) if kind == "int4" else None
-            new = _quantize_linear(module.weight.data, module.bias, kind, exact)
-        elif isinstance(module, Experts):
-            new = _quantize_experts(name, module, mode, gguf)
-        else:
-            continue
-        setattr(model.get_submodule(parent), attr, new)
-        del module
-    embed = Int8Embedding(model.model.embed_tokens.weight.data, dtype)
-    if tied and lm_head == "int8":
-        head = Int8Linear.shared(embed.weight, embed.scales)
-    else:
-        kind = lm_head if mode != "int8" else "int8"
-        exact = _exact_int4("lm_head", gguf) if kind == "int4" else None
-        head = _quantize_linear(model.lm_head.weight.data, model.lm_head.bias, kind, exact)
-    model.model.embed_tokens = embed
-    model.lm_head = head
-    return model
+    if name == "lm_head":
+        kind = "int8" if mode == "int8" else lm_head
+        exact = _exact_int4(name, gguf) if kind == "int4" else None
+        return _quantize_linear(module.weight.data, module.bias, kind, exact)
+    if isinstance(module, nn.Embedding):
+        return Int8Embedding(module.weight.data, module.weight.dtype)
+    if isinstance(module, nn.Linear) and not name.endswith("mlp.gate"):
+        kind = _choose(name, mode, gguf)
+        exact = _exact_int4(name, gguf) if kind == "int4" else None
+        return _quantize_linear(module.weight.data, module.bias, kind, exact)
+    if isinstance(module, Experts):
+        return _quantize_experts(name, module, mode, gguf)
+    return None
 
 
 def _quantize_experts(name: str, experts: nn.Module, mode: str, gguf) -> QuantExperts:
@@ -380,3 +391,100 @@ def quantized_bytes(model: nn.Module) -> int:
             seen.add(t.data_ptr())
             total += t.numel() * t.element_size()
     return total
+
+
+# ---------------------------------------------------------------- quantize while loading
+
+
+def load_quantized(model: nn.Module, tensors, mode: str, gguf=None, lm_head: str = "int8") -> nn.Module:
+    """`model.load_weights(tensors)` then `quantize_model(model, mode, gguf)`, but each module is quantized as soon as
+    its last tensor (q/k/v shards, bias included) has been copied in, and its fp32 storage is dropped at once.
+
+    `model` comes from `to_empty`: its fp32 storage is allocated but untouched, so pages that are never written never
+    become resident. Peak memory is then the quantized model plus one layer's fp32 weights, not the fp32 model."""
+    _check(mode, lm_head)
+    if mode == "none":
+        model.load_weights(tensors)
+        return model
+    params = dict(model.named_parameters())
+    modules = dict(model.named_modules())
+    owner = {name: name.rpartition(".")[0] for name in params}
+    targets = {
+        m
+        for m, mod in modules.items()
+        if (isinstance(mod, (nn.Linear, Experts)) and not m.endswith("mlp.gate")) or m == "model.embed_tokens"
+    }
+    if model.lm_head.weight is not model.model.embed_tokens.weight:
+        targets.add("lm_head")
+    pending = {m: set() for m in targets}
+    for name in params:
+        if owner[name] in pending:
+            pending[owner[name]] |= {(name, shard) for shard in model._expected_shards(name)}
+    singles: dict[str, nn.Module] = {}
+
+    def finish(module_name: str) -> None:
+        """Quantize one complete module, then free its fp32 storage."""
+        singles[module_name] = quantize_module(module_name, modules[module_name], mode, gguf, lm_head)
+        for name in params:
+            if owner[name] == module_name:
+                params[name].data = torch.empty(0, dtype=params[name].dtype)
+
+    def stream():
+        for hf_name, tensor in tensors:
+            yield hf_name, tensor
+            # load_weights asks for the next tensor only after copying this one in, but keeps a reference to it
+            # until then: free the storage now, before the next one is dequantized.
+            try:
+                tensor.untyped_storage().resize_(0)
+            except RuntimeError:  # borrowed storage (numpy, mmap): freed when dropped
+                pass
+            del tensor
+            for name, _, shards in model._destinations(hf_name):
+                m = owner.get(name)
+                if m in pending and pending[m]:
+                    pending[m] -= {(name, shard) for shard in shards}
+                    if not pending[m]:
+                        finish(m)
+
+    model.load_weights(stream())
+    _release_freed_memory()
+    for module_name, new in singles.items():
+        parent, _, attr = module_name.rpartition(".")
+        setattr(model.get_submodule(parent), attr, new)
+    if "lm_head" not in singles:  # tied: the head reads the embedding's int8 weight
+        model.lm_head = Int8Linear.shared(model.model.embed_tokens.weight, model.model.embed_tokens.scales)
+    return model
+
+
+def gguf_tensors(checkpoint, chunk_rows: int = 4096):
+    """(HF name, fp32 tensor) like `GGUFCheckpoint.tensors()`, but big tensors are dequantized a block of rows at a
+    time into one preallocated tensor: gguf-py's numpy dequantizers hold several full-size temporaries, which for
+    a 151936-row embedding is gigabytes of peak memory."""
+    from qcoder.model.gguf import RawTensor, dequantize
+
+    for name in checkpoint.tensor_names:
+        raw = checkpoint.raw(name)
+        rows = int(np.prod(raw.shape[:-1]))
+        if rows <= chunk_rows:
+            yield name, dequantize(raw)
+            continue
+        out = torch.empty(raw.shape, dtype=torch.float32)
+        flat, data = out.view(rows, raw.shape[-1]), raw.data.reshape(rows, -1)
+        for i in range(0, rows, chunk_rows):
+            part = data[i : i + chunk_rows]
+            flat[i : i + len(part)] = dequantize(
+                RawTensor(name, raw.gguf_name, raw.type, (len(part), raw.shape[-1]), part)
+            )
+        yield name, out
+        del out, flat
+
+
+def _release_freed_memory() -> None:
+    """Hand the freed fp32 heap back to the OS (glibc keeps it otherwise, and RSS stays at the fp32 high-water)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass

@@ -1,0 +1,398 @@
+"""`qcoder bench`: load time, peak RSS, prefill and decode speed of the engine, and of llama.cpp (llama-cpp-python)
+on the same GGUF file in the same run, with the ratios.
+
+Each measurement runs in a fresh spawned process, qcoder and llama.cpp alternating, so peak RSS is the engine's
+own and both see the same machine load; with --repeats N the best of N is reported (noise on a shared machine only
+ever makes things slower). Both get the same token ids and the same thread count.
+
+- prefill: one prompt of --prompt-tokens tokens, computed in one step, time to its first token.
+- decode: one sequence, --gen-tokens greedy tokens after a 16-token prompt; the prompt's step is not counted.
+- batch decode: --batch sequences at once (distinct 16-token prompts), aggregate tokens/s, prompt step not counted.
+  llama.cpp runs them as --batch parallel sequences of one context through its batch API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from qcoder.errors import QcoderError
+
+SHORT_PROMPT = 16
+WARMUP_TOKENS = 8
+
+
+def register(subparsers) -> None:
+    from qcoder.model.registry import DEFAULT_MODEL
+
+    p = subparsers.add_parser(
+        "bench",
+        help="measure engine speed (optionally against llama.cpp)",
+        description="Measure load time, peak memory, prefill and decode speed of the qcoder engine on one model, "
+        "and with --vs-llama-cpp the same for llama.cpp (llama-cpp-python) on the same .gguf file, side by side.",
+        epilog="example: qcoder bench --vs-llama-cpp --threads 2",
+    )
+    p.add_argument("-m", "--model", default=DEFAULT_MODEL, help=f"model to measure (default: {DEFAULT_MODEL})")
+    p.add_argument("--vs-llama-cpp", action="store_true", help="also measure llama.cpp on the same .gguf file")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for both engines (default: 2)")
+    p.add_argument(
+        "--quant", default="auto", choices=["none", "int8", "int4", "auto"], help="qcoder weight quantization"
+    )
+    p.add_argument("--prompt-tokens", type=int, default=512, help="prompt length for prefill (default: 512)")
+    p.add_argument("--gen-tokens", type=int, default=128, help="tokens to generate per sequence (default: 128)")
+    p.add_argument("--batch", type=int, default=8, help="concurrent sequences for batch decode (default: 8)")
+    p.add_argument("--repeats", type=int, default=1, help="measure each engine N times, keep the best (default: 1)")
+    p.add_argument(
+        "--omp-wait-policy",
+        default="passive",
+        choices=["passive", "active"],
+        help="OpenMP idle threads sleep (passive, default) or spin (active: faster on an idle machine, but on a busy "
+        "one spinning threads starve each other: 100x slower seen with 2 threads on 2 shared cores)",
+    )
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    import os
+
+    os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()  # read by both engines' OpenMP in the children
+    results = run_bench(
+        args.model,
+        vs_llama_cpp=args.vs_llama_cpp,
+        threads=args.threads,
+        quant=args.quant,
+        prompt_tokens=args.prompt_tokens,
+        gen_tokens=args.gen_tokens,
+        batch=args.batch,
+        repeats=args.repeats,
+    )
+    print_table(results, args)
+    return 0
+
+
+# ---------------------------------------------------------------- driver
+
+
+def run_bench(
+    model,
+    *,
+    vs_llama_cpp=False,
+    threads=2,
+    quant="auto",
+    prompt_tokens=512,
+    gen_tokens=128,
+    batch=8,
+    repeats=1,
+    compile_decode=False,
+) -> dict[str, dict]:
+    """{"qcoder": metrics, "llama.cpp": metrics (when asked)}, each metric the best over `repeats` runs."""
+    from qcoder.model.registry import resolve_model
+
+    if prompt_tokens < SHORT_PROMPT or gen_tokens < 2 or batch < 1 or threads < 1 or repeats < 1:
+        raise QcoderError(f"--prompt-tokens must be >= {SHORT_PROMPT}, --gen-tokens >= 2, --batch/--threads >= 1")
+    path = str(resolve_model(str(model)))
+    if vs_llama_cpp:
+        if not path.endswith(".gguf"):
+            raise QcoderError(f"{path}: --vs-llama-cpp needs a .gguf model")
+        try:
+            import llama_cpp  # noqa: F401
+        except ImportError:
+            raise QcoderError("--vs-llama-cpp needs llama-cpp-python (pip install llama-cpp-python)") from None
+    ids = bench_token_ids(path, max(prompt_tokens, SHORT_PROMPT * (batch + 1)))
+    job = dict(path=path, threads=threads, ids=ids, prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, batch=batch)
+    runs: dict[str, list[dict]] = {"qcoder": []}
+    if vs_llama_cpp:
+        runs["llama.cpp"] = []
+    for _ in range(repeats):
+        runs["qcoder"].append(in_child(measure_qcoder, quant=quant, compile_decode=compile_decode, **job))
+        if vs_llama_cpp:
+            runs["llama.cpp"].append(in_child(measure_llama_cpp, **job))
+    return {name: best_of(rs) for name, rs in runs.items()}
+
+
+def best_of(runs: list[dict]) -> dict:
+    """Per metric, the best run: the lowest time / memory, the highest rate."""
+    out = dict(runs[0])
+    for key in out:
+        values = [r[key] for r in runs]
+        if isinstance(out[key], (int, float)):
+            out[key] = max(values) if key.endswith("_tps") else min(values)
+    return out
+
+
+def bench_token_ids(path: str, count: int) -> list[int]:
+    """`count` token ids of real code (this package's own source, cycled), so attention and sampling see text."""
+    from pathlib import Path
+
+    from qcoder.engine.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.from_path(path)
+    sources = sorted((Path(__file__).resolve().parents[1]).rglob("*.py"))
+    ids: list[int] = []
+    for file in sources:
+        ids += tokenizer.encode(file.read_text())
+        if len(ids) >= count:
+            break
+    while len(ids) < count:
+        ids += ids
+    return ids[:count]
+
+
+def in_child(fn, **kwargs) -> dict:
+    """Run fn(**kwargs) in a fresh spawned process (its own peak RSS and thread pool) and return its dict."""
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, kwds=kwargs)
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ---------------------------------------------------------------- qcoder
+
+
+def load_engine(path: str, quant: str, threads: int, kv_cache_tokens: int, compile_decode: bool = False):
+    """A quantized LLMEngine on CPU (fp32 activations; quantized layers compute in bf16)."""
+    import torch
+
+    from qcoder.engine.engine import LLMEngine
+    from qcoder.engine.tokenizer import Tokenizer
+
+    torch.set_num_threads(threads)
+    model, config = load_quantized_model(path, quant)
+    if compile_decode:
+        from qcoder.model.quant import compile_decode_step
+
+        model = compile_decode_step(model)
+    return LLMEngine.from_parts(
+        model,
+        config,
+        Tokenizer.from_path(path),
+        kv_cache_tokens=kv_cache_tokens,
+        max_num_batched_tokens=4096,
+        enable_prefix_caching=False,  # every measurement computes its whole prompt
+    )
+
+
+def load_quantized_model(path: str, quant: str):
+    """(model, config) with each layer quantized as it loads (see qcoder.model.quant.load_quantized): what the
+    loader does once it takes a quant mode."""
+    import torch
+
+    from qcoder.model.loader import load_model
+    from qcoder.model.quant import gguf_tensors, load_quantized, quantize_model
+    from qcoder.model.qwen import QwenForCausalLM
+
+    if not path.endswith(".gguf"):
+        model, config = load_model(path)
+        return quantize_model(model, quant), config
+    from qcoder.model.gguf import GGUFCheckpoint
+
+    gguf = GGUFCheckpoint(path)
+    with torch.device("meta"):
+        model = QwenForCausalLM(gguf.config)
+    model.to_empty(device="cpu")
+    load_quantized(model, gguf_tensors(gguf), quant, gguf=gguf)
+    return model.requires_grad_(False).eval(), gguf.config
+
+
+def _run_engine(engine, prompts: list[list[int]], max_tokens: int) -> tuple[float, float, list[list[int]]]:
+    """(seconds of the first step, seconds of the rest, generated ids per prompt): greedy, no early stop."""
+    from qcoder.engine.sampling import SamplingParams
+
+    params = SamplingParams(max_tokens=max_tokens, temperature=0, ignore_eos=True)
+    for i, p in enumerate(prompts):
+        engine.add_request(f"bench-{time.monotonic_ns()}-{i}", p, params)
+    order = list(engine.requests)
+    tokens: dict[str, list[int]] = {r: [] for r in order}
+    t0 = time.perf_counter()
+    first = None
+    while engine.has_unfinished():
+        for out in engine.step():
+            tokens[out.request_id] += out.new_token_ids
+        if first is None:
+            first = time.perf_counter() - t0
+    return first, time.perf_counter() - t0 - first, [tokens[r] for r in order]
+
+
+def measure_qcoder(path, threads, ids, prompt_tokens, gen_tokens, batch, quant="auto", compile_decode=False) -> dict:
+    t0 = time.perf_counter()
+    engine = load_engine(
+        path,
+        quant,
+        threads,
+        kv_cache_tokens=_kv_tokens(prompt_tokens, gen_tokens, batch),
+        compile_decode=compile_decode,
+    )
+    load_s = time.perf_counter() - t0
+    _run_engine(engine, [ids[:WARMUP_TOKENS]], 2)
+    prefill_s, _, _ = _run_engine(engine, [ids[:prompt_tokens]], 1)
+    _, decode_s, _ = _run_engine(engine, [ids[:SHORT_PROMPT]], gen_tokens)
+    prompts = [ids[SHORT_PROMPT * (i + 1) : SHORT_PROMPT * (i + 2)] for i in range(batch)]
+    _, batch_s, _ = _run_engine(engine, prompts, gen_tokens)
+    return dict(
+        load_s=load_s,
+        peak_rss_mb=_peak_rss_mb(),
+        prefill_tps=prompt_tokens / prefill_s,
+        decode_tps=(gen_tokens - 1) / decode_s,
+        batch_decode_tps=batch * (gen_tokens - 1) / batch_s,
+    )
+
+
+def _kv_tokens(prompt_tokens: int, gen_tokens: int, batch: int) -> int:
+    """Room for the longest single run and for the batch run, with a block of slack per sequence."""
+    return max(prompt_tokens + 2 * 16, batch * (SHORT_PROMPT + gen_tokens + 16))
+
+
+def qcoder_greedy(path: str, prompts: list[list[int]], max_tokens: int, quant="auto", threads=2) -> list[list[int]]:
+    engine = load_engine(
+        path, quant, threads, kv_cache_tokens=len(prompts) * (max(map(len, prompts)) + max_tokens + 32)
+    )
+    return _run_engine(engine, prompts, max_tokens)[2]
+
+
+# ---------------------------------------------------------------- llama.cpp
+
+
+def load_llama(path: str, threads: int, n_ctx: int):
+    from llama_cpp import Llama
+
+    return Llama(model_path=path, n_threads=threads, n_threads_batch=threads, n_ctx=n_ctx, n_batch=512, verbose=False)
+
+
+def measure_llama_cpp(path, threads, ids, prompt_tokens, gen_tokens, batch) -> dict:
+    t0 = time.perf_counter()
+    llm = load_llama(path, threads, n_ctx=_kv_tokens(prompt_tokens, gen_tokens, batch))
+    load_s = time.perf_counter() - t0
+    llm.eval(ids[:WARMUP_TOKENS])
+    llm.reset()
+    t = time.perf_counter()
+    llm.eval(ids[:prompt_tokens])
+    prefill_s = time.perf_counter() - t
+    llm.reset()
+    decode_s = _llama_greedy(llm, ids[:SHORT_PROMPT], gen_tokens)[1]
+    batch_s = _llama_batch_decode(
+        llm, [ids[SHORT_PROMPT * (i + 1) : SHORT_PROMPT * (i + 2)] for i in range(batch)], gen_tokens
+    )
+    return dict(
+        load_s=load_s,
+        peak_rss_mb=_peak_rss_mb(),
+        prefill_tps=prompt_tokens / prefill_s,
+        decode_tps=(gen_tokens - 1) / decode_s,
+        batch_decode_tps=batch * (gen_tokens - 1) / batch_s,
+    )
+
+
+def _llama_greedy(llm, prompt: list[int], max_tokens: int) -> tuple[list[int], float]:
+    """(greedy ids, seconds after the first token) through llama.cpp's own argmax sampler."""
+    out: list[int] = []
+    llm.reset()
+    t = None
+    for token in llm.generate(prompt, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True):
+        if t is None:
+            t = time.perf_counter()
+        out.append(token)
+        if len(out) == max_tokens:
+            break
+    return out, time.perf_counter() - t
+
+
+def _llama_batch_decode(llm, prompts: list[list[int]], max_tokens: int) -> float:
+    """Decode len(prompts) sequences together in one llama.cpp context (one llama_decode per step, as its server's
+    parallel slots do); returns the seconds after the prompts' step."""
+    import ctypes
+
+    import llama_cpp
+    import numpy as np
+
+    params = llm.context_params
+    params.n_seq_max = len(prompts)
+    params.kv_unified = True
+    ctx = llama_cpp.llama_init_from_model(llm._model.model, params)
+    if not ctx:
+        raise QcoderError("llama.cpp could not create a batch context")
+    n_vocab = llm.n_vocab()
+    total = sum(map(len, prompts))
+    lb = llama_cpp.llama_batch_init(max(total, len(prompts)), 0, 1)
+    try:
+
+        def decode(items: list[tuple[int, int, int, bool]]) -> list[int]:
+            """items: (token, position, sequence, wants logits) -> argmax of each wanted row."""
+            lb.n_tokens = len(items)
+            for i, (tok, pos, seq, want) in enumerate(items):
+                lb.token[i], lb.pos[i], lb.n_seq_id[i], lb.logits[i] = tok, pos, 1, want
+                lb.seq_id[i][0] = seq
+            if llama_cpp.llama_decode(ctx, lb) != 0:
+                raise QcoderError("llama_decode failed")
+            rows = [i for i, it in enumerate(items) if it[3]]
+            return [
+                int(
+                    np.ctypeslib.as_array(
+                        ctypes.cast(llama_cpp.llama_get_logits_ith(ctx, i), ctypes.POINTER(ctypes.c_float)),
+                        shape=(n_vocab,),
+                    ).argmax()
+                )
+                for i in rows
+            ]
+
+        items = [(t, j, s, j == len(p) - 1) for s, p in enumerate(prompts) for j, t in enumerate(p)]
+        nxt = decode(items)
+        t = time.perf_counter()
+        for step in range(max_tokens - 1):
+            nxt = decode([(tok, len(p) + step, s, True) for s, (tok, p) in enumerate(zip(nxt, prompts, strict=True))])
+        return time.perf_counter() - t
+    finally:
+        llama_cpp.llama_batch_free(lb)
+        llama_cpp.llama_free(ctx)
+
+
+def llama_cpp_greedy(path: str, prompts: list[list[int]], max_tokens: int, threads=2) -> list[list[int]]:
+    llm = load_llama(path, threads, n_ctx=max(map(len, prompts)) + max_tokens + 16)
+    return [_llama_greedy(llm, p, max_tokens)[0] for p in prompts]
+
+
+# ---------------------------------------------------------------- table
+
+ROWS = [
+    ("load_s", "load (s)", "{:.1f}", False),
+    ("peak_rss_mb", "peak RSS (MiB)", "{:.0f}", False),
+    ("prefill_tps", "prefill (tok/s)", "{:.1f}", True),
+    ("decode_tps", "decode, 1 seq (tok/s)", "{:.1f}", True),
+    ("batch_decode_tps", "decode, batch (tok/s, aggregate)", "{:.1f}", True),
+]
+
+
+def table_rows(results: dict[str, dict]) -> list[list[str]]:
+    """[metric, qcoder, llama.cpp, qcoder/llama.cpp] per row (ratios > 1 favour qcoder: speed up, time down)."""
+    rows = []
+    for key, label, fmt, higher_better in ROWS:
+        row = [label] + [fmt.format(r[key]) for r in results.values()]
+        if "llama.cpp" in results:
+            q, ref = results["qcoder"][key], results["llama.cpp"][key]
+            ratio = q / ref if higher_better else ref / q
+            row.append(f"{ratio:.2f}x")
+        rows.append(row)
+    return rows
+
+
+def print_table(results: dict[str, dict], args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    title = (
+        f"{args.model}: {args.threads} threads, qcoder --quant {args.quant}, prompt {args.prompt_tokens}, "
+        f"generate {args.gen_tokens}, batch {args.batch}, best of {args.repeats}, OMP {args.omp_wait_policy}"
+    )
+    table = Table(title=title)
+    table.add_column("metric")
+    for name in results:
+        table.add_column(name, justify="right")
+    if "llama.cpp" in results:
+        table.add_column("qcoder vs llama.cpp", justify="right")
+    for row in table_rows(results):
+        table.add_row(*row)
+    Console().print(table)
