@@ -85,6 +85,7 @@ TEXT_CALLS = {
     "qwen3-xml": "<tool_call>\n<function=read_file>\n<parameter=path>\ntextstats.py\n</parameter>\n</function>\n"
                  "</tool_call>",
     "fenced-json": '```json\n{"name": "read_file", "arguments": {"path": "textstats.py"}}\n```',
+    "missing-brace": '{"name": "read_file", "arguments": {"path": "textstats.py"}',
     "bare-function": "<function=read_file>\n<parameter=path>\ntextstats.py\n</parameter>\n</function>",
 }
 
@@ -244,6 +245,7 @@ def test_unusable_tool_calls_get_told_why(project, fake_model, home):
         {"content": '<tool_call>\n{"name": "read_file", "argu'},
         {"content": '{"name": "test", "arguments": {}}\n{"name": "test_textstats.py", "arguments": {}}'},
         {"content": 'Run {"name": "test", "arguments": {}} then {"name": "test", "arguments": {}}'},
+        {"content": '{"name": "edit", "arguments": {"old_string": "a", "new_string": "b"}}'},
         {"content": "Giving up."},
     ]
     proc = qcoder_cli(["-p", "Read", "--output-format", "json"], project, fake_model, home)
@@ -253,7 +255,9 @@ def test_unusable_tool_calls_get_told_why(project, fake_model, home):
     assert "truncated or malformed" in feedback[0]["content"]
     assert "no tool named 'test_textstats.py'" in feedback[1]["content"]
     assert "single" in feedback[2]["content"]
-    assert json_result(proc)["turns"] == 4
+    missing = fake_model.requests[4]["messages"][-1]  # a whole call that does not fit its schema is run_tool's
+    assert missing["role"] == "tool" and "missing required parameter 'path'" in missing["content"]
+    assert json_result(proc)["turns"] == 5
 
 
 def test_token_limit(project, fake_model, home):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from qcoder.agent import prompts
 from qcoder.agent.tools.base import Tool, ToolError, format_result
-from qcoder.engine.tool_parsers import ToolCall, check_arguments, get_tool_parser
+from qcoder.engine.tool_parsers import ToolCall, check_arguments, get_tool_parser, new_call_id
 from qcoder.errors import QcoderError
 
 
@@ -117,6 +117,9 @@ class Agent:
         if not calls and content:  # small models often print the call as text: rescue it
             parsed = self.parser.parse(content, schemas)
             calls, content = parsed.tool_calls or [], parsed.content if parsed.tool_calls else content
+            if not calls:
+                calls = self.repair_call(content)
+                content = "" if calls else content
         message = {"role": "assistant", "content": content}
         if calls:
             message["tool_calls"] = [{"id": c.id, "type": "function",
@@ -134,6 +137,22 @@ class Agent:
         for call in calls:
             self.execute(call)
         return content
+
+    def repair_call(self, content: str) -> list[ToolCall]:
+        """Last rescue step: a reply that is one JSON call of a known tool, possibly missing its last closing
+        braces (a common slip of 0.5B models), with arguments the parser found not to fit: run_tool then
+        says precisely what is wrong. Anything less clear stays an answer."""
+        text = content.strip().removeprefix("```json").removeprefix("```").removesuffix("```").strip()
+        if not text.startswith("{") or "\n{" in text:
+            return []
+        for closing in ("", "}", "}}"):
+            try:
+                obj = json.loads(text + closing)
+            except json.JSONDecodeError:
+                continue
+            if obj.get("name") in self.tools and isinstance(obj.get("arguments"), dict):
+                return [ToolCall(new_call_id(), obj["name"], json.dumps(obj["arguments"]))]
+        return []
 
     def unusable_call(self, content: str) -> str | None:
         """Why a reply that looks like a tool call (but parsed as none) cannot be run; None for a real answer."""
