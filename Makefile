@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 run: venv
-	$(PY) -m qcoder.main_job --model $(MODEL)
+	$(PY) examples/run_demo.py --model $(MODEL)
 
 test: venv
 	$(VENV)/bin/ruff check src tests benchmarks
