@@ -20,6 +20,7 @@ from qcoder.model.quant import (
     Int8Linear,
     QuantExperts,
     gguf_int4_groups,
+    gguf_tensors,
     int4_groups,
     load_quantized,
     quantize_model,
@@ -185,3 +186,35 @@ def test_quantizing_while_loading_matches_quantizing_after(tiny_model_dir, varia
     assert all(p.numel() < 1000 for p in streamed.parameters())  # only norms and biases keep fp32 storage
     ids = [list(range(3, 30))]
     assert torch.equal(_logits(streamed, config, ids), _logits(model, config, ids))
+
+
+@pytest.mark.parametrize("arch,qtype", [("qwen2", T.Q4_K), ("qwen3_moe", T.Q4_K), ("qwen2", T.Q8_0)])
+def test_gguf_auto_maps_blocks_while_loading(tmp_path, arch, qtype):
+    """A GGUF file through load_quantized(gguf_tensors(...), "auto"): Q4_K layers become exact int4, Q8_0 int8."""
+    from qcoder.model.gguf import GGUFCheckpoint
+    from qcoder.model.qwen import QwenForCausalLM
+
+    from .test_gguf import tiny_hf, write_gguf
+
+    path = tmp_path / "m.gguf"
+    write_gguf(path, tiny_hf(arch), qtype)
+    ref_model, config = load_model(path)
+    ckpt = GGUFCheckpoint(path)
+    with torch.device("meta"):
+        model = QwenForCausalLM(config)
+    model.to_empty(device="cpu")
+    load_quantized(model, gguf_tensors(ckpt, chunk_rows=64), "auto", gguf=ckpt)
+    want = Int4Linear if qtype == T.Q4_K else Int8Linear
+    if arch == "qwen2":
+        layer = model.model.layers[0]
+        assert isinstance(layer.self_attn.qkv_proj, want) and isinstance(layer.mlp.down_proj, want)
+        if qtype == T.Q4_K:  # exact: the unpacked weight is the file's, up to bf16 scales
+            w = ref_model.model.layers[0].mlp.down_proj.weight
+            deq = layer.mlp.down_proj.dequantize().float()[: w.shape[0], : w.shape[1]]
+            _close(deq, w, 0.01)
+    else:
+        assert isinstance(model.model.layers[0].mlp.experts.gate_up[0], want)
+    assert isinstance(model.lm_head, Int8Linear)  # the head stays int8 whatever its source
+    ids = [list(range(5, 40))]
+    ref, out = _logits(ref_model, config, ids), _logits(model, config, ids)
+    assert torch.cosine_similarity(out.flatten(), ref.flatten(), dim=0).item() >= 0.99
