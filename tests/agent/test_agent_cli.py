@@ -86,6 +86,7 @@ TEXT_CALLS = {
                  "</tool_call>",
     "fenced-json": '```json\n{"name": "read_file", "arguments": {"path": "textstats.py"}}\n```',
     "missing-brace": '{"name": "read_file", "arguments": {"path": "textstats.py"}',
+    "several-lines": '{"name": "read_file", "arguments": {"path": "textstats.py"}}\n{"name": "test", "arguments": {}}',
     "bare-function": "<function=read_file>\n<parameter=path>\ntextstats.py\n</parameter>\n</function>",
 }
 
@@ -243,7 +244,7 @@ def test_sandbox_without_bubblewrap_is_refused(project, fake_model, home):
 def test_unusable_tool_calls_get_told_why(project, fake_model, home):
     fake_model.plan = [
         {"content": '<tool_call>\n{"name": "read_file", "argu'},
-        {"content": '{"name": "test", "arguments": {}}\n{"name": "test_textstats.py", "arguments": {}}'},
+        {"content": '{"name": "test_textstats.py", "arguments": {}}\n{"name": "test", "arguments": {}}'},
         {"content": 'Run {"name": "test", "arguments": {}} then {"name": "test", "arguments": {}}'},
         {"content": '{"name": "edit", "arguments": {"old_string": "a", "new_string": "b"}}'},
         {"content": "Giving up."},

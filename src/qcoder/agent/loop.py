@@ -139,19 +139,21 @@ class Agent:
         return content
 
     def repair_call(self, content: str) -> list[ToolCall]:
-        """Last rescue step: a reply that is one JSON call of a known tool, possibly missing its last closing
-        braces (a common slip of 0.5B models), with arguments the parser found not to fit: run_tool then
-        says precisely what is wrong. Anything less clear stays an answer."""
+        """Last rescue step, for what 0.5B models do: a JSON call of a known tool, maybe missing its last
+        closing braces, maybe followed by more calls on further lines (only the first is taken: one call per
+        reply), maybe with arguments that do not fit (run_tool then says precisely what is wrong)."""
         text = content.strip().removeprefix("```json").removeprefix("```").removesuffix("```").strip()
-        if not text.startswith("{") or "\n{" in text:
+        if not text.startswith("{"):
             return []
-        for closing in ("", "}", "}}"):
-            try:
-                obj = json.loads(text + closing)
-            except json.JSONDecodeError:
-                continue
-            if obj.get("name") in self.tools and isinstance(obj.get("arguments"), dict):
-                return [ToolCall(new_call_id(), obj["name"], json.dumps(obj["arguments"]))]
+        candidates = [text, text.split("\n{", 1)[0]] if "\n{" in text else [text]
+        for candidate in candidates:
+            for closing in ("", "}", "}}"):
+                try:
+                    obj = json.loads(candidate.strip() + closing)
+                except json.JSONDecodeError:
+                    continue
+                if obj.get("name") in self.tools and isinstance(obj.get("arguments"), dict):
+                    return [ToolCall(new_call_id(), obj["name"], json.dumps(obj["arguments"]))]
         return []
 
     def unusable_call(self, content: str) -> str | None:
@@ -248,10 +250,10 @@ class Agent:
         denied = self.permissions.check(tool, args)
         if denied:
             return denied
-        if tool.kind != "read":
-            if self.checkpoints:
-                self.checkpoints.snapshot()
-            self.changed = True
+        if tool.kind != "read" and self.checkpoints:
+            self.checkpoints.snapshot()
+        # Edits and commands may change the code; running the project's own test/lint tools does not count.
+        self.changed = self.changed or tool.kind in ("edit", "shell", "mcp")
         try:
             return format_result(tool.func(**args))
         except ToolError as exc:
