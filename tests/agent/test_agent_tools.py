@@ -61,6 +61,16 @@ def test_edit_accepts_text_copied_with_line_numbers(ws):
     assert (ws.root / "app.py").read_text().endswith("def sub(a, b):\n    return b - a\n")
 
 
+def test_edit_that_breaks_python_is_refused(ws):
+    before = (ws.root / "app.py").read_text()
+    with pytest.raises(ToolError, match=r"invalid Python \(line 2: unexpected indent\); the file is unchanged"):
+        edit(ws, "app.py", "def add(a, b):", "def add(a, b): return a + b")
+    with pytest.raises(ToolError, match="invalid Python"):
+        write_file(ws, "app.py", "def broken(:\n")
+    assert (ws.root / "app.py").read_text() == before and not ws.changed
+    write_file(ws, "notes.py", "not python at all (\n")  # a new file is the model's own business
+
+
 def test_edit_ambiguous_match_reports_lines(ws):
     with pytest.raises(ToolError, match=r"occurs 2 times .*lines 2, 6"):
         edit(ws, "app.py", "return a - b", "return a + b")

@@ -47,6 +47,8 @@ def write_file(ws: Workspace, path: str, content: str) -> str:
     if target.is_dir():
         raise ToolError(f"{path} is a directory")
     old = target.read_text(errors="replace") if target.exists() else None
+    if old is not None:
+        _check_python(target, old, content)
     ws.write(target, content)
     if old is None:
         return f"Created {ws.rel(target)} ({len(content.splitlines())} lines)"
@@ -77,8 +79,28 @@ def edit(ws: Workspace, path: str, old_string: str, new_string: str) -> str:
         if new_text is None:
             raise ToolError(f"old_string was not found in {path}. {_closest(text, old_string)}"
                             "\nCopy the exact text (read_file shows it) into old_string and try again.")
+    _check_python(target, text, new_text)
     ws.write(target, new_text)
     return f"Edited {ws.rel(target)}\n{_diff(text, new_text, ws.rel(target))}"
+
+
+def _check_python(target, old: str, new: str) -> None:
+    """Refuse a change that turns valid Python into invalid Python: the model gets the error, the file stays."""
+    if target.suffix != ".py" or not _compiles(old):
+        return
+    try:
+        compile(new, str(target), "exec")
+    except SyntaxError as exc:
+        raise ToolError(f"not applied: the change would make {target.name} invalid Python "
+                        f"(line {exc.lineno}: {exc.msg}); the file is unchanged. Fix new_string and try again.") from None
+
+
+def _compiles(text: str) -> bool:
+    try:
+        compile(text, "<old>", "exec")
+        return True
+    except (SyntaxError, ValueError):
+        return False
 
 
 _LINE_NUMBER = re.compile(r"^ *\d+\| ?")
