@@ -314,7 +314,7 @@ def quantize_model(model: nn.Module, mode: str = "int8", gguf=None, lm_head: str
     Q4_0/Q4_1/Q4_K blocks; without one: int8). The MoE router stays fp32 (tiny, and routing is sensitive).
     The embedding is int8 in every mode. The LM head is `lm_head` (int8 by default: its error goes straight into
     the logits; int4 only where mode is not int8); a tied head always shares the embedding's int8 weight."""
-    _check(mode, lm_head)
+    _check(mode, lm_head, model)
     if mode == "none":
         return model
     tied = model.lm_head.weight is model.model.embed_tokens.weight
@@ -330,7 +330,9 @@ def quantize_model(model: nn.Module, mode: str = "int8", gguf=None, lm_head: str
     return model
 
 
-def _check(mode: str, lm_head: str) -> None:
+def _check(mode: str, lm_head: str, model: nn.Module) -> None:
+    if mode != "none" and model.model.norm.weight.device.type != "cpu":
+        raise QcoderError(f"weight quantization runs on CPU only (the model is on {model.model.norm.weight.device})")
     if mode not in MODES:
         raise QcoderError(f"unknown quantization {mode!r} (choose {', '.join(MODES)})")
     if lm_head not in ("int8", "int4"):
@@ -387,7 +389,7 @@ def load_quantized(model: nn.Module, tensors, mode: str, gguf=None, lm_head: str
 
     `model` comes from `to_empty`: its fp32 storage is allocated but untouched, so pages that are never written never
     become resident. Peak memory is then the quantized model plus one layer's fp32 weights, not the fp32 model."""
-    _check(mode, lm_head)
+    _check(mode, lm_head, model)
     if mode == "none":
         model.load_weights(tensors)
         return model
