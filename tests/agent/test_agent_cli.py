@@ -274,3 +274,14 @@ def test_the_same_unusable_reply_three_times_stops(project, fake_model, home):
     result = json_result(proc)
     assert proc.returncode == 1 and "same unusable tool call 3 times" in result["reason"]
     assert len(fake_model.requests) == 3
+
+
+def test_runaway_reply_is_cut_off(project, fake_model, home):
+    digits = "\n".join(str(n * 100) for n in range(1, 2000))
+    fake_model.plan = [{"content": '{"name": "test", "arguments": {"expected_output": "' + digits},
+                       {"content": "Stopping."}]
+    proc = qcoder_cli(["-p", "Fix", "--output-format", "json"], project, fake_model, home)
+    assert proc.returncode == 0, proc.stderr
+    history = fake_model.requests[1]["messages"]
+    assert history[-2]["role"] == "assistant" and len(history[-2]["content"]) < 400
+    assert history[-1]["role"] == "user" and "ran away" in history[-1]["content"]

@@ -30,6 +30,24 @@ class LimitReached(Stop):
     status = "limit"
 
 
+class Runaway(Exception):
+    """The reply degenerated (e.g. counting digits forever); cut it off instead of waiting for max_tokens."""
+
+
+class RunawayGuard:
+    """Passes deltas on, and stops a reply whose last 400 characters use hardly any distinct characters."""
+
+    def __init__(self, emit):
+        self.emit = emit
+        self.text = ""
+
+    def __call__(self, delta: str) -> None:
+        self.text += delta
+        self.emit("delta", text=delta)
+        if len(self.text) > 800 and len(set(self.text[-400:])) <= 12:
+            raise Runaway()
+
+
 @dataclass
 class Limits:
     max_turns: int = 40
@@ -109,8 +127,14 @@ class Agent:
         if self.compressor and self.compressor.needed(self.messages, schemas):
             self.compress()
         self.turns += 1
-        response = self.client.chat(self.messages, tools=schemas, on_delta=lambda d: self.emit("delta", text=d),
-                                    **self.sampling)
+        guard = RunawayGuard(self.emit)
+        try:
+            response = self.client.chat(self.messages, tools=schemas, on_delta=guard, **self.sampling)
+        except Runaway:
+            self.tokens["completion_tokens"] += self.client.count_tokens(guard.text)
+            self.add({"role": "assistant", "content": guard.text[:300] + " ..."})
+            self.add({"role": "user", "content": prompts.RUNAWAY})
+            return ""
         for key in self.tokens:
             self.tokens[key] += response.usage.get(key, 0)
         calls, content = response.tool_calls, response.content

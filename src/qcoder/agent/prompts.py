@@ -22,6 +22,9 @@ TEST_FAILED = """The tests still fail (`{command}`):
 {output}
 Find the cause, fix it, and run the tests again."""
 
+RUNAWAY = ("Your reply ran away into a long repetitive sequence and was cut off. "
+           "Give each tool only the arguments it lists, keep them short, and make one call.")
+
 REPEATED_CALL = ("\n\nNote: you made this exact call {count} times in a row and got the same result. "
                  "Do something different, or answer if you are done.")
 
