@@ -138,12 +138,30 @@ def bench_token_ids(path: str, count: int) -> list[int]:
     return ids[:count]
 
 
-def in_child(fn, **kwargs) -> dict:
-    """Run fn(**kwargs) in a fresh spawned process (its own peak RSS and thread pool) and return its dict."""
-    import multiprocessing as mp
+_RESULT = "@@bench-result@@ "
 
-    with mp.get_context("spawn").Pool(1) as pool:
-        return pool.apply(fn, kwds=kwargs)
+
+def in_child(fn, **kwargs):
+    """Run this module's fn(**kwargs) in a fresh interpreter (its own peak RSS and thread pool) and return its
+    JSON-able result. A subprocess rather than multiprocessing: spawn re-runs an unguarded __main__."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "from qcoder.engine import bench\n"
+        "job = json.load(sys.stdin)\n"
+        "result = getattr(bench, job['fn'])(**job['kwargs'])\n"
+        f"print({_RESULT!r} + json.dumps(result), flush=True)\n"
+    )
+    job = json.dumps({"fn": fn.__name__, "kwargs": kwargs})
+    proc = subprocess.run([sys.executable, "-c", code], input=job, capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith(_RESULT):
+            return json.loads(line[len(_RESULT) :])
+    tail = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+    raise QcoderError(f"bench: {fn.__name__} failed: {tail}")
 
 
 def _peak_rss_mb() -> float:

@@ -418,20 +418,29 @@ def load_quantized(model: nn.Module, tensors, mode: str, gguf=None, lm_head: str
 
     def stream():
         for hf_name, tensor in tensors:
+            dests = model._destinations(hf_name)
+            adopted = None
+            if len(dests) == 1 and dests[0][1] == () and dests[0][0] in params:
+                param = params[dests[0][0]]
+                if (param.shape, param.dtype, param.device) == (tensor.shape, tensor.dtype, tensor.device):
+                    # a whole parameter (embedding, head, o/down_proj): take the tensor as its storage, so that
+                    # load_weights copies it onto itself instead of into a second fp32 copy
+                    param.data, adopted = tensor, dests[0][0]
             yield hf_name, tensor
-            # load_weights asks for the next tensor only after copying this one in, but keeps a reference to it
-            # until then: free the storage now, before the next one is dequantized.
-            try:
-                tensor.untyped_storage().resize_(0)
-            except RuntimeError:  # borrowed storage (numpy, mmap): freed when dropped
-                pass
-            del tensor
-            for name, _, shards in model._destinations(hf_name):
+            for name, _, shards in dests:
                 m = owner.get(name)
                 if m in pending and pending[m]:
                     pending[m] -= {(name, shard) for shard in shards}
                     if not pending[m]:
                         finish(m)
+            # load_weights asks for the next tensor only after copying this one in, but keeps a reference to it
+            # until then: free the storage now, before the next one is dequantized (unless a parameter kept it).
+            if adopted is None or params[adopted].numel() == 0:
+                try:
+                    tensor.untyped_storage().resize_(0)
+                except RuntimeError:  # borrowed storage (numpy, mmap): freed when dropped
+                    pass
+            del tensor
 
     model.load_weights(stream())
     _release_freed_memory()
