@@ -35,7 +35,7 @@ class Runaway(Exception):
 
 
 class RunawayGuard:
-    """Passes deltas on, and stops a reply whose last 400 characters use hardly any distinct characters."""
+    """Passes deltas on, and stops a reply whose last 200 characters use hardly any distinct characters."""
 
     def __init__(self, emit):
         self.emit = emit
@@ -44,7 +44,7 @@ class RunawayGuard:
     def __call__(self, delta: str) -> None:
         self.text += delta
         self.emit("delta", text=delta)
-        if len(self.text) > 800 and len(set(self.text[-400:])) <= 12:
+        if len(self.text) > 400 and len(set(self.text[-200:])) <= 12:
             raise Runaway()
 
 
