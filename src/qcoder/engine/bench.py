@@ -83,7 +83,6 @@ def run_bench(
     gen_tokens=128,
     batch=8,
     repeats=1,
-    compile_decode=False,
 ) -> dict[str, dict]:
     """{"qcoder": metrics, "llama.cpp": metrics (when asked)}, each metric the best over `repeats` runs."""
     from qcoder.model.registry import resolve_model
@@ -104,7 +103,7 @@ def run_bench(
     if vs_llama_cpp:
         runs["llama.cpp"] = []
     for _ in range(repeats):
-        runs["qcoder"].append(in_child(measure_qcoder, quant=quant, compile_decode=compile_decode, **job))
+        runs["qcoder"].append(in_child(measure_qcoder, quant=quant, **job))
         if vs_llama_cpp:
             runs["llama.cpp"].append(in_child(measure_llama_cpp, **job))
     return {name: best_of(rs) for name, rs in runs.items()}
@@ -173,7 +172,7 @@ def _peak_rss_mb() -> float:
 # ---------------------------------------------------------------- qcoder
 
 
-def load_engine(path: str, quant: str, threads: int, kv_cache_tokens: int, compile_decode: bool = False):
+def load_engine(path: str, quant: str, threads: int, kv_cache_tokens: int):
     """A quantized LLMEngine on CPU (fp32 activations; quantized layers compute in bf16)."""
     import torch
 
@@ -182,10 +181,6 @@ def load_engine(path: str, quant: str, threads: int, kv_cache_tokens: int, compi
 
     torch.set_num_threads(threads)
     model, config = load_quantized_model(path, quant)
-    if compile_decode:
-        from qcoder.model.quant import compile_decode_step
-
-        model = compile_decode_step(model)
     return LLMEngine.from_parts(
         model,
         config,
@@ -237,14 +232,13 @@ def _run_engine(engine, prompts: list[list[int]], max_tokens: int) -> tuple[floa
     return first, time.perf_counter() - t0 - first, [tokens[r] for r in order]
 
 
-def measure_qcoder(path, threads, ids, prompt_tokens, gen_tokens, batch, quant="auto", compile_decode=False) -> dict:
+def measure_qcoder(path, threads, ids, prompt_tokens, gen_tokens, batch, quant="auto") -> dict:
     t0 = time.perf_counter()
     engine = load_engine(
         path,
         quant,
         threads,
         kv_cache_tokens=_kv_tokens(prompt_tokens, gen_tokens, batch),
-        compile_decode=compile_decode,
     )
     load_s = time.perf_counter() - t0
     _run_engine(engine, [ids[:WARMUP_TOKENS]], 2)

@@ -12,6 +12,9 @@ PREFILL_ROWS rows on an int8 layer dequantizes its weight to bf16 for the call; 
 saves, so int4 always uses its kernel.
 
 Embeddings are int8 (rows gathered, then scaled); a tied LM head shares the embedding's int8 weight.
+
+Decode is bound by reading the weights (the two kernels take 85-93% of a decode step), so torch.compile of the
+step measured no gain (33.7 vs 34.5 ms/token, 0.5B, 2 threads) and is not used.
 """
 
 from __future__ import annotations
