@@ -285,3 +285,15 @@ def test_runaway_reply_is_cut_off(project, fake_model, home):
     history = fake_model.requests[1]["messages"]
     assert history[-2]["role"] == "assistant" and len(history[-2]["content"]) < 400
     assert history[-1]["role"] == "user" and "ran away" in history[-1]["content"]
+
+
+def test_repeating_lines_are_cut_off_and_the_first_call_kept(project, fake_model, home):
+    line = '{"name": "read_file", "arguments": {"path": "textstats.py"}}\n'
+    fake_model.plan = [{"content": line * 50}, {"content": "Read it."}]
+    proc = qcoder_cli(["-p", "Read", "--output-format", "json"], project, fake_model, home)
+    assert proc.returncode == 0, proc.stderr
+    history = fake_model.requests[1]["messages"]
+    assert history[-2]["tool_calls"][0]["function"]["name"] == "read_file"
+    assert history[-1]["role"] == "tool" and "def longest_word" in history[-1]["content"]
+    # Cut after the third identical line: only those count, not the 50 lines the model would have sent.
+    assert json_result(proc)["tokens"]["completion_tokens"] < 100

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from qcoder.agent import prompts
+from qcoder.agent.client import ChatResponse
 from qcoder.agent.tools.base import Tool, ToolError, format_result
 from qcoder.engine.tool_parsers import ToolCall, check_arguments, get_tool_parser, new_call_id
 from qcoder.errors import QcoderError
@@ -45,6 +46,9 @@ class RunawayGuard:
         self.text += delta
         self.emit("delta", text=delta)
         if len(self.text) > 400 and len(set(self.text[-200:])) <= 12:
+            raise Runaway()
+        lines = self.text.split("\n")[:-1]  # complete lines only
+        if len(lines) >= 3 and len(lines[-1]) > 10 and lines[-1] == lines[-2] == lines[-3]:
             raise Runaway()
 
 
@@ -130,11 +134,9 @@ class Agent:
         guard = RunawayGuard(self.emit)
         try:
             response = self.client.chat(self.messages, tools=schemas, on_delta=guard, **self.sampling)
-        except Runaway:
-            self.tokens["completion_tokens"] += self.client.count_tokens(guard.text)
-            self.add({"role": "assistant", "content": guard.text[:300] + " ..."})
-            self.add({"role": "user", "content": prompts.RUNAWAY})
-            return ""
+        except Runaway:  # keep what came so far: its first line is often a good call
+            response = ChatResponse(guard.text, finish_reason="runaway",
+                                    usage={"completion_tokens": self.client.count_tokens(guard.text)})
         for key in self.tokens:
             self.tokens[key] += response.usage.get(key, 0)
         calls, content = response.tool_calls, response.content
@@ -144,12 +146,17 @@ class Agent:
             if not calls:
                 calls = self.repair_call(content)
                 content = "" if calls else content
+        if not calls and response.finish_reason == "runaway":
+            content = content[:300] + " ..."
         message = {"role": "assistant", "content": content}
         if calls:
             message["tool_calls"] = [{"id": c.id, "type": "function",
                                       "function": {"name": c.name, "arguments": c.arguments}} for c in calls]
         self.add(message)
         self.emit("assistant", content=content, reasoning=response.reasoning)
+        if not calls and response.finish_reason == "runaway":
+            self.add({"role": "user", "content": prompts.RUNAWAY})
+            return ""
         if not calls:
             why = self.unusable_call(content)
             if why:
