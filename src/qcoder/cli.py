@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from qcoder import __version__
@@ -19,7 +20,7 @@ SUBCOMMAND_MODULES = {
     "serve": "qcoder.serve.commands",
     "generate": "qcoder.engine.commands",
     "chat": "qcoder.engine.commands",
-    "bench": "qcoder.engine.commands",
+    "bench": "qcoder.engine.bench",
     "pull": "qcoder.model.commands",
     "models": "qcoder.model.commands",
     "eval": "qcoder.eval.commands",
@@ -56,6 +57,9 @@ def build_agent_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Idle OpenMP threads sleep instead of spinning: on a busy machine spinning threads starve each other
+    # (measured 100x slower decode on 2 shared cores). Must be set before torch loads; users may override it.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMAND_MODULES:
         parser = build_parser()

@@ -1,5 +1,4 @@
-"""CLI: `qcoder generate` (one prompt, printed or streamed) and `qcoder chat` (a terminal REPL); `bench` is a
-placeholder owned by the benchmark work.
+"""CLI: `qcoder generate` (one prompt, printed or streamed) and `qcoder chat` (a terminal REPL).
 
 Sampling options left unset take the checkpoint's generation_config (Qwen's recommended settings for GGUF files).
 """
@@ -39,13 +38,6 @@ def register(subparsers) -> None:
     _sampling_options(p)
     p.set_defaults(func=_chat)
 
-    p = subparsers.add_parser("bench", help="measure engine speed (optionally against llama.cpp)")
-    p.set_defaults(func=_todo)
-
-
-def _todo(args):
-    raise QcoderError(f"`{args.command}` is not available yet")
-
 
 def _model_options(p: argparse.ArgumentParser) -> None:
     from qcoder.model.registry import DEFAULT_MODEL
@@ -63,7 +55,19 @@ def _model_options(p: argparse.ArgumentParser) -> None:
         help="weight and KV-cache precision (default: float32)",
     )
     p.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cuda when available)")
+    add_quant_option(p)
     p.add_argument("--max-model-len", type=int, help="context window in tokens (default: the model's)")
+
+
+def add_quant_option(p: argparse.ArgumentParser) -> None:
+    """--quant, shared by every command that loads a model in-process."""
+    p.add_argument(
+        "--quant",
+        default="auto",
+        choices=["auto", "none", "int8", "int4"],
+        help="weight quantization on the CPU; auto keeps a GGUF's quantized weights as int8/int4 kernels, "
+        "none dequantizes to --dtype (default: auto)",
+    )
 
 
 def _sampling_options(p: argparse.ArgumentParser) -> None:
@@ -86,7 +90,7 @@ def _load(args):
 
     if sys.stderr.isatty():  # loading takes a while; say so, but keep redirected stderr clean
         print(f"qcoder: loading {args.model} ...", file=sys.stderr, flush=True)
-    return LLM(args.model, dtype=args.dtype, device=args.device, max_model_len=args.max_model_len)
+    return LLM(args.model, dtype=args.dtype, device=args.device, quant=args.quant, max_model_len=args.max_model_len)
 
 
 def _params(llm, args):

@@ -17,8 +17,14 @@ from qcoder.model.config import ModelConfig
 from qcoder.model.qwen import QwenForCausalLM
 
 
-def load_model(path, dtype: torch.dtype = torch.float32, device="cpu") -> tuple[QwenForCausalLM, ModelConfig]:
+def load_model(
+    path, dtype: torch.dtype = torch.float32, device="cpu", quant: str = "none"
+) -> tuple[QwenForCausalLM, ModelConfig]:
+    """quant: "none", "int8", "int4" or "auto" (a GGUF's linear weights keep their quantization as int8/int4
+    kernels; a safetensors checkpoint stays in `dtype`). Quantized kernels are CPU-only: on a GPU, auto is none."""
     path = Path(path)
+    if quant == "auto" and torch.device(device).type != "cpu":
+        quant = "none"
     if not path.exists():
         raise QcoderError(f"{path}: no such file or directory")
     if path.is_file():
@@ -27,25 +33,37 @@ def load_model(path, dtype: torch.dtype = torch.float32, device="cpu") -> tuple[
         from qcoder.model.gguf import GGUFCheckpoint
 
         checkpoint = GGUFCheckpoint(path)
+        if quant == "none":
+            tensors = checkpoint.tensors()
+        else:
+            from qcoder.model.quant import gguf_tensors
+
+            tensors = gguf_tensors(checkpoint)  # dequantized in row chunks: lower peak memory
         try:
-            return _build(checkpoint.config, checkpoint.tensors(), dtype, device), checkpoint.config
+            return _build(checkpoint.config, tensors, dtype, device, quant, gguf=checkpoint), checkpoint.config
         except QcoderError as e:
             raise QcoderError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from None
 
     config = ModelConfig.from_hf_dict(_read_json(path / "config.json"), source=str(path / "config.json"))
     reader = _SafetensorsReader(path, _weight_files(path))
     try:
-        model = _build(config, reader.tensors(), dtype, device)
+        model = _build(config, reader.tensors(), dtype, device, "none" if quant == "auto" else quant)
     except QcoderError as e:
         raise QcoderError(f"{reader.current}: {e}") from None
     return model, config
 
 
-def _build(config: ModelConfig, tensors, dtype: torch.dtype, device) -> QwenForCausalLM:
+def _build(config: ModelConfig, tensors, dtype: torch.dtype, device, quant: str, gguf=None) -> QwenForCausalLM:
     with torch.device("meta"):
         model = QwenForCausalLM(config, dtype)
     model.to_empty(device=device)
-    model.load_weights(tensors)
+    if quant == "none":
+        model.load_weights(tensors)
+    else:
+        from qcoder.model.quant import load_quantized
+
+        # each module is quantized as soon as its weights are in, so the fp32 model never exists whole
+        load_quantized(model, tensors, quant, gguf=gguf)
     model.requires_grad_(False)
     return model.eval()
 
