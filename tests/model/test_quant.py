@@ -218,3 +218,5 @@ def test_gguf_auto_maps_blocks_while_loading(tmp_path, arch, qtype):
     ids = [list(range(5, 40))]
     ref, out = _logits(ref_model, config, ids), _logits(model, config, ids)
     assert torch.cosine_similarity(out.flatten(), ref.flatten(), dim=0).item() >= 0.99
+    via_loader, _ = load_model(path, quant="auto")  # what LLMEngine does by default on the CPU
+    assert torch.equal(_logits(via_loader, config, ids), out)
