@@ -1,4 +1,7 @@
-"""Prompts. Small models are the default: short, concrete, one example call."""
+"""Prompts. Small models are the default: short, concrete, one example call.
+
+The example is a read: 0.5B models copy the example verbatim, and an example edit got applied as is.
+"""
 
 SYSTEM = """You are qcoder, a coding agent working in the directory {workspace}.
 Use the tools to look at files, change them and run commands. Work step by step:
@@ -7,7 +10,7 @@ Use the tools to look at files, change them and run commands. Work step by step:
 3. {verify}
 Call exactly one tool per reply, with a tool name from the list. Example:
 <tool_call>
-{{"name": "edit", "arguments": {{"path": "calc.py", "old_string": "    return a - b", "new_string": "    return a + b"}}}}
+{{"name": "read_file", "arguments": {{"path": "main.py"}}}}
 </tool_call>
 When the task is done, reply with a one-paragraph summary and no tool call."""
 
