@@ -153,7 +153,7 @@ def _run_in(workdir: str, argv: list[str], limits: Limits, env: dict | None, uid
     program = shutil.which(argv[0]) if not os.path.isabs(argv[0]) else argv[0]
     if program is None:
         return SandboxResult("sandbox_error", None, "", "", 0.0, reason=f"program not found: {argv[0]}")
-    needed = (sys.base_prefix, sys.prefix, os.path.dirname(program), *extra_reveal)
+    needed = (sys.base_prefix, sys.prefix, os.path.dirname(program), os.path.dirname(GUARD), *extra_reveal)
     reveal = sorted({os.path.realpath(p) for p in needed})
     cfg = {"argv": [program, *argv[1:]], "cwd": workdir, "env": _child_env(workdir, env), "reveal": reveal,
            "rlimits": _rlimits(limits, uid), "uid": uid, "isolate": limits.isolate}

@@ -49,16 +49,20 @@ def _write(path: str, text: str) -> None:
         f.write(text)
 
 
-def _private_tmp(cwd: str) -> None:
-    """Cover the world-writable dirs with tmpfs; re-attach the work dir when it lives under one of them."""
+def _private_tmp(cwd: str, keep: list[str]) -> None:
+    """Cover the world-writable dirs with tmpfs; re-attach the work dir, and any path the program needs (a
+    virtualenv or qcoder itself in a checkout under /tmp), when it lives under one of them."""
     _mount("none", "/", None, MS_REC | MS_PRIVATE)
-    work_fd = os.open(cwd, os.O_RDONLY | os.O_DIRECTORY)
+    under = [p for p in dict.fromkeys([cwd, *keep])
+             if os.path.isdir(p) and any(p == d or p.startswith(d + "/") for d in PRIVATE_DIRS)]
+    fds = [(path, os.open(path, os.O_PATH)) for path in under]
     for path in PRIVATE_DIRS:
         if os.path.isdir(path):
             _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=256m,mode=1777")
-    os.makedirs(cwd, exist_ok=True)
-    _mount(f"/proc/self/fd/{work_fd}", cwd, None, MS_BIND)
-    os.close(work_fd)
+    for path, fd in fds:
+        os.makedirs(path, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        os.close(fd)
 
 
 def _first_closed_ancestor(path: str) -> str | None:
@@ -104,7 +108,7 @@ def _isolate(cfg: dict, report: dict) -> None:
         report["network_reason"] = str(exc)
         return
     try:
-        _private_tmp(cfg["cwd"])
+        _private_tmp(cfg["cwd"], cfg["reveal"])
         report["private_tmp"] = True
         _reveal(cfg["reveal"])
     except OSError as exc:
