@@ -56,7 +56,8 @@ def start(model_dir, *args, env=None) -> tuple[subprocess.Popen, str, str]:
 
 
 def test_serve_with_env_key_drains_on_sigterm(tiny_model_dir):
-    process, base, line = start(tiny_model_dir, env={"QCODER_API_KEY": "from-env"})
+    # a generous drain window: on a loaded CI machine 60 tokens may take longer than the default 5 s
+    process, base, line = start(tiny_model_dir, "--drain-seconds", "60", env={"QCODER_API_KEY": "from-env"})
     try:
         assert f"{base}/v1" in line and "model=tiny" in line and "max_model_len=256" in line
         assert "auth=on" in line

@@ -58,6 +58,12 @@ def register(subparsers) -> None:
         help="weights and KV-cache dtype; auto is bfloat16 on a GPU, float32 on CPU",
     )
     add_quant_option(p)
+    p.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=DRAIN_SECONDS,
+        help="on SIGINT/SIGTERM, how long running requests may finish before exit (default: %(default)s)",
+    )
     p.set_defaults(func=run)
 
 
@@ -103,11 +109,11 @@ def run(args) -> int:
         f"auth={'on' if api_key else 'off'}",
         flush=True,
     )
-    serve(app, state, sock)
+    serve(app, state, sock, drain_seconds=args.drain_seconds)
     return 0
 
 
-def serve(app, state, sock) -> None:
+def serve(app, state, sock, drain_seconds: float = DRAIN_SECONDS) -> None:
     """Run uvicorn on a bound socket until SIGINT/SIGTERM, then drain (503 for new requests) and exit."""
     import contextlib
     import signal
@@ -130,7 +136,7 @@ def serve(app, state, sock) -> None:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
 
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=DRAIN_SECONDS, access_log=False)
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=drain_seconds, access_log=False)
     DrainingServer(config).run(sockets=[sock])
 
 

@@ -57,9 +57,11 @@ class ServerState:
     def max_model_len(self) -> int:
         return self.llm.max_model_len
 
-    def check_capacity(self, sequences: int) -> None:
-        """Refuse (503 draining, 429 full) unless `sequences` more fit in the running batch plus the waiting queue."""
-        if self.draining:
+    def check_capacity(self, sequences: int, *, admitted: bool = False) -> None:
+        """Refuse (503 draining, 429 full) unless `sequences` more fit in the running batch plus the waiting queue.
+
+        `admitted`: the route accepted the request before draining began, so it still runs to its end."""
+        if self.draining and not admitted:
             raise APIError(503, "the server is shutting down", code="server_shutting_down")
         if self.in_flight + sequences > self.max_num_seqs + self.max_waiting:
             raise APIError(
@@ -88,7 +90,7 @@ class Generation:
 
     async def outputs(self) -> AsyncIterator[tuple[int, object]]:
         """(choice index, RequestOutput) as the engine produces them, until every sequence finished."""
-        self.state.check_capacity(len(self.params))
+        self.state.check_capacity(len(self.params), admitted=True)
         self.state.in_flight += len(self.params)
         queue: asyncio.Queue = asyncio.Queue()
         done = object()
