@@ -87,6 +87,8 @@ TEXT_CALLS = {
     "fenced-json": '```json\n{"name": "read_file", "arguments": {"path": "textstats.py"}}\n```',
     "missing-brace": '{"name": "read_file", "arguments": {"path": "textstats.py"}',
     "several-lines": '{"name": "read_file", "arguments": {"path": "textstats.py"}}\n{"name": "test", "arguments": {}}',
+    "prose-and-fences": 'First I read the file.\n\n```json\n{"name": "read_file", "arguments": {"path": "textstats.py"}}'
+                        '\n```\n\nThen I run the tests:\n\n```json\n{"name": "test"}\n```\n\nIf they fail, I fix them.',
     "bare-function": "<function=read_file>\n<parameter=path>\ntextstats.py\n</parameter>\n</function>",
 }
 

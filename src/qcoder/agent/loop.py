@@ -18,6 +18,8 @@ from qcoder.agent.tools.base import Tool, ToolError, format_result
 from qcoder.engine.tool_parsers import ToolCall, check_arguments, get_tool_parser, new_call_id
 from qcoder.errors import QcoderError
 
+FENCED_JSON = re.compile(r"```(?:json)?[ \t]*\n(\{.*?\})\s*```", re.S)
+
 
 class Stop(Exception):
     status = "failure"
@@ -170,21 +172,24 @@ class Agent:
         return content
 
     def repair_call(self, content: str) -> list[ToolCall]:
-        """Last rescue step, for what 0.5B models do: a JSON call of a known tool, maybe missing its last
-        closing braces, maybe followed by more calls on further lines (only the first is taken: one call per
-        reply), maybe with arguments that do not fit (run_tool then says precisely what is wrong)."""
+        """Last rescue step, for what small models do: a JSON call of a known tool, maybe missing its last
+        closing braces, maybe followed by more calls on further lines, or fenced ```json calls among prose (1.5B
+        models narrate a plan around them). Only the first is taken: one call per reply. Arguments that do not
+        fit the schema still make a call: run_tool then says precisely what is wrong."""
         text = content.strip().removeprefix("```json").removeprefix("```").removesuffix("```").strip()
-        if not text.startswith("{"):
-            return []
-        candidates = [text, text.split("\n{", 1)[0]] if "\n{" in text else [text]
+        candidates = []
+        if text.startswith("{"):
+            candidates = [text, text.split("\n{", 1)[0]] if "\n{" in text else [text]
+        candidates += FENCED_JSON.findall(content)
         for candidate in candidates:
             for closing in ("", "}", "}}"):
                 try:
                     obj = json.loads(candidate.strip() + closing)
                 except json.JSONDecodeError:
                     continue
-                if obj.get("name") in self.tools and isinstance(obj.get("arguments"), dict):
-                    return [ToolCall(new_call_id(), obj["name"], json.dumps(obj["arguments"]))]
+                args = obj.get("arguments", {}) if isinstance(obj, dict) else None  # {"name": "test"}: no arguments
+                if isinstance(args, dict) and obj.get("name") in self.tools:
+                    return [ToolCall(new_call_id(), obj["name"], json.dumps(args))]
         return []
 
     def unusable_call(self, content: str) -> str | None:
