@@ -183,8 +183,8 @@ class Agent:
         candidates += FENCED_JSON.findall(content)
         for candidate in candidates:
             for closing in ("", "}", "}}"):
-                try:
-                    obj = json.loads(candidate.strip() + closing)
+                try:  # raw_decode: a call followed by prose still parses
+                    obj, _ = json.JSONDecoder().raw_decode(candidate.strip() + closing)
                 except json.JSONDecodeError:
                     continue
                 args = obj.get("arguments", {}) if isinstance(obj, dict) else None  # {"name": "test"}: no arguments
