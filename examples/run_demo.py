@@ -20,7 +20,8 @@ from rich.syntax import Syntax
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE / "textstats"
-TASK = "The test suite fails. Find the bug in textstats.py, fix it, and run the tests to check."
+TASK = ("The test suite fails:\n\n{failure}\n\nFind the bug in textstats.py (the tests are right), fix it with `edit`, "
+        "and run the tests to check.")
 
 
 def run_tests(workspace: Path) -> subprocess.CompletedProcess:
@@ -55,7 +56,9 @@ def main() -> int:
 
     console.rule("agent")
     started = time.monotonic()
-    agent = subprocess.run([sys.executable, "-m", "qcoder", "-p", TASK, "-y", "--model", model,
+    # the task carries the failing test's report, as a user pasting it would: small models need the pointer
+    failure = "\n".join(line for line in first.stdout.splitlines() if line.startswith(("E ", "FAILED", ">")))
+    agent = subprocess.run([sys.executable, "-m", "qcoder", "-p", TASK.format(failure=failure), "-y", "--model", model,
                             "--max-turns", str(args.max_turns), "--workspace", str(workspace)])
     elapsed = time.monotonic() - started
 
