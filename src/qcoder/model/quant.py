@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qcoder.errors import QcoderError
-from qcoder.model.qwen import Experts
+from qcoder.model.qwen import Experts, run_grouped_experts
 
 MODES = ("none", "int8", "int4", "auto")
 GROUP_SIZE = 32
@@ -240,22 +240,11 @@ class QuantExperts(nn.Module):
         self.down = nn.ModuleList(down)
 
     def forward(self, x: torch.Tensor, expert_ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        top_k = expert_ids.shape[1]
-        order = expert_ids.flatten().argsort(stable=True)
-        counts = torch.bincount(expert_ids.flatten(), minlength=len(self.gate_up)).tolist()
-        flat_weights = weights.flatten()
-        out = torch.zeros_like(x)
-        start = 0
-        for expert, count in enumerate(counts):
-            if count == 0:
-                continue
-            pairs = order[start : start + count]
-            tokens = pairs // top_k
-            gate, up = self.gate_up[expert](x[tokens]).chunk(2, dim=-1)
-            y = self.down[expert](F.silu(gate) * up)
-            out.index_add_(0, tokens, y * flat_weights[pairs, None])
-            start += count
-        return out
+        return run_grouped_experts(x, expert_ids, weights, len(self.gate_up), self._expert)
+
+    def _expert(self, expert: int, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up[expert](x).chunk(2, dim=-1)
+        return self.down[expert](F.silu(gate) * up)
 
 
 # ---------------------------------------------------------------- the model

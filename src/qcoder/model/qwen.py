@@ -217,22 +217,31 @@ class Experts(nn.Module):
 
     def forward(self, x: torch.Tensor, expert_ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """x: [T, H]; expert_ids, weights: [T, top_k]."""
-        top_k = expert_ids.shape[1]
-        order = expert_ids.flatten().argsort(stable=True)  # (token, k) pairs grouped by expert
-        counts = torch.bincount(expert_ids.flatten(), minlength=self.gate_up_proj.shape[0]).tolist()
-        flat_weights = weights.flatten()
-        out = torch.zeros_like(x)
-        start = 0
-        for expert, count in enumerate(counts):
-            if count == 0:
-                continue
-            pairs = order[start : start + count]
-            tokens = pairs // top_k
-            gate, up = F.linear(x.index_select(0, tokens), self.gate_up_proj[expert]).chunk(2, dim=-1)
-            y = F.linear(F.silu(gate) * up, self.down_proj[expert])
-            out.index_add_(0, tokens, y * flat_weights[pairs, None])
-            start += count
-        return out
+        return run_grouped_experts(x, expert_ids, weights, self.gate_up_proj.shape[0], self._expert)
+
+    def _expert(self, expert: int, x: torch.Tensor) -> torch.Tensor:
+        gate, up = F.linear(x, self.gate_up_proj[expert]).chunk(2, dim=-1)
+        return F.linear(F.silu(gate) * up, self.down_proj[expert])
+
+
+def run_grouped_experts(x, expert_ids, weights, num_experts: int, expert_mlp) -> torch.Tensor:
+    """Sort the (token, k) pairs by expert and run `expert_mlp(expert, rows)` once per expert that got tokens,
+    never a loop over every expert for every token. Shared by the plain and the quantized experts."""
+    top_k = expert_ids.shape[1]
+    order = expert_ids.flatten().argsort(stable=True)  # (token, k) pairs grouped by expert
+    counts = torch.bincount(expert_ids.flatten(), minlength=num_experts).tolist()
+    flat_weights = weights.flatten()
+    out = torch.zeros_like(x)
+    start = 0
+    for expert, count in enumerate(counts):
+        if count == 0:
+            continue
+        pairs = order[start : start + count]
+        tokens = pairs // top_k
+        y = expert_mlp(expert, x.index_select(0, tokens))
+        out.index_add_(0, tokens, y * flat_weights[pairs, None])
+        start += count
+    return out
 
 
 class SparseMoE(nn.Module):
