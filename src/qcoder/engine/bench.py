@@ -23,6 +23,7 @@ WARMUP_TOKENS = 8
 
 
 def register(subparsers) -> None:
+    from qcoder.engine.commands import add_quant_option
     from qcoder.model.registry import DEFAULT_MODEL
 
     p = subparsers.add_parser(
@@ -35,9 +36,7 @@ def register(subparsers) -> None:
     p.add_argument("-m", "--model", default=DEFAULT_MODEL, help=f"model to measure (default: {DEFAULT_MODEL})")
     p.add_argument("--vs-llama-cpp", action="store_true", help="also measure llama.cpp on the same .gguf file")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for both engines (default: 2)")
-    p.add_argument(
-        "--quant", default="auto", choices=["none", "int8", "int4", "auto"], help="qcoder weight quantization"
-    )
+    add_quant_option(p)
     p.add_argument("--prompt-tokens", type=int, default=512, help="prompt length for prefill (default: 512)")
     p.add_argument("--gen-tokens", type=int, default=128, help="tokens to generate per sequence (default: 128)")
     p.add_argument("--batch", type=int, default=8, help="concurrent sequences for batch decode (default: 8)")
