@@ -45,9 +45,7 @@ def accuracy(path: str, modes: list[str], threads: int, tokens: int = 320) -> li
     import torch
 
     from qcoder.engine.bench import bench_token_ids
-    from qcoder.model.gguf import GGUFCheckpoint
     from qcoder.model.loader import load_model
-    from qcoder.model.quant import quantize_model
     from qcoder.model.qwen import ForwardBatch, allocate_kv_cache
 
     torch.set_num_threads(threads)
@@ -60,17 +58,36 @@ def accuracy(path: str, modes: list[str], threads: int, tokens: int = 320) -> li
     model, config = load_model(path)
     ref = logits(model, config)
     del model
-    gguf = GGUFCheckpoint(path) if path.endswith(".gguf") else None
     rows = []
     for mode in modes:
-        head = "int4" if mode.endswith("+int4head") else "int8"
-        model, config = load_model(path)
-        quantize_model(model, mode.removesuffix("+int4head"), gguf=gguf, lm_head=head)
+        model, config = _load_mode(path, mode)
         out = logits(model, config)
         kl = (ref.exp() * (ref - out)).sum(-1)
         rows.append((mode, (out.argmax(-1) == ref.argmax(-1)).float().mean().item(), kl.mean().item()))
         del model
     return rows
+
+
+def _load_mode(path: str, mode: str):
+    """auto (GGUF kernels), auto-torch (auto's int8/int4 mapping onto PyTorch kernels), int8, int4, int4+int4head."""
+    from qcoder.model import gguf_linear
+    from qcoder.model.gguf import GGUFCheckpoint
+    from qcoder.model.loader import load_model
+    from qcoder.model.quant import quantize_model
+
+    if mode in ("auto", "int8", "int4"):
+        return load_model(path, quant=mode)
+    if mode == "auto-torch":
+        os.environ["QCODER_NATIVE_KERNELS"] = "0"
+        gguf_linear._kernels.cache_clear()
+        try:
+            return load_model(path, quant="auto")
+        finally:
+            del os.environ["QCODER_NATIVE_KERNELS"]
+            gguf_linear._kernels.cache_clear()
+    model, config = load_model(path)
+    gguf = GGUFCheckpoint(path) if path.endswith(".gguf") else None
+    return quantize_model(model, "int4", gguf=gguf, lm_head="int4"), config
 
 
 def main(argv=None) -> int:
@@ -122,7 +139,7 @@ def main(argv=None) -> int:
         table = Table(title="quantization cost vs the fp32-dequantized model (320 tokens of code, teacher-forced)")
         for col in ("mode", "top-1 agreement", "mean KL"):
             table.add_column(col)
-        for mode, agree, kl in accuracy(path, ["int8", "auto", "int4", "int4+int4head"], args.threads):
+        for mode, agree, kl in accuracy(path, ["auto", "auto-torch", "int8", "int4", "int4+int4head"], args.threads):
             table.add_row(mode, f"{agree:.3f}", f"{kl:.5f}")
         console.print(table)
     return 0

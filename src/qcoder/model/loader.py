@@ -7,6 +7,7 @@ then filled tensor by tensor from the checkpoint, so the weights are never held 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,12 +17,15 @@ from qcoder.errors import QcoderError
 from qcoder.model.config import ModelConfig
 from qcoder.model.qwen import QwenForCausalLM
 
+logger = logging.getLogger(__name__)
+
 
 def load_model(
     path, dtype: torch.dtype = torch.float32, device="cpu", quant: str = "none"
 ) -> tuple[QwenForCausalLM, ModelConfig]:
-    """quant: "none", "int8", "int4" or "auto" (a GGUF's linear weights keep their quantization as int8/int4
-    kernels; a safetensors checkpoint stays in `dtype`). Quantized kernels are CPU-only: on a GPU, auto is none."""
+    """quant: "none", "int8", "int4" or "auto". auto: a GGUF's linear weights compute straight from the file's
+    quantized blocks (qcoder.model.gguf_linear), or, where those kernels cannot run, become int8/int4 layers;
+    a safetensors checkpoint stays in `dtype`. Quantized kernels are CPU-only: on a GPU, auto is none."""
     path = Path(path)
     if quant == "auto" and torch.device(device).type != "cpu":
         quant = "none"
@@ -33,6 +37,13 @@ def load_model(
         from qcoder.model.gguf import GGUFCheckpoint
 
         checkpoint = GGUFCheckpoint(path)
+        if quant == "auto":
+            from qcoder.model.gguf_linear import load_native, why_not_native
+
+            reason = why_not_native(checkpoint)
+            if reason is None:
+                return load_native(checkpoint, dtype), checkpoint.config
+            logger.info("%s: GGUF kernels not used (%s); quantizing to int8/int4", path, reason)
         if quant == "none":
             tensors = checkpoint.tensors()
         else:

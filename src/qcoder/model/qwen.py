@@ -296,7 +296,7 @@ class QwenForCausalLM(nn.Module):
 
     def tie_weights(self) -> None:
         """Share the embedding with the LM head when the checkpoint says so (again after to_empty, which unties)."""
-        if self.config.tie_word_embeddings:
+        if self.config.tie_word_embeddings and isinstance(self.lm_head, nn.Linear):  # not when both read a GGUF map
             self.lm_head.weight = self.model.embed_tokens.weight
 
     @torch.inference_mode()

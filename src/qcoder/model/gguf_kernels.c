@@ -1,0 +1,381 @@
+/* qcoder: matrix products straight from GGUF quantized blocks, on the CPU (x86-64 with AVX2 + FMA).
+ *
+ * Built at first use by gguf_linear.py (cc -O3 -march=native -fopenmp) and called through ctypes.
+ *
+ * y[m, n] = sum_k x[m, k] * W[n, k], W stored as GGUF rows of blocks. Like llama.cpp, the activations are
+ * quantized to int8 in blocks of 32 (one fp32 scale each), so every 32-weight chunk costs one integer dot
+ * product: the weights are read once, in their file format, and never expanded to floats in memory.
+ *
+ * Every weight type decodes a 32-value chunk to unsigned bytes u (0..63) with
+ *     w = scale * u + bias        (Q4_0: scale d, bias -8d; Q4_K: scale d*sc, bias -dmin*m; ...)
+ * so that  sum_i w_i * x_i = scale * dx * (u . xq) + bias * dx * sum(xq),
+ * where dx * sum(xq) is computed once per activation block (sums16, per half block for Q6_K's 16-value scales).
+ * Q8_0 is signed: its dot product uses |w| . (x with w's sign) instead.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if !defined(__AVX2__) || !defined(__FMA__) || !defined(__F16C__)
+#error "qcoder's GGUF kernels need x86-64 with AVX2, FMA and F16C"
+#endif
+#include <immintrin.h>
+
+#define INLINE static inline __attribute__((always_inline))
+
+enum { Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q4_K = 12, Q5_K = 13, Q6_K = 14 };
+
+typedef struct {       /* one stored matrix; a fused projection (q|k|v, gate|up) is several, one after another */
+    int32_t type;
+    int32_t _pad;
+    const uint8_t *data; /* rows * row_bytes bytes */
+    int64_t rows;
+    int64_t row_bytes;
+} qc_part;
+
+typedef struct {       /* activations quantized to int8 blocks of 32 */
+    const int8_t *q;   /* [M, K] */
+    const float *d;    /* [M, K/32] scale per block */
+    const float *s16;  /* [M, K/16] scale * sum of each 16-value half block */
+    int K, nb;
+} qc_act;
+
+INLINE float half(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+INLINE float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* 8 int32 lanes, lane j = sum of u[4j..4j+3] * x[4j..4j+3] (u unsigned, at most 128 where VNNI is missing) */
+INLINE __m256i dot_u8s8(__m256i u, __m256i x) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, x);
+#elif defined(__AVXVNNI__)
+    return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, x);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1));
+#endif
+}
+
+/* 32 bits -> 32 bytes, 0x10 where the bit is set (the fifth bit of Q5_0 / Q5_1 values) */
+INLINE __m256i fifth_bits(const uint8_t *p) {
+    uint32_t bits;
+    memcpy(&bits, p, 4);
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+    return _mm256_maskz_mov_epi8((__mmask32)bits, _mm256_set1_epi8(0x10));
+#else
+    /* byte i takes source byte i/8, then keeps bit i%8 */
+    const __m256i pick = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                          2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x((int64_t)0x8040201008040201ULL);
+    __m256i v = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32((int32_t)bits), pick), bit);
+    return _mm256_and_si256(_mm256_cmpeq_epi8(v, bit), _mm256_set1_epi8(0x10));
+#endif
+}
+
+/* 16 bytes of nibbles -> 32 values: the low nibbles first, then the high ones (Q4_0 / Q4_1 / Q5_x order) */
+INLINE __m256i nibbles16(const uint8_t *p) {
+    __m128i q = _mm_loadu_si128((const __m128i *)p);
+    __m256i both = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
+    return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+}
+
+INLINE void k_scale_min(const uint8_t *s, int j, int *sc, int *mn) {
+    /* Q4_K / Q5_K: 8 six-bit scales and mins packed in 12 bytes */
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *mn = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
+        *mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+/* ------------------------------------------------------------------ the dot products of one weight row
+ * acc[m] collects scale * dx * (u . xq) per lane, bias[m] the scalar bias terms; M is a compile-time constant at
+ * every call site (always_inline), so the loops over m unroll and the accumulators stay in registers. */
+
+INLINE void chunk(__m256 *acc, __m256i u, const qc_act *a, int M, int blk, float scale) {
+    for (int m = 0; m < M; m++) {
+        __m256i x = _mm256_loadu_si256((const __m256i *)(a->q + (int64_t)m * a->K + 32 * blk));
+        __m256 p = _mm256_cvtepi32_ps(dot_u8s8(u, x));
+        acc[m] = _mm256_fmadd_ps(p, _mm256_set1_ps(scale * a->d[m * a->nb + blk]), acc[m]);
+    }
+}
+
+INLINE void chunk_bias(float *bias, const qc_act *a, int M, int blk, float b) {
+    for (int m = 0; m < M; m++) bias[m] += b * (a->s16[m * 2 * a->nb + 2 * blk] + a->s16[m * 2 * a->nb + 2 * blk + 1]);
+}
+
+INLINE void row_dot(int type, const uint8_t *w, const qc_act *a, int M, float *out, int64_t ldo) {
+    __m256 acc[4];
+    float bias[4];
+    for (int m = 0; m < M; m++) {
+        acc[m] = _mm256_setzero_ps();
+        bias[m] = 0.0f;
+    }
+    const int nb = a->nb;
+    switch (type) {
+    case Q4_0:
+        for (int b = 0; b < nb; b++, w += 18) {
+            float d = half(w);
+            chunk(acc, nibbles16(w + 2), a, M, b, d);
+            chunk_bias(bias, a, M, b, -8.0f * d);
+        }
+        break;
+    case Q4_1:
+        for (int b = 0; b < nb; b++, w += 20) {
+            chunk(acc, nibbles16(w + 4), a, M, b, half(w));
+            chunk_bias(bias, a, M, b, half(w + 2));
+        }
+        break;
+    case Q5_0:
+        for (int b = 0; b < nb; b++, w += 22) {
+            float d = half(w);
+            chunk(acc, _mm256_or_si256(nibbles16(w + 6), fifth_bits(w + 2)), a, M, b, d);
+            chunk_bias(bias, a, M, b, -16.0f * d);
+        }
+        break;
+    case Q5_1:
+        for (int b = 0; b < nb; b++, w += 24) {
+            chunk(acc, _mm256_or_si256(nibbles16(w + 8), fifth_bits(w + 4)), a, M, b, half(w));
+            chunk_bias(bias, a, M, b, half(w + 2));
+        }
+        break;
+    case Q8_0:
+        for (int b = 0; b < nb; b++, w += 34) {
+            float d = half(w);
+            __m256i q = _mm256_loadu_si256((const __m256i *)(w + 2));
+            __m256i u = _mm256_abs_epi8(q);
+            for (int m = 0; m < M; m++) {
+                __m256i x = _mm256_loadu_si256((const __m256i *)(a->q + (int64_t)m * a->K + 32 * b));
+                __m256 p = _mm256_cvtepi32_ps(dot_u8s8(u, _mm256_sign_epi8(x, q)));
+                acc[m] = _mm256_fmadd_ps(p, _mm256_set1_ps(d * a->d[m * nb + b]), acc[m]);
+            }
+        }
+        break;
+    case Q4_K:
+    case Q5_K: {
+        const int q5 = type == Q5_K, size = q5 ? 176 : 144;
+        for (int sb = 0; sb < nb / 8; sb++, w += size) {
+            const float d = half(w), dmin = half(w + 2);
+            const uint8_t *qs = w + (q5 ? 48 : 16);
+            __m256i high = q5 ? _mm256_loadu_si256((const __m256i *)(w + 16)) : _mm256_setzero_si256();
+            for (int j = 0; j < 8; j++) {
+                int sc, mn;
+                k_scale_min(w + 4, j, &sc, &mn);
+                __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * (j / 2)));
+                __m256i u = _mm256_and_si256(j & 1 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(0x0F));
+                if (q5) {
+                    __m256i h = _mm256_and_si256(_mm256_srli_epi16(high, j), _mm256_set1_epi8(1));
+                    u = _mm256_or_si256(u, _mm256_slli_epi16(h, 4));
+                }
+                chunk(acc, u, a, M, sb * 8 + j, d * (float)sc);
+                chunk_bias(bias, a, M, sb * 8 + j, -dmin * (float)mn);
+            }
+        }
+        break;
+    }
+    case Q6_K:
+        for (int sb = 0; sb < nb / 8; sb++, w += 210) {
+            const float d = half(w + 208);
+            const int8_t *sc = (const int8_t *)(w + 192);
+            for (int h = 0; h < 2; h++) {
+                __m256i qh = _mm256_loadu_si256((const __m256i *)(w + 128 + 32 * h));
+                for (int k = 0; k < 4; k++) {
+                    const int blk = sb * 8 + 4 * h + k, s = 8 * h + 2 * k;
+                    __m256i ql = _mm256_loadu_si256((const __m256i *)(w + 64 * h + 32 * (k & 1)));
+                    __m256i lo = _mm256_and_si256(k >> 1 ? _mm256_srli_epi16(ql, 4) : ql, _mm256_set1_epi8(0x0F));
+                    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), _mm256_set1_epi8(3));
+                    __m256i u = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+                    /* two 16-value sub-blocks: lanes 0-3 and 4-7 have their own scale */
+                    const float s0 = d * (float)sc[s], s1 = d * (float)sc[s + 1];
+                    const __m256 scales = _mm256_set_m128(_mm_set1_ps(s1), _mm_set1_ps(s0));
+                    for (int m = 0; m < M; m++) {
+                        __m256i x = _mm256_loadu_si256((const __m256i *)(a->q + (int64_t)m * a->K + 32 * blk));
+                        __m256 p = _mm256_cvtepi32_ps(dot_u8s8(u, x));
+                        __m256 f = _mm256_mul_ps(scales, _mm256_set1_ps(a->d[m * nb + blk]));
+                        acc[m] = _mm256_fmadd_ps(p, f, acc[m]);
+                        const float *s16 = a->s16 + m * 2 * nb + 2 * blk;
+                        bias[m] -= 32.0f * (s0 * s16[0] + s1 * s16[1]);
+                    }
+                }
+            }
+        }
+        break;
+    }
+    for (int m = 0; m < M; m++) out[m * ldo] = hsum(acc[m]) + bias[m];
+}
+
+static void row_dot_tiles(int type, const uint8_t *w, const qc_act *a, int M, float *out, int64_t ldo) {
+    /* activation rows four at a time (the weight row stays in L1 between tiles) */
+    qc_act t = *a;
+    for (int m0 = 0; m0 < M; m0 += 4) {
+        t.q = a->q + (int64_t)m0 * a->K;
+        t.d = a->d + (int64_t)m0 * a->nb;
+        t.s16 = a->s16 + (int64_t)m0 * 2 * a->nb;
+        float *o = out + m0 * ldo;
+        switch (M - m0 >= 4 ? 4 : M - m0) {
+        case 4: row_dot(type, w, &t, 4, o, ldo); break;
+        case 3: row_dot(type, w, &t, 3, o, ldo); break;
+        case 2: row_dot(type, w, &t, 2, o, ldo); break;
+        default: row_dot(type, w, &t, 1, o, ldo); break;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ activations */
+
+static void quantize_rows(const float *x, int K, int m0, int m1, int8_t *q, float *d, float *s16) {
+    const int nb = K / 32;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int m = m0; m < m1; m++) {
+        for (int b = 0; b < nb; b++) {
+            const float *xb = x + (int64_t)m * K + 32 * b;
+            __m256 v[4], amax = _mm256_setzero_ps();
+            for (int i = 0; i < 4; i++) {
+                v[i] = _mm256_loadu_ps(xb + 8 * i);
+                amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[i]));
+            }
+            __m128 mx = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+            mx = _mm_max_ps(mx, _mm_movehl_ps(mx, mx));
+            mx = _mm_max_ss(mx, _mm_movehdup_ps(mx));
+            const float scale = _mm_cvtss_f32(mx) / 127.0f;
+            const __m256 inv = _mm256_set1_ps(scale > 0.0f ? 1.0f / scale : 0.0f);
+            __m256i n[4];
+            for (int i = 0; i < 4; i++) n[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], inv)); /* round to even */
+            /* sums of each half (elements 0-15, 16-31) before packing */
+            __m256i lo = _mm256_add_epi32(n[0], n[1]), hi = _mm256_add_epi32(n[2], n[3]);
+            __m256i sums = _mm256_hadd_epi32(lo, hi); /* [lo01 lo23 hi01 hi23 | lo45 lo67 hi45 hi67] */
+            sums = _mm256_hadd_epi32(sums, sums);
+            int32_t sv[8];
+            _mm256_storeu_si256((__m256i *)sv, sums);
+            /* pack 32 int32 -> 32 int8, then undo the 128-bit lane interleaving of the packs */
+            __m256i p16a = _mm256_packs_epi32(n[0], n[1]), p16b = _mm256_packs_epi32(n[2], n[3]);
+            __m256i p8 = _mm256_packs_epi16(p16a, p16b);
+            p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256((__m256i *)(q + (int64_t)m * K + 32 * b), p8);
+            d[(int64_t)m * nb + b] = scale;
+            s16[(int64_t)m * 2 * nb + 2 * b] = scale * (float)(sv[0] + sv[4]);
+            s16[(int64_t)m * 2 * nb + 2 * b + 1] = scale * (float)(sv[1] + sv[5]);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ entry points */
+
+int qc_features(void) {
+    /* bit 0: VNNI dot products, bit 1: AVX-512BW mask moves */
+    int f = 0;
+#if (defined(__AVX512VNNI__) && defined(__AVX512VL__)) || defined(__AVXVNNI__)
+    f |= 1;
+#endif
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+    f |= 2;
+#endif
+    return f;
+}
+
+/* y[M, ldy] (columns 0..sum(rows)) = x[M, K] . concat(parts)^T.  K must be a multiple of 256 when any part is a
+ * K-quant, else of 32 (the Python side checks). */
+void qc_matmul(const qc_part *parts, int nparts, int K, const float *x, int M, float *y, int64_t ldy, int threads) {
+    const int nb = K / 32;
+    int8_t *q = aligned_alloc(64, ((size_t)M * K + 63) / 64 * 64);
+    float *d = malloc(sizeof(float) * (size_t)M * nb);
+    float *s16 = malloc(sizeof(float) * (size_t)M * 2 * nb);
+    int64_t total = 0;
+    for (int p = 0; p < nparts; p++) total += parts[p].rows;
+    const qc_act a = {q, d, s16, K, nb};
+    const int64_t tile = 8; /* weight rows per work item */
+    const int64_t tiles = (total + tile - 1) / tile;
+#pragma omp parallel num_threads(threads)
+    {
+#pragma omp for schedule(static)
+        for (int m = 0; m < M; m++) quantize_rows(x, K, m, m + 1, q, d, s16);
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < tiles; t++) {
+            for (int64_t n = t * tile; n < total && n < (t + 1) * tile; n++) {
+                int p = 0;
+                int64_t r = n;
+                while (r >= parts[p].rows) r -= parts[p++].rows;
+                row_dot_tiles(parts[p].type, parts[p].data + r * parts[p].row_bytes, &a, M, y + n, ldy);
+            }
+        }
+    }
+    free(q);
+    free(d);
+    free(s16);
+}
+
+/* ------------------------------------------------------------------ dequantization (embedding rows, tests) */
+
+static void dequant_row(int type, const uint8_t *w, int K, float *out) {
+    switch (type) {
+    case Q4_0: case Q4_1: case Q5_0: case Q5_1: case Q8_0: {
+        static const int size[] = {[Q4_0] = 18, [Q4_1] = 20, [Q5_0] = 22, [Q5_1] = 24, [Q8_0] = 34};
+        for (int b = 0; b < K / 32; b++, w += size[type], out += 32) {
+            const float dd = half(w);
+            if (type == Q8_0) {
+                for (int i = 0; i < 32; i++) out[i] = dd * (float)(int8_t)w[2 + i];
+                continue;
+            }
+            const int has_min = type == Q4_1 || type == Q5_1, five = type == Q5_0 || type == Q5_1;
+            const float mn = has_min ? half(w + 2) : 0.0f;
+            const uint8_t *qs = w + 2 + 2 * has_min + 4 * five;
+            uint32_t qh = 0;
+            if (five) memcpy(&qh, w + 2 + 2 * has_min, 4);
+            const float offset = has_min ? 0.0f : (five ? 16.0f : 8.0f);
+            for (int i = 0; i < 32; i++) {
+                int u = (i < 16 ? qs[i] : qs[i - 16] >> 4) & 15;
+                if (five) u |= ((qh >> i) & 1) << 4;
+                out[i] = has_min ? dd * (float)u + mn : dd * ((float)u - offset);
+            }
+        }
+        break;
+    }
+    case Q4_K: case Q5_K: {
+        const int q5 = type == Q5_K;
+        for (int sb = 0; sb < K / 256; sb++, w += q5 ? 176 : 144, out += 256) {
+            const float dd = half(w), dmin = half(w + 2);
+            const uint8_t *qs = w + (q5 ? 48 : 16);
+            for (int j = 0; j < 8; j++) {
+                int sc, mn;
+                k_scale_min(w + 4, j, &sc, &mn);
+                for (int i = 0; i < 32; i++) {
+                    int u = (qs[32 * (j / 2) + i] >> (4 * (j & 1))) & 15;
+                    if (q5) u |= ((w[16 + i] >> j) & 1) << 4;
+                    out[32 * j + i] = dd * (float)sc * (float)u - dmin * (float)mn;
+                }
+            }
+        }
+        break;
+    }
+    case Q6_K:
+        for (int sb = 0; sb < K / 256; sb++, w += 210, out += 256) {
+            const float dd = half(w + 208);
+            const int8_t *sc = (const int8_t *)(w + 192);
+            for (int v = 0; v < 256; v++) {
+                const int h = v / 128, k = (v % 128) / 32, i = v % 32;
+                int lo = (w[64 * h + 32 * (k & 1) + i] >> (4 * (k >> 1))) & 15;
+                int hi = (w[128 + 32 * h + i] >> (2 * k)) & 3;
+                out[v] = dd * (float)sc[v / 16] * (float)((lo | (hi << 4)) - 32);
+            }
+        }
+        break;
+    }
+}
+
+/* out[i, :] = row ids[i] of a [*, K] matrix, as floats */
+void qc_get_rows(int type, const uint8_t *data, int64_t row_bytes, int K, const int64_t *ids, int64_t n, float *out,
+                 int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static) if (n > 16)
+    for (int64_t i = 0; i < n; i++) dequant_row(type, data + ids[i] * row_bytes, K, out + i * K);
+}

@@ -1,0 +1,268 @@
+"""GGUF weights computed in their stored format: linear and embedding layers over the file's memory map.
+
+This is how llama.cpp runs a GGUF file, in a small C file of our own (gguf_kernels.c): the activations are
+quantized to int8 blocks of 32 and every 32-weight chunk is one integer dot product. Nothing is converted at load
+time, so a model loads in well under a second, resident memory is about the file's size (only the embedding rows
+in use are ever read), and a decode step reads each weight once in its stored 4.5-8.5 bits.
+
+The C file is compiled at first use with the machine's C compiler (-march=native, OpenMP) into the cache directory,
+keyed by its source and the CPU. Where that is impossible (no compiler, not x86-64 with AVX2), `unavailable()` says
+why and the loader falls back to PyTorch's int8/int4 kernels (qcoder.model.quant).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from qcoder.model.gguf import GGUFCheckpoint, RawTensor, dequantize
+from qcoder.model.qwen import Experts, QwenForCausalLM
+
+# GGML type ids the kernels read (gguf.GGMLQuantizationType values)
+NATIVE_TYPES = {"Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q5_1": 7, "Q8_0": 8, "Q4_K": 12, "Q5_K": 13, "Q6_K": 14}
+_SOURCE = Path(__file__).with_name("gguf_kernels.c")
+
+
+class _Part(ctypes.Structure):
+    _fields_ = [
+        ("type", ctypes.c_int32),
+        ("_pad", ctypes.c_int32),
+        ("data", ctypes.c_void_p),
+        ("rows", ctypes.c_int64),
+        ("row_bytes", ctypes.c_int64),
+    ]
+
+
+# ---------------------------------------------------------------- building the kernels
+
+
+@cache
+def _kernels() -> ctypes.CDLL | str:
+    """The loaded library, or why there is none."""
+    if os.environ.get("QCODER_NATIVE_KERNELS", "1") == "0":
+        return "disabled by QCODER_NATIVE_KERNELS=0"
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return f"the GGUF kernels are x86-64 only (this is {platform.machine()})"
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        return "no C compiler (cc) to build the GGUF kernels"
+    try:
+        library = _build(cc)
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"building the GGUF kernels failed: {str(e).strip().splitlines()[-1] if str(e).strip() else e}"
+    import torch  # noqa: F401  (loaded first: the kernels then share its OpenMP runtime and thread pool)
+
+    lib = ctypes.CDLL(str(library))
+    p, i32, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
+    lib.qc_matmul.argtypes = [p, i32, i32, p, i32, p, i64, i32]
+    lib.qc_matmul.restype = None
+    lib.qc_get_rows.argtypes = [i32, p, i64, i32, p, i64, p, i32]
+    lib.qc_get_rows.restype = None
+    lib.qc_features.restype = i32
+    return lib
+
+
+def _build(cc: str) -> Path:
+    """Compile once per (source, compiler, CPU); concurrent builders each write a temp file and rename it."""
+    from qcoder.model.registry import cache_dir
+
+    key = hashlib.sha256(_SOURCE.read_bytes() + cc.encode() + _cpu_flags().encode()).hexdigest()[:16]
+    target = cache_dir() / "kernels" / f"gguf_kernels-{key}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so")
+    os.close(fd)
+    try:
+        cmd = [cc, "-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", str(_SOURCE), "-o", tmp]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise OSError((done.stderr.strip() or f"{cc} exited with {done.returncode}").splitlines()[-1])
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def unavailable() -> str | None:
+    """None when the GGUF kernels are ready, else the reason they cannot be used."""
+    lib = _kernels()
+    return lib if isinstance(lib, str) else None
+
+
+def _lib() -> ctypes.CDLL:
+    lib = _kernels()
+    if isinstance(lib, str):
+        raise RuntimeError(lib)
+    return lib
+
+
+# ---------------------------------------------------------------- layers
+
+
+def _type_id(raw: RawTensor) -> int:
+    if raw.type.name not in NATIVE_TYPES:
+        raise ValueError(f"tensor {raw.gguf_name!r}: {raw.type.name} has no GGUF kernel")
+    return NATIVE_TYPES[raw.type.name]
+
+
+class GGUFLinear(nn.Module):
+    """y = x W^T (+ bias) with W the row-wise concatenation of `raws` (q|k|v, gate|up: each keeps its own type).
+    Inputs of any float dtype; the product is computed in fp32 and returned in the input's dtype."""
+
+    def __init__(self, raws: list[RawTensor], bias: bool = False):
+        super().__init__()
+        self.in_features = raws[0].shape[-1]
+        if any(len(r.shape) != 2 or r.shape[-1] != self.in_features for r in raws):
+            raise ValueError("GGUFLinear parts must be 2-D with the same number of columns")
+        self._arrays = [np.asarray(r.data) for r in raws]  # keep the memory map alive
+        self._parts = (_Part * len(raws))(
+            *(
+                _Part(_type_id(r), 0, a.ctypes.data, r.shape[0], a.shape[-1])
+                for r, a in zip(raws, self._arrays, strict=True)
+            )
+        )
+        self.out_features = sum(r.shape[0] for r in raws)
+        self.types = [r.type.name for r in raws]
+        self.bias = nn.Parameter(torch.empty(self.out_features), requires_grad=False) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x2 = x.reshape(-1, self.in_features)
+        if x2.dtype != torch.float32 or not x2.is_contiguous():
+            x2 = x2.float().contiguous()
+        rows = x2.shape[0]
+        y = torch.empty(rows, self.out_features, dtype=torch.float32)
+        _lib().qc_matmul(
+            self._parts,
+            len(self._parts),
+            self.in_features,
+            x2.data_ptr(),
+            rows,
+            y.data_ptr(),
+            self.out_features,
+            torch.get_num_threads(),
+        )
+        if self.bias is not None:
+            y += self.bias
+        return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        types = "|".join(self.types)
+        return f"in_features={self.in_features}, out_features={self.out_features}, types={types}"
+
+
+class GGUFEmbedding(nn.Module):
+    """Rows of a quantized embedding, dequantized as they are looked up."""
+
+    def __init__(self, raw: RawTensor, dtype: torch.dtype):
+        super().__init__()
+        self._array = np.asarray(raw.data)
+        self._type = _type_id(raw)
+        self.num_embeddings, self.embedding_dim = raw.shape
+        self.dtype = dtype
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        flat = ids.reshape(-1).to(torch.int64).contiguous()
+        if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= self.num_embeddings):
+            raise IndexError(f"token id out of range for an embedding of {self.num_embeddings} rows")
+        out = torch.empty(flat.numel(), self.embedding_dim, dtype=torch.float32)
+        _lib().qc_get_rows(
+            self._type,
+            self._array.ctypes.data,
+            self._array.shape[-1],
+            self.embedding_dim,
+            flat.data_ptr(),
+            flat.numel(),
+            out.data_ptr(),
+            torch.get_num_threads(),
+        )
+        return out.to(self.dtype).reshape(*ids.shape, self.embedding_dim)
+
+
+# ---------------------------------------------------------------- the model
+
+
+def _sources(name: str, tied: bool) -> list[str]:
+    """The checkpoint tensors (HF names) behind one of our linear modules."""
+    from qcoder.model.quant import _sources as fused_sources
+
+    if name == "lm_head" and tied:
+        return ["model.embed_tokens.weight"]
+    return fused_sources(name)
+
+
+def why_not_native(checkpoint: GGUFCheckpoint) -> str | None:
+    """None when every linear weight of the checkpoint can run on the GGUF kernels, else the reason."""
+    reason = unavailable()
+    if reason:
+        return reason
+    config = checkpoint.config
+    if config.num_experts:
+        return "MoE experts run on the int8/int4 path"
+    for name in checkpoint.tensor_names:
+        raw = checkpoint.raw(name)
+        if (
+            name.endswith(".weight")
+            and len(raw.shape) == 2
+            and "norm" not in name
+            and not name.endswith("mlp.gate.weight")
+        ):
+            if raw.type.name not in NATIVE_TYPES and name != "model.embed_tokens.weight":
+                return f"tensor {raw.gguf_name!r} is {raw.type.name}, which the GGUF kernels do not read"
+            if raw.shape[-1] % 32:
+                return f"tensor {raw.gguf_name!r} has {raw.shape[-1]} columns (not a multiple of 32)"
+    if config.tie_word_embeddings and checkpoint.raw("model.embed_tokens.weight").type.name not in NATIVE_TYPES:
+        return "the tied embedding's type has no GGUF kernel"
+    return None
+
+
+def load_native(checkpoint: GGUFCheckpoint, dtype: torch.dtype = torch.float32) -> QwenForCausalLM:
+    """A model whose linear layers (and embedding, when quantized) compute from the checkpoint's memory map; the
+    remaining tensors (norms, biases, router) are read as usual. Check `why_not_native` first."""
+    config = checkpoint.config
+    tied = config.tie_word_embeddings
+    with torch.device("meta"):
+        model = QwenForCausalLM(config, dtype)
+    consumed: set[str] = set()
+    for name, module in list(model.named_modules()):
+        if isinstance(module, Experts):
+            raise ValueError("load_native does not handle MoE experts")
+        if not isinstance(module, nn.Linear) or name.endswith("mlp.gate"):
+            continue
+        sources = _sources(name, tied)
+        with torch.device("meta"):
+            new = GGUFLinear([checkpoint.raw(s) for s in sources], bias=module.bias is not None)
+        consumed.update(sources)
+        parent, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(parent), attr, new)
+    embedding = checkpoint.raw("model.embed_tokens.weight")
+    if embedding.type.name in NATIVE_TYPES:
+        model.model.embed_tokens = GGUFEmbedding(embedding, dtype)
+        consumed.add("model.embed_tokens.weight")
+    model.to_empty(device="cpu")
+    model.load_weights(
+        (name, dequantize(checkpoint.raw(name)).to(dtype)) for name in checkpoint.tensor_names if name not in consumed
+    )
+    return model.requires_grad_(False).eval()

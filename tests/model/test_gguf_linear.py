@@ -1,0 +1,150 @@
+"""The GGUF kernels (gguf_kernels.c through gguf_linear.py) against gguf-py's dequantization.
+
+The kernels quantize activations to int8 blocks of 32 (as llama.cpp does), so the exact reference is
+`q8(x) @ dequantize(W).T` in float64: any error in a block layout, scale or offset shows up far above the float32
+rounding tolerance used here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from gguf import GGMLQuantizationType as T
+from gguf import quants
+
+from qcoder.model import gguf_linear
+from qcoder.model.gguf import GGUFCheckpoint, RawTensor
+from qcoder.model.gguf_linear import NATIVE_TYPES, GGUFEmbedding, GGUFLinear, why_not_native
+from qcoder.model.loader import load_model
+from qcoder.model.qwen import ForwardBatch, allocate_kv_cache
+
+from .test_gguf import random_blocks, tiny_hf, write_gguf
+
+pytestmark = pytest.mark.skipif(gguf_linear.unavailable() is not None, reason=str(gguf_linear.unavailable()))
+
+K_QUANTS = ("Q4_K", "Q5_K", "Q6_K")
+
+
+def raw_tensor(kind: str, rows: int, cols: int, rng) -> RawTensor:
+    qtype = T[kind]
+    if kind in K_QUANTS:
+        data = random_blocks((rows, cols), qtype, rng)
+    else:
+        data = quants.quantize(rng.standard_normal((rows, cols)).astype(np.float32) * 0.1, qtype)
+    return RawTensor(f"w.{kind}", f"w.{kind}", qtype, (rows, cols), data)
+
+
+def dequantized(raw: RawTensor) -> np.ndarray:
+    return quants.dequantize(raw.data, raw.type).reshape(raw.shape).astype(np.float64)
+
+
+def int8_blocks(x: np.ndarray) -> np.ndarray:
+    """x as the kernels see it: blocks of 32 scaled to int8 (round half to even), back in float64."""
+    blocks = x.reshape(x.shape[0], -1, 32).astype(np.float32)
+    scale = np.abs(blocks).max(-1, keepdims=True) / np.float32(127)
+    inverse = np.divide(np.float32(1), scale, out=np.zeros_like(scale), where=scale > 0)
+    return (np.rint(blocks * inverse) * scale).reshape(x.shape).astype(np.float64)
+
+
+def assert_matches(y: torch.Tensor, ref: np.ndarray) -> None:
+    err = np.abs(y.double().numpy() - ref).max() / np.abs(ref).max()
+    assert err < 1e-5, f"relative error {err:.2e}"
+
+
+@pytest.mark.parametrize("kind", NATIVE_TYPES)
+@pytest.mark.parametrize("rows,cols,batch", [(7, 256, 1), (33, 512, 3), (64, 768, 8), (21, 256, 13)])
+def test_linear_matches_the_dequantized_weight(kind, rows, cols, batch):
+    rng = np.random.default_rng(rows * cols + batch)
+    raw = raw_tensor(kind, rows, cols, rng)
+    x = rng.standard_normal((batch, cols)).astype(np.float32)
+    y = GGUFLinear([raw])(torch.from_numpy(x))
+    assert y.shape == (batch, rows) and y.dtype == torch.float32
+    assert_matches(y, int8_blocks(x) @ dequantized(raw).T)
+
+
+def test_fused_parts_of_mixed_types_with_bias_and_bf16_input():
+    rng = np.random.default_rng(1)
+    parts = [raw_tensor("Q5_0", 40, 256, rng), raw_tensor("Q8_0", 8, 256, rng), raw_tensor("Q6_K", 9, 256, rng)]
+    layer = GGUFLinear(parts, bias=True)
+    layer.bias.copy_(torch.arange(57, dtype=torch.float32))
+    x = rng.standard_normal((2, 3, 256)).astype(np.float32)
+    y = layer(torch.from_numpy(x))
+    assert y.shape == (2, 3, 57)
+    weight = np.concatenate([dequantized(p) for p in parts])
+    assert_matches(y.reshape(6, 57), int8_blocks(x.reshape(6, 256)) @ weight.T + np.arange(57))
+    assert layer(torch.from_numpy(x).bfloat16()).dtype == torch.bfloat16
+
+
+def test_rows_do_not_depend_on_the_batch():
+    """Each activation row is quantized and summed on its own: a sequence's logits are the same in any batch."""
+    rng = np.random.default_rng(2)
+    layer = GGUFLinear([raw_tensor("Q4_K", 50, 512, rng)])
+    x = torch.from_numpy(rng.standard_normal((9, 512)).astype(np.float32))
+    together = layer(x)
+    for i in range(9):
+        assert torch.equal(layer(x[i : i + 1])[0], together[i])
+
+
+@pytest.mark.parametrize("kind", NATIVE_TYPES)
+def test_embedding_rows_are_the_dequantized_rows(kind):
+    rng = np.random.default_rng(3)
+    raw = raw_tensor(kind, 40, 256, rng)
+    ids = torch.tensor([[0, 39, 7], [7, 1, 2]])
+    out = GGUFEmbedding(raw, torch.float32)(ids)
+    assert out.shape == (2, 3, 256)
+    assert np.array_equal(out.numpy(), dequantized(raw)[ids.numpy()].astype(np.float32))
+    with pytest.raises(IndexError, match="out of range"):
+        GGUFEmbedding(raw, torch.float32)(torch.tensor([40]))
+
+
+def _logits(model, config, ids: list[int]) -> torch.Tensor:
+    batch = ForwardBatch.for_new_prompts([ids], all_logits=True)
+    return model(batch, allocate_kv_cache(config, batch.num_slots, torch.float32))
+
+
+@pytest.mark.parametrize(
+    "arch,qtype,overrides",
+    [("qwen2", T.Q4_K, {}), ("qwen2", T.Q5_0, {"tie_word_embeddings": True}), ("qwen3", T.Q6_K, {})],
+)
+def test_auto_runs_a_gguf_model_on_the_kernels(tmp_path, arch, qtype, overrides):
+    path = tmp_path / "m.gguf"
+    write_gguf(path, tiny_hf(arch, **overrides), qtype)
+    reference, config = load_model(path)  # fp32, dequantized by gguf-py
+    model, _ = load_model(path, quant="auto")
+    layer = model.model.layers[0]
+    assert isinstance(layer.self_attn.qkv_proj, GGUFLinear) and isinstance(layer.mlp.gate_up_proj, GGUFLinear)
+    assert isinstance(model.lm_head, GGUFLinear) and isinstance(model.model.embed_tokens, GGUFEmbedding)
+    assert all(p.numel() < 1000 for p in model.parameters())  # only norms and biases are held in memory
+    ids = list(range(5, 60))
+    ref, out = _logits(reference, config, ids), _logits(model, config, ids)
+    # only the activations' int8 rounding separates the two (these random models amplify it)
+    assert torch.cosine_similarity(out.flatten(), ref.flatten(), dim=0).item() > 0.99
+    assert (out.argmax(-1) == ref.argmax(-1)).float().mean().item() >= 0.9
+
+
+def test_what_the_kernels_cannot_run_falls_back_to_int8_int4(tmp_path, monkeypatch):
+    from qcoder.model.quant import Int8Linear, QuantExperts
+
+    moe = tmp_path / "moe.gguf"
+    write_gguf(moe, tiny_hf("qwen3_moe"), T.Q8_0)
+    assert "MoE" in why_not_native(GGUFCheckpoint(moe))
+    model, _ = load_model(moe, quant="auto")
+    assert isinstance(model.model.layers[0].mlp.experts, QuantExperts)
+
+    f16 = tmp_path / "f16.gguf"
+    write_gguf(f16, tiny_hf("qwen2"), T.F16)
+    assert "F16" in why_not_native(GGUFCheckpoint(f16))
+    assert isinstance(load_model(f16, quant="auto")[0].lm_head, Int8Linear)
+
+    q8 = tmp_path / "q8.gguf"
+    write_gguf(q8, tiny_hf("qwen2"), T.Q8_0)
+    monkeypatch.setenv("QCODER_NATIVE_KERNELS", "0")
+    gguf_linear._kernels.cache_clear()
+    try:
+        assert why_not_native(GGUFCheckpoint(q8)) == "disabled by QCODER_NATIVE_KERNELS=0"
+        assert isinstance(load_model(q8, quant="auto")[0].lm_head, Int8Linear)
+    finally:
+        monkeypatch.delenv("QCODER_NATIVE_KERNELS")
+        gguf_linear._kernels.cache_clear()
+    assert isinstance(load_model(q8, quant="auto")[0].lm_head, GGUFLinear)
