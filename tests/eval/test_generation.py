@@ -34,10 +34,11 @@ class FakeLLM:
     def encode(self, text):
         return list(range(len(text.split())))
 
-    def generate(self, texts, params):
+    def generate_as_completed(self, texts, params):
         self.prompts += texts
         self.params = params
-        return [Output("def inc(x):\n    return x + 1\n```\n\nThis adds one.", [1, 2, 3]) for _ in texts]
+        for i in reversed(range(len(texts))):  # finishing out of order
+            yield i, Output(f"def inc(x):\n    return x + {i + 1}\n```\n\nThis adds one.", [1, 2, 3])
 
 
 def test_instruction_wording():
@@ -48,9 +49,11 @@ def test_instruction_wording():
 
 def test_engine_prompt_ends_inside_the_response_prefix():
     llm = FakeLLM()
-    generator = EngineGenerator(llm, "fake", Sampling(temperature=0.0, max_tokens=64), batch_size=2)
+    generator = EngineGenerator(llm, "fake", Sampling(temperature=0.0, max_tokens=64))
     results = list(generator.generate([Job(TASK, 0), Job(TASK, 1), Job(TASK, 2)]))
     assert len(results) == 3 and len(llm.prompts) == 3
+    assert [job.sample for job, _ in results] == [2, 1, 0]
+    results.reverse()
     assert llm.prompts[0].endswith("<|im_start|>assistant\nBelow is a Python script with a self-contained function "
                                    "that solves the problem and passes corresponding tests:\n```python\n")
     assert llm.params.temperature == 0.0 and llm.params.max_tokens == 64

@@ -63,6 +63,19 @@ def test_linear_matches_the_dequantized_weight(kind, rows, cols, batch):
     assert_matches(y, int8_blocks(x) @ dequantized(raw).T)
 
 
+@pytest.mark.parametrize("kind", NATIVE_TYPES)
+def test_prefill_rows_use_a_bf16_gemm_on_the_dequantized_weight(kind):
+    rng = np.random.default_rng(4)
+    raw = raw_tensor(kind, 2 * gguf_linear.SLAB_ROWS + 3, 256, rng)  # three slabs, the last one short
+    layer = GGUFLinear([raw])
+    weight = dequantized(raw)
+    assert np.allclose(layer.dequantize().numpy(), weight, rtol=1e-6, atol=1e-6 * np.abs(weight).max())
+    x = rng.standard_normal((gguf_linear.PREFILL_ROWS + 5, 256)).astype(np.float32)
+    ref = x.astype(np.float64) @ weight.T
+    err = np.abs(layer(torch.from_numpy(x)).double().numpy() - ref).max() / np.abs(ref).max()
+    assert err < 2e-2  # bf16 inputs and products
+
+
 def test_fused_parts_of_mixed_types_with_bias_and_bf16_input():
     rng = np.random.default_rng(1)
     parts = [raw_tensor("Q5_0", 40, 256, rng), raw_tensor("Q8_0", 8, 256, rng), raw_tensor("Q6_K", 9, 256, rng)]
@@ -93,7 +106,7 @@ def test_embedding_rows_are_the_dequantized_rows(kind):
     ids = torch.tensor([[0, 39, 7], [7, 1, 2]])
     out = GGUFEmbedding(raw, torch.float32)(ids)
     assert out.shape == (2, 3, 256)
-    assert np.array_equal(out.numpy(), dequantized(raw)[ids.numpy()].astype(np.float32))
+    assert np.allclose(out.numpy(), dequantized(raw)[ids.numpy()], rtol=1e-6, atol=1e-6 * np.abs(out.numpy()).max())
     with pytest.raises(IndexError, match="out of range"):
         GGUFEmbedding(raw, torch.float32)(torch.tensor([40]))
 

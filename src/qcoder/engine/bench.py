@@ -172,14 +172,15 @@ def _peak_rss_mb() -> float:
 
 
 def load_engine(path: str, quant: str, threads: int, kv_cache_tokens: int):
-    """A quantized LLMEngine on CPU (fp32 activations; quantized layers compute in bf16)."""
+    """An LLMEngine on CPU, loaded as `qcoder generate --quant` loads it."""
     import torch
 
     from qcoder.engine.engine import LLMEngine
     from qcoder.engine.tokenizer import Tokenizer
+    from qcoder.model.loader import load_model
 
     torch.set_num_threads(threads)
-    model, config = load_quantized_model(path, quant)
+    model, config = load_model(path, quant=quant)
     return LLMEngine.from_parts(
         model,
         config,
@@ -188,28 +189,6 @@ def load_engine(path: str, quant: str, threads: int, kv_cache_tokens: int):
         max_num_batched_tokens=4096,
         enable_prefix_caching=False,  # every measurement computes its whole prompt
     )
-
-
-def load_quantized_model(path: str, quant: str):
-    """(model, config) with each layer quantized as it loads (see qcoder.model.quant.load_quantized): what the
-    loader does once it takes a quant mode."""
-    import torch
-
-    from qcoder.model.loader import load_model
-    from qcoder.model.quant import gguf_tensors, load_quantized, quantize_model
-    from qcoder.model.qwen import QwenForCausalLM
-
-    if not path.endswith(".gguf"):
-        model, config = load_model(path)
-        return quantize_model(model, quant), config
-    from qcoder.model.gguf import GGUFCheckpoint
-
-    gguf = GGUFCheckpoint(path)
-    with torch.device("meta"):
-        model = QwenForCausalLM(gguf.config)
-    model.to_empty(device="cpu")
-    load_quantized(model, gguf_tensors(gguf), quant, gguf=gguf)
-    return model.requires_grad_(False).eval(), gguf.config
 
 
 def _run_engine(engine, prompts: list[list[int]], max_tokens: int) -> tuple[float, float, list[list[int]]]:

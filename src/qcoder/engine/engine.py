@@ -393,26 +393,36 @@ class LLM:
         """Generate for one prompt or a list of prompts (text or token ids), all batched together."""
         if isinstance(prompts, str) or (isinstance(prompts, list) and prompts and isinstance(prompts[0], int)):
             prompts = [prompts]
+        results = dict(self.generate_as_completed(prompts, params))
+        return [results[i] for i in range(len(prompts))]
+
+    def generate_as_completed(self, prompts: list, params: SamplingParams | None = None):
+        """Yield (index into prompts, GenerationOutput) as each prompt finishes. All are queued at once, so the
+        engine keeps its batch full (continuous batching) instead of waiting for the slowest of a group."""
         token_lists = [self.tokenizer.encode(p) if isinstance(p, str) else list(p) for p in prompts]
         params = params or self.engine.default_params()
         for ids in token_lists:
             self.engine.check_prompt(ids)
         request_ids = [f"llm-{next(self._ids)}" for _ in token_lists]
+        index = {rid: i for i, rid in enumerate(request_ids)}
         results = {rid: GenerationOutput("", [], None) for rid in request_ids}
         try:
             for rid, ids in zip(request_ids, token_lists, strict=True):
                 self.engine.add_request(rid, ids, params)
-            while any(r.finish_reason is None for r in results.values()):
+            pending = len(request_ids)
+            while pending:
                 for out in self.engine.step():
                     result = results.get(out.request_id)
                     if result is not None:
                         result.text += out.text_delta
                         result.token_ids += out.new_token_ids
                         result.finish_reason = out.finish_reason
+                        if out.finish_reason is not None:
+                            pending -= 1
+                            yield index[out.request_id], result
         finally:
             for rid in request_ids:
                 self.engine.abort(rid)
-        return [results[rid] for rid in request_ids]
 
     def stream(self, prompt, params: SamplingParams | None = None) -> Iterator[str]:
         """Yield text pieces as they are generated (abandoning the iterator aborts the request)."""

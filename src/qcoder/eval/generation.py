@@ -73,17 +73,18 @@ class ChatGenerator:
 
 
 class EngineGenerator:
-    """The in-process engine: chat template + response prefix, `batch_size` prompts per generate call."""
+    """The in-process engine: chat template + response prefix, continuously batched."""
 
     code_prefix = "```python\n"
 
-    def __init__(self, llm, model_name: str, sampling: Sampling, batch_size: int = 16):
+    def __init__(self, llm, model_name: str, sampling: Sampling):
         self.llm = llm
         self.model = model_name
         self.sampling = sampling
-        self.batch_size = batch_size
 
     def generate(self, jobs: list[Job]) -> Iterator[tuple[Job, Completion]]:
+        """All jobs go to the engine at once (it batches up to its max_num_seqs); each is yielded as it finishes,
+        with the wall time since the previous one (so the seconds add up to the run's time)."""
         from qcoder.engine.sampling import SamplingParams
 
         greedy = self.sampling.temperature == 0
@@ -91,12 +92,10 @@ class EngineGenerator:
                                 top_p=1.0 if greedy else self.sampling.top_p)
         template = self.llm.engine.chat_template
         tokenizer = self.llm.engine.tokenizer
-        for i in range(0, len(jobs), self.batch_size):
-            batch = jobs[i:i + self.batch_size]
-            texts = [prompts.engine_prompt(template, job.task.prompt) for job in batch]
-            start = time.monotonic()
-            outputs = self.llm.generate(texts, params)
-            seconds = (time.monotonic() - start) / len(batch)
-            for job, text, out in zip(batch, texts, outputs, strict=True):
-                yield job, Completion(text, out.text, len(tokenizer.encode(text)), len(out.token_ids),
-                                      out.finish_reason, seconds)
+        texts = [prompts.engine_prompt(template, job.task.prompt) for job in jobs]
+        last = time.monotonic()
+        for i, out in self.llm.generate_as_completed(texts, params):
+            now = time.monotonic()
+            yield jobs[i], Completion(texts[i], out.text, len(tokenizer.encode(texts[i])), len(out.token_ids),
+                                      out.finish_reason, now - last)
+            last = now

@@ -99,21 +99,91 @@ INLINE void k_scale_min(const uint8_t *s, int j, int *sc, int *mn) {
     }
 }
 
-/* ------------------------------------------------------------------ the dot products of one weight row
- * acc[m] collects scale * dx * (u . xq) per lane, bias[m] the scalar bias terms; M is a compile-time constant at
- * every call site (always_inline), so the loops over m unroll and the accumulators stay in registers. */
+/* ------------------------------------------------------------------ walking a row's chunks
+ * FOR_EACH_CHUNK runs its body for each 32-value chunk `blk` of the row at `w`, with
+ *   u       the 32 values as bytes: unsigned 0..63, or signed int8 where SIGNED (Q8_0)
+ *   s0, b0  scale and bias of values 0-15 (w = s * u + b), s1, b1 of values 16-31 (they differ only where
+ *           HALVES: Q6_K's 16-value sub-blocks)
+ * SIGNED and HALVES are constants in each case, so the body's branches on them fold away. */
 
-INLINE void chunk(__m256 *acc, __m256i u, const qc_act *a, int M, int blk, float scale) {
-    for (int m = 0; m < M; m++) {
-        __m256i x = _mm256_loadu_si256((const __m256i *)(a->q + (int64_t)m * a->K + 32 * blk));
-        __m256 p = _mm256_cvtepi32_ps(dot_u8s8(u, x));
-        acc[m] = _mm256_fmadd_ps(p, _mm256_set1_ps(scale * a->d[m * a->nb + blk]), acc[m]);
+#define FOR_EACH_CHUNK(type, w, nb, ...)                                                                       \
+    switch (type) {                                                                                            \
+    case Q4_0: case Q4_1: case Q5_0: case Q5_1: {                                                              \
+        const int SIGNED = 0, HALVES = 0, five = type == Q5_0 || type == Q5_1, has_min = type == Q4_1 || type == Q5_1; \
+        const int size = 18 + 2 * has_min + 4 * five;                                                          \
+        for (int blk = 0; blk < (nb); blk++) {                                                                 \
+            const uint8_t *p = (w) + (int64_t)size * blk, *qs = p + 2 + 2 * has_min + 4 * five;                \
+            const float s0 = half(p), s1 = s0;                                                                 \
+            const float b0 = has_min ? half(p + 2) : (five ? -16.0f : -8.0f) * s0, b1 = b0;                   \
+            __m256i u = nibbles16(qs);                                                                         \
+            if (five) u = _mm256_or_si256(u, fifth_bits(p + 2 + 2 * has_min));                                \
+            (void)SIGNED, (void)HALVES, (void)s1, (void)b1;                                                    \
+            __VA_ARGS__                                                                                        \
+        }                                                                                                      \
+        break;                                                                                                 \
+    }                                                                                                          \
+    case Q8_0: {                                                                                               \
+        const int SIGNED = 1, HALVES = 0;                                                                      \
+        for (int blk = 0; blk < (nb); blk++) {                                                                 \
+            const uint8_t *p = (w) + 34 * (int64_t)blk;                                                        \
+            const float s0 = half(p), s1 = s0, b0 = 0.0f, b1 = 0.0f;                                           \
+            const __m256i u = _mm256_loadu_si256((const __m256i *)(p + 2));                                    \
+            (void)SIGNED, (void)HALVES, (void)s1, (void)b0, (void)b1;                                          \
+            __VA_ARGS__                                                                                        \
+        }                                                                                                      \
+        break;                                                                                                 \
+    }                                                                                                          \
+    case Q4_K: case Q5_K: {                                                                                    \
+        const int SIGNED = 0, HALVES = 0, q5 = type == Q5_K;                                                   \
+        for (int sb = 0; sb < (nb) / 8; sb++) {                                                                \
+            const uint8_t *p = (w) + (int64_t)(q5 ? 176 : 144) * sb, *qs = p + (q5 ? 48 : 16);                 \
+            const float d = half(p), dmin = half(p + 2);                                                       \
+            const __m256i high = q5 ? _mm256_loadu_si256((const __m256i *)(p + 16)) : _mm256_setzero_si256();  \
+            for (int j = 0; j < 8; j++) {                                                                      \
+                const int blk = sb * 8 + j;                                                                    \
+                int sc, mn;                                                                                    \
+                k_scale_min(p + 4, j, &sc, &mn);                                                               \
+                const float s0 = d * (float)sc, s1 = s0, b0 = -dmin * (float)mn, b1 = b0;                      \
+                __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * (j / 2)));                          \
+                __m256i u = _mm256_and_si256(j & 1 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(0x0F));     \
+                if (q5) {                                                                                      \
+                    __m256i h = _mm256_and_si256(_mm256_srli_epi16(high, j), _mm256_set1_epi8(1));             \
+                    u = _mm256_or_si256(u, _mm256_slli_epi16(h, 4));                                           \
+                }                                                                                              \
+                (void)SIGNED, (void)HALVES, (void)s1, (void)b1;                                                \
+                __VA_ARGS__                                                                                    \
+            }                                                                                                  \
+        }                                                                                                      \
+        break;                                                                                                 \
+    }                                                                                                          \
+    case Q6_K: {                                                                                               \
+        const int SIGNED = 0, HALVES = 1;                                                                      \
+        for (int sb = 0; sb < (nb) / 8; sb++) {                                                                \
+            const uint8_t *p = (w) + 210 * (int64_t)sb;                                                        \
+            const float d = half(p + 208);                                                                     \
+            const int8_t *sc = (const int8_t *)(p + 192);                                                      \
+            for (int h = 0; h < 2; h++) {                                                                      \
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h));                    \
+                for (int k = 0; k < 4; k++) {                                                                  \
+                    const int blk = sb * 8 + 4 * h + k;                                                        \
+                    const __m256i ql = _mm256_loadu_si256((const __m256i *)(p + 64 * h + 32 * (k & 1)));       \
+                    __m256i lo = _mm256_and_si256(k >> 1 ? _mm256_srli_epi16(ql, 4) : ql, _mm256_set1_epi8(0x0F)); \
+                    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), _mm256_set1_epi8(3));          \
+                    const __m256i u = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));                           \
+                    const float s0 = d * (float)sc[8 * h + 2 * k], s1 = d * (float)sc[8 * h + 2 * k + 1];      \
+                    const float b0 = -32.0f * s0, b1 = -32.0f * s1;                                            \
+                    (void)SIGNED, (void)HALVES;                                                                \
+                    __VA_ARGS__                                                                                \
+                }                                                                                              \
+            }                                                                                                  \
+        }                                                                                                      \
+        break;                                                                                                 \
+    }                                                                                                          \
     }
-}
 
-INLINE void chunk_bias(float *bias, const qc_act *a, int M, int blk, float b) {
-    for (int m = 0; m < M; m++) bias[m] += b * (a->s16[m * 2 * a->nb + 2 * blk] + a->s16[m * 2 * a->nb + 2 * blk + 1]);
-}
+/* ------------------------------------------------------------------ the dot products of one weight row
+ * M is a compile-time constant at every call site (always_inline), so the loops over m unroll and the
+ * accumulators stay in registers. Q8_0 (signed) uses |w| . (x with w's sign) and has no bias. */
 
 INLINE void row_dot(int type, const uint8_t *w, const qc_act *a, int M, float *out, int64_t ldo) {
     __m256 acc[4];
@@ -123,95 +193,22 @@ INLINE void row_dot(int type, const uint8_t *w, const qc_act *a, int M, float *o
         bias[m] = 0.0f;
     }
     const int nb = a->nb;
-    switch (type) {
-    case Q4_0:
-        for (int b = 0; b < nb; b++, w += 18) {
-            float d = half(w);
-            chunk(acc, nibbles16(w + 2), a, M, b, d);
-            chunk_bias(bias, a, M, b, -8.0f * d);
-        }
-        break;
-    case Q4_1:
-        for (int b = 0; b < nb; b++, w += 20) {
-            chunk(acc, nibbles16(w + 4), a, M, b, half(w));
-            chunk_bias(bias, a, M, b, half(w + 2));
-        }
-        break;
-    case Q5_0:
-        for (int b = 0; b < nb; b++, w += 22) {
-            float d = half(w);
-            chunk(acc, _mm256_or_si256(nibbles16(w + 6), fifth_bits(w + 2)), a, M, b, d);
-            chunk_bias(bias, a, M, b, -16.0f * d);
-        }
-        break;
-    case Q5_1:
-        for (int b = 0; b < nb; b++, w += 24) {
-            chunk(acc, _mm256_or_si256(nibbles16(w + 8), fifth_bits(w + 4)), a, M, b, half(w));
-            chunk_bias(bias, a, M, b, half(w + 2));
-        }
-        break;
-    case Q8_0:
-        for (int b = 0; b < nb; b++, w += 34) {
-            float d = half(w);
-            __m256i q = _mm256_loadu_si256((const __m256i *)(w + 2));
-            __m256i u = _mm256_abs_epi8(q);
-            for (int m = 0; m < M; m++) {
-                __m256i x = _mm256_loadu_si256((const __m256i *)(a->q + (int64_t)m * a->K + 32 * b));
-                __m256 p = _mm256_cvtepi32_ps(dot_u8s8(u, _mm256_sign_epi8(x, q)));
-                acc[m] = _mm256_fmadd_ps(p, _mm256_set1_ps(d * a->d[m * nb + b]), acc[m]);
+    FOR_EACH_CHUNK(type, w, nb, {
+        const __m256i uu = SIGNED ? _mm256_abs_epi8(u) : u;
+        const __m256 halves = _mm256_set_m128(_mm_set1_ps(s1), _mm_set1_ps(s0));
+        for (int m = 0; m < M; m++) {
+            __m256i x = _mm256_loadu_si256((const __m256i *)(a->q + (int64_t)m * a->K + 32 * blk));
+            if (SIGNED) x = _mm256_sign_epi8(x, u);
+            const __m256 prod = _mm256_cvtepi32_ps(dot_u8s8(uu, x));
+            const float dx = a->d[m * nb + blk];
+            const __m256 scale = HALVES ? _mm256_mul_ps(halves, _mm256_set1_ps(dx)) : _mm256_set1_ps(s0 * dx);
+            acc[m] = _mm256_fmadd_ps(prod, scale, acc[m]);
+            if (!SIGNED) {
+                const float *s16 = a->s16 + (int64_t)m * 2 * nb + 2 * blk;
+                bias[m] += HALVES ? b0 * s16[0] + b1 * s16[1] : b0 * (s16[0] + s16[1]);
             }
         }
-        break;
-    case Q4_K:
-    case Q5_K: {
-        const int q5 = type == Q5_K, size = q5 ? 176 : 144;
-        for (int sb = 0; sb < nb / 8; sb++, w += size) {
-            const float d = half(w), dmin = half(w + 2);
-            const uint8_t *qs = w + (q5 ? 48 : 16);
-            __m256i high = q5 ? _mm256_loadu_si256((const __m256i *)(w + 16)) : _mm256_setzero_si256();
-            for (int j = 0; j < 8; j++) {
-                int sc, mn;
-                k_scale_min(w + 4, j, &sc, &mn);
-                __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * (j / 2)));
-                __m256i u = _mm256_and_si256(j & 1 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(0x0F));
-                if (q5) {
-                    __m256i h = _mm256_and_si256(_mm256_srli_epi16(high, j), _mm256_set1_epi8(1));
-                    u = _mm256_or_si256(u, _mm256_slli_epi16(h, 4));
-                }
-                chunk(acc, u, a, M, sb * 8 + j, d * (float)sc);
-                chunk_bias(bias, a, M, sb * 8 + j, -dmin * (float)mn);
-            }
-        }
-        break;
-    }
-    case Q6_K:
-        for (int sb = 0; sb < nb / 8; sb++, w += 210) {
-            const float d = half(w + 208);
-            const int8_t *sc = (const int8_t *)(w + 192);
-            for (int h = 0; h < 2; h++) {
-                __m256i qh = _mm256_loadu_si256((const __m256i *)(w + 128 + 32 * h));
-                for (int k = 0; k < 4; k++) {
-                    const int blk = sb * 8 + 4 * h + k, s = 8 * h + 2 * k;
-                    __m256i ql = _mm256_loadu_si256((const __m256i *)(w + 64 * h + 32 * (k & 1)));
-                    __m256i lo = _mm256_and_si256(k >> 1 ? _mm256_srli_epi16(ql, 4) : ql, _mm256_set1_epi8(0x0F));
-                    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), _mm256_set1_epi8(3));
-                    __m256i u = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
-                    /* two 16-value sub-blocks: lanes 0-3 and 4-7 have their own scale */
-                    const float s0 = d * (float)sc[s], s1 = d * (float)sc[s + 1];
-                    const __m256 scales = _mm256_set_m128(_mm_set1_ps(s1), _mm_set1_ps(s0));
-                    for (int m = 0; m < M; m++) {
-                        __m256i x = _mm256_loadu_si256((const __m256i *)(a->q + (int64_t)m * a->K + 32 * blk));
-                        __m256 p = _mm256_cvtepi32_ps(dot_u8s8(u, x));
-                        __m256 f = _mm256_mul_ps(scales, _mm256_set1_ps(a->d[m * nb + blk]));
-                        acc[m] = _mm256_fmadd_ps(p, f, acc[m]);
-                        const float *s16 = a->s16 + m * 2 * nb + 2 * blk;
-                        bias[m] -= 32.0f * (s0 * s16[0] + s1 * s16[1]);
-                    }
-                }
-            }
-        }
-        break;
-    }
+    })
     for (int m = 0; m < M; m++) out[m * ldo] = hsum(acc[m]) + bias[m];
 }
 
@@ -315,67 +312,56 @@ void qc_matmul(const qc_part *parts, int nparts, int K, const float *x, int M, f
     free(s16);
 }
 
-/* ------------------------------------------------------------------ dequantization (embedding rows, tests) */
+/* ------------------------------------------------------------------ dequantization
+ * Embedding rows (fp32), and weights for prefill, where a bf16 GEMM on the dequantized rows beats the
+ * integer dot products once there are enough activation rows to share each weight. */
 
-static void dequant_row(int type, const uint8_t *w, int K, float *out) {
-    switch (type) {
-    case Q4_0: case Q4_1: case Q5_0: case Q5_1: case Q8_0: {
-        static const int size[] = {[Q4_0] = 18, [Q4_1] = 20, [Q5_0] = 22, [Q5_1] = 24, [Q8_0] = 34};
-        for (int b = 0; b < K / 32; b++, w += size[type], out += 32) {
-            const float dd = half(w);
-            if (type == Q8_0) {
-                for (int i = 0; i < 32; i++) out[i] = dd * (float)(int8_t)w[2 + i];
-                continue;
-            }
-            const int has_min = type == Q4_1 || type == Q5_1, five = type == Q5_0 || type == Q5_1;
-            const float mn = has_min ? half(w + 2) : 0.0f;
-            const uint8_t *qs = w + 2 + 2 * has_min + 4 * five;
-            uint32_t qh = 0;
-            if (five) memcpy(&qh, w + 2 + 2 * has_min, 4);
-            const float offset = has_min ? 0.0f : (five ? 16.0f : 8.0f);
-            for (int i = 0; i < 32; i++) {
-                int u = (i < 16 ? qs[i] : qs[i - 16] >> 4) & 15;
-                if (five) u |= ((qh >> i) & 1) << 4;
-                out[i] = has_min ? dd * (float)u + mn : dd * ((float)u - offset);
-            }
-        }
-        break;
-    }
-    case Q4_K: case Q5_K: {
-        const int q5 = type == Q5_K;
-        for (int sb = 0; sb < K / 256; sb++, w += q5 ? 176 : 144, out += 256) {
-            const float dd = half(w), dmin = half(w + 2);
-            const uint8_t *qs = w + (q5 ? 48 : 16);
-            for (int j = 0; j < 8; j++) {
-                int sc, mn;
-                k_scale_min(w + 4, j, &sc, &mn);
-                for (int i = 0; i < 32; i++) {
-                    int u = (qs[32 * (j / 2) + i] >> (4 * (j & 1))) & 15;
-                    if (q5) u |= ((w[16 + i] >> j) & 1) << 4;
-                    out[32 * j + i] = dd * (float)sc * (float)u - dmin * (float)mn;
-                }
-            }
-        }
-        break;
-    }
-    case Q6_K:
-        for (int sb = 0; sb < K / 256; sb++, w += 210, out += 256) {
-            const float dd = half(w + 208);
-            const int8_t *sc = (const int8_t *)(w + 192);
-            for (int v = 0; v < 256; v++) {
-                const int h = v / 128, k = (v % 128) / 32, i = v % 32;
-                int lo = (w[64 * h + 32 * (k & 1) + i] >> (4 * (k >> 1))) & 15;
-                int hi = (w[128 + 32 * h + i] >> (2 * k)) & 3;
-                out[v] = dd * (float)sc[v / 16] * (float)((lo | (hi << 4)) - 32);
-            }
-        }
-        break;
-    }
+INLINE __m128i to_bf16(__m256 f) { /* round to nearest even */
+#if defined(__AVX512BF16__) && defined(__AVX512VL__)
+    return (__m128i)_mm256_cvtneps_pbh(f);
+#else
+    __m256i b = _mm256_castps_si256(f);
+    __m256i odd = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1));
+    b = _mm256_srli_epi32(_mm256_add_epi32(b, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7FFF))), 16);
+    return _mm_packus_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+#endif
 }
 
-/* out[i, :] = row ids[i] of a [*, K] matrix, as floats */
+static void dequant_row(int type, const uint8_t *w, int K, void *out, int bf16) {
+    const int nb = K / 32;
+    FOR_EACH_CHUNK(type, w, nb, {
+        uint8_t bytes[32];
+        _mm256_storeu_si256((__m256i *)bytes, u);
+        for (int i = 0; i < 4; i++) {
+            const __m128i b8 = _mm_loadl_epi64((const __m128i *)(bytes + 8 * i));
+            const __m256i v = SIGNED ? _mm256_cvtepi8_epi32(b8) : _mm256_cvtepu8_epi32(b8);
+            const __m256 f = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(i < 2 ? s0 : s1)),
+                                           _mm256_set1_ps(i < 2 ? b0 : b1));
+            if (bf16)
+                _mm_storeu_si128((__m128i *)((uint16_t *)out + 32 * blk + 8 * i), to_bf16(f));
+            else
+                _mm256_storeu_ps((float *)out + 32 * blk + 8 * i, f);
+        }
+    })
+}
+
+/* out[i, :] = row ids[i] of a [*, K] matrix, as fp32 */
 void qc_get_rows(int type, const uint8_t *data, int64_t row_bytes, int K, const int64_t *ids, int64_t n, float *out,
                  int threads) {
 #pragma omp parallel for num_threads(threads) schedule(static) if (n > 16)
-    for (int64_t i = 0; i < n; i++) dequant_row(type, data + ids[i] * row_bytes, K, out + i * K);
+    for (int64_t i = 0; i < n; i++) dequant_row(type, data + ids[i] * row_bytes, K, out + i * K, 0);
+}
+
+/* out[rows, K] = rows row0 .. row0 + rows - 1 of concat(parts), as bf16 (bf16 = 1) or fp32 */
+void qc_dequantize(const qc_part *parts, int nparts, int K, int64_t row0, int64_t rows, void *out, int bf16,
+                   int threads) {
+    (void)nparts;
+    const size_t elem = bf16 ? 2 : 4;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t i = 0; i < rows; i++) {
+        int p = 0;
+        int64_t r = row0 + i;
+        while (r >= parts[p].rows) r -= parts[p++].rows;
+        dequant_row(parts[p].type, parts[p].data + r * parts[p].row_bytes, K, (char *)out + i * K * elem, bf16);
+    }
 }
