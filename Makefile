@@ -19,9 +19,10 @@ venv: $(VENV)/.installed
 run: venv
 	$(PY) examples/run_demo.py --model $(MODEL)
 
+# Tests run many small engines and servers side by side: idle OpenMP threads sleep at once (see qcoder/threads.py).
 test: venv
 	$(VENV)/bin/ruff check src tests benchmarks
-	$(PY) -m pytest
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest
 
 lint: venv
 	$(VENV)/bin/ruff check src tests benchmarks

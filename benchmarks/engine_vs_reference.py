@@ -101,11 +101,13 @@ def main(argv=None) -> int:
     p.add_argument("--gen-tokens", type=int, default=128)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--omp-wait-policy", default="passive", choices=["passive", "active"])
+    p.add_argument("--omp-wait-policy", default="spin", choices=["spin", "passive", "active"])
     p.add_argument("--no-speed", action="store_true", help="skip the speed table")
     p.add_argument("--accuracy", action="store_true", help="also measure each quantization mode against fp32")
     args = p.parse_args(argv)
-    os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
+    from qcoder.threads import configure_openmp
+
+    configure_openmp(args.omp_wait_policy)
 
     from rich.console import Console
     from rich.table import Table

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 from qcoder import __version__
@@ -57,9 +56,9 @@ def build_agent_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Idle OpenMP threads sleep instead of spinning: on a busy machine spinning threads starve each other
-    # (measured 100x slower decode on 2 shared cores). Must be set before torch loads; users may override it.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from qcoder.threads import configure_openmp
+
+    configure_openmp()  # before torch loads (see qcoder.threads); the environment's own setting wins
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMAND_MODULES:
         parser = build_parser()

@@ -17,13 +17,14 @@ import argparse
 import time
 
 from qcoder.errors import QcoderError
+from qcoder.threads import POLICIES, configure_openmp
 
 SHORT_PROMPT = 16
 WARMUP_TOKENS = 8
 
 
 def register(subparsers) -> None:
-    from qcoder.engine.commands import add_quant_option
+    from qcoder.engine.commands import add_cpu_options
     from qcoder.model.registry import DEFAULT_MODEL
 
     p = subparsers.add_parser(
@@ -36,25 +37,23 @@ def register(subparsers) -> None:
     p.add_argument("-m", "--model", default=DEFAULT_MODEL, help=f"model to measure (default: {DEFAULT_MODEL})")
     p.add_argument("--vs-llama-cpp", action="store_true", help="also measure llama.cpp on the same .gguf file")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for both engines (default: 2)")
-    add_quant_option(p)
+    add_cpu_options(p, threads=False)  # --threads is its own, for both engines
     p.add_argument("--prompt-tokens", type=int, default=512, help="prompt length for prefill (default: 512)")
     p.add_argument("--gen-tokens", type=int, default=128, help="tokens to generate per sequence (default: 128)")
     p.add_argument("--batch", type=int, default=8, help="concurrent sequences for batch decode (default: 8)")
     p.add_argument("--repeats", type=int, default=1, help="measure each engine N times, keep the best (default: 1)")
     p.add_argument(
         "--omp-wait-policy",
-        default="passive",
-        choices=["passive", "active"],
-        help="OpenMP idle threads sleep (passive, default) or spin (active: faster on an idle machine, but on a busy "
-        "one spinning threads starve each other: 100x slower seen with 2 threads on 2 shared cores)",
+        default="spin",
+        choices=POLICIES,
+        help="how idle OpenMP threads wait, for both engines: spin briefly then sleep (default, as qcoder runs), "
+        "sleep at once (passive: better when other processes keep every core busy) or spin (active)",
     )
     p.set_defaults(func=_run)
 
 
 def _run(args) -> int:
-    import os
-
-    os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()  # read by both engines' OpenMP in the children
+    configure_openmp(args.omp_wait_policy)  # read by both engines' OpenMP in the child processes
     results = run_bench(
         args.model,
         vs_llama_cpp=args.vs_llama_cpp,

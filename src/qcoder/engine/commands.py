@@ -55,19 +55,21 @@ def _model_options(p: argparse.ArgumentParser) -> None:
         help="weight and KV-cache precision (default: float32)",
     )
     p.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cuda when available)")
-    add_quant_option(p)
+    add_cpu_options(p)
     p.add_argument("--max-model-len", type=int, help="context window in tokens (default: the model's)")
 
 
-def add_quant_option(p: argparse.ArgumentParser) -> None:
-    """--quant, shared by every command that loads a model in-process."""
+def add_cpu_options(p: argparse.ArgumentParser, threads: bool = True) -> None:
+    """--quant and --threads, shared by every command that runs a model in-process."""
     p.add_argument(
         "--quant",
         default="auto",
         choices=["auto", "none", "int8", "int4"],
-        help="weight quantization on the CPU; auto keeps a GGUF's quantized weights as int8/int4 kernels, "
-        "none dequantizes to --dtype (default: auto)",
+        help="weight quantization on the CPU; auto computes straight from a GGUF file's quantized blocks (or "
+        "int8/int4 kernels where it cannot), none dequantizes to --dtype (default: auto)",
     )
+    if threads:
+        p.add_argument("--threads", type=int, help="CPU threads for the kernels (default: the physical cores)")
 
 
 def _sampling_options(p: argparse.ArgumentParser) -> None:
@@ -90,7 +92,7 @@ def _load(args):
 
     if sys.stderr.isatty():  # loading takes a while; say so, but keep redirected stderr clean
         print(f"qcoder: loading {args.model} ...", file=sys.stderr, flush=True)
-    return LLM(args.model, dtype=args.dtype, device=args.device, quant=args.quant, max_model_len=args.max_model_len)
+    return LLM(args.model, dtype=args.dtype, device=args.device, quant=args.quant, threads=args.threads, max_model_len=args.max_model_len)
 
 
 def _params(llm, args):

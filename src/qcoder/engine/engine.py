@@ -106,11 +106,21 @@ def _default_device() -> str:
 
 
 class LLMEngine:
-    def __init__(self, model, *, dtype=torch.float32, device: str | None = None, quant: str = "auto", **opts):
+    def __init__(
+        self,
+        model,
+        *,
+        dtype=torch.float32,
+        device: str | None = None,
+        quant: str = "auto",
+        threads: int | None = None,
+        **opts,
+    ):
         """Load `model` (a local path, a registry short name or an HF repo id) and set up the engine.
 
-        quant: weight quantization, "auto" (a GGUF keeps its quantized weights as int8/int4 kernels on the CPU),
-        "none", "int8" or "int4" (see qcoder.model.quant).
+        quant: weight quantization, "auto" (on the CPU a GGUF computes from its quantized blocks, see
+        qcoder.model.gguf_linear), "none", "int8" or "int4" (see qcoder.model.quant).
+        threads: CPU threads for the kernels (default: torch's, the number of physical cores).
         opts: max_model_len, max_num_seqs (16), max_num_batched_tokens (512), block_size (16),
         kv_cache_tokens (default: what kv_cache_memory holds), kv_cache_memory (bytes; default 1 GiB on CPU,
         80% of the free memory on a GPU),
@@ -119,6 +129,10 @@ class LLMEngine:
         from qcoder.model.loader import load_model
         from qcoder.model.registry import resolve_model
 
+        if threads is not None:
+            if threads < 1:
+                raise QcoderError(f"threads must be at least 1 (got {threads})")
+            torch.set_num_threads(threads)
         path = resolve_model(str(model))
         module, config = load_model(path, dtype=_parse_dtype(dtype), device=device or _default_device(), quant=quant)
         self._setup(module, config, Tokenizer.from_path(path), **opts)

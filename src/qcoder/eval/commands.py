@@ -12,7 +12,7 @@ BENCHES = ("humaneval", "humaneval+", "mbpp+", "polyglot")
 
 
 def register(subparsers) -> None:
-    from qcoder.engine.commands import add_quant_option
+    from qcoder.engine.commands import add_cpu_options
 
     p = subparsers.add_parser(
         "eval", help="run execution-based benchmarks (HumanEval, HumanEval+, MBPP+, polyglot)",
@@ -23,7 +23,7 @@ def register(subparsers) -> None:
     p.add_argument("--model", help="model name or path (in-process), or the model name sent to --base-url")
     p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--api-key", help="API key for --base-url (default: $OPENAI_API_KEY)")
-    add_quant_option(p)
+    add_cpu_options(p)
     p.add_argument("--n", type=int, default=1, help="samples per task (default 1)")
     p.add_argument("--temperature", type=float, help="default 0 (greedy) for --n 1, else 0.2")
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling when temperature > 0")
@@ -84,7 +84,7 @@ def _generator(args, sampling):
     from qcoder.model.registry import DEFAULT_MODEL
 
     model = args.model or DEFAULT_MODEL
-    return EngineGenerator(qcoder.LLM(model, quant=args.quant), model, sampling)
+    return EngineGenerator(qcoder.LLM(model, quant=args.quant, threads=args.threads), model, sampling)
 
 
 def _run_polyglot(args, output: Path, names: list[str] | None, temperature: float) -> int:

@@ -34,12 +34,6 @@ typedef struct {       /* one stored matrix; a fused projection (q|k|v, gate|up)
     int64_t row_bytes;
 } qc_part;
 
-typedef struct {       /* activations quantized to int8 blocks of 32 */
-    const int8_t *q;   /* [M, K] */
-    const float *d;    /* [M, K/32] scale per block */
-    const float *s16;  /* [M, K/16] scale * sum of each 16-value half block */
-    int K, nb;
-} qc_act;
 
 INLINE float half(const uint8_t *p) {
     uint16_t h;
@@ -103,7 +97,8 @@ INLINE void k_scale_min(const uint8_t *s, int j, int *sc, int *mn) {
  * FOR_EACH_CHUNK runs its body for each 32-value chunk `blk` of the row at `w`, with
  *   u       the 32 values as bytes: unsigned 0..63, or signed int8 where SIGNED (Q8_0)
  *   s0, b0  scale and bias of values 0-15 (w = s * u + b), s1, b1 of values 16-31 (they differ only where
- *           HALVES: Q6_K's 16-value sub-blocks)
+ *           HALVES: Q6_K's 16-value sub-blocks); s0 = dscale * isc0 and s1 = dscale * isc1 with integer isc
+ *           (1 except for Q6_K)
  * SIGNED and HALVES are constants in each case, so the body's branches on them fold away. */
 
 #define FOR_EACH_CHUNK(type, w, nb, ...)                                                                       \
@@ -113,11 +108,12 @@ INLINE void k_scale_min(const uint8_t *s, int j, int *sc, int *mn) {
         const int size = 18 + 2 * has_min + 4 * five;                                                          \
         for (int blk = 0; blk < (nb); blk++) {                                                                 \
             const uint8_t *p = (w) + (int64_t)size * blk, *qs = p + 2 + 2 * has_min + 4 * five;                \
-            const float s0 = half(p), s1 = s0;                                                                 \
+            const float s0 = half(p), s1 = s0, dscale = s0;                                                    \
             const float b0 = has_min ? half(p + 2) : (five ? -16.0f : -8.0f) * s0, b1 = b0;                   \
             __m256i u = nibbles16(qs);                                                                         \
             if (five) u = _mm256_or_si256(u, fifth_bits(p + 2 + 2 * has_min));                                \
-            (void)SIGNED, (void)HALVES, (void)s1, (void)b1;                                                    \
+            const int isc0 = 1, isc1 = 1;                                                                      \
+            (void)SIGNED, (void)HALVES, (void)s1, (void)b1, (void)isc0, (void)isc1, (void)dscale;             \
             __VA_ARGS__                                                                                        \
         }                                                                                                      \
         break;                                                                                                 \
@@ -126,9 +122,10 @@ INLINE void k_scale_min(const uint8_t *s, int j, int *sc, int *mn) {
         const int SIGNED = 1, HALVES = 0;                                                                      \
         for (int blk = 0; blk < (nb); blk++) {                                                                 \
             const uint8_t *p = (w) + 34 * (int64_t)blk;                                                        \
-            const float s0 = half(p), s1 = s0, b0 = 0.0f, b1 = 0.0f;                                           \
+            const float s0 = half(p), s1 = s0, b0 = 0.0f, b1 = 0.0f, dscale = s0;                              \
+            const int isc0 = 1, isc1 = 1;                                                                      \
             const __m256i u = _mm256_loadu_si256((const __m256i *)(p + 2));                                    \
-            (void)SIGNED, (void)HALVES, (void)s1, (void)b0, (void)b1;                                          \
+            (void)SIGNED, (void)HALVES, (void)s1, (void)b0, (void)b1, (void)isc0, (void)isc1, (void)dscale;    \
             __VA_ARGS__                                                                                        \
         }                                                                                                      \
         break;                                                                                                 \
@@ -143,14 +140,15 @@ INLINE void k_scale_min(const uint8_t *s, int j, int *sc, int *mn) {
                 const int blk = sb * 8 + j;                                                                    \
                 int sc, mn;                                                                                    \
                 k_scale_min(p + 4, j, &sc, &mn);                                                               \
-                const float s0 = d * (float)sc, s1 = s0, b0 = -dmin * (float)mn, b1 = b0;                      \
+                const float s0 = d * (float)sc, s1 = s0, b0 = -dmin * (float)mn, b1 = b0, dscale = s0;         \
+                const int isc0 = 1, isc1 = 1;                                                                  \
                 __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * (j / 2)));                          \
                 __m256i u = _mm256_and_si256(j & 1 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(0x0F));     \
                 if (q5) {                                                                                      \
                     __m256i h = _mm256_and_si256(_mm256_srli_epi16(high, j), _mm256_set1_epi8(1));             \
                     u = _mm256_or_si256(u, _mm256_slli_epi16(h, 4));                                           \
                 }                                                                                              \
-                (void)SIGNED, (void)HALVES, (void)s1, (void)b1;                                                \
+                (void)SIGNED, (void)HALVES, (void)s1, (void)b1, (void)isc0, (void)isc1, (void)dscale;         \
                 __VA_ARGS__                                                                                    \
             }                                                                                                  \
         }                                                                                                      \
@@ -171,8 +169,9 @@ INLINE void k_scale_min(const uint8_t *s, int j, int *sc, int *mn) {
                     __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), _mm256_set1_epi8(3));          \
                     const __m256i u = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));                           \
                     const float s0 = d * (float)sc[8 * h + 2 * k], s1 = d * (float)sc[8 * h + 2 * k + 1];      \
-                    const float b0 = -32.0f * s0, b1 = -32.0f * s1;                                            \
-                    (void)SIGNED, (void)HALVES;                                                                \
+                    const float b0 = -32.0f * s0, b1 = -32.0f * s1, dscale = d;                                \
+                    const int isc0 = sc[8 * h + 2 * k], isc1 = sc[8 * h + 2 * k + 1];                          \
+                    (void)SIGNED, (void)HALVES, (void)isc0, (void)isc1, (void)dscale;                          \
                     __VA_ARGS__                                                                                \
                 }                                                                                              \
             }                                                                                                  \
@@ -182,88 +181,109 @@ INLINE void k_scale_min(const uint8_t *s, int j, int *sc, int *mn) {
     }
 
 /* ------------------------------------------------------------------ the dot products of one weight row
- * M is a compile-time constant at every call site (always_inline), so the loops over m unroll and the
- * accumulators stay in registers. Q8_0 (signed) uses |w| . (x with w's sign) and has no bias. */
+ * Q8_0 (signed) uses |w| . (x with w's sign) and has no bias; Q6_K's two sub-block scales multiply the lanes of
+ * its halves (integers) before they are summed. One row and eight rows sum in different orders, so a row's result
+ * can differ in the last bits between a batch of one or two and a larger one; within groups of eight rows it does
+ * not depend on the other rows. */
 
-INLINE void row_dot(int type, const uint8_t *w, const qc_act *a, int M, float *out, int64_t ldo) {
-    __m256 acc[4];
-    float bias[4];
-    for (int m = 0; m < M; m++) {
-        acc[m] = _mm256_setzero_ps();
-        bias[m] = 0.0f;
-    }
-    const int nb = a->nb;
-    FOR_EACH_CHUNK(type, w, nb, {
-        const __m256i uu = SIGNED ? _mm256_abs_epi8(u) : u;
-        const __m256 halves = _mm256_set_m128(_mm_set1_ps(s1), _mm_set1_ps(s0));
-        for (int m = 0; m < M; m++) {
-            __m256i x = _mm256_loadu_si256((const __m256i *)(a->q + (int64_t)m * a->K + 32 * blk));
-            if (SIGNED) x = _mm256_sign_epi8(x, u);
-            const __m256 prod = _mm256_cvtepi32_ps(dot_u8s8(uu, x));
-            const float dx = a->d[m * nb + blk];
-            const __m256 scale = HALVES ? _mm256_mul_ps(halves, _mm256_set1_ps(dx)) : _mm256_set1_ps(s0 * dx);
-            acc[m] = _mm256_fmadd_ps(prod, scale, acc[m]);
-            if (!SIGNED) {
-                const float *s16 = a->s16 + (int64_t)m * 2 * nb + 2 * blk;
-                bias[m] += HALVES ? b0 * s16[0] + b1 * s16[1] : b0 * (s16[0] + s16[1]);
-            }
-        }
-    })
-    for (int m = 0; m < M; m++) out[m * ldo] = hsum(acc[m]) + bias[m];
+typedef struct {      /* one or eight activation rows */
+    const int8_t *q;  /* [rows, K] */
+    const float *d;   /* [nb, rows]: block scale */
+    const float *s;   /* [nb, 2, rows]: scale * sum of each half block */
+    int K, nb;
+} qc_rows;
+
+INLINE __m256i sum_lanes8(const __m256i v[8]) { /* lane i = sum of the 8 lanes of v[i] */
+    __m256i a = _mm256_hadd_epi32(v[0], v[1]), b = _mm256_hadd_epi32(v[2], v[3]);
+    __m256i c = _mm256_hadd_epi32(v[4], v[5]), e = _mm256_hadd_epi32(v[6], v[7]);
+    __m256i ab = _mm256_hadd_epi32(a, b), ce = _mm256_hadd_epi32(c, e); /* [v0 v1 v2 v3 | v0 v1 v2 v3] halves */
+    return _mm256_add_epi32(_mm256_permute2x128_si256(ab, ce, 0x20), _mm256_permute2x128_si256(ab, ce, 0x31));
 }
 
-static void row_dot_tiles(int type, const uint8_t *w, const qc_act *a, int M, float *out, int64_t ldo) {
-    /* activation rows four at a time (the weight row stays in L1 between tiles) */
-    qc_act t = *a;
-    for (int m0 = 0; m0 < M; m0 += 4) {
-        t.q = a->q + (int64_t)m0 * a->K;
-        t.d = a->d + (int64_t)m0 * a->nb;
-        t.s16 = a->s16 + (int64_t)m0 * 2 * a->nb;
-        float *o = out + m0 * ldo;
-        switch (M - m0 >= 4 ? 4 : M - m0) {
-        case 4: row_dot(type, w, &t, 4, o, ldo); break;
-        case 3: row_dot(type, w, &t, 3, o, ldo); break;
-        case 2: row_dot(type, w, &t, 2, o, ldo); break;
-        default: row_dot(type, w, &t, 1, o, ldo); break;
+#define CHUNK_DOT(x_ptr)                                                                                       \
+    ({                                                                                                         \
+        __m256i x_ = _mm256_loadu_si256((const __m256i *)(x_ptr));                                             \
+        if (SIGNED) x_ = _mm256_sign_epi8(x_, u);                                                              \
+        __m256i v_ = dot_u8s8(SIGNED ? _mm256_abs_epi8(u) : u, x_);                                            \
+        if (HALVES) v_ = _mm256_mullo_epi32(v_, _mm256_set_m128i(_mm_set1_epi32(isc1), _mm_set1_epi32(isc0))); \
+        v_;                                                                                                    \
+    })
+
+/* One activation row: per-lane fp32 accumulators, summed at the end (the fastest order for one row). */
+static float row_dot1(int type, const uint8_t *w, const qc_rows *a) {
+    __m256 acc = _mm256_setzero_ps();
+    float bias = 0.0f;
+    const int nb = a->nb;
+    FOR_EACH_CHUNK(type, w, nb, {
+        const __m256 prod = _mm256_cvtepi32_ps(CHUNK_DOT(a->q + 32 * blk));
+        acc = _mm256_fmadd_ps(prod, _mm256_set1_ps(a->d[blk] * dscale), acc);
+        if (!SIGNED) {
+            const float h0 = a->s[2 * blk], h1 = a->s[2 * blk + 1];
+            bias = HALVES ? fmaf(b1, h1, fmaf(b0, h0, bias)) : fmaf(b0, h0 + h1, bias);
         }
-    }
+    })
+    return hsum(acc) + bias;
+}
+
+/* Eight activation rows (interleaved scales): lane m of the accumulators is row m, the same operations as
+ * row_dot1 per lane, and one FMA per chunk for all eight. */
+static void row_dot8(int type, const uint8_t *w, const qc_rows *a, int rows, float *out, int64_t ldo) {
+    __m256 acc = _mm256_setzero_ps(), bias = _mm256_setzero_ps();
+    const int nb = a->nb;
+    FOR_EACH_CHUNK(type, w, nb, {
+        __m256i v[8];
+        for (int m = 0; m < 8; m++) v[m] = CHUNK_DOT(a->q + (int64_t)m * a->K + 32 * blk);
+        const __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(a->d + 8 * blk), _mm256_set1_ps(dscale));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum_lanes8(v)), scale, acc);
+        if (!SIGNED) {
+            const __m256 h0 = _mm256_loadu_ps(a->s + 16 * blk), h1 = _mm256_loadu_ps(a->s + 16 * blk + 8);
+            if (HALVES)
+                bias = _mm256_fmadd_ps(_mm256_set1_ps(b1), h1, _mm256_fmadd_ps(_mm256_set1_ps(b0), h0, bias));
+            else
+                bias = _mm256_fmadd_ps(_mm256_set1_ps(b0), _mm256_add_ps(h0, h1), bias);
+        }
+    })
+    float r[8];
+    _mm256_storeu_ps(r, _mm256_add_ps(acc, bias));
+    for (int m = 0; m < rows; m++) out[m * ldo] = r[m];
 }
 
 /* ------------------------------------------------------------------ activations */
 
-static void quantize_rows(const float *x, int K, int m0, int m1, int8_t *q, float *d, float *s16) {
-    const int nb = K / 32;
+/* Row m of x into group m / 8 (groups of 8 rows, or single rows when the groups are 1 wide): int8 values in q,
+ * and per block the scale and the scaled sums of both halves, interleaved across the group's rows. */
+static void quantize_row(const float *x, int K, int m, int width, int8_t *q, float *d, float *s) {
+    const int nb = K / 32, g = m / width, lane = m % width;
+    float *dg = d + (int64_t)g * nb * width, *sg = s + (int64_t)g * nb * 2 * width;
     const __m256 sign = _mm256_set1_ps(-0.0f);
-    for (int m = m0; m < m1; m++) {
-        for (int b = 0; b < nb; b++) {
-            const float *xb = x + (int64_t)m * K + 32 * b;
-            __m256 v[4], amax = _mm256_setzero_ps();
-            for (int i = 0; i < 4; i++) {
-                v[i] = _mm256_loadu_ps(xb + 8 * i);
-                amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[i]));
-            }
-            __m128 mx = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
-            mx = _mm_max_ps(mx, _mm_movehl_ps(mx, mx));
-            mx = _mm_max_ss(mx, _mm_movehdup_ps(mx));
-            const float scale = _mm_cvtss_f32(mx) / 127.0f;
-            const __m256 inv = _mm256_set1_ps(scale > 0.0f ? 1.0f / scale : 0.0f);
-            __m256i n[4];
-            for (int i = 0; i < 4; i++) n[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], inv)); /* round to even */
-            /* sums of each half (elements 0-15, 16-31) before packing */
-            __m256i lo = _mm256_add_epi32(n[0], n[1]), hi = _mm256_add_epi32(n[2], n[3]);
-            __m256i sums = _mm256_hadd_epi32(lo, hi); /* [lo01 lo23 hi01 hi23 | lo45 lo67 hi45 hi67] */
-            sums = _mm256_hadd_epi32(sums, sums);
-            int32_t sv[8];
-            _mm256_storeu_si256((__m256i *)sv, sums);
-            /* pack 32 int32 -> 32 int8, then undo the 128-bit lane interleaving of the packs */
-            __m256i p16a = _mm256_packs_epi32(n[0], n[1]), p16b = _mm256_packs_epi32(n[2], n[3]);
-            __m256i p8 = _mm256_packs_epi16(p16a, p16b);
-            p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-            _mm256_storeu_si256((__m256i *)(q + (int64_t)m * K + 32 * b), p8);
-            d[(int64_t)m * nb + b] = scale;
-            s16[(int64_t)m * 2 * nb + 2 * b] = scale * (float)(sv[0] + sv[4]);
-            s16[(int64_t)m * 2 * nb + 2 * b + 1] = scale * (float)(sv[1] + sv[5]);
+    for (int b = 0; b < nb; b++) {
+        const float *xb = x + (int64_t)m * K + 32 * b;
+        __m256 v[4], amax = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm256_loadu_ps(xb + 8 * i);
+            amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[i]));
         }
+        __m128 mx = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+        mx = _mm_max_ps(mx, _mm_movehl_ps(mx, mx));
+        mx = _mm_max_ss(mx, _mm_movehdup_ps(mx));
+        const float scale = _mm_cvtss_f32(mx) / 127.0f;
+        const __m256 inv = _mm256_set1_ps(scale > 0.0f ? 1.0f / scale : 0.0f);
+        __m256i n[4];
+        for (int i = 0; i < 4; i++) n[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], inv)); /* round to even */
+        /* sums of each half (elements 0-15, 16-31) before packing */
+        __m256i lo = _mm256_add_epi32(n[0], n[1]), hi = _mm256_add_epi32(n[2], n[3]);
+        __m256i sums = _mm256_hadd_epi32(lo, hi); /* [lo01 lo23 hi01 hi23 | lo45 lo67 hi45 hi67] */
+        sums = _mm256_hadd_epi32(sums, sums);
+        int32_t sv[8];
+        _mm256_storeu_si256((__m256i *)sv, sums);
+        /* pack 32 int32 -> 32 int8, then undo the 128-bit lane interleaving of the packs */
+        __m256i p16a = _mm256_packs_epi32(n[0], n[1]), p16b = _mm256_packs_epi32(n[2], n[3]);
+        __m256i p8 = _mm256_packs_epi16(p16a, p16b);
+        p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(q + (int64_t)m * K + 32 * b), p8);
+        dg[b * width + lane] = scale;
+        sg[(2 * b) * width + lane] = scale * (float)(sv[0] + sv[4]);
+        sg[(2 * b + 1) * width + lane] = scale * (float)(sv[1] + sv[5]);
     }
 }
 
@@ -282,34 +302,44 @@ int qc_features(void) {
 }
 
 /* y[M, ldy] (columns 0..sum(rows)) = x[M, K] . concat(parts)^T.  K must be a multiple of 256 when any part is a
- * K-quant, else of 32 (the Python side checks). */
+ * K-quant, else of 32 (the Python side checks). One or two rows go one at a time (row_dot1); more are padded with
+ * zero rows to groups of eight (row_dot8 costs about 3 one-row passes). */
 void qc_matmul(const qc_part *parts, int nparts, int K, const float *x, int M, float *y, int64_t ldy, int threads) {
-    const int nb = K / 32;
-    int8_t *q = aligned_alloc(64, ((size_t)M * K + 63) / 64 * 64);
-    float *d = malloc(sizeof(float) * (size_t)M * nb);
-    float *s16 = malloc(sizeof(float) * (size_t)M * 2 * nb);
+    const int nb = K / 32, width = M <= 2 ? 1 : 8, groups = (M + width - 1) / width, padded = groups * width;
+    int8_t *q = aligned_alloc(64, ((size_t)padded * K + 63) / 64 * 64);
+    float *d = calloc((size_t)padded * nb, sizeof(float));
+    float *s = calloc((size_t)padded * nb * 2, sizeof(float));
+    memset(q + (int64_t)M * K, 0, (size_t)(padded - M) * K);
     int64_t total = 0;
     for (int p = 0; p < nparts; p++) total += parts[p].rows;
-    const qc_act a = {q, d, s16, K, nb};
     const int64_t tile = 8; /* weight rows per work item */
     const int64_t tiles = (total + tile - 1) / tile;
 #pragma omp parallel num_threads(threads)
     {
 #pragma omp for schedule(static)
-        for (int m = 0; m < M; m++) quantize_rows(x, K, m, m + 1, q, d, s16);
+        for (int m = 0; m < M; m++) quantize_row(x, K, m, width, q, d, s);
 #pragma omp for schedule(static)
         for (int64_t t = 0; t < tiles; t++) {
             for (int64_t n = t * tile; n < total && n < (t + 1) * tile; n++) {
                 int p = 0;
                 int64_t r = n;
                 while (r >= parts[p].rows) r -= parts[p++].rows;
-                row_dot_tiles(parts[p].type, parts[p].data + r * parts[p].row_bytes, &a, M, y + n, ldy);
+                const uint8_t *w = parts[p].data + r * parts[p].row_bytes;
+                for (int g = 0; g < groups; g++) {
+                    const qc_rows a = {q + (int64_t)g * width * K, d + (int64_t)g * nb * width,
+                                       s + (int64_t)g * nb * 2 * width, K, nb};
+                    float *out = y + (int64_t)g * width * ldy + n;
+                    if (width == 1)
+                        *out = row_dot1(parts[p].type, w, &a);
+                    else
+                        row_dot8(parts[p].type, w, &a, M - g * 8 < 8 ? M - g * 8 : 8, out, ldy);
+                }
             }
         }
     }
     free(q);
     free(d);
-    free(s16);
+    free(s);
 }
 
 /* ------------------------------------------------------------------ dequantization

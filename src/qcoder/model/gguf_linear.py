@@ -91,7 +91,7 @@ def _build(cc: str) -> Path:
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so")
     os.close(fd)
     try:
-        cmd = [cc, "-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", str(_SOURCE), "-o", tmp]
+        cmd = [cc, "-O3", "-march=native", "-ffp-contract=off", "-fopenmp", "-fPIC", "-shared", str(_SOURCE), "-o", tmp]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise OSError((done.stderr.strip() or f"{cc} exited with {done.returncode}").splitlines()[-1])

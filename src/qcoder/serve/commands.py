@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from qcoder.engine.commands import add_quant_option
+from qcoder.engine.commands import add_cpu_options
 from qcoder.errors import QcoderError
 
 TOOL_CALL_PARSERS = ("auto", "qwen3_coder", "hermes")
@@ -57,7 +57,7 @@ def register(subparsers) -> None:
         default="auto",
         help="weights and KV-cache dtype; auto is bfloat16 on a GPU, float32 on CPU",
     )
-    add_quant_option(p)
+    add_cpu_options(p)
     p.add_argument(
         "--drain-seconds",
         type=float,
@@ -90,7 +90,7 @@ def run(args) -> int:
     opts = {"max_num_seqs": args.max_num_seqs}
     if args.max_model_len:
         opts["max_model_len"] = args.max_model_len
-    engine = LLMEngine(model, dtype=dtype, quant=args.quant, **opts)
+    engine = LLMEngine(model, dtype=dtype, quant=args.quant, threads=args.threads, **opts)
     state = ServerState.for_engine(
         AsyncLLMEngine(engine),
         engine,
