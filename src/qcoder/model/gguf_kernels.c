@@ -101,41 +101,32 @@ INLINE void k_scale_min(const uint8_t *s, int j, int *sc, int *mn) {
  *           (1 except for Q6_K)
  * SIGNED and HALVES are constants in each case, so the body's branches on them fold away. */
 
-#define FOR_EACH_CHUNK(type, w, nb, ...)                                                                       \
-    switch (type) {                                                                                            \
-    case Q4_0: case Q4_1: case Q5_0: case Q5_1: {                                                              \
-        const int SIGNED = 0, HALVES = 0, five = type == Q5_0 || type == Q5_1, has_min = type == Q4_1 || type == Q5_1; \
-        const int size = 18 + 2 * has_min + 4 * five;                                                          \
+/* Q4_0, Q4_1, Q5_0, Q5_1: blocks of 32 with one scale; OFFSET: what the unsigned values are centred on */
+#define SMALL_BLOCKS(TYPE, FIVE, HAS_MIN, w, nb, ...)                                                          \
+    case TYPE: {                                                                                               \
+        const int SIGNED = 0, HALVES = 0, OFFSET = HAS_MIN ? 0 : (FIVE ? 16 : 8);                              \
+        const int size = 18 + 2 * HAS_MIN + 4 * FIVE;                                                          \
         for (int blk = 0; blk < (nb); blk++) {                                                                 \
-            const uint8_t *p = (w) + (int64_t)size * blk, *qs = p + 2 + 2 * has_min + 4 * five;                \
+            const uint8_t *p = (w) + (int64_t)size * blk, *qs = p + 2 + 2 * HAS_MIN + 4 * FIVE;                \
             const float s0 = half(p), s1 = s0, dscale = s0;                                                    \
-            const float b0 = has_min ? half(p + 2) : (five ? -16.0f : -8.0f) * s0, b1 = b0;                   \
+            const float b0 = HAS_MIN ? half(p + 2) : -(float)OFFSET * s0, b1 = b0;                             \
+            const int isc0 = 1, isc1 = 1;                                                                      \
             __m256i u = nibbles16(qs);                                                                         \
-            if (five) u = _mm256_or_si256(u, fifth_bits(p + 2 + 2 * has_min));                                \
-            const int isc0 = 1, isc1 = 1;                                                                      \
-            (void)SIGNED, (void)HALVES, (void)s1, (void)b1, (void)isc0, (void)isc1, (void)dscale;             \
+            if (FIVE) u = _mm256_or_si256(u, fifth_bits(p + 2 + 2 * HAS_MIN));                                 \
+            (void)SIGNED, (void)HALVES, (void)OFFSET, (void)s1, (void)b1, (void)isc0, (void)isc1, (void)dscale; \
             __VA_ARGS__                                                                                        \
         }                                                                                                      \
         break;                                                                                                 \
-    }                                                                                                          \
-    case Q8_0: {                                                                                               \
-        const int SIGNED = 1, HALVES = 0;                                                                      \
-        for (int blk = 0; blk < (nb); blk++) {                                                                 \
-            const uint8_t *p = (w) + 34 * (int64_t)blk;                                                        \
-            const float s0 = half(p), s1 = s0, b0 = 0.0f, b1 = 0.0f, dscale = s0;                              \
-            const int isc0 = 1, isc1 = 1;                                                                      \
-            const __m256i u = _mm256_loadu_si256((const __m256i *)(p + 2));                                    \
-            (void)SIGNED, (void)HALVES, (void)s1, (void)b0, (void)b1, (void)isc0, (void)isc1, (void)dscale;    \
-            __VA_ARGS__                                                                                        \
-        }                                                                                                      \
-        break;                                                                                                 \
-    }                                                                                                          \
-    case Q4_K: case Q5_K: {                                                                                    \
-        const int SIGNED = 0, HALVES = 0, q5 = type == Q5_K;                                                   \
+    }
+
+/* Q4_K, Q5_K: super-blocks of 256, eight 32-value sub-blocks with 6-bit scales and mins */
+#define K_BLOCKS(TYPE, Q5, w, nb, ...)                                                                         \
+    case TYPE: {                                                                                               \
+        const int SIGNED = 0, HALVES = 0, OFFSET = 0;                                                          \
         for (int sb = 0; sb < (nb) / 8; sb++) {                                                                \
-            const uint8_t *p = (w) + (int64_t)(q5 ? 176 : 144) * sb, *qs = p + (q5 ? 48 : 16);                 \
+            const uint8_t *p = (w) + (int64_t)(Q5 ? 176 : 144) * sb, *qs = p + (Q5 ? 48 : 16);                 \
             const float d = half(p), dmin = half(p + 2);                                                       \
-            const __m256i high = q5 ? _mm256_loadu_si256((const __m256i *)(p + 16)) : _mm256_setzero_si256();  \
+            const __m256i high = Q5 ? _mm256_loadu_si256((const __m256i *)(p + 16)) : _mm256_setzero_si256();  \
             for (int j = 0; j < 8; j++) {                                                                      \
                 const int blk = sb * 8 + j;                                                                    \
                 int sc, mn;                                                                                    \
@@ -144,18 +135,41 @@ INLINE void k_scale_min(const uint8_t *s, int j, int *sc, int *mn) {
                 const int isc0 = 1, isc1 = 1;                                                                  \
                 __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * (j / 2)));                          \
                 __m256i u = _mm256_and_si256(j & 1 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(0x0F));     \
-                if (q5) {                                                                                      \
+                if (Q5) {                                                                                      \
                     __m256i h = _mm256_and_si256(_mm256_srli_epi16(high, j), _mm256_set1_epi8(1));             \
                     u = _mm256_or_si256(u, _mm256_slli_epi16(h, 4));                                           \
                 }                                                                                              \
-                (void)SIGNED, (void)HALVES, (void)s1, (void)b1, (void)isc0, (void)isc1, (void)dscale;         \
+                (void)SIGNED, (void)HALVES, (void)OFFSET, (void)s1, (void)b1, (void)isc0, (void)isc1;         \
+                (void)dscale;                                                                                  \
                 __VA_ARGS__                                                                                    \
             }                                                                                                  \
         }                                                                                                      \
         break;                                                                                                 \
+    }
+
+#define FOR_EACH_CHUNK(type, w, nb, ...)                                                                       \
+    switch (type) {                                                                                            \
+        SMALL_BLOCKS(Q4_0, 0, 0, w, nb, __VA_ARGS__)                                                           \
+        SMALL_BLOCKS(Q4_1, 0, 1, w, nb, __VA_ARGS__)                                                           \
+        SMALL_BLOCKS(Q5_0, 1, 0, w, nb, __VA_ARGS__)                                                           \
+        SMALL_BLOCKS(Q5_1, 1, 1, w, nb, __VA_ARGS__)                                                           \
+        K_BLOCKS(Q4_K, 0, w, nb, __VA_ARGS__)                                                                  \
+        K_BLOCKS(Q5_K, 1, w, nb, __VA_ARGS__)                                                                  \
+    case Q8_0: {                                                                                               \
+        const int SIGNED = 1, HALVES = 0, OFFSET = 0;                                                          \
+        for (int blk = 0; blk < (nb); blk++) {                                                                 \
+            const uint8_t *p = (w) + 34 * (int64_t)blk;                                                        \
+            const float s0 = half(p), s1 = s0, b0 = 0.0f, b1 = 0.0f, dscale = s0;                              \
+            const int isc0 = 1, isc1 = 1;                                                                      \
+            const __m256i u = _mm256_loadu_si256((const __m256i *)(p + 2));                                    \
+            (void)SIGNED, (void)HALVES, (void)OFFSET, (void)s1, (void)b0, (void)b1, (void)isc0, (void)isc1;   \
+            (void)dscale;                                                                                      \
+            __VA_ARGS__                                                                                        \
+        }                                                                                                      \
+        break;                                                                                                 \
     }                                                                                                          \
     case Q6_K: {                                                                                               \
-        const int SIGNED = 0, HALVES = 1;                                                                      \
+        const int SIGNED = 0, HALVES = 1, OFFSET = 32;                                                         \
         for (int sb = 0; sb < (nb) / 8; sb++) {                                                                \
             const uint8_t *p = (w) + 210 * (int64_t)sb;                                                        \
             const float d = half(p + 208);                                                                     \
@@ -171,7 +185,7 @@ INLINE void k_scale_min(const uint8_t *s, int j, int *sc, int *mn) {
                     const float s0 = d * (float)sc[8 * h + 2 * k], s1 = d * (float)sc[8 * h + 2 * k + 1];      \
                     const float b0 = -32.0f * s0, b1 = -32.0f * s1, dscale = d;                                \
                     const int isc0 = sc[8 * h + 2 * k], isc1 = sc[8 * h + 2 * k + 1];                          \
-                    (void)SIGNED, (void)HALVES, (void)isc0, (void)isc1, (void)dscale;                          \
+                    (void)SIGNED, (void)HALVES, (void)OFFSET, (void)isc0, (void)isc1, (void)dscale;            \
                     __VA_ARGS__                                                                                \
                 }                                                                                              \
             }                                                                                                  \
@@ -209,15 +223,24 @@ INLINE __m256i sum_lanes8(const __m256i v[8]) { /* lane i = sum of the 8 lanes o
         v_;                                                                                                    \
     })
 
-/* One activation row: per-lane fp32 accumulators, summed at the end (the fastest order for one row). */
+/* One activation row: per-lane fp32 accumulators, summed at the end (the fastest order for one row). Types centred
+ * on an OFFSET (Q4_0, Q5_0, Q6_K) subtract it and use signed products, which drops their bias term. */
 static float row_dot1(int type, const uint8_t *w, const qc_rows *a) {
     __m256 acc = _mm256_setzero_ps();
     float bias = 0.0f;
     const int nb = a->nb;
     FOR_EACH_CHUNK(type, w, nb, {
-        const __m256 prod = _mm256_cvtepi32_ps(CHUNK_DOT(a->q + 32 * blk));
-        acc = _mm256_fmadd_ps(prod, _mm256_set1_ps(a->d[blk] * dscale), acc);
-        if (!SIGNED) {
+        __m256i v;
+        if (OFFSET) {
+            const __m256i c = _mm256_sub_epi8(u, _mm256_set1_epi8((char)OFFSET));
+            const __m256i x = _mm256_loadu_si256((const __m256i *)(a->q + 32 * blk));
+            v = dot_u8s8(_mm256_abs_epi8(c), _mm256_sign_epi8(x, c));
+            if (HALVES) v = _mm256_mullo_epi32(v, _mm256_set_m128i(_mm_set1_epi32(isc1), _mm_set1_epi32(isc0)));
+        } else {
+            v = CHUNK_DOT(a->q + 32 * blk);
+        }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(a->d[blk] * dscale), acc);
+        if (!SIGNED && !OFFSET) {
             const float h0 = a->s[2 * blk], h1 = a->s[2 * blk + 1];
             bias = HALVES ? fmaf(b1, h1, fmaf(b0, h0, bias)) : fmaf(b0, h0 + h1, bias);
         }
