@@ -223,9 +223,44 @@ INLINE __m256i sum_lanes8(const __m256i v[8]) { /* lane i = sum of the 8 lanes o
         v_;                                                                                                    \
     })
 
+/* One activation row of a Q4_K / Q5_K weight row: a super-block's eight sub-block dot products are summed into one
+ * vector (lane = sub-block), then scaled by d * sc * dx and biased by -dmin * mn * sum(x) with one FMA each. */
+INLINE float row_dot1_k(const uint8_t *w, const qc_rows *a, const int Q5) {
+    __m256 acc = _mm256_setzero_ps(), acc_bias = _mm256_setzero_ps();
+    for (int sb = 0; sb < a->nb / 8; sb++) {
+        const uint8_t *p = w + (int64_t)(Q5 ? 176 : 144) * sb, *qs = p + (Q5 ? 48 : 16);
+        int32_t sc[8], mn[8];
+        for (int j = 0; j < 8; j++) k_scale_min(p + 4, j, &sc[j], &mn[j]);
+        const __m256i high = Q5 ? _mm256_loadu_si256((const __m256i *)(p + 16)) : _mm256_setzero_si256();
+        __m256i v[8];
+        for (int j = 0; j < 8; j++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * (j / 2)));
+            __m256i u = _mm256_and_si256(j & 1 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(0x0F));
+            if (Q5) {
+                const __m256i h = _mm256_and_si256(_mm256_srli_epi16(high, j), _mm256_set1_epi8(1));
+                u = _mm256_or_si256(u, _mm256_slli_epi16(h, 4));
+            }
+            v[j] = dot_u8s8(u, _mm256_loadu_si256((const __m256i *)(a->q + 32 * (sb * 8 + j))));
+        }
+        const __m256 dx = _mm256_loadu_ps(a->d + 8 * sb);
+        const __m256 scale = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)sc)),
+                                                         _mm256_set1_ps(half(p))), dx);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum_lanes8(v)), scale, acc);
+        /* sums of x per sub-block: the [block][half] pairs added, hadd's lane order undone */
+        const __m256 pairs = _mm256_hadd_ps(_mm256_loadu_ps(a->s + 16 * sb), _mm256_loadu_ps(a->s + 16 * sb + 8));
+        const __m256 xsum = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(pairs), 0xD8));
+        const __m256 mins = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)mn)),
+                                          _mm256_set1_ps(-half(p + 2)));
+        acc_bias = _mm256_fmadd_ps(mins, xsum, acc_bias);
+    }
+    return hsum(_mm256_add_ps(acc, acc_bias));
+}
+
 /* One activation row: per-lane fp32 accumulators, summed at the end (the fastest order for one row). Types centred
  * on an OFFSET (Q4_0, Q5_0, Q6_K) subtract it and use signed products, which drops their bias term. */
 static float row_dot1(int type, const uint8_t *w, const qc_rows *a) {
+    if (type == Q4_K) return row_dot1_k(w, a, 0);
+    if (type == Q5_K) return row_dot1_k(w, a, 1);
     __m256 acc = _mm256_setzero_ps();
     float bias = 0.0f;
     const int nb = a->nb;
