@@ -9,7 +9,6 @@ a few hundred tokens of code, teacher-forced).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 PROMPTS = [
@@ -70,7 +69,7 @@ def accuracy(path: str, modes: list[str], threads: int, tokens: int = 320) -> li
 
 def _load_mode(path: str, mode: str):
     """auto (GGUF kernels), auto-torch (auto's int8/int4 mapping onto PyTorch kernels), int8, int4, int4+int4head."""
-    from qcoder.model import gguf_linear
+    from qcoder.model import cpu_kernels
     from qcoder.model.gguf import GGUFCheckpoint
     from qcoder.model.loader import load_model
     from qcoder.model.quant import quantize_model
@@ -78,13 +77,8 @@ def _load_mode(path: str, mode: str):
     if mode in ("auto", "int8", "int4"):
         return load_model(path, quant=mode)
     if mode == "auto-torch":
-        os.environ["QCODER_NATIVE_KERNELS"] = "0"
-        gguf_linear._kernels.cache_clear()
-        try:
+        with cpu_kernels.disabled():
             return load_model(path, quant="auto")
-        finally:
-            del os.environ["QCODER_NATIVE_KERNELS"]
-            gguf_linear._kernels.cache_clear()
     model, config = load_model(path)
     gguf = GGUFCheckpoint(path) if path.endswith(".gguf") else None
     return quantize_model(model, "int4", gguf=gguf, lm_head="int4"), config

@@ -1,4 +1,4 @@
-"""The GGUF kernels (gguf_kernels.c through gguf_linear.py) against gguf-py's dequantization.
+"""The GGUF kernels (cpu_kernels.c through gguf_linear.py) against gguf-py's dequantization.
 
 The kernels quantize activations to int8 blocks of 32 (as llama.cpp does), so the exact reference is
 `q8(x) @ dequantize(W).T` in float64: any error in a block layout, scale or offset shows up far above the float32
@@ -13,7 +13,7 @@ import torch
 from gguf import GGMLQuantizationType as T
 from gguf import quants
 
-from qcoder.model import gguf_linear
+from qcoder.model import cpu_kernels, gguf_linear
 from qcoder.model.gguf import GGUFCheckpoint, RawTensor
 from qcoder.model.gguf_linear import NATIVE_TYPES, GGUFEmbedding, GGUFLinear, why_not_native
 from qcoder.model.loader import load_model
@@ -21,7 +21,7 @@ from qcoder.model.qwen import ForwardBatch, allocate_kv_cache
 
 from .test_gguf import random_blocks, tiny_hf, write_gguf
 
-pytestmark = pytest.mark.skipif(gguf_linear.unavailable() is not None, reason=str(gguf_linear.unavailable()))
+pytestmark = pytest.mark.skipif(cpu_kernels.unavailable() is not None, reason=str(cpu_kernels.unavailable()))
 
 K_QUANTS = ("Q4_K", "Q5_K", "Q6_K")
 
@@ -136,7 +136,7 @@ def test_auto_runs_a_gguf_model_on_the_kernels(tmp_path, arch, qtype, overrides)
     assert (out.argmax(-1) == ref.argmax(-1)).float().mean().item() >= 0.9
 
 
-def test_what_the_kernels_cannot_run_falls_back_to_int8_int4(tmp_path, monkeypatch):
+def test_what_the_kernels_cannot_run_falls_back_to_int8_int4(tmp_path):
     from qcoder.model.quant import Int8Linear, QuantExperts
 
     moe = tmp_path / "moe.gguf"
@@ -152,12 +152,7 @@ def test_what_the_kernels_cannot_run_falls_back_to_int8_int4(tmp_path, monkeypat
 
     q8 = tmp_path / "q8.gguf"
     write_gguf(q8, tiny_hf("qwen2"), T.Q8_0)
-    monkeypatch.setenv("QCODER_NATIVE_KERNELS", "0")
-    gguf_linear._kernels.cache_clear()
-    try:
+    with cpu_kernels.disabled():
         assert why_not_native(GGUFCheckpoint(q8)) == "disabled by QCODER_NATIVE_KERNELS=0"
         assert isinstance(load_model(q8, quant="auto")[0].lm_head, Int8Linear)
-    finally:
-        monkeypatch.delenv("QCODER_NATIVE_KERNELS")
-        gguf_linear._kernels.cache_clear()
     assert isinstance(load_model(q8, quant="auto")[0].lm_head, GGUFLinear)

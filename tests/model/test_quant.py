@@ -189,9 +189,9 @@ def test_quantizing_while_loading_matches_quantizing_after(tiny_model_dir, varia
 
 
 @pytest.mark.parametrize("arch,qtype", [("qwen2", T.Q4_K), ("qwen3_moe", T.Q4_K), ("qwen2", T.Q8_0)])
-def test_gguf_auto_maps_blocks_while_loading(tmp_path, monkeypatch, arch, qtype):
+def test_gguf_auto_maps_blocks_while_loading(tmp_path, arch, qtype):
     """A GGUF file through load_quantized(gguf_tensors(...), "auto"): Q4_K layers become exact int4, Q8_0 int8."""
-    from qcoder.model import gguf_linear
+    from qcoder.model import cpu_kernels
     from qcoder.model.gguf import GGUFCheckpoint
     from qcoder.model.qwen import QwenForCausalLM
 
@@ -219,11 +219,6 @@ def test_gguf_auto_maps_blocks_while_loading(tmp_path, monkeypatch, arch, qtype)
     ids = [list(range(5, 40))]
     ref, out = _logits(ref_model, config, ids), _logits(model, config, ids)
     assert torch.cosine_similarity(out.flatten(), ref.flatten(), dim=0).item() >= 0.99
-    monkeypatch.setenv("QCODER_NATIVE_KERNELS", "0")  # auto's fallback where the GGUF kernels cannot run
-    gguf_linear._kernels.cache_clear()
-    try:
+    with cpu_kernels.disabled():  # auto's fallback where the GGUF kernels cannot run
         via_loader, _ = load_model(path, quant="auto")
-    finally:
-        monkeypatch.delenv("QCODER_NATIVE_KERNELS")
-        gguf_linear._kernels.cache_clear()
     assert torch.equal(_logits(via_loader, config, ids), out)

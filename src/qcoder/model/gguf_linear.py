@@ -1,41 +1,33 @@
 """GGUF weights computed in their stored format: linear and embedding layers over the file's memory map.
 
-This is how llama.cpp runs a GGUF file, in a small C file of our own (gguf_kernels.c): the activations are
+This is how llama.cpp runs a GGUF file, in a small C file of our own (cpu_kernels.c): the activations are
 quantized to int8 blocks of 32 and every 32-weight chunk is one integer dot product. Nothing is converted at load
 time, so a model loads in well under a second, resident memory is about the file's size (only the embedding rows
 in use are ever read), and a decode step reads each weight once in its stored 4.5-8.5 bits.
 
-The C file is compiled at first use with the machine's C compiler (-march=native, OpenMP) into the cache directory,
-keyed by its source and the CPU. Where that is impossible (no compiler, not x86-64 with AVX2), `unavailable()` says
-why and the loader falls back to PyTorch's int8/int4 kernels (qcoder.model.quant).
+Where the kernels cannot be built (see qcoder.model.cpu_kernels), `why_not_native` says why and the loader falls back
+to PyTorch's int8/int4 kernels (qcoder.model.quant).
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-from functools import cache
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from qcoder.model.cpu_kernels import lib as _lib
+from qcoder.model.cpu_kernels import unavailable
 from qcoder.model.gguf import GGUFCheckpoint, RawTensor, dequantize
 from qcoder.model.qwen import Experts, QwenForCausalLM
 
-# GGML type ids the kernels read (gguf.GGMLQuantizationType values)
 # From this many rows on (prefill), weights are dequantized to bf16 a slab at a time for a GEMM: the integer dot
 # products are bound by arithmetic there, and oneDNN's bf16 GEMM does ~3x better at 512 rows.
 PREFILL_ROWS = 32
 SLAB_ROWS = 1024  # weight rows per slab: bounds the scratch memory (3 MiB for 1536 columns)
+# GGML type ids the kernels read (gguf.GGMLQuantizationType values)
 NATIVE_TYPES = {"Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q5_1": 7, "Q8_0": 8, "Q4_K": 12, "Q5_K": 13, "Q6_K": 14}
-_SOURCE = Path(__file__).with_name("gguf_kernels.c")
 
 
 class _Part(ctypes.Structure):
@@ -46,83 +38,6 @@ class _Part(ctypes.Structure):
         ("rows", ctypes.c_int64),
         ("row_bytes", ctypes.c_int64),
     ]
-
-
-# ---------------------------------------------------------------- building the kernels
-
-
-@cache
-def _kernels() -> ctypes.CDLL | str:
-    """The loaded library, or why there is none."""
-    if os.environ.get("QCODER_NATIVE_KERNELS", "1") == "0":
-        return "disabled by QCODER_NATIVE_KERNELS=0"
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return f"the GGUF kernels are x86-64 only (this is {platform.machine()})"
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        return "no C compiler (cc) to build the GGUF kernels"
-    try:
-        library = _build(cc)
-    except (OSError, subprocess.SubprocessError) as e:
-        return f"building the GGUF kernels failed: {str(e).strip().splitlines()[-1] if str(e).strip() else e}"
-    import torch  # noqa: F401  (loaded first: the kernels then share its OpenMP runtime and thread pool)
-
-    lib = ctypes.CDLL(str(library))
-    p, i32, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
-    lib.qc_matmul.argtypes = [p, i32, i32, p, i32, p, i64, i32]
-    lib.qc_matmul.restype = None
-    lib.qc_get_rows.argtypes = [i32, p, i64, i32, p, i64, p, i32]
-    lib.qc_get_rows.restype = None
-    lib.qc_dequantize.argtypes = [p, i32, i32, i64, i64, p, i32, i32]
-    lib.qc_dequantize.restype = None
-    lib.qc_features.restype = i32
-    return lib
-
-
-def _build(cc: str) -> Path:
-    """Compile once per (source, compiler, CPU); concurrent builders each write a temp file and rename it."""
-    from qcoder.model.registry import cache_dir
-
-    key = hashlib.sha256(_SOURCE.read_bytes() + cc.encode() + _cpu_flags().encode()).hexdigest()[:16]
-    target = cache_dir() / "kernels" / f"gguf_kernels-{key}.so"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so")
-    os.close(fd)
-    try:
-        cmd = [cc, "-O3", "-march=native", "-ffp-contract=off", "-fopenmp", "-fPIC", "-shared", str(_SOURCE), "-o", tmp]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            raise OSError((done.stderr.strip() or f"{cc} exited with {done.returncode}").splitlines()[-1])
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
-
-
-def _cpu_flags() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return line
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def unavailable() -> str | None:
-    """None when the GGUF kernels are ready, else the reason they cannot be used."""
-    lib = _kernels()
-    return lib if isinstance(lib, str) else None
-
-
-def _lib() -> ctypes.CDLL:
-    lib = _kernels()
-    if isinstance(lib, str):
-        raise RuntimeError(lib)
-    return lib
 
 
 # ---------------------------------------------------------------- layers

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qcoder.errors import QcoderError
+from qcoder.model import cpu_kernels
 from qcoder.model.config import ModelConfig
 from qcoder.model.rope import RotaryEmbedding, apply_rope
 
@@ -106,6 +107,7 @@ class AttentionPlan:
     cos: torch.Tensor  # [T, head_dim] fp32
     sin: torch.Tensor
     context_slots: torch.Tensor  # [B, max_context] cache slots of each sequence's context (0 past its end)
+    context_lens: torch.Tensor  # [B] int64
     decode_mask: torch.Tensor | None  # [B, 1, 1, max_context] True where a slot is context; None unless all q_len == 1
 
     @classmethod
@@ -118,7 +120,13 @@ class AttentionPlan:
         slots = batch.block_tables[:, j // batch.block_size] * batch.block_size + j % batch.block_size
         slots = torch.where(valid, slots, 0)  # padding block ids may be anything: never index with them
         decode = all(q == 1 for q in batch.query_lens)
-        return cls(cos, sin, slots, valid[:, None, None, :] if decode else None)
+        return cls(cos, sin, slots, context_lens, valid[:, None, None, :] if decode else None)
+
+
+def _c_kernels(x: torch.Tensor) -> bool:
+    """Whether the C kernels (qcoder.model.cpu_kernels) take this tensor: fp32 on the CPU, and built. At decode
+    sizes they replace runs of small PyTorch ops whose dispatch costs more than their arithmetic."""
+    return x.dtype == torch.float32 and x.device.type == "cpu" and cpu_kernels.unavailable() is None
 
 
 class RMSNorm(nn.Module):
@@ -128,6 +136,8 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _c_kernels(x) and x.is_contiguous():
+            return cpu_kernels.rmsnorm(x, self.weight, self.eps)
         xf = x.float()  # normalise in fp32, then scale in the model dtype (as transformers does)
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * xf.to(x.dtype)
@@ -149,13 +159,18 @@ class Attention(nn.Module):
         self.qk_norm = config.qk_norm
 
     def forward(self, x: torch.Tensor, batch: ForwardBatch, plan: AttentionPlan, cache: torch.Tensor) -> torch.Tensor:
-        q, k, v = self.qkv_proj(x).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+        qkv = self.qkv_proj(x)
+        rotated = not self.qk_norm and _c_kernels(qkv)
+        if rotated:  # q and k heads sit side by side in each row: one in-place call rotates both
+            cpu_kernels.rope_(qkv, self.num_heads + self.num_kv_heads, self.head_dim, plan.cos, plan.sin)
+        q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
         q = q.view(-1, self.num_heads, self.head_dim)
         k = k.view(-1, self.num_kv_heads, self.head_dim)
         v = v.view(-1, self.num_kv_heads, self.head_dim)
         if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
-        q, k = apply_rope(q, plan.cos, plan.sin), apply_rope(k, plan.cos, plan.sin)
+        if not rotated:
+            q, k = apply_rope(q, plan.cos, plan.sin), apply_rope(k, plan.cos, plan.sin)
         cache[0].index_copy_(0, batch.slot_mapping, k.to(cache.dtype))
         cache[1].index_copy_(0, batch.slot_mapping, v.to(cache.dtype))
         if plan.decode_mask is not None:
@@ -165,7 +180,10 @@ class Attention(nn.Module):
         return self.o_proj(out.reshape(-1, self.q_size))
 
     def _decode(self, q: torch.Tensor, plan: AttentionPlan, cache: torch.Tensor) -> torch.Tensor:
-        """One query per sequence: a single padded SDPA call over all sequences."""
+        """One query per sequence: the C kernel on the CPU in fp32 (SDPA's dispatch costs more than the arithmetic
+        at decode sizes), else a single padded SDPA call over all sequences."""
+        if _c_kernels(q) and cache.dtype == torch.float32 and self.head_dim % 8 == 0:
+            return cpu_kernels.attention_decode(q.contiguous(), cache, plan.context_slots, plan.context_lens)
         shape = (*plan.context_slots.shape, self.num_kv_heads, self.head_dim)  # [B, max_context, kv_heads, head_dim]
         # index_select: far faster than advanced indexing for row gathers on CPU
         k = cache[0].index_select(0, plan.context_slots.flatten()).view(shape).transpose(1, 2).to(q.dtype)
@@ -203,7 +221,10 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        gate_up = self.gate_up_proj(x)
+        if _c_kernels(gate_up):
+            return self.down_proj(cpu_kernels.silu_mul(gate_up))
+        gate, up = gate_up.chunk(2, dim=-1)
         return self.down_proj(F.silu(gate) * up)
 
 

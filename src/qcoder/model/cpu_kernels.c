@@ -453,3 +453,135 @@ void qc_dequantize(const qc_part *parts, int nparts, int K, int64_t row0, int64_
         dequant_row(parts[p].type, parts[p].data + r * parts[p].row_bytes, K, (char *)out + i * K * elem, bf16);
     }
 }
+
+/* ------------------------------------------------------------------ attention for single-query decode */
+
+/* e^x for x <= 0 (scores minus their maximum): 2^(x log2 e) as 2^n (exponent bits) times 2^f, |f| <= 1/2, by its
+ * degree-6 Taylor polynomial (relative error ~1e-7); below -87 the result is 0. */
+INLINE __m256 exp_nonpositive(__m256 x) {
+    const __m256 t = _mm256_mul_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(1.4426950408889634f));
+    const __m256 n = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 f = _mm256_sub_ps(t, n);
+    __m256 p = _mm256_set1_ps(1.5403530393381606e-4f); /* (ln 2)^k / k!, k = 6 .. 0 */
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.3333558146428443e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.6181291076284772e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.5504108664821580e-2f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.4022650695910071e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.9314718055994531e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* out[b, h] = softmax(q[b, h] . K^T * scale) V over the ctx_lens[b] cache slots slots[b, :] of sequence b.
+ * q, out: [B, heads, hd]; k, v: [num_slots, kv_heads, hd] (fp32, hd a multiple of 8). One task per (sequence,
+ * KV head): each cached key and value is read once for all the query heads that share it. */
+void qc_attention_decode(const float *q, const float *k, const float *v, const int64_t *slots, const int64_t *ctx_lens,
+                         int B, int max_ctx, int heads, int kv_heads, int hd, float scale, float *out, int threads) {
+    const int groups = heads / kv_heads;
+#pragma omp parallel for num_threads(threads) collapse(2) schedule(dynamic, 1)
+    for (int b = 0; b < B; b++) {
+        for (int kv = 0; kv < kv_heads; kv++) {
+            const int64_t n = ctx_lens[b], stride = (n + 7) / 8 * 8;
+            const int64_t *sl = slots + (int64_t)b * max_ctx;
+            const float *qh = q + ((int64_t)b * heads + (int64_t)kv * groups) * hd;
+            float *oh = out + ((int64_t)b * heads + (int64_t)kv * groups) * hd;
+            float *scores = malloc(sizeof(float) * (size_t)(groups * stride + 1));
+            for (int64_t t = 0; t < n; t++) {
+                const float *kp = k + (sl[t] * kv_heads + kv) * (int64_t)hd;
+                for (int g = 0; g < groups; g++) {
+                    __m256 acc = _mm256_setzero_ps();
+                    for (int i = 0; i < hd; i += 8)
+                        acc = _mm256_fmadd_ps(_mm256_loadu_ps(qh + g * hd + i), _mm256_loadu_ps(kp + i), acc);
+                    scores[g * stride + t] = hsum(acc) * scale;
+                }
+            }
+            float inv_sum[groups];
+            for (int g = 0; g < groups; g++) {
+                float *row = scores + g * stride, top = row[0];
+                for (int64_t t = 1; t < n; t++) top = row[t] > top ? row[t] : top;
+                for (int64_t t = n; t < stride; t++) row[t] = -INFINITY; /* padding: e^-inf = 0 */
+                __m256 sum = _mm256_setzero_ps();
+                for (int64_t t = 0; t < stride; t += 8) {
+                    const __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(row + t), _mm256_set1_ps(top)));
+                    _mm256_storeu_ps(row + t, e);
+                    sum = _mm256_add_ps(sum, e);
+                }
+                inv_sum[g] = 1.0f / hsum(sum);
+                memset(oh + g * hd, 0, sizeof(float) * hd);
+            }
+            for (int64_t t = 0; t < n; t++) {
+                const float *vp = v + (sl[t] * kv_heads + kv) * (int64_t)hd;
+                for (int g = 0; g < groups; g++) {
+                    const __m256 p = _mm256_set1_ps(scores[g * stride + t]);
+                    for (int i = 0; i < hd; i += 8) {
+                        float *o = oh + g * hd + i;
+                        _mm256_storeu_ps(o, _mm256_fmadd_ps(p, _mm256_loadu_ps(vp + i), _mm256_loadu_ps(o)));
+                    }
+                }
+            }
+            for (int g = 0; g < groups; g++)
+                for (int i = 0; i < hd; i++) oh[g * hd + i] *= inv_sum[g];
+            free(scores);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ the small per-token operations
+ * Each replaces 3-10 PyTorch ops whose dispatch costs more than their arithmetic at decode sizes. Same formulas
+ * and rounding order as the PyTorch code in qwen.py / rope.py, except the sum of squares' summation order. */
+
+/* out[r] = x[r] * (1 / sqrt(mean(x[r]^2) + eps)) * w */
+void qc_rmsnorm(const float *x, const float *w, float *out, int64_t rows, int dim, float eps, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static) if (rows > 16)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * dim;
+        float *o = out + r * dim;
+        __m256 acc = _mm256_setzero_ps();
+        int i = 0;
+        for (; i + 8 <= dim; i += 8) {
+            const __m256 v = _mm256_loadu_ps(xr + i);
+            acc = _mm256_fmadd_ps(v, v, acc);
+        }
+        float ss = hsum(acc);
+        for (; i < dim; i++) ss += xr[i] * xr[i];
+        const float scale = 1.0f / sqrtf(ss / (float)dim + eps);
+        for (i = 0; i < dim; i++) o[i] = w[i] * (xr[i] * scale);
+    }
+}
+
+/* In place, NEOX-style rotary embedding of the first `heads` head_dim-wide groups of each row of x (row stride
+ * `stride` floats): (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin), cos/sin: [rows, head_dim], halves equal. */
+void qc_rope(float *x, int64_t stride, int64_t rows, int heads, int hd, const float *cos, const float *sin) {
+    const int half = hd / 2;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *c = cos + r * hd, *s = sin + r * hd;
+        for (int h = 0; h < heads; h++) {
+            float *x1 = x + r * stride + (int64_t)h * hd, *x2 = x1 + half;
+            for (int i = 0; i < half; i++) {
+                const float a = x1[i], b = x2[i];
+                x1[i] = a * c[i] + (-b) * s[i];
+                x2[i] = b * c[half + i] + a * s[half + i];
+            }
+        }
+    }
+}
+
+/* out[r, :] = silu(gate_up[r, :n]) * gate_up[r, n:], silu(g) = g * sigmoid(g) */
+void qc_silu_mul(const float *gate_up, float *out, int64_t rows, int n, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static) if (rows > 4)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *g = gate_up + r * 2 * (int64_t)n, *u = g + n;
+        float *o = out + r * (int64_t)n;
+        int i = 0;
+        const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+        for (; i + 8 <= n; i += 8) {
+            const __m256 x = _mm256_loadu_ps(g + i);
+            const __m256 e = exp_nonpositive(_mm256_or_ps(x, sign)); /* e^-|x| */
+            const __m256 inv = _mm256_div_ps(one, _mm256_add_ps(one, e));
+            const __m256 sig = _mm256_blendv_ps(_mm256_mul_ps(e, inv), inv, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ));
+            _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_mul_ps(x, sig), _mm256_loadu_ps(u + i)));
+        }
+        for (; i < n; i++) o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    }
+}

@@ -1,0 +1,62 @@
+"""cpu_kernels.attention_decode against PyTorch's SDPA, and the build's fallback switch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from qcoder.model import cpu_kernels
+
+pytestmark = pytest.mark.skipif(cpu_kernels.unavailable() is not None, reason=str(cpu_kernels.unavailable()))
+
+
+@pytest.mark.parametrize("heads,kv_heads,head_dim", [(14, 2, 64), (4, 4, 128), (16, 8, 8)])
+def test_attention_decode_matches_sdpa(heads, kv_heads, head_dim):
+    torch.manual_seed(heads)
+    lens = [1, 37, 9, 64]
+    num_slots = 200
+    cache = torch.randn(2, num_slots, kv_heads, head_dim) * 3  # large scores: softmax far from uniform
+    slots = torch.zeros(len(lens), max(lens), dtype=torch.int64)
+    for b, n in enumerate(lens):
+        slots[b, :n] = torch.randperm(num_slots)[:n]  # scattered, as paged blocks are
+    q = torch.randn(len(lens), heads, head_dim)
+    out = cpu_kernels.attention_decode(q, cache, slots, torch.tensor(lens))
+    for b, n in enumerate(lens):
+        k = cache[0, slots[b, :n]].transpose(0, 1)[None]  # [1, kv_heads, n, head_dim]
+        v = cache[1, slots[b, :n]].transpose(0, 1)[None]
+        ref = F.scaled_dot_product_attention(q[b, :, None][None], k, v, enable_gqa=True)[0, :, 0]
+        assert torch.allclose(out[b], ref, atol=2e-5, rtol=1e-4), (out[b] - ref).abs().max()
+
+
+def test_disabled_makes_the_kernels_unavailable_for_the_block():
+    assert cpu_kernels.unavailable() is None
+    with cpu_kernels.disabled():
+        assert cpu_kernels.unavailable() == "disabled by QCODER_NATIVE_KERNELS=0"
+    assert cpu_kernels.unavailable() is None
+
+
+def test_rmsnorm_rope_and_silu_mul_match_the_pytorch_code():
+    from qcoder.model.qwen import RMSNorm
+    from qcoder.model.rope import apply_rope
+
+    torch.manual_seed(0)
+    norm = RMSNorm(896, 1e-6)
+    norm.weight.data = torch.randn(896)
+    x = torch.randn(5, 896) * 4
+    with cpu_kernels.disabled():
+        ref = norm(x)
+    assert torch.allclose(norm(x), ref, rtol=1e-5, atol=1e-5)
+
+    heads, kv_heads, head_dim = 4, 2, 64
+    qkv = torch.randn(3, (heads + 2 * kv_heads) * head_dim)
+    angles = torch.rand(3, head_dim // 2) * 6
+    cos, sin = torch.cat([angles.cos()] * 2, -1), torch.cat([angles.sin()] * 2, -1)
+    rows = qkv.view(3, -1, head_dim)
+    want = torch.cat([apply_rope(rows[:, : heads + kv_heads], cos, sin), rows[:, heads + kv_heads :]], 1)
+    cpu_kernels.rope_(qkv, heads + kv_heads, head_dim, cos, sin)
+    assert torch.equal(qkv.view(3, -1, head_dim), want)  # same formula and rounding order
+
+    gate_up = torch.randn(4, 2 * 100) * 5  # 100: a tail after the 8-wide vectors
+    expected = torch.nn.functional.silu(gate_up[:, :100]) * gate_up[:, 100:]
+    assert torch.allclose(cpu_kernels.silu_mul(gate_up), expected, rtol=1e-5, atol=1e-6)
