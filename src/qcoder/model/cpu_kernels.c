@@ -229,8 +229,14 @@ INLINE float row_dot1_k(const uint8_t *w, const qc_rows *a, const int Q5) {
     __m256 acc = _mm256_setzero_ps(), acc_bias = _mm256_setzero_ps();
     for (int sb = 0; sb < a->nb / 8; sb++) {
         const uint8_t *p = w + (int64_t)(Q5 ? 176 : 144) * sb, *qs = p + (Q5 ? 48 : 16);
-        int32_t sc[8], mn[8];
-        for (int j = 0; j < 8; j++) k_scale_min(p + 4, j, &sc[j], &mn[j]);
+        /* the eight 6-bit scales and mins (see k_scale_min), four bytes at a time */
+        uint32_t w0, w1, w2;
+        memcpy(&w0, p + 4, 4), memcpy(&w1, p + 8, 4), memcpy(&w2, p + 12, 4);
+        const uint32_t sc_lo = w0 & 0x3F3F3F3F, mn_lo = w1 & 0x3F3F3F3F;
+        const uint32_t sc_hi = (w2 & 0x0F0F0F0F) | (((w0 >> 6) & 0x03030303) << 4);
+        const uint32_t mn_hi = ((w2 >> 4) & 0x0F0F0F0F) | (((w1 >> 6) & 0x03030303) << 4);
+        const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)sc_hi, (int)sc_lo)));
+        const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)mn_hi, (int)mn_lo)));
         const __m256i high = Q5 ? _mm256_loadu_si256((const __m256i *)(p + 16)) : _mm256_setzero_si256();
         __m256i v[8];
         for (int j = 0; j < 8; j++) {
@@ -243,17 +249,50 @@ INLINE float row_dot1_k(const uint8_t *w, const qc_rows *a, const int Q5) {
             v[j] = dot_u8s8(u, _mm256_loadu_si256((const __m256i *)(a->q + 32 * (sb * 8 + j))));
         }
         const __m256 dx = _mm256_loadu_ps(a->d + 8 * sb);
-        const __m256 scale = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)sc)),
-                                                         _mm256_set1_ps(half(p))), dx);
+        const __m256 scale = _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(half(p))), dx);
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum_lanes8(v)), scale, acc);
         /* sums of x per sub-block: the [block][half] pairs added, hadd's lane order undone */
         const __m256 pairs = _mm256_hadd_ps(_mm256_loadu_ps(a->s + 16 * sb), _mm256_loadu_ps(a->s + 16 * sb + 8));
         const __m256 xsum = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(pairs), 0xD8));
-        const __m256 mins = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)mn)),
-                                          _mm256_set1_ps(-half(p + 2)));
+        const __m256 mins = _mm256_mul_ps(mn, _mm256_set1_ps(-half(p + 2)));
         acc_bias = _mm256_fmadd_ps(mins, xsum, acc_bias);
     }
     return hsum(_mm256_add_ps(acc, acc_bias));
+}
+
+/* One activation row of a Q6_K weight row: for each super-block, the 16 sub-block (16-value) dot products come out
+ * of sum_lanes8's first two levels (low 128 bits: first halves, high: second halves), then one FMA per four chunks
+ * applies the int8 sub-block scales. Values are centred (q - 32), so there is no bias term. */
+INLINE float row_dot1_q6k(const uint8_t *w, const qc_rows *a) {
+    __m256 acc = _mm256_setzero_ps();
+    /* sub-block scales of chunks 0-3 (first halves, then second halves), and of chunks 4-7 */
+    const __m128i even_odd = _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15);
+    for (int sb = 0; sb < a->nb / 8; sb++) {
+        const uint8_t *p = w + 210 * (int64_t)sb;
+        __m256i v[8];
+        for (int h = 0; h < 2; h++) {
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h));
+            for (int k = 0; k < 4; k++) {
+                const int j = 4 * h + k;
+                const __m256i ql = _mm256_loadu_si256((const __m256i *)(p + 64 * h + 32 * (k & 1)));
+                const __m256i lo = _mm256_and_si256(k >> 1 ? _mm256_srli_epi16(ql, 4) : ql, _mm256_set1_epi8(0x0F));
+                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), _mm256_set1_epi8(3));
+                const __m256i c = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), _mm256_set1_epi8(32));
+                const __m256i x = _mm256_loadu_si256((const __m256i *)(a->q + 32 * (sb * 8 + j)));
+                v[j] = dot_u8s8(_mm256_abs_epi8(c), _mm256_sign_epi8(x, c));
+            }
+        }
+        const __m256i h03 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+        const __m256i h47 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+        const __m128i sc = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 192)), even_odd);
+        const __m256 d = _mm256_set1_ps(half(p + 208));
+        const __m128 dx03 = _mm_loadu_ps(a->d + 8 * sb), dx47 = _mm_loadu_ps(a->d + 8 * sb + 4);
+        const __m256 s03 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)), d);
+        const __m256 s47 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8))), d);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h03), _mm256_mul_ps(s03, _mm256_set_m128(dx03, dx03)), acc);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h47), _mm256_mul_ps(s47, _mm256_set_m128(dx47, dx47)), acc);
+    }
+    return hsum(acc);
 }
 
 /* One activation row: per-lane fp32 accumulators, summed at the end (the fastest order for one row). Types centred
@@ -261,6 +300,7 @@ INLINE float row_dot1_k(const uint8_t *w, const qc_rows *a, const int Q5) {
 static float row_dot1(int type, const uint8_t *w, const qc_rows *a) {
     if (type == Q4_K) return row_dot1_k(w, a, 0);
     if (type == Q5_K) return row_dot1_k(w, a, 1);
+    if (type == Q6_K) return row_dot1_q6k(w, a);
     __m256 acc = _mm256_setzero_ps();
     float bias = 0.0f;
     const int nb = a->nb;
