@@ -82,15 +82,15 @@ INLINE __m256i nibbles16(const uint8_t *p) {
     return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
 }
 
-INLINE void k_scale_min(const uint8_t *s, int j, int *sc, int *mn) {
-    /* Q4_K / Q5_K: 8 six-bit scales and mins packed in 12 bytes */
-    if (j < 4) {
-        *sc = s[j] & 63;
-        *mn = s[j + 4] & 63;
-    } else {
-        *sc = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
-        *mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-    }
+/* Q4_K / Q5_K: 8 six-bit scales and mins packed in 12 bytes s. Sub-block j < 4: scale s[j] & 63, min s[j+4] & 63;
+ * j >= 4: the low (scale) or high (min) nibble of s[j+4], plus the top two bits of s[j-4] (scale) or s[j] (min).
+ * Unpacked four sub-blocks at a time with 32-bit masks. */
+INLINE void k_scales_mins(const uint8_t *s, uint8_t *scales, uint8_t *mins) {
+    uint32_t w0, w1, w2;
+    memcpy(&w0, s, 4), memcpy(&w1, s + 4, 4), memcpy(&w2, s + 8, 4);
+    const uint32_t sc[2] = {w0 & 0x3F3F3F3F, (w2 & 0x0F0F0F0F) | (((w0 >> 6) & 0x03030303) << 4)};
+    const uint32_t mn[2] = {w1 & 0x3F3F3F3F, ((w2 >> 4) & 0x0F0F0F0F) | (((w1 >> 6) & 0x03030303) << 4)};
+    memcpy(scales, sc, 8), memcpy(mins, mn, 8);
 }
 
 /* ------------------------------------------------------------------ walking a row's chunks
@@ -127,10 +127,10 @@ INLINE void k_scale_min(const uint8_t *s, int j, int *sc, int *mn) {
             const uint8_t *p = (w) + (int64_t)(Q5 ? 176 : 144) * sb, *qs = p + (Q5 ? 48 : 16);                 \
             const float d = half(p), dmin = half(p + 2);                                                       \
             const __m256i high = Q5 ? _mm256_loadu_si256((const __m256i *)(p + 16)) : _mm256_setzero_si256();  \
+            uint8_t scales[8], mins[8];                                                                        \
+            k_scales_mins(p + 4, scales, mins);                                                                \
             for (int j = 0; j < 8; j++) {                                                                      \
-                const int blk = sb * 8 + j;                                                                    \
-                int sc, mn;                                                                                    \
-                k_scale_min(p + 4, j, &sc, &mn);                                                               \
+                const int blk = sb * 8 + j, sc = scales[j], mn = mins[j];                                      \
                 const float s0 = d * (float)sc, s1 = s0, b0 = -dmin * (float)mn, b1 = b0, dscale = s0;         \
                 const int isc0 = 1, isc1 = 1;                                                                  \
                 __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * (j / 2)));                          \
@@ -229,14 +229,10 @@ INLINE float row_dot1_k(const uint8_t *w, const qc_rows *a, const int Q5) {
     __m256 acc = _mm256_setzero_ps(), acc_bias = _mm256_setzero_ps();
     for (int sb = 0; sb < a->nb / 8; sb++) {
         const uint8_t *p = w + (int64_t)(Q5 ? 176 : 144) * sb, *qs = p + (Q5 ? 48 : 16);
-        /* the eight 6-bit scales and mins (see k_scale_min), four bytes at a time */
-        uint32_t w0, w1, w2;
-        memcpy(&w0, p + 4, 4), memcpy(&w1, p + 8, 4), memcpy(&w2, p + 12, 4);
-        const uint32_t sc_lo = w0 & 0x3F3F3F3F, mn_lo = w1 & 0x3F3F3F3F;
-        const uint32_t sc_hi = (w2 & 0x0F0F0F0F) | (((w0 >> 6) & 0x03030303) << 4);
-        const uint32_t mn_hi = ((w2 >> 4) & 0x0F0F0F0F) | (((w1 >> 6) & 0x03030303) << 4);
-        const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)sc_hi, (int)sc_lo)));
-        const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, (int)mn_hi, (int)mn_lo)));
+        uint8_t scales[8], mins[8];
+        k_scales_mins(p + 4, scales, mins);
+        const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)scales)));
+        const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)mins)));
         const __m256i high = Q5 ? _mm256_loadu_si256((const __m256i *)(p + 16)) : _mm256_setzero_si256();
         __m256i v[8];
         for (int j = 0; j < 8; j++) {
@@ -254,8 +250,7 @@ INLINE float row_dot1_k(const uint8_t *w, const qc_rows *a, const int Q5) {
         /* sums of x per sub-block: the [block][half] pairs added, hadd's lane order undone */
         const __m256 pairs = _mm256_hadd_ps(_mm256_loadu_ps(a->s + 16 * sb), _mm256_loadu_ps(a->s + 16 * sb + 8));
         const __m256 xsum = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(pairs), 0xD8));
-        const __m256 mins = _mm256_mul_ps(mn, _mm256_set1_ps(-half(p + 2)));
-        acc_bias = _mm256_fmadd_ps(mins, xsum, acc_bias);
+        acc_bias = _mm256_fmadd_ps(_mm256_mul_ps(mn, _mm256_set1_ps(-half(p + 2))), xsum, acc_bias);
     }
     return hsum(_mm256_add_ps(acc, acc_bias));
 }

@@ -80,7 +80,8 @@ def _build(cc: str) -> Path:
         cmd = [cc, "-O3", "-march=native", "-ffp-contract=off", "-fopenmp", "-fPIC", "-shared", str(_SOURCE), "-o", tmp]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
-            raise OSError((done.stderr.strip() or f"{cc} exited with {done.returncode}").splitlines()[-1])
+            errors = [line for line in done.stderr.splitlines() if "error" in line]
+            raise OSError(errors[0] if errors else f"{cc} exited with {done.returncode}")
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
