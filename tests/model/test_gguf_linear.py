@@ -156,3 +156,29 @@ def test_what_the_kernels_cannot_run_falls_back_to_int8_int4(tmp_path):
         assert why_not_native(GGUFCheckpoint(q8)) == "disabled by QCODER_NATIVE_KERNELS=0"
         assert isinstance(load_model(q8, quant="auto")[0].lm_head, Int8Linear)
     assert isinstance(load_model(q8, quant="auto")[0].lm_head, GGUFLinear)
+
+
+@pytest.mark.parametrize("qtype", [T.Q4_K, T.Q5_0])
+def test_fused_decode_gives_the_modules_numbers(tmp_path, qtype):
+    """A decode step's layers as one C call (FusedDecode) equal the module-by-module forward bit for bit, for a
+    batch of sequences of different lengths, and write the same KV cache."""
+    path = tmp_path / "m.gguf"
+    write_gguf(path, tiny_hf("qwen2"), qtype)
+    model, config = load_model(path, quant="auto")
+    assert model.fused_decode is not None
+    prompts = [list(range(5, 30)), list(range(40, 47)), list(range(60, 99))]
+    batch = ForwardBatch.for_new_prompts(prompts, reserve=8)
+    caches = allocate_kv_cache(config, batch.num_slots, torch.float32)
+    model(batch, caches)
+    step = batch.decode_step([7, 8, 9])
+    for _ in range(3):
+        modules_caches = [c.clone() for c in caches]
+        fused = model(step, caches)
+        fused_decode, model.fused_decode = model.fused_decode, None
+        try:
+            plain = model(step, modules_caches)
+        finally:
+            model.fused_decode = fused_decode
+        assert torch.equal(fused, plain)
+        assert all(torch.equal(a, b) for a, b in zip(caches, modules_caches, strict=True))
+        step = step.decode_step(fused.argmax(-1).tolist())

@@ -62,6 +62,8 @@ def kernels() -> ctypes.CDLL | str:
     lib.qc_rope.restype = None
     lib.qc_silu_mul.argtypes = [p, p, i64, i32, i32]
     lib.qc_silu_mul.restype = None
+    lib.qc_decode_layers.argtypes = [p, i32, p, i32, i32, i32, i32, i32, i32, f32, f32, p, p, p, p, p, i32, i32]
+    lib.qc_decode_layers.restype = None
     return lib
 
 

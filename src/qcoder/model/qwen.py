@@ -306,6 +306,8 @@ class QwenModel(nn.Module):
 
 
 class QwenForCausalLM(nn.Module):
+    fused_decode = None  # set by the GGUF loader when a decode step's layers can run as one C call
+
     def __init__(self, config: ModelConfig, dtype: torch.dtype = torch.float32):
         super().__init__()
         self.config = config
@@ -324,8 +326,11 @@ class QwenForCausalLM(nn.Module):
     def forward(self, batch: ForwardBatch, kv_caches: list[torch.Tensor]) -> torch.Tensor:
         plan = AttentionPlan.build(batch, self.rope)
         x = self.model.embed_tokens(batch.input_ids)
-        for layer, cache in zip(self.model.layers, kv_caches, strict=True):
-            x = layer(x, batch, plan, cache)
+        if plan.decode_mask is not None and self.fused_decode is not None and _c_kernels(x):
+            x = self.fused_decode(x, batch, plan, kv_caches)  # the same layers in one C call (gguf_linear.py)
+        else:
+            for layer, cache in zip(self.model.layers, kv_caches, strict=True):
+                x = layer(x, batch, plan, cache)
         x = self.model.norm(x.index_select(0, batch.logits_indices))  # per-token, so only the rows we return
         return self.lm_head(x).float()
 
