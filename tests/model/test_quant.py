@@ -181,7 +181,7 @@ def test_quantizing_while_loading_matches_quantizing_after(tiny_model_dir, varia
     quantize_model(model, mode)
     with torch.device("meta"):
         streamed = QwenForCausalLM(config)
-    streamed.to_empty(device="cpu")
+    streamed.materialize("cpu")
     load_quantized(streamed, loader._SafetensorsReader(path, loader._weight_files(path)).tensors(), mode)
     assert all(p.numel() < 1000 for p in streamed.parameters())  # only norms and biases keep fp32 storage
     ids = [list(range(3, 30))]
@@ -203,7 +203,7 @@ def test_gguf_auto_maps_blocks_while_loading(tmp_path, arch, qtype):
     ckpt = GGUFCheckpoint(path)
     with torch.device("meta"):
         model = QwenForCausalLM(config)
-    model.to_empty(device="cpu")
+    model.materialize("cpu")
     load_quantized(model, gguf_tensors(ckpt, chunk_rows=64), "auto", gguf=ckpt)
     want = Int4Linear if qtype == T.Q4_K else Int8Linear
     if arch == "qwen2":

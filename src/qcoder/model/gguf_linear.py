@@ -288,7 +288,7 @@ def load_native(checkpoint: GGUFCheckpoint, dtype: torch.dtype = torch.float32) 
     if embedding.type.name in NATIVE_TYPES:
         model.model.embed_tokens = GGUFEmbedding(embedding, dtype)
         consumed.add("model.embed_tokens.weight")
-    model.to_empty(device="cpu")
+    model.materialize("cpu")  # norms and biases
     model.load_weights(
         (name, dequantize(checkpoint.raw(name)).to(dtype)) for name in checkpoint.tensor_names if name not in consumed
     )

@@ -1,6 +1,6 @@
 """Load a checkpoint (Hugging Face directory or .gguf file) into a QwenForCausalLM.
 
-The module is built on the meta device (no random init, no memory), materialised empty on the target device,
+The module is built on the meta device (no random init, no memory), materialised uninitialised on the target device,
 then filled tensor by tensor from the checkpoint, so the weights are never held twice.
 """
 
@@ -67,7 +67,7 @@ def load_model(
 def _build(config: ModelConfig, tensors, dtype: torch.dtype, device, quant: str, gguf=None) -> QwenForCausalLM:
     with torch.device("meta"):
         model = QwenForCausalLM(config, dtype)
-    model.to_empty(device=device)
+    model.materialize(device)
     if quant == "none":
         model.load_weights(tensors)
     else:

@@ -379,7 +379,7 @@ def load_quantized(model: nn.Module, tensors, mode: str, gguf=None, lm_head: str
     """`model.load_weights(tensors)` then `quantize_model(model, mode, gguf)`, but each module is quantized as soon as
     its last tensor (q/k/v shards, bias included) has been copied in, and its fp32 storage is dropped at once.
 
-    `model` comes from `to_empty`: its fp32 storage is allocated but untouched, so pages that are never written never
+    `model` comes from `materialize`: its fp32 storage is allocated but untouched, so pages that are never written never
     become resident. Peak memory is then the quantized model plus one layer's fp32 weights, not the fp32 model."""
     _check(mode, lm_head, model)
     if mode == "none":
