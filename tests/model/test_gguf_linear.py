@@ -182,3 +182,30 @@ def test_fused_decode_gives_the_modules_numbers(tmp_path, qtype):
         assert torch.equal(fused, plain)
         assert all(torch.equal(a, b) for a, b in zip(caches, modules_caches, strict=True))
         step = step.decode_step(fused.argmax(-1).tolist())
+
+
+def test_engine_generates_the_same_with_and_without_fused_decode(tmp_path):
+    """Continuous batching through the engine (prefills and decodes of different lengths interleaved): the fused
+    decode path changes nothing in what is generated."""
+    from pathlib import Path
+
+    from qcoder.engine.engine import LLM, LLMEngine
+    from qcoder.engine.sampling import SamplingParams
+    from qcoder.engine.tokenizer import Tokenizer
+
+    tokenizer_dir = Path(__file__).resolve().parents[3] / "shared" / "data" / "qwen2.5-coder-tokenizer"
+    if not tokenizer_dir.is_dir():
+        pytest.skip(f"{tokenizer_dir} not found")
+    path = tmp_path / "m.gguf"
+    write_gguf(path, tiny_hf("qwen2"), T.Q4_K)
+    prompts = [list(range(5, 5 + n)) for n in (3, 40, 17, 9)]
+    params = SamplingParams(max_tokens=12, temperature=0, ignore_eos=True)
+    outputs = []
+    for fused in (True, False):
+        model, config = load_model(path, quant="auto")
+        if not fused:
+            model.fused_decode = None
+        engine = LLMEngine.from_parts(model, config, Tokenizer.from_path(tokenizer_dir), kv_cache_tokens=512,
+                                      max_num_seqs=3, max_num_batched_tokens=32)  # fmt: skip
+        outputs.append([out.token_ids for out in LLM.from_engine(engine).generate(prompts, params)])
+    assert outputs[0] == outputs[1]
