@@ -221,6 +221,8 @@ def main() -> int:
     ap.add_argument("--skip-llama-cpp", action="store_true")
     ap.add_argument("--qcoder-args", default="", help='extra args for qcoder serve, e.g. "--dtype bfloat16"')
     ap.add_argument("--json", metavar="PATH", help="write the numbers to this JSON file")
+    ap.add_argument("--omp-wait-policy", default="spin", choices=["spin", "passive", "active"],
+                    help="OpenMP idle threads, for both servers (default: a short spin, as qcoder runs)")
     args = ap.parse_args()
     args.levels = [int(x) for x in args.levels.split(",") if x.strip()]
     if not args.levels or min(args.levels) < 1 or args.requests_per_client < 1 or args.max_tokens < 1:
@@ -229,6 +231,9 @@ def main() -> int:
     from qcoder.model.registry import resolve_model
 
     gguf = str(resolve_model(args.model, pull=False))
+    from qcoder.threads import configure_openmp
+
+    configure_openmp(args.omp_wait_policy)
     threads = str(args.threads)
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     results: dict[str, dict[int, dict]] = {}
