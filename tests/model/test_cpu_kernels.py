@@ -11,20 +11,21 @@ from qcoder.model import cpu_kernels
 pytestmark = pytest.mark.skipif(cpu_kernels.unavailable() is not None, reason=str(cpu_kernels.unavailable()))
 
 
+@pytest.mark.parametrize("cache_dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("heads,kv_heads,head_dim", [(14, 2, 64), (4, 4, 128), (16, 8, 8)])
-def test_attention_decode_matches_sdpa(heads, kv_heads, head_dim):
+def test_attention_decode_matches_sdpa(heads, kv_heads, head_dim, cache_dtype):
     torch.manual_seed(heads)
     lens = [1, 37, 9, 64]
     num_slots = 200
-    cache = torch.randn(2, num_slots, kv_heads, head_dim) * 3  # large scores: softmax far from uniform
+    cache = (torch.randn(2, num_slots, kv_heads, head_dim) * 3).to(cache_dtype)  # large scores: peaked softmax
     slots = torch.zeros(len(lens), max(lens), dtype=torch.int64)
     for b, n in enumerate(lens):
         slots[b, :n] = torch.randperm(num_slots)[:n]  # scattered, as paged blocks are
     q = torch.randn(len(lens), heads, head_dim)
     out = cpu_kernels.attention_decode(q, cache, slots, torch.tensor(lens))
     for b, n in enumerate(lens):
-        k = cache[0, slots[b, :n]].transpose(0, 1)[None]  # [1, kv_heads, n, head_dim]
-        v = cache[1, slots[b, :n]].transpose(0, 1)[None]
+        k = cache[0, slots[b, :n]].transpose(0, 1)[None].float()  # [1, kv_heads, n, head_dim]
+        v = cache[1, slots[b, :n]].transpose(0, 1)[None].float()
         ref = F.scaled_dot_product_attention(q[b, :, None][None], k, v, enable_gqa=True)[0, :, 0]
         assert torch.allclose(out[b], ref, atol=2e-5, rtol=1e-4), (out[b] - ref).abs().max()
 

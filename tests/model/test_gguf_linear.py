@@ -158,8 +158,8 @@ def test_what_the_kernels_cannot_run_falls_back_to_int8_int4(tmp_path):
     assert isinstance(load_model(q8, quant="auto")[0].lm_head, GGUFLinear)
 
 
-@pytest.mark.parametrize("qtype", [T.Q4_K, T.Q5_0])
-def test_fused_decode_gives_the_modules_numbers(tmp_path, qtype):
+@pytest.mark.parametrize("qtype,cache_dtype", [(T.Q4_K, torch.float16), (T.Q5_0, torch.float32)])
+def test_fused_decode_gives_the_modules_numbers(tmp_path, qtype, cache_dtype):
     """A decode step's layers as one C call (FusedDecode) equal the module-by-module forward bit for bit, for a
     batch of sequences of different lengths, and write the same KV cache."""
     path = tmp_path / "m.gguf"
@@ -168,7 +168,7 @@ def test_fused_decode_gives_the_modules_numbers(tmp_path, qtype):
     assert model.fused_decode is not None
     prompts = [list(range(5, 30)), list(range(40, 47)), list(range(60, 99))]
     batch = ForwardBatch.for_new_prompts(prompts, reserve=8)
-    caches = allocate_kv_cache(config, batch.num_slots, torch.float32)
+    caches = allocate_kv_cache(config, batch.num_slots, cache_dtype)
     model(batch, caches)
     step = batch.decode_step([7, 8, 9])
     for _ in range(3):

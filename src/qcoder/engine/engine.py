@@ -166,6 +166,7 @@ class LLMEngine:
         param = next(model.parameters(), None)
         self.dtype = param.dtype if param is not None else torch.float32
         self.device = param.device if param is not None else torch.device("cpu")
+        self.kv_dtype = getattr(model, "kv_cache_dtype", None) or self.dtype
 
         model_len = max_model_len or config.max_position_embeddings
         if kv_cache_tokens is None:
@@ -173,7 +174,7 @@ class LLMEngine:
                 on_gpu = self.device.type == "cuda"
                 kv_cache_memory = int(0.8 * torch.cuda.mem_get_info(self.device)[0]) if on_gpu else 1 << 30
             bytes_per_token = 2 * config.num_hidden_layers * config.num_key_value_heads * config.head_dim
-            bytes_per_token *= self.dtype.itemsize
+            bytes_per_token *= self.kv_dtype.itemsize
             kv_cache_tokens = min(kv_cache_memory // bytes_per_token, max_num_seqs * model_len)
         num_blocks = kv_cache_tokens // block_size
         if num_blocks < 1:
@@ -185,7 +186,7 @@ class LLMEngine:
 
         self.block_manager = BlockManager(num_blocks, block_size, enable_prefix_caching)
         self.scheduler = Scheduler(self.block_manager, max_num_seqs, max_num_batched_tokens)
-        self.kv_caches = allocate_kv_cache(config, capacity, self.dtype, self.device)
+        self.kv_caches = allocate_kv_cache(config, capacity, self.kv_dtype, self.device)
         self.sampler = Sampler()
         self.requests: dict[str, _Request] = {}
         self.eos_token_ids = set(tokenizer.eos_token_ids)

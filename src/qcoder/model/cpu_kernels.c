@@ -508,11 +508,19 @@ INLINE __m256 exp_nonpositive(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
+/* 8 cached values as fp32, from an fp16 (f16 = 1) or fp32 cache row */
+INLINE __m256 load_kv(const void *row, int i, int f16) {
+    return f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)row + i)))
+               : _mm256_loadu_ps((const float *)row + i);
+}
+
 /* out[b, h] = softmax(q[b, h] . K^T * scale) V over the ctx_lens[b] cache slots slots[b, :] of sequence b.
- * q, out: [B, heads, hd]; k, v: [num_slots, kv_heads, hd] (fp32, hd a multiple of 8). One task per (sequence,
- * KV head): each cached key and value is read once for all the query heads that share it. */
-void qc_attention_decode(const float *q, const float *k, const float *v, const int64_t *slots, const int64_t *ctx_lens,
-                         int B, int max_ctx, int heads, int kv_heads, int hd, float scale, float *out, int threads) {
+ * q, out: [B, heads, hd]; k, v: [num_slots, kv_heads, hd], fp16 (f16 = 1) or fp32, hd a multiple of 8. One task
+ * per (sequence, KV head): each cached key and value is read once for all the query heads that share it. */
+void qc_attention_decode(const float *q, const void *k, const void *v, const int64_t *slots, const int64_t *ctx_lens,
+                         int B, int max_ctx, int heads, int kv_heads, int hd, float scale, float *out, int f16,
+                         int threads) {
+    const int64_t elem = f16 ? 2 : 4;
     const int groups = heads / kv_heads;
 #pragma omp parallel for num_threads(threads) collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++) {
@@ -523,11 +531,11 @@ void qc_attention_decode(const float *q, const float *k, const float *v, const i
             float *oh = out + ((int64_t)b * heads + (int64_t)kv * groups) * hd;
             float *scores = malloc(sizeof(float) * (size_t)(groups * stride + 1));
             for (int64_t t = 0; t < n; t++) {
-                const float *kp = k + (sl[t] * kv_heads + kv) * (int64_t)hd;
+                const char *kp = (const char *)k + (sl[t] * kv_heads + kv) * (int64_t)hd * elem;
                 for (int g = 0; g < groups; g++) {
                     __m256 acc = _mm256_setzero_ps();
                     for (int i = 0; i < hd; i += 8)
-                        acc = _mm256_fmadd_ps(_mm256_loadu_ps(qh + g * hd + i), _mm256_loadu_ps(kp + i), acc);
+                        acc = _mm256_fmadd_ps(_mm256_loadu_ps(qh + g * hd + i), load_kv(kp, i, f16), acc);
                     scores[g * stride + t] = hsum(acc) * scale;
                 }
             }
@@ -546,12 +554,12 @@ void qc_attention_decode(const float *q, const float *k, const float *v, const i
                 memset(oh + g * hd, 0, sizeof(float) * hd);
             }
             for (int64_t t = 0; t < n; t++) {
-                const float *vp = v + (sl[t] * kv_heads + kv) * (int64_t)hd;
+                const char *vp = (const char *)v + (sl[t] * kv_heads + kv) * (int64_t)hd * elem;
                 for (int g = 0; g < groups; g++) {
                     const __m256 p = _mm256_set1_ps(scores[g * stride + t]);
                     for (int i = 0; i < hd; i += 8) {
                         float *o = oh + g * hd + i;
-                        _mm256_storeu_ps(o, _mm256_fmadd_ps(p, _mm256_loadu_ps(vp + i), _mm256_loadu_ps(o)));
+                        _mm256_storeu_ps(o, _mm256_fmadd_ps(p, load_kv(vp, i, f16), _mm256_loadu_ps(o)));
                     }
                 }
             }
@@ -630,8 +638,21 @@ typedef struct {
     int32_t qkv_parts, o_parts, gate_up_parts, down_parts;
     const float *qkv_bias, *o_bias; /* or NULL */
     const float *norm1, *norm2;     /* RMSNorm weights before attention and before the MLP */
-    float *k_cache, *v_cache;       /* [num_slots, kv_heads, hd] */
+    void *k_cache, *v_cache;        /* [num_slots, kv_heads, hd], fp16 or fp32 */
 } qc_layer;
+
+/* n values into a cache at element offset `at`: fp16 rounded to nearest even (as torch's .to(float16)), or fp32 */
+static void store_kv(void *cache, int64_t at, const float *x, int n, int f16) {
+    if (!f16) {
+        memcpy((float *)cache + at, x, sizeof(float) * n);
+        return;
+    }
+    uint16_t *out = (uint16_t *)cache + at;
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(out + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) out[i] = _cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT);
+}
 
 /* x [M, hidden]: one new token per sequence, updated in place through every layer (the residual stream).
  * cos, sin: [M, hd]; slot_mapping [M]: where each token's K/V go; slots [M, max_ctx], ctx_lens [M]: each sequence's
@@ -639,7 +660,7 @@ typedef struct {
 void qc_decode_layers(const qc_layer *layers, int n_layers, float *x, int M, int hidden, int heads, int kv_heads,
                       int hd, int inter, float eps, float scale, const float *cos, const float *sin,
                       const int64_t *slot_mapping, const int64_t *slots, const int64_t *ctx_lens, int max_ctx,
-                      int threads) {
+                      int kv_f16, int threads) {
     const int q = heads * hd, kv = kv_heads * hd, width = q + 2 * kv;
     float *h = malloc(sizeof(float) * (size_t)M * hidden), *qkv = malloc(sizeof(float) * (size_t)M * width);
     float *qs = malloc(sizeof(float) * (size_t)M * q), *att = malloc(sizeof(float) * (size_t)M * q);
@@ -656,11 +677,11 @@ void qc_decode_layers(const qc_layer *layers, int n_layers, float *x, int M, int
         for (int m = 0; m < M; m++) {
             const float *row = qkv + (int64_t)m * width;
             memcpy(qs + (int64_t)m * q, row, sizeof(float) * q);
-            memcpy(L->k_cache + slot_mapping[m] * kv, row + q, sizeof(float) * kv);
-            memcpy(L->v_cache + slot_mapping[m] * kv, row + q + kv, sizeof(float) * kv);
+            store_kv(L->k_cache, slot_mapping[m] * kv, row + q, kv, kv_f16);
+            store_kv(L->v_cache, slot_mapping[m] * kv, row + q + kv, kv, kv_f16);
         }
         qc_attention_decode(qs, L->k_cache, L->v_cache, slots, ctx_lens, M, max_ctx, heads, kv_heads, hd, scale, att,
-                            threads);
+                            kv_f16, threads);
         qc_matmul(L->o, L->o_parts, q, att, M, out, hidden, threads);
         for (int64_t i = 0; i < (int64_t)M * hidden; i++) x[i] += L->o_bias ? out[i] + L->o_bias[i % hidden] : out[i];
         qc_rmsnorm(x, L->norm2, h, M, hidden, eps, threads);

@@ -54,7 +54,7 @@ def kernels() -> ctypes.CDLL | str:
     lib.qc_dequantize.restype = None
     lib.qc_features.restype = i32
     f32 = ctypes.c_float
-    lib.qc_attention_decode.argtypes = [p, p, p, p, p, i32, i32, i32, i32, i32, f32, p, i32]
+    lib.qc_attention_decode.argtypes = [p, p, p, p, p, i32, i32, i32, i32, i32, f32, p, i32, i32]
     lib.qc_attention_decode.restype = None
     lib.qc_rmsnorm.argtypes = [p, p, p, i64, i32, f32, i32]
     lib.qc_rmsnorm.restype = None
@@ -62,7 +62,7 @@ def kernels() -> ctypes.CDLL | str:
     lib.qc_rope.restype = None
     lib.qc_silu_mul.argtypes = [p, p, i64, i32, i32]
     lib.qc_silu_mul.restype = None
-    lib.qc_decode_layers.argtypes = [p, i32, p, i32, i32, i32, i32, i32, i32, f32, f32, p, p, p, p, p, i32, i32]
+    lib.qc_decode_layers.argtypes = [p, i32, p, i32, i32, i32, i32, i32, i32, f32, f32, p, p, p, p, p, i32, i32, i32]
     lib.qc_decode_layers.restype = None
     return lib
 
@@ -132,7 +132,7 @@ def lib() -> ctypes.CDLL:
 
 def attention_decode(q: torch.Tensor, cache: torch.Tensor, slots: torch.Tensor, context_lens: torch.Tensor) -> torch.Tensor:
     """softmax(q K^T / sqrt(d)) V for one query per sequence. q: [B, heads, head_dim] fp32; cache: [2, num_slots,
-    kv_heads, head_dim] fp32; slots: [B, max_context] int64 cache slots; context_lens: [B] int64."""
+    kv_heads, head_dim] fp16 or fp32; slots: [B, max_context] int64 cache slots; context_lens: [B] int64."""
     batch, heads, head_dim = q.shape
     slots, context_lens = slots.to(torch.int64).contiguous(), context_lens.to(torch.int64).contiguous()
     out = torch.empty_like(q)
@@ -149,6 +149,7 @@ def attention_decode(q: torch.Tensor, cache: torch.Tensor, slots: torch.Tensor, 
         head_dim,
         head_dim**-0.5,
         out.data_ptr(),
+        int(cache.dtype == torch.float16),
         torch.get_num_threads(),
     )
     return out

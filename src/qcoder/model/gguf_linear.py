@@ -223,7 +223,8 @@ class FusedDecode:
         _lib().qc_decode_layers(
             self._layers, len(self._layers), x.data_ptr(), x.shape[0], hidden, heads, kv_heads, head_dim,
             self.inter, self.eps, head_dim**-0.5, cos.data_ptr(), sin.data_ptr(), slot_mapping.data_ptr(),
-            slots.data_ptr(), lens.data_ptr(), slots.shape[1], torch.get_num_threads(),
+            slots.data_ptr(), lens.data_ptr(), slots.shape[1], int(kv_caches[0].dtype == torch.float16),
+            torch.get_num_threads(),
         )  # fmt: skip
         return x
 
@@ -292,6 +293,7 @@ def load_native(checkpoint: GGUFCheckpoint, dtype: torch.dtype = torch.float32) 
     model.load_weights(
         (name, dequantize(checkpoint.raw(name)).to(dtype)) for name in checkpoint.tensor_names if name not in consumed
     )
+    model.kv_cache_dtype = torch.float16  # as llama.cpp keeps it: half the memory, and the kernels read it
     if FusedDecode.supports(model):
         model.fused_decode = FusedDecode(model)
     return model.requires_grad_(False).eval()

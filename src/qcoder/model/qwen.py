@@ -182,7 +182,7 @@ class Attention(nn.Module):
     def _decode(self, q: torch.Tensor, plan: AttentionPlan, cache: torch.Tensor) -> torch.Tensor:
         """One query per sequence: the C kernel on the CPU in fp32 (SDPA's dispatch costs more than the arithmetic
         at decode sizes), else a single padded SDPA call over all sequences."""
-        if _c_kernels(q) and cache.dtype == torch.float32 and self.head_dim % 8 == 0:
+        if _c_kernels(q) and cache.dtype in (torch.float32, torch.float16) and self.head_dim % 8 == 0:
             return cpu_kernels.attention_decode(q.contiguous(), cache, plan.context_slots, plan.context_lens)
         shape = (*plan.context_slots.shape, self.num_kv_heads, self.head_dim)  # [B, max_context, kv_heads, head_dim]
         # index_select: far faster than advanced indexing for row gathers on CPU
@@ -223,9 +223,13 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate_up = self.gate_up_proj(x)
         if _c_kernels(gate_up):
-            return self.down_proj(cpu_kernels.silu_mul(gate_up))
-        gate, up = gate_up.chunk(2, dim=-1)
-        return self.down_proj(F.silu(gate) * up)
+            act = cpu_kernels.silu_mul(gate_up)
+        else:
+            gate, up = gate_up.chunk(2, dim=-1)
+            act = F.silu(gate) * up
+            del gate, up
+        del gate_up  # freed before down_proj runs: at a 512-token prefill this is the step's largest tensor
+        return self.down_proj(act)
 
 
 class Experts(nn.Module):
@@ -310,6 +314,7 @@ class QwenModel(nn.Module):
 
 class QwenForCausalLM(nn.Module):
     fused_decode = None  # set by the GGUF loader when a decode step's layers can run as one C call
+    kv_cache_dtype = None  # the KV cache's dtype where it is not the model's (the GGUF loader: float16)
 
     def __init__(self, config: ModelConfig, dtype: torch.dtype = torch.float32):
         super().__init__()
@@ -342,7 +347,8 @@ class QwenForCausalLM(nn.Module):
     def forward(self, batch: ForwardBatch, kv_caches: list[torch.Tensor]) -> torch.Tensor:
         plan = AttentionPlan.build(batch, self.rope)
         x = self.model.embed_tokens(batch.input_ids)
-        if plan.decode_mask is not None and self.fused_decode is not None and _c_kernels(x):
+        fused = self.fused_decode is not None and kv_caches[0].dtype in (torch.float32, torch.float16)
+        if fused and plan.decode_mask is not None and _c_kernels(x):
             x = self.fused_decode(x, batch, plan, kv_caches)  # the same layers in one C call (gguf_linear.py)
         else:
             for layer, cache in zip(self.model.layers, kv_caches, strict=True):
