@@ -32,8 +32,10 @@ def test_attention_decode_matches_sdpa(heads, kv_heads, head_dim, cache_dtype):
 
 def test_disabled_makes_the_kernels_unavailable_for_the_block():
     assert cpu_kernels.unavailable() is None
+    assert cpu_kernels.describe().startswith("C kernels (AVX2")
     with cpu_kernels.disabled():
         assert cpu_kernels.unavailable() == "disabled by QCODER_NATIVE_KERNELS=0"
+        assert cpu_kernels.describe() == "PyTorch kernels (disabled by QCODER_NATIVE_KERNELS=0)"
     assert cpu_kernels.unavailable() is None
 
 

@@ -375,9 +375,12 @@ def print_table(results: dict[str, dict], args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from qcoder.model import cpu_kernels
+
     title = (
         f"{args.model}: {args.threads} threads, qcoder --quant {args.quant}, prompt {args.prompt_tokens}, "
-        f"generate {args.gen_tokens}, batch {args.batch}, best of {args.repeats}, OMP {args.omp_wait_policy}"
+        f"generate {args.gen_tokens}, batch {args.batch}, best of {args.repeats}, OMP {args.omp_wait_policy}, "
+        f"{cpu_kernels.describe()}"
     )
     table = Table(title=title)
     table.add_column("metric")

@@ -123,6 +123,15 @@ def disabled():
         kernels.cache_clear()
 
 
+def describe() -> str:
+    """What runs, for reports: the C kernels and the instructions they were built with, or why there are none."""
+    built = kernels()
+    if isinstance(built, str):
+        return f"PyTorch kernels ({built})"
+    features = built.qc_features()
+    return "C kernels (AVX2" + (", VNNI" if features & 1 else "") + (", AVX-512" if features & 2 else "") + ")"
+
+
 def lib() -> ctypes.CDLL:
     lib = kernels()
     if isinstance(lib, str):
