@@ -72,6 +72,20 @@ def test_repetition_penalty_divides_positive_and_multiplies_negative_logits():
     assert tokens == [1]
 
 
+def test_seen_tokens_grow_with_the_sequence_and_penalise_as_a_fresh_set_does():
+    from qcoder.engine.sampling import SeenTokens
+
+    seen, ids = SeenTokens(), [5, 3, 5]
+    assert sorted(seen.update(ids).tolist()) == [3, 5]
+    ids += [3, 7, 9, 7]
+    assert sorted(seen.update(ids).tolist()) == [3, 5, 7, 9]
+    logits = torch.randn(1, 12)
+    kept = row(prompt=ids, repetition_penalty=1.3)
+    kept.seen = seen
+    fresh = Sampler._apply_penalties(logits.clone(), [row(prompt=ids, repetition_penalty=1.3)])
+    assert torch.equal(Sampler._apply_penalties(logits.clone(), [kept]), fresh)
+
+
 def test_presence_and_frequency_penalties_count_output_tokens_only():
     logits = torch.zeros(1, 4)
     r = row(prompt=[2, 3], output=[0, 0, 1], presence_penalty=0.5, frequency_penalty=0.25)

@@ -29,7 +29,7 @@ from functools import cached_property
 import torch
 
 from qcoder.engine.kv_cache import BlockManager
-from qcoder.engine.sampling import Logprobs, Sampler, SampleRow, SamplingParams
+from qcoder.engine.sampling import Logprobs, Sampler, SampleRow, SamplingParams, SeenTokens
 from qcoder.engine.scheduler import ScheduledSeq, Scheduler, Sequence
 from qcoder.engine.tokenizer import IncrementalDecoder, Tokenizer
 from qcoder.errors import QcoderError
@@ -83,6 +83,7 @@ class _Request:
     emitted: int = 0  # characters of `text` already returned
     thinking_tokens: int = 0
     forced: list[int] = field(default_factory=list)  # tokens to feed instead of sampling (thinking budget)
+    seen: SeenTokens = field(default_factory=SeenTokens)  # distinct tokens so far (repetition penalty)
 
 
 def _parse_dtype(dtype) -> torch.dtype:
@@ -331,7 +332,12 @@ class LLMEngine:
             req.forced = self.tokenizer.encode(THINK_CLOSE_TEXT)
         seq = req.seq
         return SampleRow(
-            seq.params, seq.token_ids, seq.num_prompt_tokens, req.generator, req.forced[0] if req.forced else None
+            seq.params,
+            seq.token_ids,
+            seq.num_prompt_tokens,
+            req.generator,
+            req.forced[0] if req.forced else None,
+            req.seen,
         )
 
     def _append(self, req: _Request, token: int, logprobs: Logprobs | None) -> RequestOutput:

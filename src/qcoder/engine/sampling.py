@@ -91,6 +91,28 @@ def _check(ok: bool, name: str, rule: str) -> None:
         raise QcoderError(f"invalid sampling parameter {name}: {rule}")
 
 
+class SeenTokens:
+    """The distinct ids of a growing token list, as a tensor for the repetition penalty. Kept per request and
+    extended with each step's new ids: rebuilding it from the whole prompt every step cost milliseconds per token
+    on long (agent) prompts."""
+
+    def __init__(self) -> None:
+        self._seen: set[int] = set()
+        self._count = 0
+        self.ids = torch.empty(0, dtype=torch.long)
+
+    def update(self, token_ids: list[int]) -> torch.Tensor:
+        fresh = []
+        for t in token_ids[self._count :]:
+            if t not in self._seen:
+                self._seen.add(t)
+                fresh.append(t)
+        self._count = len(token_ids)
+        if fresh:
+            self.ids = torch.cat([self.ids, torch.tensor(fresh, dtype=torch.long)])
+        return self.ids
+
+
 @dataclass
 class SampleRow:
     """What the sampler needs to know about one sequence in the batch."""
@@ -100,6 +122,7 @@ class SampleRow:
     num_prompt_tokens: int  # token_ids[num_prompt_tokens:] are the output (presence / frequency)
     generator: torch.Generator | None = None  # set when params.seed is given
     forced_token: int | None = None  # emit this token instead of sampling (thinking budget)
+    seen: SeenTokens | None = None  # the request's distinct tokens so far (else computed from token_ids)
 
 
 Logprobs = tuple[float, list[tuple[int, float]]]  # (sampled token's logprob, top-N [(token_id, logprob)])
@@ -138,7 +161,10 @@ class Sampler:
             p = row.params
             if p.repetition_penalty != 1.0 and row.token_ids:
                 # HF semantics: every token seen in prompt or output is made less likely, once.
-                seen = torch.tensor(sorted(set(row.token_ids)), dtype=torch.long, device=device)
+                if row.seen is not None:
+                    seen = row.seen.update(row.token_ids).to(device)
+                else:
+                    seen = torch.tensor(sorted(set(row.token_ids)), dtype=torch.long, device=device)
                 values = logits[i, seen]
                 logits[i, seen] = torch.where(values > 0, values / p.repetition_penalty, values * p.repetition_penalty)
             output = row.token_ids[row.num_prompt_tokens :]
