@@ -93,6 +93,27 @@ INLINE void k_scales_mins(const uint8_t *s, uint8_t *scales, uint8_t *mins) {
     memcpy(scales, sc, 8), memcpy(mins, mn, 8);
 }
 
+/* Q4_K / Q5_K sub-block j (0-7) of a super-block: 32 values 0-15 from the nibbles qs (two sub-blocks per 32 bytes),
+ * 0-31 with Q5_K's fifth bits (bit j of each byte of `high`) */
+INLINE __m256i k_values(const uint8_t *qs, __m256i high, int j, int q5) {
+    const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * (j / 2)));
+    __m256i u = _mm256_and_si256(j & 1 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(0x0F));
+    if (q5) {
+        const __m256i fifth = _mm256_and_si256(_mm256_srli_epi16(high, j), _mm256_set1_epi8(1));
+        u = _mm256_or_si256(u, _mm256_slli_epi16(fifth, 4));
+    }
+    return u;
+}
+
+/* Q6_K chunk k (0-3) of half h of the super-block at p: 32 values 0-63, low nibbles from ql, two high bits from qh
+ * (the half's 32 bytes of them) */
+INLINE __m256i q6k_values(const uint8_t *p, __m256i qh, int h, int k) {
+    const __m256i ql = _mm256_loadu_si256((const __m256i *)(p + 64 * h + 32 * (k & 1)));
+    const __m256i lo = _mm256_and_si256(k >> 1 ? _mm256_srli_epi16(ql, 4) : ql, _mm256_set1_epi8(0x0F));
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), _mm256_set1_epi8(3));
+    return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+}
+
 /* ------------------------------------------------------------------ walking a row's chunks
  * FOR_EACH_CHUNK runs its body for each 32-value chunk `blk` of the row at `w`, with
  *   u       the 32 values as bytes: unsigned 0..63, or signed int8 where SIGNED (Q8_0)
@@ -133,12 +154,7 @@ INLINE void k_scales_mins(const uint8_t *s, uint8_t *scales, uint8_t *mins) {
                 const int blk = sb * 8 + j, sc = scales[j], mn = mins[j];                                      \
                 const float s0 = d * (float)sc, s1 = s0, b0 = -dmin * (float)mn, b1 = b0, dscale = s0;         \
                 const int isc0 = 1, isc1 = 1;                                                                  \
-                __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * (j / 2)));                          \
-                __m256i u = _mm256_and_si256(j & 1 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(0x0F));     \
-                if (Q5) {                                                                                      \
-                    __m256i h = _mm256_and_si256(_mm256_srli_epi16(high, j), _mm256_set1_epi8(1));             \
-                    u = _mm256_or_si256(u, _mm256_slli_epi16(h, 4));                                           \
-                }                                                                                              \
+                const __m256i u = k_values(qs, high, j, Q5);                                                   \
                 (void)SIGNED, (void)HALVES, (void)OFFSET, (void)s1, (void)b1, (void)isc0, (void)isc1;         \
                 (void)dscale;                                                                                  \
                 __VA_ARGS__                                                                                    \
@@ -178,10 +194,7 @@ INLINE void k_scales_mins(const uint8_t *s, uint8_t *scales, uint8_t *mins) {
                 const __m256i qh = _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h));                    \
                 for (int k = 0; k < 4; k++) {                                                                  \
                     const int blk = sb * 8 + 4 * h + k;                                                        \
-                    const __m256i ql = _mm256_loadu_si256((const __m256i *)(p + 64 * h + 32 * (k & 1)));       \
-                    __m256i lo = _mm256_and_si256(k >> 1 ? _mm256_srli_epi16(ql, 4) : ql, _mm256_set1_epi8(0x0F)); \
-                    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), _mm256_set1_epi8(3));          \
-                    const __m256i u = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));                           \
+                    const __m256i u = q6k_values(p, qh, h, k);                                                 \
                     const float s0 = d * (float)sc[8 * h + 2 * k], s1 = d * (float)sc[8 * h + 2 * k + 1];      \
                     const float b0 = -32.0f * s0, b1 = -32.0f * s1, dscale = d;                                \
                     const int isc0 = sc[8 * h + 2 * k], isc1 = sc[8 * h + 2 * k + 1];                          \
@@ -235,15 +248,8 @@ INLINE float row_dot1_k(const uint8_t *w, const qc_rows *a, const int Q5) {
         const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)mins)));
         const __m256i high = Q5 ? _mm256_loadu_si256((const __m256i *)(p + 16)) : _mm256_setzero_si256();
         __m256i v[8];
-        for (int j = 0; j < 8; j++) {
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * (j / 2)));
-            __m256i u = _mm256_and_si256(j & 1 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(0x0F));
-            if (Q5) {
-                const __m256i h = _mm256_and_si256(_mm256_srli_epi16(high, j), _mm256_set1_epi8(1));
-                u = _mm256_or_si256(u, _mm256_slli_epi16(h, 4));
-            }
-            v[j] = dot_u8s8(u, _mm256_loadu_si256((const __m256i *)(a->q + 32 * (sb * 8 + j))));
-        }
+        for (int j = 0; j < 8; j++)
+            v[j] = dot_u8s8(k_values(qs, high, j, Q5), _mm256_loadu_si256((const __m256i *)(a->q + 32 * (sb * 8 + j))));
         const __m256 dx = _mm256_loadu_ps(a->d + 8 * sb);
         const __m256 scale = _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(half(p))), dx);
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum_lanes8(v)), scale, acc);
@@ -269,10 +275,7 @@ INLINE float row_dot1_q6k(const uint8_t *w, const qc_rows *a) {
             const __m256i qh = _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h));
             for (int k = 0; k < 4; k++) {
                 const int j = 4 * h + k;
-                const __m256i ql = _mm256_loadu_si256((const __m256i *)(p + 64 * h + 32 * (k & 1)));
-                const __m256i lo = _mm256_and_si256(k >> 1 ? _mm256_srli_epi16(ql, 4) : ql, _mm256_set1_epi8(0x0F));
-                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), _mm256_set1_epi8(3));
-                const __m256i c = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), _mm256_set1_epi8(32));
+                const __m256i c = _mm256_sub_epi8(q6k_values(p, qh, h, k), _mm256_set1_epi8(32));
                 const __m256i x = _mm256_loadu_si256((const __m256i *)(a->q + 32 * (sb * 8 + j)));
                 v[j] = dot_u8s8(_mm256_abs_epi8(c), _mm256_sign_epi8(x, c));
             }
@@ -290,8 +293,9 @@ INLINE float row_dot1_q6k(const uint8_t *w, const qc_rows *a) {
     return hsum(acc);
 }
 
-/* One activation row: per-lane fp32 accumulators, summed at the end (the fastest order for one row). Types centred
- * on an OFFSET (Q4_0, Q5_0, Q6_K) subtract it and use signed products, which drops their bias term. */
+/* One activation row: per-lane fp32 accumulators, summed at the end (the fastest order for one row); K-quants take
+ * their super-block paths above. Types centred on an OFFSET (Q4_0, Q5_0) subtract it and use signed products, which
+ * drops their bias term. The body stays right for every type the walker yields. */
 static float row_dot1(int type, const uint8_t *w, const qc_rows *a) {
     if (type == Q4_K) return row_dot1_k(w, a, 0);
     if (type == Q5_K) return row_dot1_k(w, a, 1);
@@ -622,7 +626,8 @@ void qc_silu_mul(const float *gate_up, float *out, int64_t rows, int n, int thre
             const __m256 x = _mm256_loadu_ps(g + i);
             const __m256 e = exp_nonpositive(_mm256_or_ps(x, sign)); /* e^-|x| */
             const __m256 inv = _mm256_div_ps(one, _mm256_add_ps(one, e));
-            const __m256 sig = _mm256_blendv_ps(_mm256_mul_ps(e, inv), inv, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ));
+            const __m256 nonneg = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ);
+            const __m256 sig = _mm256_blendv_ps(_mm256_mul_ps(e, inv), inv, nonneg);
             _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_mul_ps(x, sig), _mm256_loadu_ps(u + i)));
         }
         for (; i < n; i++) o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
