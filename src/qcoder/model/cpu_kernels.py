@@ -5,8 +5,9 @@ its source and the CPU; concurrent builders each write a temp file and rename it
 compiler, not x86-64 with AVX2, QCODER_NATIVE_KERNELS=0), `unavailable()` says why and callers use PyTorch.
 
 - GGUF matrix products and dequantization: see gguf_linear.py.
-- `attention_decode`: one query per sequence over the paged KV cache (single-stream decode), where PyTorch's
-  SDPA and bmm cost ~20-50 us per call at these sizes, more than the arithmetic.
+- `attention_decode`, `rmsnorm`, `rope_`, `silu_mul`: decode's small ops, where PyTorch's dispatch (SDPA and
+  bmm ~20-50 us per call) costs more than the arithmetic.
+- A decode step's decoder layers in one call: FusedDecode in gguf_linear.py.
 """
 
 from __future__ import annotations
@@ -45,26 +46,24 @@ def kernels() -> ctypes.CDLL | str:
     except (OSError, subprocess.SubprocessError) as e:
         return f"building the C kernels failed: {str(e).strip().splitlines()[-1] if str(e).strip() else e}"
     lib = ctypes.CDLL(str(library))  # after torch: the kernels share its OpenMP runtime and thread pool
-    p, i32, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
-    lib.qc_matmul.argtypes = [p, i32, i32, p, i32, p, i64, i32]
-    lib.qc_matmul.restype = None
-    lib.qc_get_rows.argtypes = [i32, p, i64, i32, p, i64, p, i32]
-    lib.qc_get_rows.restype = None
-    lib.qc_dequantize.argtypes = [p, i32, i32, i64, i64, p, i32, i32]
-    lib.qc_dequantize.restype = None
-    lib.qc_features.restype = i32
-    f32 = ctypes.c_float
-    lib.qc_attention_decode.argtypes = [p, p, p, p, p, i32, i32, i32, i32, i32, f32, p, i32, i32]
-    lib.qc_attention_decode.restype = None
-    lib.qc_rmsnorm.argtypes = [p, p, p, i64, i32, f32, i32]
-    lib.qc_rmsnorm.restype = None
-    lib.qc_rope.argtypes = [p, i64, i64, i32, i32, p, p]
-    lib.qc_rope.restype = None
-    lib.qc_silu_mul.argtypes = [p, p, i64, i32, i32]
-    lib.qc_silu_mul.restype = None
-    lib.qc_decode_layers.argtypes = [p, i32, p, i32, i32, i32, i32, i32, i32, f32, f32, p, p, p, p, p, i32, i32, i32]
-    lib.qc_decode_layers.restype = None
+    for name, argtypes in _SIGNATURES.items():
+        function = getattr(lib, name)
+        function.argtypes, function.restype = argtypes, None
+    lib.qc_features.restype = ctypes.c_int
     return lib
+
+
+_p, _i32, _i64, _f32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_float
+_SIGNATURES = {  # the C entry points (all return void), as declared in cpu_kernels.c
+    "qc_matmul": [_p, _i32, _i32, _p, _i32, _p, _i64, _i32],
+    "qc_get_rows": [_i32, _p, _i64, _i32, _p, _i64, _p, _i32],
+    "qc_dequantize": [_p, _i32, _i32, _i64, _i64, _p, _i32, _i32],
+    "qc_attention_decode": [_p, _p, _p, _p, _p, _i32, _i32, _i32, _i32, _i32, _f32, _p, _i32, _i32],
+    "qc_rmsnorm": [_p, _p, _p, _i64, _i32, _f32, _i32],
+    "qc_rope": [_p, _i64, _i64, _i32, _i32, _p, _p],
+    "qc_silu_mul": [_p, _p, _i64, _i32, _i32],
+    "qc_decode_layers": [_p, _i32, _p, *[_i32] * 6, _f32, _f32, *[_p] * 5, _i32, _i32, _i32],
+}
 
 
 def _build(cc: str) -> Path:

@@ -190,20 +190,18 @@ class FusedDecode:
         )
 
     def _build(self, kv_caches: list[torch.Tensor]) -> None:
+        def parts(m: GGUFLinear):
+            return ctypes.cast(m._parts, ctypes.c_void_p), len(m._parts)
+
+        def ptr(t: torch.Tensor | None):
+            return None if t is None else t.data_ptr()
+
         layers = []
         for layer, cache in zip(self.model.model.layers, kv_caches, strict=True):
             attn, mlp = layer.self_attn, layer.mlp
-
-            def parts(m: GGUFLinear):
-                return ctypes.cast(m._parts, ctypes.c_void_p), len(m._parts)
-
             (qkv, nq), (o, no), (gu, ng), (down, nd) = map(
                 parts, (attn.qkv_proj, attn.o_proj, mlp.gate_up_proj, mlp.down_proj)
             )
-
-            def ptr(t):
-                return None if t is None else t.data_ptr()
-
             layers.append(
                 _Layer(qkv, o, gu, down, nq, no, ng, nd, ptr(attn.qkv_proj.bias), ptr(attn.o_proj.bias),
                        ptr(layer.input_layernorm.weight), ptr(layer.post_attention_layernorm.weight),
