@@ -112,17 +112,7 @@ def main(argv=None) -> int:
     path = str(resolve_model(args.model))
     console = Console()
     if not args.no_speed:
-        results = bench.run_bench(
-            path,
-            vs_llama_cpp=True,
-            threads=args.threads,
-            quant=args.quant,
-            prompt_tokens=args.prompt_tokens,
-            gen_tokens=args.gen_tokens,
-            batch=args.batch,
-            repeats=args.repeats,
-        )
-        bench.print_table(results, args)
+        bench.print_table(bench.run_bench_with(args, path, vs_llama_cpp=True), args)
 
     table = Table(title=f"greedy agreement with llama.cpp, first {AGREE_TOKENS} tokens (qcoder --quant {args.quant})")
     for col in ("prompt", "common prefix", "equal positions"):

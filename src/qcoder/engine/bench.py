@@ -54,9 +54,15 @@ def register(subparsers) -> None:
 
 def _run(args) -> int:
     configure_openmp(args.omp_wait_policy)  # read by both engines' OpenMP in the child processes
-    results = run_bench(
-        args.model,
-        vs_llama_cpp=args.vs_llama_cpp,
+    print_table(run_bench_with(args, args.model, args.vs_llama_cpp), args)
+    return 0
+
+
+def run_bench_with(args: argparse.Namespace, model, vs_llama_cpp: bool) -> dict[str, dict]:
+    """run_bench with the measurement options of `qcoder bench` (also the benchmark scripts' options)."""
+    return run_bench(
+        model,
+        vs_llama_cpp=vs_llama_cpp,
         threads=args.threads,
         quant=args.quant,
         prompt_tokens=args.prompt_tokens,
@@ -64,8 +70,6 @@ def _run(args) -> int:
         batch=args.batch,
         repeats=args.repeats,
     )
-    print_table(results, args)
-    return 0
 
 
 # ---------------------------------------------------------------- driver
@@ -221,8 +225,17 @@ def measure_qcoder(path, threads, ids, prompt_tokens, gen_tokens, batch, quant="
     _run_engine(engine, [ids[:WARMUP_TOKENS]], 2)
     prefill_s, _, _ = _run_engine(engine, [ids[:prompt_tokens]], 1)
     _, decode_s, _ = _run_engine(engine, [ids[:SHORT_PROMPT]], gen_tokens)
-    prompts = [ids[SHORT_PROMPT * (i + 1) : SHORT_PROMPT * (i + 2)] for i in range(batch)]
-    _, batch_s, _ = _run_engine(engine, prompts, gen_tokens)
+    _, batch_s, _ = _run_engine(engine, _batch_prompts(ids, batch), gen_tokens)
+    return _metrics(load_s, prefill_s, decode_s, batch_s, prompt_tokens, gen_tokens, batch)
+
+
+def _batch_prompts(ids: list[int], batch: int) -> list[list[int]]:
+    """`batch` distinct short prompts, after the first SHORT_PROMPT ids (the single-stream prompt)."""
+    return [ids[SHORT_PROMPT * (i + 1) : SHORT_PROMPT * (i + 2)] for i in range(batch)]
+
+
+def _metrics(load_s, prefill_s, decode_s, batch_s, prompt_tokens, gen_tokens, batch) -> dict:
+    """One engine's figures from its timings (the first generated token belongs to the prompt's step)."""
     return dict(
         load_s=load_s,
         peak_rss_mb=_peak_rss_mb(),
@@ -264,16 +277,8 @@ def measure_llama_cpp(path, threads, ids, prompt_tokens, gen_tokens, batch) -> d
     prefill_s = time.perf_counter() - t
     llm.reset()
     decode_s = _llama_greedy(llm, ids[:SHORT_PROMPT], gen_tokens)[1]
-    batch_s = _llama_batch_decode(
-        llm, [ids[SHORT_PROMPT * (i + 1) : SHORT_PROMPT * (i + 2)] for i in range(batch)], gen_tokens
-    )
-    return dict(
-        load_s=load_s,
-        peak_rss_mb=_peak_rss_mb(),
-        prefill_tps=prompt_tokens / prefill_s,
-        decode_tps=(gen_tokens - 1) / decode_s,
-        batch_decode_tps=batch * (gen_tokens - 1) / batch_s,
-    )
+    batch_s = _llama_batch_decode(llm, _batch_prompts(ids, batch), gen_tokens)
+    return _metrics(load_s, prefill_s, decode_s, batch_s, prompt_tokens, gen_tokens, batch)
 
 
 def _llama_greedy(llm, prompt: list[int], max_tokens: int) -> tuple[list[int], float]:
