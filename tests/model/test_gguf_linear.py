@@ -207,5 +207,6 @@ def test_engine_generates_the_same_with_and_without_fused_decode(tmp_path):
             model.fused_decode = None
         engine = LLMEngine.from_parts(model, config, Tokenizer.from_path(tokenizer_dir), kv_cache_tokens=512,
                                       max_num_seqs=3, max_num_batched_tokens=32)  # fmt: skip
+        assert engine.kv_caches[0].dtype == torch.float16  # GGUF models keep their KV cache in fp16, as llama.cpp
         outputs.append([out.token_ids for out in LLM.from_engine(engine).generate(prompts, params)])
     assert outputs[0] == outputs[1]
