@@ -5,7 +5,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from agent_fake_model import FakeModel
+
+from .agent_fake_model import FakeModel
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples"
 

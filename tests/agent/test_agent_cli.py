@@ -5,8 +5,9 @@ import shutil
 import sys
 
 import pytest
-from agent_fake_model import call
-from conftest import EXAMPLE, json_result, qcoder_cli
+
+from .agent_fake_model import call
+from .conftest import EXAMPLE, json_result, qcoder_cli
 
 FIX = ("textstats.py", "    return min(found, key=len)", "    return max(found, key=len)")
 

@@ -2,12 +2,14 @@
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
-from conftest import json_result, qcoder_cli
 
-TOKENIZER = Path(__file__).resolve().parents[3] / "shared" / "data" / "qwen2.5-coder-tokenizer"
+from tests.conftest import QWEN25_TOKENIZER
+
+from .conftest import json_result, qcoder_cli
+
+TOKENIZER = QWEN25_TOKENIZER
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,14 @@ import argparse
 import io
 
 import pytest
-from agent_fake_model import call
 from rich.console import Console
 
 from qcoder.agent import commands
 from qcoder.agent.client import OpenAIClient
 from qcoder.agent.tui import Tui
 from qcoder.errors import QcoderError
+
+from .agent_fake_model import call
 
 
 def tui(workspace, answers=()):

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
-QWEN25_TOKENIZER = SHARED / "qwen2.5-coder-tokenizer"
-QWEN3_TOKENIZER = SHARED / "qwen3-coder-30b-a3b-instruct"
+from tests.conftest import QWEN3_CODER, QWEN25_TOKENIZER
+
+QWEN3_TOKENIZER = QWEN3_CODER
 QWEN3_TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json")
 
 TINY = dict(

@@ -1,7 +1,6 @@
 """Chat template rendering must be byte-identical to transformers' apply_chat_template."""
 
 import json
-from pathlib import Path
 
 import pytest
 from transformers import AutoTokenizer
@@ -9,8 +8,9 @@ from transformers import AutoTokenizer
 from qcoder.engine.chat_template import ChatTemplate, default_template, normalize_messages, normalize_tools
 from qcoder.engine.tokenizer import Tokenizer
 from qcoder.errors import QcoderError
+from tests.conftest import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = SHARED_DATA
 QWEN25 = DATA / "qwen2.5-coder-tokenizer"
 QWEN3 = DATA / "qwen3-coder-30b-a3b-instruct"
 

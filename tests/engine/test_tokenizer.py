@@ -10,8 +10,9 @@ from transformers import AutoTokenizer
 
 from qcoder.engine.tokenizer import GGUF_CONTROL, GGUF_USER_DEFINED, IncrementalDecoder, Tokenizer
 from qcoder.errors import QcoderError
+from tests.conftest import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = SHARED_DATA
 QWEN25 = DATA / "qwen2.5-coder-tokenizer"
 QWEN3 = DATA / "qwen3-coder-30b-a3b-instruct"
 

@@ -3,7 +3,6 @@
 import json
 import random
 import re
-from pathlib import Path
 
 import pytest
 
@@ -16,6 +15,7 @@ from qcoder.engine.tool_parsers import (
     get_tool_parser,
 )
 from qcoder.errors import QcoderError
+from tests.conftest import SHARED_DATA
 
 
 def tool(name, properties=None, required=()):
@@ -292,7 +292,7 @@ def test_check_arguments():
 
 
 def test_get_tool_parser():
-    data = Path(__file__).resolve().parents[3] / "shared" / "data"
+    data = SHARED_DATA
     qwen3_template = json.loads((data / "qwen3-coder-30b-a3b-instruct" / "tokenizer_config.json").read_text())
     qwen25_template = (data / "qwen2.5-coder-tokenizer" / "chat_template.jinja").read_text()
     assert get_tool_parser("auto", qwen3_template["chat_template"]).bare_function_tags

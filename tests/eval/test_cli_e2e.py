@@ -5,9 +5,9 @@ import os
 import subprocess
 import sys
 
-from fake_openai import FakeOpenAI
-
 from qcoder.eval import datasets
+
+from .fake_openai import FakeOpenAI
 
 
 def qcoder(*args, cwd=None):

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-REAL_QWEN3_CODER = Path(__file__).resolve().parents[3] / "shared" / "data" / "qwen3-coder-30b-a3b-instruct"
+from tests.conftest import QWEN3_CODER
+
+REAL_QWEN3_CODER = QWEN3_CODER
 
 _COMMON = dict(
     vocab_size=320,

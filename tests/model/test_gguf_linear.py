@@ -18,6 +18,7 @@ from qcoder.model.gguf import GGUFCheckpoint, RawTensor
 from qcoder.model.gguf_linear import NATIVE_TYPES, GGUFEmbedding, GGUFLinear, why_not_native
 from qcoder.model.loader import load_model
 from qcoder.model.qwen import ForwardBatch, allocate_kv_cache
+from tests.conftest import QWEN25_TOKENIZER
 
 from .test_gguf import random_blocks, tiny_hf, write_gguf
 
@@ -187,13 +188,12 @@ def test_fused_decode_gives_the_modules_numbers(tmp_path, qtype, cache_dtype):
 def test_engine_generates_the_same_with_and_without_fused_decode(tmp_path):
     """Continuous batching through the engine (prefills and decodes of different lengths interleaved): the fused
     decode path changes nothing in what is generated."""
-    from pathlib import Path
 
     from qcoder.engine.engine import LLM, LLMEngine
     from qcoder.engine.sampling import SamplingParams
     from qcoder.engine.tokenizer import Tokenizer
 
-    tokenizer_dir = Path(__file__).resolve().parents[3] / "shared" / "data" / "qwen2.5-coder-tokenizer"
+    tokenizer_dir = QWEN25_TOKENIZER
     if not tokenizer_dir.is_dir():
         pytest.skip(f"{tokenizer_dir} not found")
     path = tmp_path / "m.gguf"

@@ -19,9 +19,7 @@ import openai
 import pytest
 import torch
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
-QWEN25_TOKENIZER = SHARED / "qwen2.5-coder-tokenizer"
-QWEN3_CODER = SHARED / "qwen3-coder-30b-a3b-instruct"
+from tests.conftest import QWEN25_TOKENIZER
 
 TINY_QWEN2 = dict(
     vocab_size=151936,
