@@ -7,7 +7,9 @@ import json
 
 import pytest
 
-from .conftest import QWEN3_CODER, QWEN25_TOKENIZER, LiveServer, make_state, scripted_engine
+from tests.conftest import QWEN3_CODER, QWEN25_TOKENIZER
+
+from .conftest import LiveServer, make_state, scripted_engine
 
 WEATHER = {
     "type": "function",
@@ -81,7 +83,7 @@ def scripted(request):
 
 
 def test_parser_is_picked_from_the_template(scripted):
-    assert scripted.server.state.tool_parser_name == scripted.format
+    assert scripted.server.state.tool_parser.name == scripted.format
 
 
 def test_one_call(scripted):
@@ -219,7 +221,7 @@ def test_parser_can_be_overridden():
     llm, _ = scripted_engine(QWEN3_CODER)
     state = make_state(llm, tool_call_parser="hermes")
     try:
-        assert state.tool_parser_name == "hermes" and not state.tool_parser.bare_function_tags
+        assert state.tool_parser.name == "hermes" and not state.tool_parser.bare_function_tags
     finally:
         state.engine.shutdown()
 

@@ -6,18 +6,14 @@ the official openai SDK; otherwise the built-in engine runs the model in this pr
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from qcoder.engine.sampling import EXTRA_SAMPLING_FIELDS, OPENAI_SAMPLING_FIELDS, check_sampling_names
 from qcoder.engine.tool_parsers import ToolCall
 from qcoder.errors import QcoderError
-
-# Sampling options the OpenAI API knows; the rest go through extra_body (vLLM-style extensions).
-OPENAI_SAMPLING = ("temperature", "top_p", "max_tokens", "seed", "stop")
-EXTRA_SAMPLING = ("top_k", "min_p", "repetition_penalty")
 
 
 @dataclass
@@ -62,13 +58,11 @@ class OpenAIClient(ChatClient):
         kwargs = {"model": self.model, "messages": messages}
         if tools:
             kwargs["tools"] = tools
-        kwargs.update({k: v for k, v in sampling.items() if k in OPENAI_SAMPLING and v is not None})
-        extra = {k: v for k, v in sampling.items() if k in EXTRA_SAMPLING and v is not None}
+        check_sampling_names(sampling)
+        kwargs.update({k: v for k, v in sampling.items() if k in OPENAI_SAMPLING_FIELDS and v is not None})
+        extra = {k: v for k, v in sampling.items() if k in EXTRA_SAMPLING_FIELDS and v is not None}
         if extra:
             kwargs["extra_body"] = extra
-        unknown = set(sampling) - set(OPENAI_SAMPLING) - set(EXTRA_SAMPLING)
-        if unknown:
-            raise TypeError(f"unknown sampling options: {sorted(unknown)}")
         return self._with_retries(lambda: self._stream(kwargs, on_delta) if on_delta else self._once(kwargs))
 
     def _with_retries(self, call):
@@ -140,65 +134,25 @@ class EngineClient(ChatClient):
         self.model = model or DEFAULT_MODEL
         self._llm = qcoder.LLM(self.model)
 
+    @classmethod
+    def from_llm(cls, llm, model: str) -> EngineClient:
+        """A client around an LLM that is already loaded."""
+        client = cls.__new__(cls)
+        client.model, client._llm = model, llm
+        return client
+
     def chat(self, messages, tools=None, *, on_delta=None, **sampling) -> ChatResponse:
         from qcoder.engine.sampling import SamplingParams
 
-        unknown = set(sampling) - set(OPENAI_SAMPLING) - set(EXTRA_SAMPLING)
-        if unknown:
-            raise TypeError(f"unknown sampling options: {sorted(unknown)}")
+        check_sampling_names(sampling)
         params = SamplingParams(**{k: v for k, v in sampling.items() if v is not None})
-        messages = _template_messages(messages)
-        if on_delta is None:
-            out = self._llm.chat(messages, tools=tools, params=params)
-            return ChatResponse(out.content or "", out.reasoning_content, list(out.tool_calls or []),
-                                out.finish_reason or "stop",
-                                {"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens})
-        return self._stream(messages, tools, params, on_delta)
-
-    def _stream(self, messages, tools, params, on_delta) -> ChatResponse:
-        """Generate piece by piece for on_delta, then split reasoning and parse tool calls as `LLM.chat` does."""
-        from qcoder.engine.reasoning import split_reasoning
-        from qcoder.engine.tool_parsers import get_tool_parser
-
-        ids = self._llm.chat_prompt_ids(messages, tools)
-        pieces = []
-        for piece in self._llm.stream(ids, params):
-            pieces.append(piece)
-            on_delta(piece)
-        text = "".join(pieces)
-        reasoning, content = split_reasoning(text, starts_in_thinking=self._llm.engine.opens_thinking(ids))
-        calls = []
-        if tools:
-            parsed = get_tool_parser("auto", self._llm.tokenizer.chat_template).parse(content, tools)
-            content, calls = parsed.content, parsed.tool_calls
-        completion = len(self._llm.tokenizer.encode(text))
-        limit = params.max_tokens
-        finish = "tool_calls" if calls else ("length" if limit and completion >= limit else "stop")
-        return ChatResponse(content or "", reasoning, calls, finish,
-                            {"prompt_tokens": len(ids), "completion_tokens": completion})
+        # The history may hold a call whose arguments are not JSON (the model wrote it so): shown as written.
+        out = self._llm.chat(messages, tools=tools, params=params, on_delta=on_delta, strict_arguments=False)
+        return ChatResponse(out.content or "", out.reasoning_content, list(out.tool_calls), out.finish_reason or "stop",
+                            {"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens})
 
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenizer.encode(text))
-
-
-def _template_messages(messages):
-    """Chat templates iterate tool-call arguments as a mapping; OpenAI messages carry them as JSON text."""
-    out = []
-    for message in messages:
-        if message.get("tool_calls"):
-            message = dict(message)
-            calls = []
-            for call in message["tool_calls"]:
-                function = dict(call["function"])
-                if isinstance(function.get("arguments"), str):
-                    try:
-                        function["arguments"] = json.loads(function["arguments"] or "{}")
-                    except json.JSONDecodeError:
-                        pass  # keep the text: the template prints it as is
-                calls.append({**call, "function": function})
-            message["tool_calls"] = calls
-        out.append(message)
-    return out
 
 
 def make_client(model: str | None = None, base_url: str | None = None, api_key: str | None = None) -> ChatClient:

@@ -82,6 +82,6 @@ def build(args, *, emit=None, ask=None) -> Built:
         test_command=test_command, limits=limits,
         sampling={**(ENGINE_SAMPLING if isinstance(client, EngineClient) else DEFAULT_SAMPLING),
                   **settings.get("sampling", {})},
-        emit=emit or (lambda event, **data: None), parser_name=settings.get("tool_parser", "qwen3_coder"),
+        emit=emit or (lambda event, **data: None),
     )
     return Built(agent, settings, closers)

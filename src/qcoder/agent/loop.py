@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 from qcoder.agent import prompts
 from qcoder.agent.client import ChatResponse
 from qcoder.agent.tools.base import Tool, ToolError, format_result
-from qcoder.engine.tool_parsers import ToolCall, check_arguments, get_tool_parser, new_call_id
+from qcoder.engine.tool_parsers import ToolCall, check_arguments, rescue_calls
 from qcoder.errors import QcoderError
-
-FENCED_JSON = re.compile(r"```(?:json)?[ \t]*\n(\{.*?\})\s*```", re.S)
 
 
 class Stop(Exception):
@@ -93,10 +91,6 @@ class Agent:
     limits: Limits = field(default_factory=Limits)
     sampling: dict = field(default_factory=dict)
     emit: object = lambda event, **data: None  # event sink: TUI, stream-json
-    parser_name: str = "qwen3_coder"  # reads JSON and XML calls, bare <function=...> too: the most lenient
-
-    def __post_init__(self):
-        self.parser = get_tool_parser(self.parser_name)
 
     @property
     def messages(self) -> list[dict]:
@@ -143,11 +137,8 @@ class Agent:
             self.tokens[key] += response.usage.get(key, 0)
         calls, content = response.tool_calls, response.content
         if not calls and content:  # small models often print the call as text: rescue it
-            parsed = self.parser.parse(content, schemas)
-            calls, content = parsed.tool_calls or [], parsed.content if parsed.tool_calls else content
-            if not calls:
-                calls = self.repair_call(content)
-                content = "" if calls else content
+            rescued = rescue_calls(content, schemas)
+            calls, content = rescued.tool_calls, rescued.content
         if not calls and response.finish_reason == "runaway":
             content = content[:300] + " ..."
         message = {"role": "assistant", "content": content}
@@ -170,27 +161,6 @@ class Agent:
         for call in calls:
             self.execute(call)
         return content
-
-    def repair_call(self, content: str) -> list[ToolCall]:
-        """Last rescue step, for what small models do: a JSON call of a known tool, maybe missing its last
-        closing braces, maybe followed by more calls on further lines, or fenced ```json calls among prose (1.5B
-        models narrate a plan around them). Only the first is taken: one call per reply. Arguments that do not
-        fit the schema still make a call: run_tool then says precisely what is wrong."""
-        text = content.strip().removeprefix("```json").removeprefix("```").removesuffix("```").strip()
-        candidates = []
-        if text.startswith("{"):
-            candidates = [text, text.split("\n{", 1)[0]] if "\n{" in text else [text]
-        candidates += FENCED_JSON.findall(content)
-        for candidate in candidates:
-            for closing in ("", "}", "}}"):
-                try:  # raw_decode: a call followed by prose still parses
-                    obj, _ = json.JSONDecoder().raw_decode(candidate.strip() + closing)
-                except json.JSONDecodeError:
-                    continue
-                args = obj.get("arguments", {}) if isinstance(obj, dict) else None  # {"name": "test"}: no arguments
-                if isinstance(args, dict) and obj.get("name") in self.tools:
-                    return [ToolCall(new_call_id(), obj["name"], json.dumps(args))]
-        return []
 
     def unusable_call(self, content: str) -> str | None:
         """Why a reply that looks like a tool call (but parsed as none) cannot be run; None for a real answer."""

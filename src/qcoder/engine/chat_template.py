@@ -26,6 +26,9 @@ from qcoder.errors import QcoderError
 # Names a message's reasoning arrives under; templates read `reasoning_content` (Qwen3) or `thinking`.
 REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
 
+# Content part types that carry text (`input_text` is the Responses API's name); others are not supported.
+TEXT_PART_TYPES = ("text", "input_text")
+
 # Used when a checkpoint ships no template (e.g. a bare GGUF): the official Qwen3-Coder one, see templates/NOTICE.
 DEFAULT_TEMPLATE_FILE = "qwen3_coder.jinja"
 
@@ -47,14 +50,24 @@ class ChatTemplate:
         template = tokenizer.chat_template or default_template()
         return cls(template, bos_token=tokenizer.bos_token, eos_token=tokenizer.eos_token)
 
-    def render(self, messages: list, tools: list | None = None, add_generation_prompt: bool = True, **kwargs) -> str:
-        """The prompt text; extra kwargs (e.g. enable_thinking=False) are passed to the template as variables."""
+    def render(
+        self,
+        messages: list,
+        tools: list | None = None,
+        add_generation_prompt: bool = True,
+        *,
+        strict_arguments: bool = True,
+        **kwargs,
+    ) -> str:
+        """The prompt text; extra kwargs (e.g. enable_thinking=False) are passed to the template as variables.
+
+        strict_arguments: tool-call arguments that are not JSON are an error; else they are shown as written."""
         if not messages:
             raise QcoderError("cannot render an empty conversation: give at least one message")
         variables = {**self._special_tokens, **kwargs}
         try:
             return self._template.render(
-                messages=normalize_messages(messages),
+                messages=normalize_messages(messages, strict_arguments),
                 tools=normalize_tools(tools) if tools else None,
                 documents=None,
                 add_generation_prompt=add_generation_prompt,
@@ -68,7 +81,7 @@ def default_template() -> str:
     return resources.files("qcoder.engine").joinpath("templates", DEFAULT_TEMPLATE_FILE).read_text(encoding="utf-8")
 
 
-def normalize_messages(messages: list) -> list[dict]:
+def normalize_messages(messages: list, strict_arguments: bool = True) -> list[dict]:
     """OpenAI chat messages -> plain dicts in the shape HF chat templates read. The input is not modified."""
     normalized = []
     for index, message in enumerate(messages):
@@ -78,12 +91,15 @@ def normalize_messages(messages: list) -> list[dict]:
             raise QcoderError(f"message {index}: expected an object with 'role' and 'content', got {message!r}")
         # Drop None values as transformers does: templates test `is defined`, and would print None as text.
         message = {k: copy.deepcopy(v) for k, v in message.items() if v is not None}
+        if message.get("role") == "developer":  # OpenAI's newer name for system; templates know only system
+            message["role"] = "system"
         if isinstance(message.get("content"), list):
             message["content"] = _join_content_parts(message["content"], index)
         for call in message.get("tool_calls") or []:
             function = call.get("function", call)
             if isinstance(function.get("arguments"), str):
-                function["arguments"] = _parse_arguments(function["arguments"], function.get("name"), index)
+                function["arguments"] = _parse_arguments(function["arguments"], function.get("name"), index,
+                                                         strict_arguments)
         reasoning = next((message[k] for k in REASONING_FIELDS if k in message), None)
         if reasoning is not None:  # filled under every name templates read, as transformers does
             message = {"thinking": reasoning, **message, "reasoning_content": reasoning}
@@ -110,20 +126,22 @@ def _join_content_parts(parts: list, index: int) -> str:
     for part in parts:
         if isinstance(part, str):
             texts.append(part)
-        elif isinstance(part, dict) and part.get("type") == "text":
-            texts.append(part.get("text", ""))
+        elif isinstance(part, dict) and part.get("type") in TEXT_PART_TYPES:
+            texts.append(part.get("text") or "")
         else:
             kind = part.get("type") if isinstance(part, dict) else type(part).__name__
             raise QcoderError(f"message {index}: content part of type {kind!r} is not supported (text only)")
     return "\n".join(texts)
 
 
-def _parse_arguments(arguments: str, name, index: int):
+def _parse_arguments(arguments: str, name, index: int, strict: bool):
     if not arguments.strip():
         return {}
     try:
         return json.loads(arguments)
     except json.JSONDecodeError as e:
+        if not strict:
+            return arguments  # the template prints the text as is
         raise QcoderError(f"message {index}: arguments of tool call {name!r} are not valid JSON ({e})") from e
 
 

@@ -96,19 +96,9 @@ def _load(args):
 
 
 def _params(llm, args):
-    return llm.engine.default_params(
-        max_tokens=args.max_tokens,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        min_p=args.min_p,
-        repetition_penalty=args.repetition_penalty,
-        presence_penalty=args.presence_penalty,
-        frequency_penalty=args.frequency_penalty,
-        seed=args.seed,
-        stop=args.stop or None,
-        thinking_budget=args.thinking_budget,
-    )
+    from qcoder.engine.sampling import sampling_fields
+
+    return llm.engine.default_params(**sampling_fields(args), thinking_budget=args.thinking_budget)
 
 
 def _generate(args) -> int:

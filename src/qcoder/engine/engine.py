@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import torch
 
 from qcoder.engine.kv_cache import BlockManager
+from qcoder.engine.markers import THINK_CLOSE, THINK_OPEN
 from qcoder.engine.sampling import Logprobs, Sampler, SampleRow, SamplingParams, SeenTokens
 from qcoder.engine.scheduler import ScheduledSeq, Scheduler, Sequence
 from qcoder.engine.tokenizer import IncrementalDecoder, Tokenizer
@@ -36,8 +37,7 @@ from qcoder.errors import QcoderError
 
 # Qwen's recommended sampling settings, used when a checkpoint ships no generation_config.json (GGUF files).
 QWEN_SAMPLING_DEFAULTS = {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.05}
-THINK_START, THINK_END = "<think>", "</think>"
-THINK_CLOSE_TEXT = "\n</think>\n\n"
+THINK_CLOSE_TEXT = f"\n{THINK_CLOSE}\n\n"
 
 
 @dataclass
@@ -191,8 +191,8 @@ class LLMEngine:
         self.sampler = Sampler()
         self.requests: dict[str, _Request] = {}
         self.eos_token_ids = set(tokenizer.eos_token_ids)
-        self.think_start = tokenizer.token_to_id(THINK_START)
-        self.think_end = tokenizer.token_to_id(THINK_END)
+        self.think_start = tokenizer.token_to_id(THINK_OPEN)
+        self.think_end = tokenizer.token_to_id(THINK_CLOSE)
         self.counters = {"prompt_tokens_computed": 0, "generation_tokens": 0, "requests_finished": 0, "steps": 0}
 
     @cached_property
@@ -200,6 +200,17 @@ class LLMEngine:
         from qcoder.engine.chat_template import ChatTemplate
 
         return ChatTemplate.for_tokenizer(self.tokenizer)
+
+    @cached_property
+    def tool_parser(self):
+        """The "auto" tool-call parser, picked once from the template this engine renders with."""
+        return self.resolve_tool_parser("auto")
+
+    def resolve_tool_parser(self, name: str):
+        """A tool-call parser by name ("auto" reads the chat template this engine renders with)."""
+        from qcoder.engine.tool_parsers import get_tool_parser
+
+        return get_tool_parser(name, self.chat_template.source)
 
     def default_params(self, **overrides) -> SamplingParams:
         """The checkpoint's generation_config (or Qwen's recommended settings) with overrides applied."""
@@ -470,27 +481,29 @@ class LLM:
         messages: list[dict],
         tools: list[dict] | None = None,
         params: SamplingParams | None = None,
+        *,
+        on_delta: Callable[[str], None] | None = None,
         **template_kwargs,
     ) -> ChatOutput:
-        """Render the chat template, generate, split off <think> reasoning and parse tool calls (when tools given)."""
-        from qcoder.engine.reasoning import split_reasoning
+        """Render the chat template, generate, split off <think> reasoning and parse tool calls (when tools given).
+
+        on_delta: called with each piece of raw text as it is generated (the parse happens at the end)."""
+        from qcoder.engine.assistant import finish_reason, parse_assistant
 
         ids = self.chat_prompt_ids(messages, tools, **template_kwargs)
-        out = self.generate([ids], params)[0]
-        reasoning, content = split_reasoning(out.text, starts_in_thinking=self.engine.opens_thinking(ids))
-        tool_calls = []
-        if tools:
-            from qcoder.engine.tool_parsers import get_tool_parser
-
-            parsed = get_tool_parser("auto", self.engine.chat_template.source).parse(content, tools)
-            content, tool_calls = parsed.content, parsed.tool_calls
+        text, reason, generated = "", None, 0
+        for out in self._stream_outputs(ids, params):
+            text, reason, generated = text + out.text_delta, out.finish_reason, generated + len(out.new_token_ids)
+            if on_delta is not None and out.text_delta:
+                on_delta(out.text_delta)
+        reply = parse_assistant(text, self.engine.tool_parser, tools, self.engine.opens_thinking(ids))
         return ChatOutput(
-            content=content,
-            reasoning_content=reasoning,
-            tool_calls=tool_calls,
-            finish_reason="tool_calls" if tool_calls else out.finish_reason,
+            content=reply.content,
+            reasoning_content=reply.reasoning,
+            tool_calls=reply.tool_calls,
+            finish_reason=finish_reason(reason, bool(reply.tool_calls)),
             prompt_tokens=len(ids),
-            completion_tokens=len(out.token_ids),
+            completion_tokens=generated,
         )
 
     def chat_prompt_ids(self, messages: list[dict], tools: list[dict] | None = None, **template_kwargs) -> list[int]:

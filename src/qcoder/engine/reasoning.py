@@ -10,7 +10,7 @@ Rules (the same for both, because `split_reasoning` runs the stream):
 
 from __future__ import annotations
 
-OPEN, CLOSE = "<think>", "</think>"
+from qcoder.engine.markers import THINK_CLOSE, THINK_OPEN, held_back_start
 
 
 def split_reasoning(text: str, starts_in_thinking: bool = False) -> tuple[str | None, str]:
@@ -19,14 +19,6 @@ def split_reasoning(text: str, starts_in_thinking: bool = False) -> tuple[str | 
     reasoning, content = stream.feed(text)
     tail_reasoning, tail_content = stream.finish()
     return (reasoning + tail_reasoning if stream.has_reasoning else None), content + tail_content
-
-
-def _partial_suffix(text: str, tag: str) -> int:
-    """Length of the longest end of `text` that could be the start of `tag` (held back until we know)."""
-    for length in range(min(len(tag) - 1, len(text)), 0, -1):
-        if tag.startswith(text[-length:]):
-            return length
-    return 0
 
 
 class ReasoningStream:
@@ -60,22 +52,22 @@ class ReasoningStream:
 
     def _step_start(self, reasoning: list, content: list) -> bool:
         text = self._buffer.lstrip()
-        if text.startswith(OPEN):
-            self._buffer, self._state, self.has_reasoning = text[len(OPEN) :], "thinking", True
+        if text.startswith(THINK_OPEN):
+            self._buffer, self._state, self.has_reasoning = text[len(THINK_OPEN) :], "thinking", True
             return True
-        if OPEN.startswith(text):  # only whitespace or part of the tag so far
+        if THINK_OPEN.startswith(text):  # only whitespace or part of the tag so far
             return False
         self._state = "content"
         return True
 
     def _step_thinking(self, reasoning: list, content: list) -> bool:
-        end = self._buffer.find(CLOSE)
+        end = self._buffer.find(THINK_CLOSE)
         if end >= 0:
-            text, self._buffer, self._state = self._buffer[:end], self._buffer[end + len(CLOSE) :], "after_close"
+            text, self._buffer, self._state = self._buffer[:end], self._buffer[end + len(THINK_CLOSE) :], "after_close"
             hold = 0
         else:
             text = self._buffer
-            hold = _partial_suffix(text, CLOSE)
+            hold = len(text) - held_back_start(text, (THINK_CLOSE,))
             # Trailing newlines may turn out to be the layout before </think>.
             hold += len(text[: len(text) - hold]) - len(text[: len(text) - hold].rstrip("\n"))
             text, self._buffer = text[: len(text) - hold], text[len(text) - hold :]

@@ -22,11 +22,17 @@ import re
 import secrets
 from dataclasses import dataclass, field
 
+from qcoder.engine.markers import (
+    FUNCTION_CLOSE,
+    FUNCTION_OPEN,
+    PARAMETER_CLOSE,
+    PARAMETER_OPEN,
+    TOOL_CALL_CLOSE,
+    TOOL_CALL_OPEN,
+    held_back_start,
+)
 from qcoder.errors import QcoderError
 
-TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
-FUNCTION_OPEN, FUNCTION_CLOSE = "<function=", "</function>"
-PARAMETER_OPEN, PARAMETER_CLOSE = "<parameter=", "</parameter>"
 MAX_NAME_LENGTH = 256
 
 
@@ -68,11 +74,15 @@ def new_call_id() -> str:
     return "call_" + secrets.token_hex(12)
 
 
+TOOL_PARSERS = ("qwen3_coder", "hermes")
+
+
 class ToolParser:
     """Parses one model's tool calls; `tools` are the request's OpenAI-style tool definitions (schemas)."""
 
-    def __init__(self, bare_function_tags: bool):
-        self.bare_function_tags = bare_function_tags
+    def __init__(self, name: str):
+        self.name = name
+        self.bare_function_tags = name == "qwen3_coder"
 
     def stream(self, tools: list | None = None) -> ToolCallStream:
         return ToolCallStream(tools, self.bare_function_tags)
@@ -88,10 +98,8 @@ def get_tool_parser(name: str, chat_template: str | None = None) -> ToolParser:
     """"qwen3_coder" (XML), "hermes" (JSON), or "auto": XML when the chat template writes `<function=` calls."""
     if name == "auto":
         name = "qwen3_coder" if chat_template and FUNCTION_OPEN in chat_template else "hermes"
-    if name == "qwen3_coder":
-        return ToolParser(bare_function_tags=True)
-    if name == "hermes":
-        return ToolParser(bare_function_tags=False)
+    if name in TOOL_PARSERS:
+        return ToolParser(name)
     raise QcoderError(f"unknown tool parser {name!r} (choose qwen3_coder, hermes or auto)")
 
 
@@ -197,14 +205,6 @@ def _dumps(value) -> str:
 # ----- the stream -----
 
 
-def _held_prefix(text: str, markers: tuple[str, ...]) -> int:
-    """Where a trailing fragment that could grow into one of `markers` starts (len(text) when there is none)."""
-    start = text.rfind("<", max(0, len(text) - max(map(len, markers)) + 1))
-    if start >= 0 and any(m.startswith(text[start:]) for m in markers):
-        return start
-    return len(text)
-
-
 class ToolCallStream:
     """Feed text deltas, get ToolStreamEvents; `finish()` releases what was held back at the end."""
 
@@ -291,7 +291,7 @@ class ToolCallStream:
         found = [(self._buffer.find(m), m) for m in self._starts]
         found = [(i, m) for i, m in found if i >= 0]
         if not found:
-            cut = _held_prefix(self._buffer, self._starts)
+            cut = held_back_start(self._buffer, self._starts)
             self._emit_text(self._buffer[:cut])
             self._buffer = self._buffer[cut:]
             return False
@@ -380,7 +380,7 @@ class ToolCallStream:
         end = self._buffer.find(PARAMETER_CLOSE)
         closed = end >= 0
         if not closed:
-            end = _held_prefix(self._buffer, (PARAMETER_CLOSE,))
+            end = held_back_start(self._buffer, (PARAMETER_CLOSE,))
         text = self._value_tail + self._consume(end)
         if closed:
             self._consume(len(PARAMETER_CLOSE))
@@ -541,3 +541,42 @@ def _could_be_json_calls(text: str) -> bool:
             return True
         rest = rest[close + 3 :].lstrip()
     return True
+
+
+# ----- the rescue ladder's last rungs: for a reply the template's parser found no call in -----
+
+_FENCED_OBJECT = re.compile(r"```(?:json)?[ \t]*\n(\{.*?\})\s*```", re.S)
+
+
+def rescue_calls(content: str, tools: list | None) -> ParsedOutput:
+    """The calls a lenient reader finds in a reply that the template's parser found none in (the agent's use:
+    small models print calls as text). First the most lenient parser (JSON and XML bodies, bare `<function=`),
+    then `repair_call`. No call found: the content comes back unchanged."""
+    parsed = get_tool_parser("qwen3_coder").parse(content, tools)
+    if parsed.tool_calls:
+        return parsed
+    calls = repair_call(content, tools)
+    return ParsedOutput("" if calls else content, calls)
+
+
+def repair_call(content: str, tools: list | None) -> list[ToolCall]:
+    """Last rung, for what small models do: a JSON call of a known tool, maybe missing its last closing braces,
+    maybe followed by more calls on further lines, or fenced ```json calls among prose (1.5B models narrate a plan
+    around them). Only the first is taken: one call per reply. Arguments that do not fit the schema still make a
+    call, so that whoever runs it can say precisely what is wrong."""
+    names = tool_functions(tools)
+    text = content.strip().removeprefix("```json").removeprefix("```").removesuffix("```").strip()
+    candidates = []
+    if text.startswith("{"):
+        candidates = [text, text.split("\n{", 1)[0]] if "\n{" in text else [text]
+    candidates += _FENCED_OBJECT.findall(content)
+    for candidate in candidates:
+        for closing in ("", "}", "}}"):
+            try:  # raw_decode: a call followed by prose still parses
+                obj, _ = json.JSONDecoder().raw_decode(candidate.strip() + closing)
+            except json.JSONDecodeError:
+                continue
+            args = obj.get("arguments", {}) if isinstance(obj, dict) else None  # {"name": "test"}: no arguments
+            if isinstance(args, dict) and obj.get("name") in names:
+                return [ToolCall(new_call_id(), obj["name"], json.dumps(args))]
+    return []

@@ -21,7 +21,9 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from qcoder.engine.reasoning import ReasoningStream, split_reasoning
+from qcoder.engine.assistant import finish_reason, parse_assistant
+from qcoder.engine.chat_template import TEXT_PART_TYPES
+from qcoder.engine.reasoning import ReasoningStream
 from qcoder.engine.tool_parsers import ArgumentsDelta, ContentDelta, ToolCallStart
 from qcoder.serve import convert
 from qcoder.serve.errors import bad_request
@@ -43,7 +45,6 @@ from qcoder.serve.protocol import (
     random_id,
 )
 
-TEXT_PART_TYPES = ("text", "input_text")
 RESERVED_TEMPLATE_KWARGS = ("messages", "tools", "add_generation_prompt")
 
 
@@ -56,28 +57,23 @@ class ChatPrompt:
 
 def prepare_prompt(state: ServerState, req: ChatCompletionRequest) -> ChatPrompt:
     """Validate the conversation and tools, render the chat template and tokenize. Raises APIError(400)."""
-    messages = [_template_message(i, m) for i, m in enumerate(req.messages)]
+    _check_content_parts(req)
     _check_order(req)
     tools = _check_tools(req)
     kwargs = {k: v for k, v in (req.chat_template_kwargs or {}).items() if k not in RESERVED_TEMPLATE_KWARGS}
-    text = state.template.render(messages, tools=tools, add_generation_prompt=True, **kwargs)
+    text = state.template.render(req.messages, tools=tools, add_generation_prompt=True, **kwargs)
     ids = state.tokenizer.encode(text)
-    return ChatPrompt(ids, tools, text.rstrip().endswith("<think>"))
+    return ChatPrompt(ids, tools, state.llm.opens_thinking(ids))
 
 
-def _template_message(index: int, message) -> dict:
-    data = message.model_dump(exclude_none=True)
-    if data["role"] == "developer":  # OpenAI's newer name for system; chat templates know only system
-        data["role"] = "system"
-    if isinstance(message.content, list):
-        for part in message.content:
+def _check_content_parts(req: ChatCompletionRequest) -> None:
+    for index, message in enumerate(req.messages):
+        for part in message.content if isinstance(message.content, list) else []:
             if part.type not in TEXT_PART_TYPES:
                 raise bad_request(
                     f"messages[{index}]: content parts of type {part.type!r} are not supported (text only)",
                     param=f"messages.{index}.content",
                 )
-        data["content"] = [{"type": "text", "text": part.text or ""} for part in message.content]
-    return data
 
 
 def _check_order(req: ChatCompletionRequest) -> None:
@@ -192,26 +188,17 @@ class ChoiceParser:
 
 
 def parse_whole(state: ServerState, prompt: ChatPrompt, text: str, parallel: bool) -> AssistantMessage:
-    reasoning, content = split_reasoning(text, starts_in_thinking=prompt.starts_in_thinking)
-    calls = []
-    if prompt.tools:
-        parsed = state.tool_parser.parse(content, prompt.tools)
-        content = parsed.content
-        calls = [
-            ToolCallOut(id=c.id, function=FunctionCallOut(name=c.name, arguments=c.arguments))
-            for c in parsed.tool_calls
-        ]
-        if not parallel:
-            calls = calls[:1]
+    reply = parse_assistant(text, state.tool_parser, prompt.tools, prompt.starts_in_thinking)
+    calls = [
+        ToolCallOut(id=c.id, function=FunctionCallOut(name=c.name, arguments=c.arguments)) for c in reply.tool_calls
+    ]
+    if not parallel:
+        calls = calls[:1]
     return AssistantMessage(
-        content=content if content or not calls else None, reasoning_content=reasoning or None, tool_calls=calls
+        content=reply.content if reply.content or not calls else None,
+        reasoning_content=reply.reasoning or None,
+        tool_calls=calls,
     )
-
-
-def _finish_reason(engine_reason: str | None, made_calls: bool) -> str:
-    if engine_reason == "length":
-        return "length"
-    return "tool_calls" if made_calls else "stop"
 
 
 # ---------------------------------------------------------------- responses
@@ -241,7 +228,7 @@ async def complete(
                 index=i,
                 message=message,
                 logprobs=ChoiceLogprobs(content=logprobs[i]) if req.logprobs else None,
-                finish_reason=_finish_reason(reasons[i], bool(message.tool_calls)),
+                finish_reason=finish_reason(reasons[i], bool(message.tool_calls)),
             )
         )
     return ChatCompletionResponse(model=state.model_name, choices=choices, usage=usage.usage())
@@ -277,7 +264,7 @@ async def stream(
                 tail = parser.finish()
                 if tail is not None:
                     yield sse([ChatChunkChoice(index=index, delta=tail)])
-                reason = _finish_reason(out.finish_reason, parser.made_calls)
+                reason = finish_reason(out.finish_reason, parser.made_calls)
                 yield sse([ChatChunkChoice(index=index, delta=DeltaMessage(), finish_reason=reason)])
     if include_usage:
         yield sse([], usage.usage())

@@ -105,7 +105,7 @@ def run(args) -> int:
     print(
         f"qcoder serve: http://{_url_host(host)}:{port}/v1  model={state.model_name}  "
         f"max_model_len={state.max_model_len}  max_num_seqs={state.max_num_seqs}  "
-        f"max_waiting={state.max_waiting}  tool_call_parser={state.tool_parser_name}  "
+        f"max_waiting={state.max_waiting}  tool_call_parser={state.tool_parser.name}  "
         f"auth={'on' if api_key else 'off'}",
         flush=True,
     )

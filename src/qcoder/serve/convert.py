@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from qcoder.engine.sampling import SamplingParams
+from qcoder.engine.sampling import SamplingParams, sampling_fields
 from qcoder.serve.errors import bad_request
 from qcoder.serve.generation import ServerState
 from qcoder.serve.protocol import CompletionLogprobs, SamplingFields, TokenLogprob, TopLogprob, Usage, UsageDetails
@@ -32,23 +32,8 @@ def params_for(
             param="messages",
             code="context_length_exceeded",
         )
-    base = state.llm.default_params(
-        max_tokens=min(max_tokens or room, room),
-        temperature=req.temperature,
-        top_p=req.top_p,
-        top_k=req.top_k,
-        min_p=req.min_p,
-        repetition_penalty=req.repetition_penalty,
-        presence_penalty=req.presence_penalty,
-        frequency_penalty=req.frequency_penalty,
-        seed=req.seed,
-        stop=req.stop or [],
-        stop_token_ids=req.stop_token_ids or [],
-        ignore_eos=req.ignore_eos,
-        logprobs=logprobs,
-        thinking_budget=thinking_budget,
-        skip_special_tokens=req.skip_special_tokens,
-    )
+    fields = {**sampling_fields(req), "max_tokens": min(max_tokens or room, room)}
+    base = state.llm.default_params(**fields, logprobs=logprobs, thinking_budget=thinking_budget)
     # n choices from one seed would be n copies: choice i samples with seed + i.
     return [dataclasses.replace(base, seed=None if req.seed is None else req.seed + i) for i in range(req.n)]
 

@@ -31,19 +31,15 @@ class ServerState:
     max_num_seqs: int
     max_waiting: int
     api_key: str | None = None
-    tool_parser_name: str = "auto"
-    tool_parser: object = None  # from qcoder.engine.tool_parsers.get_tool_parser
+    tool_parser: object = None  # a qcoder.engine.tool_parsers.ToolParser, resolved once from the chat template
     metrics: ServerMetrics = field(default_factory=ServerMetrics)
     in_flight: int = 0  # engine sequences admitted and not yet finished or aborted
     draining: bool = False  # set on SIGINT/SIGTERM: finish what runs, accept nothing new
 
     @classmethod
     def for_engine(cls, engine, llm, *, tool_call_parser: str = "auto", **settings) -> ServerState:
-        from qcoder.engine.tool_parsers import get_tool_parser
-
-        parser = get_tool_parser(tool_call_parser, llm.tokenizer.chat_template)
-        name = "qwen3_coder" if parser.bare_function_tags else "hermes"  # what "auto" picked
-        return cls(engine=engine, llm=llm, tool_parser=parser, tool_parser_name=name, **settings)
+        parser = llm.tool_parser if tool_call_parser == "auto" else llm.resolve_tool_parser(tool_call_parser)
+        return cls(engine=engine, llm=llm, tool_parser=parser, **settings)
 
     @property
     def tokenizer(self):
