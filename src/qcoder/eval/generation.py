@@ -28,6 +28,13 @@ class Sampling:
     top_p: float = 0.95
     max_tokens: int = 1024
 
+    def fields(self, seed: int | None = None) -> dict:
+        """The request's sampling fields, named as SamplingParams' (None: unset); top_p and seed apply only
+        when sampling."""
+        sampled = self.temperature > 0
+        return {"temperature": self.temperature, "top_p": self.top_p if sampled else None,
+                "max_tokens": self.max_tokens, "seed": seed if sampled else None}
+
 
 @dataclass
 class Completion:
@@ -60,11 +67,8 @@ class ChatGenerator:
     def _one(self, job: Job) -> Completion:
         user = prompts.instruction(job.task.prompt)
         start = time.monotonic()
-        seed = job.sample if self.sampling.temperature > 0 else None
         try:
-            resp = self.client.chat([{"role": "user", "content": user}], temperature=self.sampling.temperature,
-                                    top_p=self.sampling.top_p if self.sampling.temperature > 0 else None,
-                                    max_tokens=self.sampling.max_tokens, seed=seed)
+            resp = self.client.chat([{"role": "user", "content": user}], **self.sampling.fields(seed=job.sample))
         except Exception as exc:  # noqa: BLE001 - a failed request is recorded on its row, the run goes on
             return Completion(user, "", 0, 0, "error", time.monotonic() - start, f"{type(exc).__name__}: {exc}")
         usage = resp.usage or {}
@@ -87,9 +91,7 @@ class EngineGenerator:
         with the wall time since the previous one (so the seconds add up to the run's time)."""
         from qcoder.engine.sampling import SamplingParams
 
-        greedy = self.sampling.temperature == 0
-        params = SamplingParams(max_tokens=self.sampling.max_tokens, temperature=self.sampling.temperature,
-                                top_p=1.0 if greedy else self.sampling.top_p)
+        params = SamplingParams(**{k: v for k, v in self.sampling.fields().items() if v is not None})
         template = self.llm.engine.chat_template
         tokenizer = self.llm.engine.tokenizer
         texts = [prompts.engine_prompt(template, job.task.prompt) for job in jobs]
