@@ -10,7 +10,7 @@ import json
 import pytest
 
 from qcoder.agent.client import EngineClient, OpenAIClient
-from qcoder.engine.engine import LLM
+from qcoder.engine.llm import LLM
 from qcoder.engine.sampling import SamplingParams
 from tests.conftest import QWEN3_CODER, QWEN25_TOKENIZER
 from tests.serve.conftest import LiveServer, make_state, scripted_engine

@@ -10,7 +10,7 @@ from qcoder.errors import QcoderError
 def __getattr__(name):
     # Lazy: `import qcoder` (and `qcoder --help`) must not pay for importing torch.
     if name == "LLM":
-        from qcoder.engine.engine import LLM
+        from qcoder.engine.llm import LLM
 
         return LLM
     if name == "SamplingParams":

@@ -81,7 +81,7 @@ class ScriptedModel(torch.nn.Module):
 
 def scripted_llm(model_dir: Path, text: str):
     """An LLM over the tokenizer in model_dir whose model always answers `text` (greedy)."""
-    from qcoder.engine.engine import LLM, LLMEngine
+    from qcoder.engine.llm import LLM, LLMEngine
     from qcoder.engine.tokenizer import Tokenizer
     from qcoder.model.config import ModelConfig
 

@@ -4,7 +4,7 @@ import threading
 import pytest
 
 from qcoder.engine.async_engine import AsyncLLMEngine
-from qcoder.engine.engine import LLM
+from qcoder.engine.llm import LLM
 from qcoder.engine.sampling import SamplingParams
 from qcoder.errors import QcoderError
 

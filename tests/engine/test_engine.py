@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from qcoder.engine.engine import LLM
+from qcoder.engine.llm import LLM
 from qcoder.engine.sampling import SamplingParams
 from qcoder.errors import QcoderError
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from qcoder.engine.engine import LLM
+from qcoder.engine.llm import LLM
 from qcoder.engine.sampling import SamplingParams
 
 

@@ -189,7 +189,7 @@ def test_engine_generates_the_same_with_and_without_fused_decode(tmp_path):
     """Continuous batching through the engine (prefills and decodes of different lengths interleaved): the fused
     decode path changes nothing in what is generated."""
 
-    from qcoder.engine.engine import LLM, LLMEngine
+    from qcoder.engine.llm import LLM, LLMEngine
     from qcoder.engine.sampling import SamplingParams
     from qcoder.engine.tokenizer import Tokenizer
 

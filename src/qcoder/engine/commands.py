@@ -50,9 +50,9 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--dtype",
-        default="float32",
-        choices=["float32", "bfloat16", "float16"],
-        help="weight and KV-cache precision (default: float32)",
+        default="auto",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help="weight and KV-cache precision; auto is bfloat16 on a GPU, float32 on the CPU (default: auto)",
     )
     p.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cuda when available)")
     add_cpu_options(p)
@@ -88,7 +88,7 @@ def _sampling_options(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args):
-    from qcoder.engine.engine import LLM
+    from qcoder.engine.llm import LLM
 
     if sys.stderr.isatty():  # loading takes a while; say so, but keep redirected stderr clean
         print(f"qcoder: loading {args.model} ...", file=sys.stderr, flush=True)

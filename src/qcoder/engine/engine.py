@@ -1,5 +1,5 @@
-"""LLMEngine: the step loop (schedule -> one batched forward -> sample -> append/detokenize/stop), and LLM,
-its offline wrapper (`qcoder.LLM`).
+"""LLMEngine: the step loop (schedule -> one batched forward -> sample -> append/detokenize/stop). Its offline
+wrapper, `qcoder.LLM`, is in llm.py.
 
     engine = LLMEngine("qwen2.5-coder-0.5b-instruct")
     engine.add_request("r1", engine.tokenizer.encode("def fib(n):"), SamplingParams(max_tokens=32))
@@ -20,15 +20,12 @@ Thinking budget: inside <think> (opened by the prompt's generation prompt or by 
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import torch
 
-from qcoder.engine.kv_cache import BlockManager
+from qcoder.engine.kv_cache import BlockManager, default_kv_cache_memory, kv_cache_capacity
 from qcoder.engine.markers import THINK_CLOSE, THINK_OPEN
 from qcoder.engine.sampling import Logprobs, Sampler, SampleRow, SamplingParams, SeenTokens
 from qcoder.engine.scheduler import ScheduledSeq, Scheduler, Sequence
@@ -53,23 +50,6 @@ class RequestOutput:
     cached_tokens: int  # prompt tokens served from the prefix cache
 
 
-@dataclass
-class GenerationOutput:
-    text: str
-    token_ids: list[int]
-    finish_reason: str | None
-
-
-@dataclass
-class ChatOutput:
-    content: str | None
-    reasoning_content: str | None
-    tool_calls: list = field(default_factory=list)  # list[qcoder.engine.tool_parsers.ToolCall]
-    finish_reason: str | None = None  # "stop" | "length" | "tool_calls"
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
 @dataclass(eq=False)
 class _Request:
     """Engine-side state of one request beside its scheduler Sequence."""
@@ -86,24 +66,27 @@ class _Request:
     seen: SeenTokens = field(default_factory=SeenTokens)  # distinct tokens so far (repetition penalty)
 
 
-def _parse_dtype(dtype) -> torch.dtype:
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def resolve_device_dtype(device: str | None, dtype) -> tuple[str, torch.dtype]:
+    """The one rule for every command: the device defaults to cuda when available, else cpu; dtype "auto" is
+    bfloat16 on a GPU and float32 on the CPU."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if isinstance(dtype, torch.dtype):
-        return dtype
-    names = {
-        "float32": torch.float32,
-        "fp32": torch.float32,
-        "bfloat16": torch.bfloat16,
-        "bf16": torch.bfloat16,
-        "float16": torch.float16,
-        "fp16": torch.float16,
-    }
-    if dtype not in names:
-        raise QcoderError(f"unknown dtype {dtype!r} (choose float32, bfloat16 or float16)")
-    return names[dtype]
-
-
-def _default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+        return device, dtype
+    if dtype == "auto":
+        return device, torch.float32 if torch.device(device).type == "cpu" else torch.bfloat16
+    if dtype not in DTYPES:
+        raise QcoderError(f"unknown dtype {dtype!r} (choose auto, float32, bfloat16 or float16)")
+    return device, DTYPES[dtype]
 
 
 class LLMEngine:
@@ -111,7 +94,7 @@ class LLMEngine:
         self,
         model,
         *,
-        dtype=torch.float32,
+        dtype="auto",
         device: str | None = None,
         quant: str = "auto",
         threads: int | None = None,
@@ -135,7 +118,8 @@ class LLMEngine:
                 raise QcoderError(f"threads must be at least 1 (got {threads})")
             torch.set_num_threads(threads)
         path = resolve_model(str(model))
-        module, config = load_model(path, dtype=_parse_dtype(dtype), device=device or _default_device(), quant=quant)
+        device, dtype = resolve_device_dtype(device, dtype)
+        module, config = load_model(path, dtype=dtype, device=device, quant=quant)
         self._setup(module, config, Tokenizer.from_path(path), **opts)
 
     @classmethod
@@ -171,12 +155,8 @@ class LLMEngine:
 
         model_len = max_model_len or config.max_position_embeddings
         if kv_cache_tokens is None:
-            if kv_cache_memory is None:
-                on_gpu = self.device.type == "cuda"
-                kv_cache_memory = int(0.8 * torch.cuda.mem_get_info(self.device)[0]) if on_gpu else 1 << 30
-            bytes_per_token = 2 * config.num_hidden_layers * config.num_key_value_heads * config.head_dim
-            bytes_per_token *= self.kv_dtype.itemsize
-            kv_cache_tokens = min(kv_cache_memory // bytes_per_token, max_num_seqs * model_len)
+            memory = kv_cache_memory if kv_cache_memory is not None else default_kv_cache_memory(self.device)
+            kv_cache_tokens = kv_cache_capacity(config, self.kv_dtype.itemsize, memory, max_num_seqs * model_len)
         num_blocks = kv_cache_tokens // block_size
         if num_blocks < 1:
             raise QcoderError(f"the KV cache must hold at least one block of {block_size} tokens")
@@ -326,16 +306,7 @@ class LLMEngine:
         # Logits only for sequences that sample this step (a partial prefill chunk has nothing to sample).
         keep = torch.tensor([i for i, item in enumerate(plan) if item.samples], dtype=torch.int64)
         batch.logits_indices = batch.logits_indices[keep]
-        if self.device.type != "cpu":
-            batch = dataclasses.replace(
-                batch,
-                **{
-                    f.name: getattr(batch, f.name).to(self.device)
-                    for f in dataclasses.fields(batch)
-                    if isinstance(getattr(batch, f.name), torch.Tensor)
-                },
-            )
-        return batch
+        return batch if self.device.type == "cpu" else batch.to(self.device)
 
     def _sample_row(self, req: _Request) -> SampleRow:
         budget = req.seq.params.thinking_budget
@@ -398,114 +369,3 @@ class LLMEngine:
             completion_tokens=len(seq.token_ids) - seq.num_prompt_tokens,
             cached_tokens=seq.num_cached_tokens,
         )
-
-
-class LLM:
-    """Offline use: `LLM(model, **engine_opts).generate(prompts, params)`, `.stream(...)`, `.chat(messages)`.
-
-    Runs the engine's step loop in the calling thread; not for use from several threads at once.
-    """
-
-    def __init__(self, model, **engine_opts):
-        self.engine = LLMEngine(model, **engine_opts)
-        self._ids = itertools.count()
-
-    @classmethod
-    def from_engine(cls, engine: LLMEngine) -> LLM:
-        llm = cls.__new__(cls)
-        llm.engine = engine
-        llm._ids = itertools.count()
-        return llm
-
-    @property
-    def tokenizer(self) -> Tokenizer:
-        return self.engine.tokenizer
-
-    def generate(self, prompts, params: SamplingParams | None = None) -> list[GenerationOutput]:
-        """Generate for one prompt or a list of prompts (text or token ids), all batched together."""
-        if isinstance(prompts, str) or (isinstance(prompts, list) and prompts and isinstance(prompts[0], int)):
-            prompts = [prompts]
-        results = dict(self.generate_as_completed(prompts, params))
-        return [results[i] for i in range(len(prompts))]
-
-    def generate_as_completed(self, prompts: list, params: SamplingParams | None = None):
-        """Yield (index into prompts, GenerationOutput) as each prompt finishes. All are queued at once, so the
-        engine keeps its batch full (continuous batching) instead of waiting for the slowest of a group."""
-        token_lists = [self.tokenizer.encode(p) if isinstance(p, str) else list(p) for p in prompts]
-        params = params or self.engine.default_params()
-        for ids in token_lists:
-            self.engine.check_prompt(ids)
-        request_ids = [f"llm-{next(self._ids)}" for _ in token_lists]
-        index = {rid: i for i, rid in enumerate(request_ids)}
-        results = {rid: GenerationOutput("", [], None) for rid in request_ids}
-        try:
-            for rid, ids in zip(request_ids, token_lists, strict=True):
-                self.engine.add_request(rid, ids, params)
-            pending = len(request_ids)
-            while pending:
-                for out in self.engine.step():
-                    result = results.get(out.request_id)
-                    if result is not None:
-                        result.text += out.text_delta
-                        result.token_ids += out.new_token_ids
-                        result.finish_reason = out.finish_reason
-                        if out.finish_reason is not None:
-                            pending -= 1
-                            yield index[out.request_id], result
-        finally:
-            for rid in request_ids:
-                self.engine.abort(rid)
-
-    def stream(self, prompt, params: SamplingParams | None = None) -> Iterator[str]:
-        """Yield text pieces as they are generated (abandoning the iterator aborts the request)."""
-        for out in self._stream_outputs(prompt, params):
-            if out.text_delta:
-                yield out.text_delta
-
-    def _stream_outputs(self, prompt, params) -> Iterator[RequestOutput]:
-        ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
-        rid = f"llm-{next(self._ids)}"
-        self.engine.add_request(rid, ids, params or self.engine.default_params())
-        try:
-            while True:
-                for out in self.engine.step():
-                    if out.request_id == rid:
-                        yield out
-                        if out.finished:
-                            return
-        finally:
-            self.engine.abort(rid)
-
-    def chat(
-        self,
-        messages: list[dict],
-        tools: list[dict] | None = None,
-        params: SamplingParams | None = None,
-        *,
-        on_delta: Callable[[str], None] | None = None,
-        **template_kwargs,
-    ) -> ChatOutput:
-        """Render the chat template, generate, split off <think> reasoning and parse tool calls (when tools given).
-
-        on_delta: called with each piece of raw text as it is generated (the parse happens at the end)."""
-        from qcoder.engine.assistant import finish_reason, parse_assistant
-
-        ids = self.chat_prompt_ids(messages, tools, **template_kwargs)
-        text, reason, generated = "", None, 0
-        for out in self._stream_outputs(ids, params):
-            text, reason, generated = text + out.text_delta, out.finish_reason, generated + len(out.new_token_ids)
-            if on_delta is not None and out.text_delta:
-                on_delta(out.text_delta)
-        reply = parse_assistant(text, self.engine.tool_parser, tools, self.engine.opens_thinking(ids))
-        return ChatOutput(
-            content=reply.content,
-            reasoning_content=reply.reasoning,
-            tool_calls=reply.tool_calls,
-            finish_reason=finish_reason(reason, bool(reply.tool_calls)),
-            prompt_tokens=len(ids),
-            completion_tokens=generated,
-        )
-
-    def chat_prompt_ids(self, messages: list[dict], tools: list[dict] | None = None, **template_kwargs) -> list[int]:
-        text = self.engine.chat_template.render(messages, tools=tools, add_generation_prompt=True, **template_kwargs)
-        return self.tokenizer.encode(text)

@@ -1,6 +1,6 @@
 """Paged KV cache bookkeeping: which cache blocks each sequence owns, and the prefix cache.
 
-The cache is `num_blocks` blocks of `block_size` token slots (the tensors live in the engine; this
+Its size: `kv_cache_capacity` (token slots for a memory budget). The cache is `num_blocks` blocks of `block_size` token slots (the tensors live in the engine; this
 file only hands out block ids). A sequence's `block_table` lists its blocks in order.
 
 Prefix caching: once a block is full *and computed*, it gets a chained hash
@@ -18,6 +18,21 @@ import hashlib
 from array import array
 from collections import OrderedDict
 from typing import Protocol
+
+
+def kv_cache_capacity(config, itemsize: int, memory: int, most: int) -> int:
+    """Token slots for the KV cache: what `memory` bytes hold (K and V of every layer), at most `most`."""
+    bytes_per_token = 2 * config.num_hidden_layers * config.num_key_value_heads * config.head_dim * itemsize
+    return min(memory // bytes_per_token, most)
+
+
+def default_kv_cache_memory(device) -> int:
+    """Bytes for the KV cache when not given: 80% of the free memory on a GPU, 1 GiB on the CPU."""
+    if device.type == "cuda":
+        import torch  # only here: the bookkeeping below needs no torch
+
+        return int(0.8 * torch.cuda.mem_get_info(device)[0])
+    return 1 << 30
 
 
 class BlockOwner(Protocol):

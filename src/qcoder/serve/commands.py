@@ -76,7 +76,6 @@ def run(args) -> int:
             raise QcoderError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
     sock = _bind(socket, args.host, args.port)  # before the heavy imports and loading: a busy port fails fast
 
-    import torch
 
     from qcoder.engine.async_engine import AsyncLLMEngine
     from qcoder.engine.engine import LLMEngine
@@ -86,11 +85,10 @@ def run(args) -> int:
 
     model = args.model or DEFAULT_MODEL
     api_key = args.api_key or os.environ.get("QCODER_API_KEY") or None
-    dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if torch.cuda.is_available() else "float32")
     opts = {"max_num_seqs": args.max_num_seqs}
     if args.max_model_len:
         opts["max_model_len"] = args.max_model_len
-    engine = LLMEngine(model, dtype=dtype, quant=args.quant, threads=args.threads, **opts)
+    engine = LLMEngine(model, dtype=args.dtype, quant=args.quant, threads=args.threads, **opts)
     state = ServerState.for_engine(
         AsyncLLMEngine(engine),
         engine,
