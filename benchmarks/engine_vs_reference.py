@@ -23,7 +23,7 @@ AGREE_TOKENS = 64
 
 def agreement(path: str, quant: str, threads: int) -> list[tuple[int, int]]:
     """Per prompt: (length of the common greedy prefix, positions equal) out of AGREE_TOKENS."""
-    from qcoder.engine import bench
+    from qcoder import bench
     from qcoder.engine.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.from_path(path)
@@ -43,7 +43,7 @@ def accuracy(path: str, modes: list[str], threads: int, tokens: int = 320) -> li
     """(mode, top-1 agreement, mean KL(fp32 || mode)) of the logits over `tokens` tokens of qcoder's own source."""
     import torch
 
-    from qcoder.engine.bench import bench_token_ids
+    from qcoder.bench import bench_token_ids
     from qcoder.model.loader import load_model
     from qcoder.model.qwen import ForwardBatch, allocate_kv_cache
 
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from qcoder.engine import bench
+    from qcoder import bench
     from qcoder.model.registry import resolve_model
 
     path = str(resolve_model(args.model))

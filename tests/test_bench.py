@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qcoder.engine import bench
+from qcoder import bench
 
 
 def test_table_ratios_favour_the_faster_engine():

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from qcoder.agent.client import EngineClient, OpenAIClient
+from qcoder.client import EngineClient, OpenAIClient
 from qcoder.engine.llm import LLM
 from qcoder.engine.sampling import SamplingParams
 from tests.conftest import QWEN3_CODER, QWEN25_TOKENIZER

@@ -151,7 +151,7 @@ def in_child(fn, **kwargs):
 
     code = (
         "import json, sys\n"
-        "from qcoder.engine import bench\n"
+        "from qcoder import bench\n"
         "job = json.load(sys.stdin)\n"
         "result = getattr(bench, job['fn'])(**job['kwargs'])\n"
         f"print({_RESULT!r} + json.dumps(result), flush=True)\n"

@@ -19,7 +19,7 @@ SUBCOMMAND_MODULES = {
     "serve": "qcoder.serve.commands",
     "generate": "qcoder.engine.commands",
     "chat": "qcoder.engine.commands",
-    "bench": "qcoder.engine.bench",
+    "bench": "qcoder.bench",
     "pull": "qcoder.model.commands",
     "models": "qcoder.model.commands",
     "eval": "qcoder.eval.commands",

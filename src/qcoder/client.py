@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from qcoder.engine.sampling import EXTRA_SAMPLING_FIELDS, OPENAI_SAMPLING_FIELDS, check_sampling_names
 from qcoder.engine.tool_parsers import ToolCall
 from qcoder.errors import QcoderError
 
@@ -58,6 +57,8 @@ class OpenAIClient(ChatClient):
         kwargs = {"model": self.model, "messages": messages}
         if tools:
             kwargs["tools"] = tools
+        from qcoder.engine.sampling import EXTRA_SAMPLING_FIELDS, OPENAI_SAMPLING_FIELDS, check_sampling_names
+
         check_sampling_names(sampling)
         kwargs.update({k: v for k, v in sampling.items() if k in OPENAI_SAMPLING_FIELDS and v is not None})
         extra = {k: v for k, v in sampling.items() if k in EXTRA_SAMPLING_FIELDS and v is not None}
@@ -142,7 +143,7 @@ class EngineClient(ChatClient):
         return client
 
     def chat(self, messages, tools=None, *, on_delta=None, **sampling) -> ChatResponse:
-        from qcoder.engine.sampling import SamplingParams
+        from qcoder.engine.sampling import SamplingParams, check_sampling_names
 
         check_sampling_names(sampling)
         params = SamplingParams(**{k: v for k, v in sampling.items() if v is not None})

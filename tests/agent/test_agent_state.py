@@ -115,8 +115,8 @@ def test_memory_files_join_the_system_prompt(workspace, home):
 
 
 def test_compressor_keeps_task_and_recent_turns():
-    from qcoder.agent.client import ChatResponse
     from qcoder.agent.context import Compressor
+    from qcoder.client import ChatResponse
 
     class Summarizer:
         def __init__(self):

@@ -7,8 +7,8 @@ import pytest
 from rich.console import Console
 
 from qcoder.agent import commands
-from qcoder.agent.client import OpenAIClient
 from qcoder.agent.tui import Tui
+from qcoder.client import OpenAIClient
 from qcoder.errors import QcoderError
 
 from .agent_fake_model import call

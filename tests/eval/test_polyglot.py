@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from qcoder.agent.client import ChatResponse
+from qcoder.client import ChatResponse
 from qcoder.errors import QcoderError
 from qcoder.eval import polyglot
 

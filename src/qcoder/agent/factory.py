@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 from qcoder.agent.checkpoints import Checkpoints
-from qcoder.agent.client import EngineClient, make_client
 from qcoder.agent.context import Compressor, system_prompt
 from qcoder.agent.loop import Agent, Limits
 from qcoder.agent.permissions import Permissions
@@ -18,6 +17,7 @@ from qcoder.agent.tools.project import project_tools
 from qcoder.agent.tools.search import search_tools
 from qcoder.agent.tools.shell import Shell
 from qcoder.agent.tools.workspace import Workspace
+from qcoder.client import EngineClient, make_client
 from qcoder.errors import QcoderError
 
 # Low temperature keeps small models on the rails; settings `[sampling]` may change any of these. The

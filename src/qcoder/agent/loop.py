@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 
 from qcoder.agent import prompts
-from qcoder.agent.client import ChatResponse
 from qcoder.agent.tools.base import Tool, ToolError, format_result
+from qcoder.client import ChatResponse
 from qcoder.engine.tool_parsers import ToolCall, check_arguments, rescue_calls
 from qcoder.errors import QcoderError
 

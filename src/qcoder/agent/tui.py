@@ -116,7 +116,7 @@ class Tui:
                 self.console.print(f"[red]{exc}[/]")
         elif command == "/model":
             if rest:
-                from qcoder.agent.client import make_client
+                from qcoder.client import make_client
 
                 self.agent.client = make_client(rest, self.args.base_url, self.args.api_key)
                 if self.agent.compressor:

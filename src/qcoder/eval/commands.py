@@ -76,7 +76,7 @@ def _generator(args, sampling):
 
     base_url = args.base_url or os.environ.get("OPENAI_BASE_URL")
     if base_url:
-        from qcoder.agent.client import make_client
+        from qcoder.client import make_client
 
         client = make_client(model=args.model, base_url=base_url, api_key=args.api_key)
         return ChatGenerator(client, sampling, concurrency=args.workers)
@@ -90,7 +90,7 @@ def _generator(args, sampling):
 def _run_polyglot(args, output: Path, names: list[str] | None, temperature: float) -> int:
     if not args.dir:
         raise QcoderError("polyglot needs --dir PATH (a checkout of the polyglot-benchmark exercises)")
-    from qcoder.agent.client import make_client
+    from qcoder.client import make_client
     from qcoder.eval import polyglot
 
     client = make_client(model=args.model, base_url=args.base_url, api_key=args.api_key)
