@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from qcoder.model.config import ModelConfig
-from qcoder.model.loader import load_model
+from qcoder.model.loader import expected_shards, load_model, weight_destinations
 from qcoder.model.qwen import ForwardBatch, QwenForCausalLM, allocate_kv_cache
 from qcoder.model.rope import yarn_inv_freq
 
@@ -209,9 +209,9 @@ def test_real_checkpoint_tensor_names_all_have_a_home():
     weight_map = json.loads((REAL_QWEN3_CODER / "model.safetensors.index.json").read_text())["weight_map"]
     filled: dict[str, set] = {name: set() for name in params}
     for hf_name in weight_map:
-        for name, _, shards in model._destinations(hf_name):
+        for name, _, shards in weight_destinations(config, hf_name):
             filled[name].update(shards)
-    assert all(filled[name] == model._expected_shards(name) for name in params)
+    assert all(filled[name] == expected_shards(config, name) for name in params)
 
 
 @pytest.mark.parametrize(

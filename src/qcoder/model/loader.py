@@ -69,7 +69,7 @@ def _build(config: ModelConfig, tensors, dtype: torch.dtype, device, quant: str,
         model = QwenForCausalLM(config, dtype)
     model.materialize(device)
     if quant == "none":
-        model.load_weights(tensors)
+        load_weights(model, tensors)
     else:
         from qcoder.model.quant import load_quantized
 
@@ -124,3 +124,95 @@ class _SafetensorsReader:
             except (SafetensorError, OSError) as e:
                 raise QcoderError(f"not a readable safetensors file ({str(e).splitlines()[0]})") from None
         self.current = self.files[0].parent
+
+
+# ----- HF weight names -> the model's fused parameters -----
+
+
+def load_weights(model, weights) -> None:
+    """Consume (hf_name, tensor) pairs one at a time, copying each into place (fusing q/k/v and gate/up,
+    stacking experts). Raises QcoderError on an unknown name, a shape mismatch or a missing tensor."""
+    model.tie_weights()
+    params = dict(model.named_parameters())
+    filled: dict[str, set] = {name: set() for name in params}
+    for hf_name, tensor in weights:
+        for name, index, shards in weight_destinations(model.config, hf_name):
+            if name not in params:
+                raise QcoderError(f"unexpected tensor {hf_name!r} for this {model.config.architecture} model")
+            target = params[name].data[index]
+            if target.shape != tensor.shape:
+                raise QcoderError(
+                    f"tensor {hf_name!r} has shape {list(tensor.shape)}, the model expects {list(target.shape)}"
+                )
+            target.copy_(tensor)
+            filled[name].update(shards)
+    for name in params:
+        missing = expected_shards(model.config, name) - filled[name]
+        if missing:
+            parts = sorted(str(shard) for shard in missing if shard is not None)
+            detail = f" (missing {', '.join(parts[:4])}{', ...' if len(parts) > 4 else ''})" if parts else ""
+            raise QcoderError(f"the checkpoint has no weights for {name!r}{detail}")
+
+
+def expected_shards(config, name: str) -> set:
+    """The pieces a parameter is assembled from: q/k/v, gate/up, and one (or two) per expert."""
+    experts = range(config.num_experts)
+    if name.endswith("experts.gate_up_proj"):
+        return {(proj, e) for proj in ("gate_proj", "up_proj") for e in experts}
+    if name.endswith("experts.down_proj"):
+        return {("down_proj", e) for e in experts}
+    if ".qkv_proj." in name:
+        return {"q_proj", "k_proj", "v_proj"}
+    if ".gate_up_proj." in name:
+        return {"gate_proj", "up_proj"}
+    return {None}
+
+
+def weight_destinations(config, hf_name: str) -> list[tuple[str, tuple, set]]:
+    """Where an HF tensor goes: [(our parameter name, index into it, shards it fills)]."""
+    if "rotary_emb.inv_freq" in hf_name or (hf_name == "lm_head.weight" and config.tie_word_embeddings):
+        return []  # recomputed / shared with the embedding
+    c = config
+    parts = hf_name.split(".")
+    if "experts" in parts:
+        return _expert_destinations(config, hf_name, parts)
+    path, proj, leaf = ".".join(parts[:-2]), parts[-2], parts[-1]
+    q, kv, inter = c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim, c.intermediate_size
+    rows = {
+        "q_proj": ("qkv_proj", slice(0, q)),
+        "k_proj": ("qkv_proj", slice(q, q + kv)),
+        "v_proj": ("qkv_proj", slice(q + kv, q + 2 * kv)),
+        "gate_proj": ("gate_up_proj", slice(0, inter)),
+        "up_proj": ("gate_up_proj", slice(inter, 2 * inter)),
+    }
+    if proj in rows:
+        fused, index = rows[proj]
+        return [(f"{path}.{fused}.{leaf}", (index,), {proj})]
+    return [(hf_name, (), {None})]
+
+
+def _expert_destinations(config, hf_name: str, parts: list[str]) -> list[tuple[str, tuple, set]]:
+    """Experts come one by one (`experts.E.gate_proj.weight`), stacked per projection (`experts.gate_proj.weight`
+    [E, I, H]) or stacked and fused as transformers 5 keeps them (`experts.gate_up_proj` [E, 2I, H])."""
+    at = parts.index("experts")
+    stack = ".".join(parts[: at + 1])
+    rest = parts[at + 1 :]
+    if rest and rest[-1] == "weight":
+        rest = rest[:-1]
+    if len(rest) == 2 and rest[0].isdigit():
+        experts, proj = [int(rest[0])], rest[1]
+        prefix: tuple = (int(rest[0]),)
+    elif len(rest) == 1:
+        experts, proj, prefix = list(range(config.num_experts)), rest[0], (slice(None),)
+    else:
+        return [(hf_name, (), {None})]  # reported as unexpected
+    inter = config.moe_intermediate_size
+    halves = {"gate_proj": slice(0, inter), "up_proj": slice(inter, 2 * inter)}
+    if proj in halves:
+        return [(f"{stack}.gate_up_proj", (*prefix, halves[proj]), {(proj, e) for e in experts})]
+    if proj == "gate_up_proj":
+        shards = {(p, e) for p in halves for e in experts}
+        return [(f"{stack}.gate_up_proj", prefix, shards)]
+    if proj == "down_proj":
+        return [(f"{stack}.down_proj", prefix, {("down_proj", e) for e in experts})]
+    return [(hf_name, (), {None})]
