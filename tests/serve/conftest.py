@@ -82,7 +82,7 @@ class LiveServer:
 
 def make_state(llm, *, model_name: str = "tiny", max_num_seqs: int = 8, max_waiting: int = 32, **settings):
     from qcoder.engine.async_engine import AsyncLLMEngine
-    from qcoder.serve.generation import ServerState
+    from qcoder.serve.state import ServerState
 
     return ServerState.for_engine(
         AsyncLLMEngine(llm), llm, model_name=model_name, max_num_seqs=max_num_seqs, max_waiting=max_waiting, **settings

@@ -23,7 +23,7 @@ def metric(server, name: str) -> float:
 
 
 def engine_stats(server) -> dict:
-    return server.state.engine.stats()
+    return server.state.async_engine.stats()
 
 
 def test_chat_completion(client):

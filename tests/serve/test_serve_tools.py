@@ -223,7 +223,7 @@ def test_parser_can_be_overridden():
     try:
         assert state.tool_parser.name == "hermes" and not state.tool_parser.bare_function_tags
     finally:
-        state.engine.shutdown()
+        state.async_engine.shutdown()
 
 
 # A Qwen3-style thinking template: the generation prompt opens <think> unless enable_thinking is false.

@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from qcoder.errors import QcoderError
 from qcoder.serve import chat, completions
 from qcoder.serve.errors import APIError, error_body
-from qcoder.serve.generation import Generation, ServerState
+from qcoder.serve.generation import Generation
 from qcoder.serve.metrics import CONTENT_TYPE
 from qcoder.serve.protocol import (
     ChatCompletionRequest,
@@ -39,6 +39,7 @@ from qcoder.serve.protocol import (
     ModelCard,
     ModelList,
 )
+from qcoder.serve.state import ServerState
 
 log = logging.getLogger("qcoder.serve")
 
@@ -48,12 +49,12 @@ CLIENT_CLOSED_REQUEST = 499  # nginx's status for a request whose client left be
 
 
 def create_app(state: ServerState) -> FastAPI:
-    """The app around a ready engine; `state.engine` is shut down when the app's lifespan ends."""
+    """The app around a ready engine; `state.async_engine` is shut down when the app's lifespan ends."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
-        state.engine.shutdown()
+        state.async_engine.shutdown()
 
     app = FastAPI(title="qcoder", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.qcoder = state
@@ -84,7 +85,7 @@ def create_app(state: ServerState) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics():
-        return PlainTextResponse(state.metrics.render(state.engine.stats()), media_type=CONTENT_TYPE)
+        return PlainTextResponse(state.metrics.render(state.async_engine.stats()), media_type=CONTENT_TYPE)
 
     @app.get("/v1/models", dependencies=authorized)
     async def models() -> ModelList:

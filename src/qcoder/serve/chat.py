@@ -27,7 +27,7 @@ from qcoder.engine.reasoning import ReasoningStream
 from qcoder.engine.tool_parsers import ArgumentsDelta, ContentDelta, ToolCallStart
 from qcoder.serve import convert
 from qcoder.serve.errors import bad_request
-from qcoder.serve.generation import Generation, ServerState
+from qcoder.serve.generation import Generation
 from qcoder.serve.protocol import (
     AssistantMessage,
     ChatChoice,
@@ -44,6 +44,7 @@ from qcoder.serve.protocol import (
     ToolCallOut,
     random_id,
 )
+from qcoder.serve.state import ServerState
 
 RESERVED_TEMPLATE_KWARGS = ("messages", "tools", "add_generation_prompt")
 
@@ -63,7 +64,7 @@ def prepare_prompt(state: ServerState, req: ChatCompletionRequest) -> ChatPrompt
     kwargs = {k: v for k, v in (req.chat_template_kwargs or {}).items() if k not in RESERVED_TEMPLATE_KWARGS}
     text = state.template.render(req.messages, tools=tools, add_generation_prompt=True, **kwargs)
     ids = state.tokenizer.encode(text)
-    return ChatPrompt(ids, tools, state.llm.opens_thinking(ids))
+    return ChatPrompt(ids, tools, state.engine.opens_thinking(ids))
 
 
 def _check_content_parts(req: ChatCompletionRequest) -> None:

@@ -81,7 +81,7 @@ def run(args) -> int:
     from qcoder.engine.engine import LLMEngine
     from qcoder.model.registry import DEFAULT_MODEL
     from qcoder.serve.app import create_app
-    from qcoder.serve.generation import ServerState
+    from qcoder.serve.state import ServerState
 
     model = args.model or DEFAULT_MODEL
     api_key = args.api_key or os.environ.get("QCODER_API_KEY") or None

@@ -11,8 +11,9 @@ from contextlib import aclosing
 
 from qcoder.serve import convert
 from qcoder.serve.errors import bad_request
-from qcoder.serve.generation import Generation, ServerState
+from qcoder.serve.generation import Generation
 from qcoder.serve.protocol import CompletionChoice, CompletionLogprobs, CompletionRequest, CompletionResponse, random_id
+from qcoder.serve.state import ServerState
 
 
 def prompts_of(state: ServerState, req: CompletionRequest) -> list[list[int]]:

@@ -7,8 +7,8 @@ import dataclasses
 
 from qcoder.engine.sampling import SamplingParams, sampling_fields
 from qcoder.serve.errors import bad_request
-from qcoder.serve.generation import ServerState
 from qcoder.serve.protocol import CompletionLogprobs, SamplingFields, TokenLogprob, TopLogprob, Usage, UsageDetails
+from qcoder.serve.state import ServerState
 
 
 def params_for(
@@ -33,7 +33,7 @@ def params_for(
             code="context_length_exceeded",
         )
     fields = {**sampling_fields(req), "max_tokens": min(max_tokens or room, room)}
-    base = state.llm.default_params(**fields, logprobs=logprobs, thinking_budget=thinking_budget)
+    base = state.engine.default_params(**fields, logprobs=logprobs, thinking_budget=thinking_budget)
     # n choices from one seed would be n copies: choice i samples with seed + i.
     return [dataclasses.replace(base, seed=None if req.seed is None else req.seed + i) for i in range(req.n)]
 

@@ -1,6 +1,5 @@
 """Running one API request on the engine: admission, its sequences, metrics, and abort on exit.
 
-`ServerState` is what the routes share: the engine, limits, parsers, metrics and the in-flight count.
 A request with `n` choices is `n` engine sequences per prompt (the prefix cache makes the extra ones
 cheap). `Generation.outputs()` merges their outputs in arrival order. Whatever ends the
 iteration early (a client that disconnects cancels it, an error, the server shutting down), the
@@ -13,58 +12,10 @@ import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
-from qcoder.serve.errors import APIError
-from qcoder.serve.metrics import ServerMetrics
+from qcoder.serve.state import ServerState
 
 _request_counter = itertools.count()
-
-
-@dataclass
-class ServerState:
-    """What every route needs: the engine, its limits, parsers, metrics, and how busy the server is."""
-
-    engine: object  # qcoder.engine.async_engine.AsyncLLMEngine: generate / abort / stats / shutdown
-    llm: object  # the LLMEngine inside it: tokenizer, chat template, sampling defaults (read-only use)
-    model_name: str
-    max_num_seqs: int
-    max_waiting: int
-    api_key: str | None = None
-    tool_parser: object = None  # a qcoder.engine.tool_parsers.ToolParser, resolved once from the chat template
-    metrics: ServerMetrics = field(default_factory=ServerMetrics)
-    in_flight: int = 0  # engine sequences admitted and not yet finished or aborted
-    draining: bool = False  # set on SIGINT/SIGTERM: finish what runs, accept nothing new
-
-    @classmethod
-    def for_engine(cls, engine, llm, *, tool_call_parser: str = "auto", **settings) -> ServerState:
-        parser = llm.tool_parser if tool_call_parser == "auto" else llm.resolve_tool_parser(tool_call_parser)
-        return cls(engine=engine, llm=llm, tool_parser=parser, **settings)
-
-    @property
-    def tokenizer(self):
-        return self.llm.tokenizer
-
-    @property
-    def template(self):
-        return self.llm.chat_template
-
-    @property
-    def max_model_len(self) -> int:
-        return self.llm.max_model_len
-
-    def check_capacity(self, sequences: int, *, admitted: bool = False) -> None:
-        """Refuse (503 draining, 429 full) unless `sequences` more fit in the running batch plus the waiting queue.
-
-        `admitted`: the route accepted the request before draining began, so it still runs to its end."""
-        if self.draining and not admitted:
-            raise APIError(503, "the server is shutting down", code="server_shutting_down")
-        if self.in_flight + sequences > self.max_num_seqs + self.max_waiting:
-            raise APIError(
-                429,
-                f"the server is at capacity ({self.max_num_seqs} running, {self.max_waiting} waiting); retry later",
-                code="rate_limit_exceeded",
-            )
 
 
 class Generation:
@@ -93,7 +44,7 @@ class Generation:
 
         async def pump(index: int) -> None:
             try:
-                async for out in self.state.engine.generate(
+                async for out in self.state.async_engine.generate(
                     self.request_ids[index], self.prompts[index], self.params[index]
                 ):
                     queue.put_nowait((index, out))
@@ -118,7 +69,7 @@ class Generation:
                 task.cancel()
             for index, request_id in enumerate(self.request_ids):
                 if not self._finished[index]:
-                    self.state.engine.abort(request_id)
+                    self.state.async_engine.abort(request_id)
             self.state.in_flight -= len(self.params)
 
     def _observe(self, index: int, out) -> None:
