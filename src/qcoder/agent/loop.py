@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from qcoder.agent import prompts
 from qcoder.agent.tools.base import Tool, ToolError, format_result
-from qcoder.client import ChatResponse
+from qcoder.client import ChatClient, ChatResponse
 from qcoder.engine.tool_parsers import ToolCall, check_arguments, rescue_calls
 from qcoder.errors import QcoderError
 
@@ -77,20 +79,65 @@ class RunResult:
         return dict(self.__dict__)
 
 
+# What the loop needs of its collaborators (the real ones: permissions.py, session.py, tools/, checkpoints.py,
+# context.py); tests and embedders may hand in anything with these methods.
+
+
+class PermissionCheck(Protocol):
+    def check(self, tool: Tool, args: dict) -> str | None: ...  # None: allowed; else why not, for the model
+
+
+class History(Protocol):
+    id: str
+    messages: list[dict]
+
+    def add(self, message: dict) -> None: ...
+
+    def replace(self, messages: list[dict]) -> None: ...
+
+
+class ChangedFiles(Protocol):
+    changed: set[str]  # workspace-relative paths the tools wrote
+
+
+class ShellResult(Protocol):
+    ok: bool
+    exit_code: int | None
+    output: str
+
+    def text(self) -> str: ...
+
+
+class VerificationShell(Protocol):
+    def run(self, command: str, timeout: float) -> ShellResult: ...
+
+
+class Snapshots(Protocol):
+    def new_turn(self) -> None: ...
+
+    def snapshot(self) -> None: ...
+
+
+class HistoryCompressor(Protocol):
+    def needed(self, messages: list[dict], schemas: list[dict]) -> bool: ...
+
+    def compress(self, messages: list[dict]) -> list[dict] | None: ...
+
+
 @dataclass
 class Agent:
-    client: object  # ChatClient
+    client: ChatClient
     tools: dict[str, Tool]
-    permissions: object  # Permissions
-    session: object  # Session
-    workspace: object  # Workspace
-    shell: object  # Shell, for the verification runs
-    checkpoints: object | None = None
-    compressor: object | None = None
+    permissions: PermissionCheck
+    session: History
+    workspace: ChangedFiles
+    shell: VerificationShell  # for the verification runs
+    checkpoints: Snapshots | None = None
+    compressor: HistoryCompressor | None = None
     test_command: str | None = None
     limits: Limits = field(default_factory=Limits)
     sampling: dict = field(default_factory=dict)
-    emit: object = lambda event, **data: None  # event sink: TUI, stream-json
+    emit: Callable[..., None] = lambda event, **data: None  # event sink: TUI, stream-json
 
     @property
     def messages(self) -> list[dict]:
