@@ -23,7 +23,7 @@ def home(tmp_path, monkeypatch):
     """An empty user settings directory, so the developer's ~/.qcoder never leaks into a test."""
     path = tmp_path / "qcoder-home"
     path.mkdir()
-    monkeypatch.setenv("QCODER_HOME", str(path))
+    monkeypatch.setenv("QCODER_CONFIG", str(path))
     return path
 
 
@@ -40,7 +40,7 @@ def qcoder_cli(args, workspace, fake_model=None, home=None, stdin=None, timeout=
     if fake_model is not None:
         full_env.update(OPENAI_BASE_URL=fake_model.url, OPENAI_API_KEY="sk-test", OPENAI_MODEL="fake")
     if home is not None:
-        full_env["QCODER_HOME"] = str(home)
+        full_env["QCODER_CONFIG"] = str(home)
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "qcoder", *args], cwd=workspace, env=full_env, input=stdin,
                           capture_output=True, text=True, timeout=timeout)

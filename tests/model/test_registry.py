@@ -15,7 +15,7 @@ from qcoder.model.registry import DEFAULT_MODEL, REGISTRY, cache_dir, model_path
 
 
 def run_cli(*args: str, home: Path, **env: str) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "QCODER_HOME": str(home), "HF_HOME": str(home / "hf"), "COLUMNS": "250", **env}
+    environment = {**os.environ, "QCODER_CACHE": str(home), "HF_HOME": str(home / "hf"), "COLUMNS": "250", **env}
     for name in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         if name not in env:
             environment.pop(name, None)
@@ -26,12 +26,14 @@ def run_cli(*args: str, home: Path, **env: str) -> subprocess.CompletedProcess:
 
 def test_cache_dir_precedence(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path / "user"))
-    monkeypatch.delenv("QCODER_HOME", raising=False)
-    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    for name in ("QCODER_CACHE", "QCODER_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
     assert cache_dir() == tmp_path / "user" / ".cache" / "qcoder"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_dir() == tmp_path / "xdg" / "qcoder"
-    monkeypatch.setenv("QCODER_HOME", str(tmp_path / "qh"))
+    monkeypatch.setenv("QCODER_HOME", str(tmp_path / "old"))  # the old name still works
+    assert cache_dir() == tmp_path / "old"
+    monkeypatch.setenv("QCODER_CACHE", str(tmp_path / "qh"))
     assert cache_dir() == tmp_path / "qh"
     assert (
         model_path(REGISTRY[DEFAULT_MODEL])

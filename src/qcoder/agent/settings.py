@@ -1,6 +1,6 @@
 """Settings: `~/.qcoder/settings.toml`, then `<workspace>/.qcoder/settings.toml`, then QCODER_* env.
 
-Tables merge key by key (the workspace wins). QCODER_HOME moves the user directory (tests use it).
+Tables merge key by key (the workspace wins). QCODER_CONFIG moves the user directory (tests use it).
 Known environment overrides: QCODER_APPROVAL_MODE, QCODER_MAX_TEST_ROUNDS, QCODER_CONTEXT_LIMIT,
 QCODER_SHELL_TIMEOUT.
 """
@@ -22,7 +22,14 @@ ENV_OVERRIDES = {
 
 
 def user_dir() -> Path:
-    return Path(os.environ.get("QCODER_HOME") or Path.home() / ".qcoder")
+    """The user's settings and memory files: $QCODER_CONFIG, else $QCODER_HOME (its old name), else
+    $XDG_CONFIG_HOME/qcoder when that folder exists, else ~/.qcoder (the documented place, so existing settings
+    keep working). Models are cached elsewhere (QCODER_CACHE)."""
+    for name in ("QCODER_CONFIG", "QCODER_HOME"):
+        if os.environ.get(name):
+            return Path(os.environ[name]).expanduser()
+    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config").expanduser() / "qcoder"
+    return xdg if xdg.is_dir() else Path.home() / ".qcoder"
 
 
 def _merge(base: dict, extra: dict) -> dict:

@@ -126,9 +126,11 @@ _HF_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def cache_dir() -> Path:
-    """$QCODER_HOME, else $XDG_CACHE_HOME/qcoder, else ~/.cache/qcoder."""
-    if os.environ.get("QCODER_HOME"):
-        return Path(os.environ["QCODER_HOME"]).expanduser()
+    """Where models are cached: $QCODER_CACHE, else $QCODER_HOME (its old name), else $XDG_CACHE_HOME/qcoder,
+    else ~/.cache/qcoder."""
+    for name in ("QCODER_CACHE", "QCODER_HOME"):
+        if os.environ.get(name):
+            return Path(os.environ[name]).expanduser()
     if os.environ.get("XDG_CACHE_HOME"):
         return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "qcoder"
     return Path.home() / ".cache" / "qcoder"
