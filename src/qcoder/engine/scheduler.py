@@ -42,10 +42,6 @@ class Sequence:
     block_hashes: list[bytes] = field(default_factory=list)
 
     @property
-    def output_token_ids(self) -> list[int]:
-        return self.token_ids[self.num_prompt_tokens :]
-
-    @property
     def num_pending_tokens(self) -> int:
         return len(self.token_ids) - self.num_computed_tokens
 

@@ -34,7 +34,6 @@ from qcoder.eval.sandbox_launcher import SANDBOX_ERROR_EXIT
 
 LAUNCHER = str(Path(__file__).with_name("sandbox_launcher.py"))
 GUARD = str(Path(__file__).with_name("guard.py"))
-STATUSES = ("pass", "fail", "timeout", "memory", "crash", "sandbox_error")
 MEMORY_MARKERS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "out of memory")
 # Throw-away uids come from a range no real account uses, so a run's uid identifies its processes.
 UID_RANGE = (1_000_000, 1_999_999)
