@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .agent_fake_model import FakeModel
+from tests.fake_openai import FakeModel
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples"
 

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from .agent_fake_model import call
+from tests.fake_openai import call
+
 from .conftest import EXAMPLE, json_result, qcoder_cli
 
 FIX = ("textstats.py", "    return min(found, key=len)", "    return max(found, key=len)")

@@ -1,11 +1,10 @@
 """The agent on the built-in engine (in process) with a tiny random model: the protocol, not task success."""
 
 import json
-import shutil
 
 import pytest
 
-from tests.conftest import QWEN25_TOKENIZER
+from tests.conftest import QWEN25_TOKENIZER, QWEN25_TOKENIZER_FILES, REAL_VOCAB, tiny_checkpoint
 
 from .conftest import json_result, qcoder_cli
 
@@ -16,15 +15,10 @@ TOKENIZER = QWEN25_TOKENIZER
 def tiny_model(tmp_path_factory):
     if not TOKENIZER.is_dir():
         pytest.skip(f"needs the shared Qwen2.5 tokenizer at {TOKENIZER}")
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    config = transformers.Qwen2Config(vocab_size=151936, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192)
+    pytest.importorskip("transformers")
     directory = tmp_path_factory.mktemp("tiny-agent-model")
-    transformers.Qwen2ForCausalLM(config).eval().save_pretrained(directory)
-    for file in TOKENIZER.iterdir():
-        shutil.copy(file, directory / file.name)
+    tiny_checkpoint("qwen2", directory, tokenizer_files=QWEN25_TOKENIZER_FILES, vocab_size=REAL_VOCAB, hidden_size=32,
+                    intermediate_size=64, num_hidden_layers=2, max_position_embeddings=8192, initializer_range=0.02)
     return directory
 
 

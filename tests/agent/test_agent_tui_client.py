@@ -10,8 +10,7 @@ from qcoder.agent import commands
 from qcoder.agent.tui import Tui
 from qcoder.client import OpenAIClient
 from qcoder.errors import QcoderError
-
-from .agent_fake_model import call
+from tests.fake_openai import call
 
 
 def tui(workspace, answers=()):

@@ -6,19 +6,16 @@ Built once per test session.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import QWEN3_CODER, QWEN25_TOKENIZER
+from tests.conftest import QWEN3_TOKENIZER_FILES, QWEN25_TOKENIZER_FILES, REAL_VOCAB, tiny_checkpoint
 
-QWEN3_TOKENIZER = QWEN3_CODER
-QWEN3_TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json")
-
-TINY = dict(
-    vocab_size=151936,
+# The vocabulary is the real one so that real token ids fit; everything else is tiny.
+ENGINE_TINY = dict(
+    vocab_size=REAL_VOCAB,
     hidden_size=32,
     intermediate_size=64,
     num_hidden_layers=2,
@@ -29,30 +26,18 @@ TINY = dict(
 )
 
 
-def build_tiny_model(directory: Path, arch: str = "qwen2") -> Path:
-    import transformers
-
-    torch.manual_seed(0)
-    if arch == "qwen2":
-        model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**TINY))
-        tokenizer_files = [QWEN25_TOKENIZER / f.name for f in QWEN25_TOKENIZER.iterdir()]
-    else:
-        model = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(head_dim=8, **TINY))
-        tokenizer_files = [QWEN3_TOKENIZER / name for name in QWEN3_TOKENIZER_FILES]
-    model.eval().save_pretrained(directory)
-    for file in tokenizer_files:
-        shutil.copy(file, directory / file.name)
-    return directory
-
-
 @pytest.fixture(scope="session")
 def tiny_qwen2(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2"), "qwen2")
+    return tiny_checkpoint(
+        "qwen2", tmp_path_factory.mktemp("tiny-qwen2"), tokenizer_files=QWEN25_TOKENIZER_FILES, **ENGINE_TINY
+    )
 
 
 @pytest.fixture(scope="session")
 def tiny_qwen3(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen3"), "qwen3")
+    return tiny_checkpoint(
+        "qwen3", tmp_path_factory.mktemp("tiny-qwen3"), tokenizer_files=QWEN3_TOKENIZER_FILES, head_dim=8, **ENGINE_TINY
+    )
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,7 @@ import subprocess
 import sys
 
 from qcoder.eval import datasets
-
-from .fake_openai import FakeOpenAI
+from tests.fake_openai import FakeModel
 
 
 def qcoder(*args, cwd=None):
@@ -27,7 +26,7 @@ def test_humaneval_limit_3_against_fake_endpoint(tmp_path):
         return f"Here is the solution.\n\n```python\n{task.canonical_solution}\n\nprint('demo')\n```\n"
 
     out = tmp_path / "run"
-    with FakeOpenAI(answer) as fake:
+    with FakeModel(default=lambda body: {"content": answer(body["messages"][-1]["content"])}) as fake:
         proc = qcoder("eval", "humaneval", "--limit", "3", "--base-url", fake.base_url, "--model", "fake-model",
                       "--output", str(out), "--no-progress")
     assert proc.returncode == 0, proc.stderr
@@ -43,7 +42,7 @@ def test_humaneval_limit_3_against_fake_endpoint(tmp_path):
     assert "66.7%" in proc.stdout
 
     # --resume with everything recorded asks nothing more of the endpoint
-    with FakeOpenAI(answer) as fake:
+    with FakeModel(default=lambda body: {"content": answer(body["messages"][-1]["content"])}) as fake:
         again = qcoder("eval", "humaneval", "--limit", "3", "--base-url", fake.base_url, "--output", str(out),
                        "--resume", "--no-progress")
     assert again.returncode == 0, again.stderr

@@ -122,9 +122,9 @@ def test_unexpected_tensor(checkpoint):
 
 
 def test_index_listing_a_missing_shard(tiny_model_dir, tmp_path):
-    from .conftest import save_tiny_model
+    from tests.conftest import tiny_checkpoint
 
-    save_tiny_model("qwen2", tmp_path, max_shard_size="60KB")
+    tiny_checkpoint("qwen2", tmp_path, max_shard_size="60KB")
     shard = sorted(tmp_path.glob("model-*.safetensors"))[-1]
     shard.unlink()
     message = load_error(tmp_path)

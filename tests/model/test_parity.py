@@ -144,9 +144,9 @@ def test_moe_loads_stacked_expert_tensors(tiny_model_dir, hf_layout):
 
 
 def test_sharded_checkpoint_loads(tmp_path):
-    from .conftest import save_tiny_model
+    from tests.conftest import tiny_checkpoint
 
-    save_tiny_model("qwen3", tmp_path, max_shard_size="60KB")
+    tiny_checkpoint("qwen3", tmp_path, max_shard_size="60KB")
     assert (tmp_path / "model.safetensors.index.json").is_file()
     model, config = load_model(tmp_path)
     batch_prompts = prompts([6])

@@ -9,7 +9,6 @@ Two kinds of model behind them:
 
 from __future__ import annotations
 
-import shutil
 import socket
 import threading
 import time
@@ -19,33 +18,22 @@ import openai
 import pytest
 import torch
 
-from tests.conftest import QWEN25_TOKENIZER
-
-TINY_QWEN2 = dict(
-    vocab_size=151936,
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=4096,
-    initializer_range=0.2,  # peaked logits: greedy choices are clear, so batching cannot flip them by rounding
-)
-
-
-def build_tiny_model(directory: Path) -> Path:
-    import transformers
-
-    torch.manual_seed(0)
-    transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**TINY_QWEN2)).eval().save_pretrained(directory)
-    for file in QWEN25_TOKENIZER.iterdir():
-        shutil.copy(file, directory / file.name)
-    return directory
+from tests.conftest import QWEN25_TOKENIZER_FILES, REAL_VOCAB, tiny_checkpoint
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("serve-tiny-qwen2"))
+    return tiny_checkpoint(
+        "qwen2",
+        tmp_path_factory.mktemp("serve-tiny-qwen2"),
+        tokenizer_files=QWEN25_TOKENIZER_FILES,
+        vocab_size=REAL_VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        max_position_embeddings=4096,
+        initializer_range=0.2,  # peaked logits: greedy choices are clear, so batching cannot flip them by rounding
+    )
 
 
 class LiveServer:

@@ -1,8 +1,10 @@
-"""A scripted OpenAI-compatible model: a real HTTP server on 127.0.0.1 that replays planned replies.
+"""A scripted OpenAI-compatible model for the agent and eval tests: a real HTTP server on 127.0.0.1 that replays
+planned replies.
 
 A plan entry is a dict with `content` and/or `tool_calls` ([(name, args_dict_or_json_text), ...]),
-or {"status": 500} for an error reply, or a function of the request body returning such a dict.
-Both plain and streaming (SSE) chat completions are served; every request body is recorded.
+or {"status": 500} for an error reply, or a function of the request body returning such a dict. When the plan is
+used up, `default(body)` answers (by default "Plan exhausted."). Both plain and streaming (SSE) chat completions
+are served; every request body is recorded. Use it as a context manager, or call close().
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ def call(name: str, **args) -> tuple[str, dict]:
 
 
 class FakeModel:
-    def __init__(self, plan=None):
+    def __init__(self, plan=None, default=None):
         self.plan = list(plan or [])
+        self.default = default or (lambda body: {"content": "Plan exhausted."})
         self.requests: list[dict] = []
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.url = self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
@@ -30,10 +33,16 @@ class FakeModel:
         self.server.shutdown()
         self.server.server_close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     def next_reply(self, body: dict) -> dict:
         with self._lock:
             self.requests.append(body)
-            entry = self.plan.pop(0) if self.plan else {"content": "Plan exhausted."}
+            entry = self.plan.pop(0) if self.plan else self.default
         return entry(body) if callable(entry) else entry
 
     def _handler(self):
