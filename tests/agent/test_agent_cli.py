@@ -226,7 +226,7 @@ def test_compression_keeps_the_task(project, fake_model, home):
 
 
 def test_mcp_tool_in_the_loop(project, fake_model, home):
-    from test_agent_extensions import MCP_SERVER
+    from .test_agent_extensions import MCP_SERVER
 
     (project / "server.py").write_text(MCP_SERVER)
     settings = project / ".qcoder" / "settings.toml"
