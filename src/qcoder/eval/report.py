@@ -16,15 +16,16 @@ STATUS_ORDER = ("pass", "fail", "timeout", "memory", "crash", "sandbox_error")
 class ProgressTracker:
     """rich progress: samples checked, pass rate so far, generation tokens/s, ETA."""
 
-    def __init__(self, total: int, already_done: int, enabled: bool = True):
-        self.total, self.done, self.passed = total, already_done, 0
+    def __init__(self, total: int, already_done: int, enabled: bool = True, label: str = "eval",
+                 is_pass=lambda row: row["status"] == "pass"):
+        self.total, self.done, self.passed, self.is_pass = total, already_done, 0, is_pass
         self.checked_now, self.tokens, self.start = 0, 0, time.monotonic()
         self.lock = threading.Lock()
         self.progress = None
         if enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.progress = Progress(TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(),
+            self.progress = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
                                      TextColumn("pass {task.fields[rate]}"), TextColumn("{task.fields[tps]} tok/s"),
                                      TextColumn("ETA"), TimeRemainingColumn())
             self.bar = self.progress.add_task("eval", total=total, completed=already_done, rate="-", tps="-")
@@ -46,7 +47,7 @@ class ProgressTracker:
         with self.lock:
             self.done += 1
             self.checked_now += 1
-            self.passed += row["status"] == "pass"
+            self.passed += bool(self.is_pass(row))
             if self.progress:
                 rate = f"{self.passed / self.checked_now:.1%}"
                 tps = f"{self.tokens / max(time.monotonic() - self.start, 1e-9):.1f}"
