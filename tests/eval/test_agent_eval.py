@@ -97,7 +97,7 @@ def test_solved_test_edit_and_error_then_resume(tmp_path, home):
         assert (summary["solved"], summary["unsolved"], summary["error"]) == (1, 1, 1)
         assert summary["solve_rate"] == pytest.approx(1 / 3) and summary["solve_rate_judged"] == 0.5
         assert (out / "agent.png").stat().st_size > 0
-        assert (out / "logs" / "alpha.0.stdout").read_text().strip()
+        assert json.loads((out / "logs" / "alpha.0.stdout").read_text().splitlines()[-1])["type"] == "final"
 
         # --resume retries only the errored run
         script.fail_gamma = False

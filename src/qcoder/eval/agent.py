@@ -1,7 +1,7 @@
 """`qcoder eval agent`: run a coding agent headless on each task, in a fresh workspace, and judge it by the tests.
 
 Each run: copy the task's project to a temporary folder (`agent_tasks.prepare`), hash the protected files,
-start the agent as a real subprocess (`qcoder -p TASK -y --output-format json`, or any `--agent-cmd`), then run
+start the agent as a real subprocess (`qcoder -p TASK -y --output-format stream-json`, or any `--agent-cmd`), then run
 the task's test command there. Outcomes:
 
 - solved: the tests pass and no protected file changed;
@@ -35,6 +35,7 @@ FINISHED = ("solved", "unsolved")
 DIFF_CHARS = 20000
 # qcoder's headless exit codes (agent/headless.py): 0 success, 1 failure or error, 3 a limit was reached
 QCODER_EXITS = (0, 1, 3)
+HARD_LIMIT_GRACE_S = 300.0
 
 
 @dataclass
@@ -137,19 +138,27 @@ def _start_agent(task: AgentTask, workdir: Path, scratch: Path, agent: AgentSett
         command = (agent.agent_cmd.replace("{task_file}", shlex.quote(str(task_file)))
                    .replace("{workspace}", shlex.quote(str(workdir))).replace("{task}", shlex.quote(task.text)))
         return agent_tasks.run_process(command, workdir, timeout, shell=True, env=env)
-    command = [sys.executable, "-m", "qcoder", "-p", task.text, "-y", "--output-format", "json",
+    # stream-json: its last line is the same result object `json` prints, and a run killed at the hard limit
+    # still leaves the steps it took in the log
+    command = [sys.executable, "-m", "qcoder", "-p", task.text, "-y", "--output-format", "stream-json",
                "--workspace", str(workdir), "--timeout", f"{timeout:g}"]
     for flag, value in (("--model", agent.model), ("--base-url", agent.base_url), ("--max-turns", agent.max_turns)):
         if value is not None:
             command += [flag, str(value)]
-    # qcoder checks its own --timeout before each model call; the hard limit leaves room for the last call
-    return agent_tasks.run_process(command, workdir, timeout + max(60.0, timeout / 4), env=env)
+    # qcoder checks its own --timeout before each model call; the hard limit leaves room for the last call,
+    # which on a busy CPU can take minutes
+    return agent_tasks.run_process(command, workdir, timeout + max(HARD_LIMIT_GRACE_S, timeout / 2), env=env)
 
 
 def _read_agent_output(outcome: Outcome, agent: AgentSettings) -> dict:
     """Exit, status and tokens from the agent's output; `reason` is set when the run counts as an error."""
     fields: dict = {"agent_exit": outcome.exit_code}
-    result = _last_json_object(outcome.stdout)
+    if agent.agent_cmd:
+        result = _last_json_object(outcome.stdout)
+    else:  # qcoder's stream ends with the result; without it the run did not end normally
+        events = _json_objects(outcome.stdout)
+        result = next((e for e in reversed(events) if e.get("type") == "final"), None)
+        fields["turns"] = sum(e.get("type") == "assistant" for e in events)
     if result is not None:
         fields.update(_tokens(result))
     if outcome.timed_out:
@@ -167,15 +176,21 @@ def _read_agent_output(outcome: Outcome, agent: AgentSettings) -> dict:
     return fields
 
 
-def _last_json_object(text: str) -> dict | None:
-    for line in reversed(text.strip().splitlines()):
+def _json_objects(text: str) -> list[dict]:
+    objects = []
+    for line in text.splitlines():
         try:
             obj = json.loads(line)
         except ValueError:
             continue
         if isinstance(obj, dict):
-            return obj
-    return None
+            objects.append(obj)
+    return objects
+
+
+def _last_json_object(text: str) -> dict | None:
+    objects = _json_objects(text)
+    return objects[-1] if objects else None
 
 
 def _tokens(result: dict) -> dict:
