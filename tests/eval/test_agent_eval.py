@@ -147,6 +147,16 @@ def test_agent_cmd_solves_and_a_crash_is_an_error(tmp_path, home):
     assert allowed.returncode == 0, allowed.stderr
 
 
+def test_an_agent_past_its_time_limit_is_killed_and_counts_as_error(tmp_path, home):
+    tasks = tmp_path / "tasks"
+    make_task(tasks, "slow", "slow: add(2, 3) returns -1.")
+    out = tmp_path / "run"
+    proc = eval_agent("--dir", str(tasks), "--agent-cmd", "sleep 120", "--timeout", "1", "--out", str(out))
+    assert proc.returncode == 1
+    row = read_rows(out)["slow"]
+    assert row["outcome"] == "error" and "hard time limit" in row["reason"]
+
+
 def git(cwd: Path, *args: str) -> str:
     env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@t"}

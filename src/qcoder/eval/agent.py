@@ -7,7 +7,7 @@ the task's test command there. Outcomes:
 - solved: the tests pass and no protected file changed;
 - unsolved: the agent finished, but the tests fail or it touched the tests;
 - error: the agent crashed or reported an endpoint error, it ran past the hard time limit, or the harness
-  itself failed. Errors are counted apart from unsolved runs, and `--resume` runs them again.
+  itself failed (tests that hang on the agent's code are the agent's doing: unsolved). Errors are counted apart from unsolved runs, and `--resume` runs them again.
 
 One JSON row per run goes to `agent.jsonl` as it finishes (the agent's output in `logs/`), then
 `summary.json`, a table and `agent.png`.
@@ -98,25 +98,24 @@ def run_one(task: AgentTask, index: int, agent: AgentSettings, plan: RunPlan) ->
     scratch = Path(tempfile.mkdtemp(prefix=f"qcoder-agent-{_safe(task.name)}-"))
     workdir = scratch / "workspace"
     try:
-        agent_tasks.prepare(task, workdir)
+        base = agent_tasks.prepare(task, workdir)
         before = agent_tasks.protected_files(task, workdir)
         outcome = _start_agent(task, workdir, scratch, agent)
         _write_log(plan.output, task, index, outcome)
         row["seconds"] = outcome.seconds
         row.update(_read_agent_output(outcome, agent))
         row["tests_modified"] = agent_tasks.changed_between(before, agent_tasks.protected_files(task, workdir))
-        row["diff"] = agent_tasks.diff(workdir)[:DIFF_CHARS]
+        row["diff"] = agent_tasks.diff(workdir, base)[:DIFF_CHARS]
         if row["reason"]:  # the agent failed: no verdict from the tests
             return row
         tests = agent_tasks.run_tests(task, workdir)
         row.update(tests_passed=tests.exit_code == 0, test_seconds=tests.seconds, test_output=tests.tail())
-        if tests.timed_out:
-            row["reason"] = "the test command ran past its time limit"
-        elif row["tests_modified"]:
+        if row["tests_modified"]:
             row.update(outcome="unsolved", reason=f"protected files changed: {', '.join(row['tests_modified'])}")
         else:
+            failed = "tests ran past their time limit" if tests.timed_out else f"tests fail (exit {tests.exit_code})"
             row.update(outcome="solved" if tests.exit_code == 0 else "unsolved",
-                       reason="" if tests.exit_code == 0 else f"tests fail (exit {tests.exit_code})")
+                       reason="" if tests.exit_code == 0 else failed)
         return row
     except (HarnessError, OSError) as exc:
         row["reason"] = f"harness: {exc}"

@@ -149,9 +149,9 @@ def _read_instance(obj: dict, base: Path) -> AgentTask:
 
 # ---- the workspace -------------------------------------------------------------------------------------------
 
-def prepare(task: AgentTask, workdir: Path) -> None:
+def prepare(task: AgentTask, workdir: Path) -> str:
     """A fresh copy of the task's project in `workdir` (which must not exist yet), committed to git so the
-    agent's changes can be shown as a diff."""
+    agent's changes can be shown as a diff. Returns the commit the workspace starts from."""
     if task.base_commit is None:
         shutil.copytree(task.source, workdir, ignore=_ignore_patterns(task.source))
         git(workdir, "init", "-q")
@@ -162,6 +162,7 @@ def prepare(task: AgentTask, workdir: Path) -> None:
         git(workdir, "checkout", "-q", "--detach", task.base_commit)
     (workdir / ".git" / "info").mkdir(exist_ok=True)
     (workdir / ".git" / "info" / "exclude").write_text("".join(f"{name}/\n" for name in SCRATCH[1:]))
+    return git(workdir, "rev-parse", "HEAD").strip()
 
 
 def _ignore_patterns(source: Path):
@@ -172,10 +173,10 @@ def _ignore_patterns(source: Path):
     return ignore
 
 
-def diff(workdir: Path) -> str:
-    """Everything the agent changed, new files included."""
+def diff(workdir: Path, base: str) -> str:
+    """Everything the agent changed since `base`, new files included (and commits it made)."""
     git(workdir, "add", "-A")
-    return git(workdir, "diff", "--cached", "--no-color", "HEAD")
+    return git(workdir, "diff", "--cached", "--no-color", base)
 
 
 def protected_files(task: AgentTask, workdir: Path) -> dict[str, str]:
