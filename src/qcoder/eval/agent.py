@@ -321,8 +321,9 @@ def plot(summary: dict, path: Path) -> None:
         left.barh(names, values, left=offset, color=colour, label=outcome)
         offset = [a + b for a, b in zip(offset, values, strict=True)]
     left.set_xlabel("runs")
+    left.xaxis.get_major_locator().set_params(integer=True)
     left.invert_yaxis()
-    left.legend(loc="lower right")
+    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 * 6 / height), ncol=3, frameon=False)
     rate = summary["solve_rate"] or 0.0
     left.set_title(f"agent eval ({summary['settings'].get('model') or summary['settings']['agent']}): "
                    f"solved {summary['solved']}/{summary['runs']} ({rate:.0%}), error {summary['error']}")
