@@ -279,7 +279,8 @@ def print_table(summary: dict) -> None:
 
     runs = summary["runs_per_task"]
     settings = summary["settings"]
-    who = settings["agent"] if settings["agent"] != "qcoder" else f"qcoder, {settings.get('model') or 'default model'}"
+    who = f"qcoder, {settings.get('model') or 'default model'}" if settings["agent"] == "qcoder" else (
+        settings["agent"] if len(settings["agent"]) <= 40 else settings["agent"][:37] + "...")
     table = Table(title=f"agent eval ({who}): {summary['tasks']} tasks x {runs} runs")
     for column in ("task", "solved", "error", "median s", "tokens"):
         table.add_column(column, justify="left" if column == "task" else "right")
