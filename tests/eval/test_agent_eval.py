@@ -123,6 +123,8 @@ if task.startswith("crash"):
     raise SystemExit(3)
 path = pathlib.Path("calc.py")
 path.write_text(path.read_text().replace("a - b", "a + b"))
+print("fixed it")
+print('{"usage": {"prompt_tokens": 7, "completion_tokens": 5}}')  # an OpenAI-style usage line: tokens are counted
 """
 
 
@@ -139,7 +141,8 @@ def test_agent_cmd_solves_and_a_crash_is_an_error(tmp_path, home):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["per_task"]["fixable"]["solved"] == 2
     assert summary["per_task"]["crashing"]["error"] == 2
-    assert summary["tokens_known"] is False
+    assert summary["per_task"]["fixable"]["completion_tokens"] == 10 and summary["per_task"]["fixable"]["tokens_known"]
+    assert summary["tokens_known"] is False  # the crashing runs said nothing
     assert "status 3" in read_rows(out)["crashing"]["reason"]
 
     allowed = eval_agent("--dir", str(tasks), "--agent-cmd", f"python {fixer} {{task_file}}",
