@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
-from agent_fake_model import FakeModel, call  # noqa: E402
-
-from qcoder.cli import main  # noqa: E402
+from qcoder.cli import main
+from tests.fake_openai import FakeModel, call
 
 TEST_COMMAND = "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q -p no:cacheprovider"
 BROKEN = "def add(a, b):\n    return a - b\n"
@@ -55,9 +53,9 @@ class Script:
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """No developer settings reach the agents the harness starts."""
-    path = tmp_path / "qcoder-home"
+    path = tmp_path / "qcoder-config"
     path.mkdir()
-    monkeypatch.setenv("QCODER_HOME", str(path))
+    monkeypatch.setenv("QCODER_CONFIG", str(path))
     for key in [k for k in os.environ if k.startswith("OPENAI_")]:
         monkeypatch.delenv(key)
     return path
@@ -78,7 +76,7 @@ def test_solved_test_edit_and_error_then_resume(tmp_path, home):
     make_task(tasks, "beta", "beta: add(2, 3) returns -1, it should add.")
     make_task(tasks, "gamma", "gamma: add(2, 3) returns -1, it should add.")
     script = Script()
-    model = FakeModel([script] * 50)
+    model = FakeModel(default=script)
     out = tmp_path / "run"
     try:
         first = eval_agent("--dir", str(tasks), "--base-url", model.url, "--model", "fake", "--out", str(out))
