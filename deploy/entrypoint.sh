@@ -3,7 +3,7 @@
 #
 #   (no arguments)          -> qcoder serve --host 0.0.0.0 (the image's CMD)
 #   serve [ARGS...]         -> qcoder serve [flags from QCODER_* variables] [ARGS...]
-#   pull [ARGS...]          -> qcoder pull [ARGS...], or `qcoder pull $QCODER_MODEL` when ARGS is empty
+#   pull [ARGS...]          -> qcoder pull [ARGS...] [$QCODER_MODEL when ARGS name no model]
 #   anything else           -> qcoder ...
 #
 # Flags from the environment come first, so flags on the command line win (argparse keeps the last one).
@@ -70,8 +70,15 @@ case "$1" in
         ;;
     pull)
         shift
-        if [ "$#" -eq 0 ] && [ -n "${QCODER_MODEL:-}" ]; then
-            exec qcoder pull "$QCODER_MODEL"
+        # `pull [--quiet]` without a model name pulls $QCODER_MODEL (the init step of a deployment).
+        for arg in "$@"; do
+            case "$arg" in
+                -*) ;;
+                *) exec qcoder pull "$@" ;;
+            esac
+        done
+        if [ -n "${QCODER_MODEL:-}" ]; then
+            exec qcoder pull "$@" "$QCODER_MODEL"
         fi
         exec qcoder pull "$@"
         ;;

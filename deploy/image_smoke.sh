@@ -18,9 +18,13 @@ IMAGE=${IMAGE:-localhost/qcoder:smoke}
 SMOKE_CACHE=${SMOKE_CACHE:-/var/tmp/qcoder-image-smoke}
 HOST_CACHE=${QCODER_HOST_CACHE:-${QCODER_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/qcoder}}
 RUN_ID=qcoder-smoke-$$
-# Podman from Debian's packages, run as root without systemd: runc and plain cgroupfs, explicit ulimits.
+# Podman from Debian's packages, run as root without systemd: runc and plain cgroupfs, and explicit ulimits
+# (podman's defaults, and even this shell's process limit, can exceed what a nested container host lets runc set).
 PODMAN=(podman --runtime runc --cgroup-manager=cgroupfs)
-ULIMITS=(--ulimit nofile=65536:65536 --ulimit nproc=65536:65536)
+nofile=$(ulimit -Hn)
+nproc=$(ulimit -Hu)
+[ "$nproc" = unlimited ] || [ "$nproc" -gt 32768 ] && nproc=32768
+ULIMITS=(--ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc")
 
 start=$(date +%s)
 step() { printf '[image-smoke %4ss] %s\n' "$(($(date +%s) - start))" "$*"; }
@@ -92,7 +96,7 @@ key=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 printf '%s\n' "$key" >"$workdir/api-key"
 chmod 0644 "$workdir/api-key"
 step "podman run: serve $MODEL on 127.0.0.1:$port"
-"${PODMAN[@]}" run -d --name "$RUN_ID" "${ULIMITS[@]}" --network host \
+"${PODMAN[@]}" run -d --name "$RUN_ID" "${ULIMITS[@]}" --network host --read-only \
     -v "$RUN_ID-models:/models" -v "$workdir/api-key:/run/secrets/qcoder-api-key:ro" \
     -e QCODER_API_KEY_FILE=/run/secrets/qcoder-api-key -e QCODER_MODEL="$MODEL" -e QCODER_PORT="$port" \
     -e QCODER_MAX_MODEL_LEN=4096 "$IMAGE" >/dev/null
