@@ -71,6 +71,12 @@ if ! ls deploy/wheels/torch-* >/dev/null 2>&1; then
     done
 fi
 
+# pip's CA bundle on this machine (a TLS-intercepting proxy's CA), for pip inside the build.
+pip_cert=${PIP_CERT:-$("$PYTHON" -m pip config get global.cert 2>/dev/null || true)}
+if [ -n "$pip_cert" ] && [ -f "$pip_cert" ] && [ ! -f deploy/wheels/ca-bundle.pem ]; then
+    cp "$pip_cert" deploy/wheels/ca-bundle.pem && copied_wheels+=(deploy/wheels/ca-bundle.pem)
+fi
+
 # 3. The image.
 step "podman build -f deploy/Containerfile -t $IMAGE"
 "${PODMAN[@]}" build --format docker --network host "${ULIMITS[@]}" --build-arg BASE_IMAGE="$BASE_IMAGE" \

@@ -269,10 +269,9 @@ def vllm_flags(model: ModelShape, precision: str, context: int, gpus: int) -> li
         factor = context / model.native_context
         rope = {"rope_type": "yarn", "factor": factor, "original_max_position_embeddings": model.native_context}
         flags.append(f"--hf-overrides '{json.dumps({'rope_scaling': rope}, separators=(',', ':'))}'")
-    if model.name.lower().startswith("qwen3-coder"):
-        flags.append("--enable-auto-tool-choice --tool-call-parser qwen3_coder")
-    else:
-        flags.append("--enable-auto-tool-choice --tool-call-parser hermes")
+    # Qwen3-Coder writes XML tool calls; Qwen2.5-Coder writes Hermes-style JSON ones.
+    parser = "qwen3_coder" if model.name.lower().startswith("qwen3-coder") else "hermes"
+    flags += ["--enable-auto-tool-choice", f"--tool-call-parser {parser}"]
     return flags
 
 
