@@ -422,7 +422,8 @@ class _Dumper(yaml.SafeDumper):
 
 
 _Dumper.add_representer(
-    str, lambda dumper, text: dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|" if "\n" in text else None)
+    str,
+    lambda dumper, text: dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|" if "\n" in text else None),
 )
 
 
@@ -433,7 +434,7 @@ def dump(obj: dict) -> str:
 # --- the kustomize base -----------------------------------------------------------------------------------------
 
 KUSTOMIZE_HEADER = (
-    "# Generated from deploy/helm/qcoder with its default values by\n"
+    "# Generated from deploy/helm/qcoder by\n"
     "#   python deploy/helm_render.py --write-kustomize deploy/k8s\n"
     "# Do not edit: change the chart and regenerate (tests/deploy checks that the two agree).\n"
 )
@@ -441,23 +442,78 @@ KUSTOMIZE_HEADER = (
 NOT_IN_KUSTOMIZE = {("Secret", "qcoder-api-key")}
 
 
-def kustomize_files(objects: list[dict]) -> dict[str, str]:
-    """File name -> text for the kustomize base: one file per object plus kustomization.yaml."""
+# Optional parts of the chart, as kustomize components (deploy/k8s/components/<name>): the values that turn them on.
+COMPONENTS = {
+    "autoscaling": {"qcoder": {"autoscaling": {"enabled": True}}},
+    "monitoring": {"metrics": {"serviceMonitor": {"enabled": True}}},
+}
+
+
+def _key(obj: dict) -> tuple[str, str]:
+    return obj["kind"], obj["metadata"]["name"]
+
+
+def _object_files(objects: list[dict]) -> dict[str, str]:
     files = {}
     for obj in objects:
-        if (obj["kind"], obj["metadata"]["name"]) in NOT_IN_KUSTOMIZE:
-            continue
         name = f"{obj['kind'].lower()}.yaml"
         if name in files:
             raise TemplateError(f"two {obj['kind']} objects; name the files differently")
         files[name] = KUSTOMIZE_HEADER + dump(obj)
+    return files
+
+
+def json_patch(old, new, path: str = "") -> list[dict]:
+    """RFC 6902 operations turning `old` into `new` (maps key by key; lists and scalars replaced whole)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        ops = []
+        for key in old:
+            where = f"{path}/{str(key).replace('~', '~0').replace('/', '~1')}"
+            if key not in new:
+                ops.append({"op": "remove", "path": where})
+            else:
+                ops += json_patch(old[key], new[key], where)
+        for key in new:
+            if key not in old:
+                ops.append(
+                    {"op": "add", "path": f"{path}/{str(key).replace('~', '~0').replace('/', '~1')}", "value": new[key]}
+                )
+        return ops
+    return [] if old == new else [{"op": "replace", "path": path, "value": new}]
+
+
+def kustomize_files(objects: list[dict], components: dict[str, list[dict]] | None = None) -> dict[str, str]:
+    """Relative path -> text for deploy/k8s: the base (one file per object, kustomization.yaml) and, for each
+    component, its new objects and patches to the base's objects, given each component's full rendering."""
+    base = [obj for obj in objects if _key(obj) not in NOT_IN_KUSTOMIZE]
+    files = _object_files(base)
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "resources": sorted(files),
     }
     files["kustomization.yaml"] = KUSTOMIZE_HEADER + dump(kustomization)
+    by_key = {_key(obj): obj for obj in base}
+    for name, rendered in (components or {}).items():
+        added = [obj for obj in rendered if _key(obj) not in by_key and _key(obj) not in NOT_IN_KUSTOMIZE]
+        own = _object_files(added)
+        patches = []
+        for obj in rendered:
+            if _key(obj) in by_key and (ops := json_patch(by_key[_key(obj)], obj)):
+                kind, obj_name = _key(obj)
+                patches.append({"target": {"kind": kind, "name": obj_name}, "patch": dump(ops)})
+        component = {"apiVersion": "kustomize.config.k8s.io/v1alpha1", "kind": "Component", "resources": sorted(own)}
+        if patches:
+            component["patches"] = patches
+        files.update({f"components/{name}/{file}": text for file, text in own.items()})
+        files[f"components/{name}/kustomization.yaml"] = KUSTOMIZE_HEADER + dump(component)
     return files
+
+
+def kustomize_tree(chart: Path = CHART) -> dict[str, str]:
+    """Everything --write-kustomize writes: the default rendering and each component's."""
+    components = {name: render_chart(chart_values(values, chart), chart) for name, values in COMPONENTS.items()}
+    return kustomize_files(render_chart(chart_values(chart=chart), chart), components)
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -487,9 +543,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.write_kustomize:
         if args.values or args.set:
             parser.error("--write-kustomize renders the default values; drop -f and --set")
-        args.write_kustomize.mkdir(parents=True, exist_ok=True)
-        for name, text in kustomize_files(objects).items():
-            _write_atomically(args.write_kustomize / name, text)
+        for name, text in kustomize_tree().items():
+            path = args.write_kustomize / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomically(path, text)
         return 0
     print("".join("---\n" + dump(obj) for obj in objects), end="")
     return 0

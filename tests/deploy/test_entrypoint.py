@@ -38,7 +38,9 @@ def bin_dir(tmp_path):
 
 def run_entrypoint(bin_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     base = {"PATH": f"{bin_dir}{os.pathsep}/usr/bin:/bin", "HOME": str(bin_dir)}
-    return subprocess.run(["sh", str(ENTRYPOINT), *args], env={**base, **env}, capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        ["sh", str(ENTRYPOINT), *args], env={**base, **env}, capture_output=True, text=True, timeout=30
+    )
 
 
 def recorded(result: subprocess.CompletedProcess) -> dict:
@@ -53,20 +55,37 @@ def test_no_arguments_serve_on_every_interface(bin_dir):
 def test_environment_becomes_serve_flags_before_the_command_line(bin_dir):
     out = recorded(
         run_entrypoint(
-            bin_dir, "serve", "--host", "0.0.0.0", "--port", "9000",
-            QCODER_MODEL="Qwen/Qwen3-Coder-30B-A3B-Instruct", QCODER_PORT="8000", QCODER_MAX_NUM_SEQS="4",
-            QCODER_MAX_MODEL_LEN="8192", QCODER_SERVED_MODEL_NAME="coder", QCODER_THREADS="",
+            bin_dir,
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "9000",
+            QCODER_MODEL="Qwen/Qwen3-Coder-30B-A3B-Instruct",
+            QCODER_PORT="8000",
+            QCODER_MAX_NUM_SEQS="4",
+            QCODER_MAX_MODEL_LEN="8192",
+            QCODER_SERVED_MODEL_NAME="coder",
+            QCODER_THREADS="",
         )
     )
     assert out["argv"] == [
         "serve",
-        "--model", "Qwen/Qwen3-Coder-30B-A3B-Instruct",
-        "--served-model-name", "coder",
-        "--port", "8000",
-        "--max-num-seqs", "4",
-        "--max-model-len", "8192",
+        "--model",
+        "Qwen/Qwen3-Coder-30B-A3B-Instruct",
+        "--served-model-name",
+        "coder",
+        "--port",
+        "8000",
+        "--max-num-seqs",
+        "4",
+        "--max-model-len",
+        "8192",
         # the command line comes last, so its --port 9000 wins (argparse keeps the last value)
-        "--host", "0.0.0.0", "--port", "9000",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "9000",
     ]
     assert out["api_key"] is None
 
@@ -117,7 +136,8 @@ def test_unreadable_key_file(bin_dir, tmp_path):
 
 def test_pull_takes_the_model_from_the_environment(bin_dir):
     assert recorded(run_entrypoint(bin_dir, "pull", QCODER_MODEL="qwen2.5-coder-1.5b-instruct"))["argv"] == [
-        "pull", "qwen2.5-coder-1.5b-instruct",
+        "pull",
+        "qwen2.5-coder-1.5b-instruct",
     ]
     out = recorded(run_entrypoint(bin_dir, "pull", "other-model", "--quiet", QCODER_MODEL="x"))
     assert out["argv"] == ["pull", "other-model", "--quiet"]  # a model on the command line wins

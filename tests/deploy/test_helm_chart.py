@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import os
 import shutil
 import subprocess
 
@@ -97,7 +98,9 @@ def test_default_rendering_is_qcoder_on_cpu(helm):
     assert [c["args"] for c in pod["initContainers"]] == [["pull", "--quiet"]]
     server = pod["containers"][0]
     assert {p: server[p]["httpGet"]["path"] for p in ("startupProbe", "readinessProbe", "livenessProbe")} == {
-        "startupProbe": "/health", "readinessProbe": "/health", "livenessProbe": "/health",
+        "startupProbe": "/health",
+        "readinessProbe": "/health",
+        "livenessProbe": "/health",
     }
     env = {e["name"]: e.get("value") for e in server["env"]}
     assert env["QCODER_API_KEY_FILE"] == "/run/secrets/qcoder/api-key"
@@ -117,7 +120,9 @@ def test_existing_secret_replaces_the_generated_one(helm):
 
 
 def test_autoscaling_and_monitoring(helm):
-    objects = render(helm, {"qcoder": {"autoscaling": {"enabled": True}}, "metrics": {"serviceMonitor": {"enabled": True}}})
+    objects = render(
+        helm, {"qcoder": {"autoscaling": {"enabled": True}}, "metrics": {"serviceMonitor": {"enabled": True}}}
+    )
     validate(objects)
     found = by_kind(objects)
     hpa = found[("HorizontalPodAutoscaler", "qcoder")]["spec"]
@@ -177,18 +182,32 @@ def vllm_container(objects) -> dict:
 
 
 def test_vllm_has_the_flags_qwen3_coder_needs(helm):
-    overrides = {"engine": "vllm", "vllm": {
-        "model": "Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8", "tensorParallelSize": 8, "expertParallel": True,
-        "maxModelLen": 1048576, "yarn": {"enabled": True}, "gpusPerPod": 8, "extraArgs": ["--kv-cache-dtype=fp8"],
-    }}
+    overrides = {
+        "engine": "vllm",
+        "vllm": {
+            "model": "Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8",
+            "tensorParallelSize": 8,
+            "expertParallel": True,
+            "maxModelLen": 1048576,
+            "yarn": {"enabled": True},
+            "gpusPerPod": 8,
+            "extraArgs": ["--kv-cache-dtype=fp8"],
+        },
+    }
     objects = render(helm, overrides)
     validate(objects)
     container = vllm_container(objects)
     assert container["command"] == ["vllm", "serve"]
     args = container["args"]
     assert args[0] == "Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8"
-    for flag in ("--enable-auto-tool-choice", "--tool-call-parser=qwen3_coder", "--tensor-parallel-size=8",
-                 "--enable-expert-parallel", "--max-model-len=1048576", "--kv-cache-dtype=fp8"):
+    for flag in (
+        "--enable-auto-tool-choice",
+        "--tool-call-parser=qwen3_coder",
+        "--tensor-parallel-size=8",
+        "--enable-expert-parallel",
+        "--max-model-len=1048576",
+        "--kv-cache-dtype=fp8",
+    ):
         assert flag in args
     overrides_arg = next(a for a in args if a.startswith("--hf-overrides="))
     rope = yaml.safe_load(overrides_arg.split("=", 1)[1])["rope_scaling"]
@@ -232,17 +251,48 @@ def test_kubernetes_validate_catches_a_broken_object(helm):
 
 
 def test_kustomize_base_is_the_chart_for_default_values(helm):
-    """deploy/k8s is the chart's default rendering (less the generated Secret): regenerate it when this fails."""
-    expected = helm.kustomize_files(render(helm))
-    on_disk = {p.name: p.read_text() for p in (DEPLOY / "k8s").glob("*.yaml")}
-    assert on_disk == expected, "deploy/k8s is stale: python deploy/helm_render.py --write-kustomize deploy/k8s"
+    """deploy/k8s is the chart's rendering (less the generated Secret): regenerate it when this fails."""
+    root = DEPLOY / "k8s"
+    on_disk = {str(p.relative_to(root)): p.read_text() for p in root.rglob("*.yaml")}
+    assert on_disk == helm.kustomize_tree(), (
+        "deploy/k8s is stale: python deploy/helm_render.py --write-kustomize deploy/k8s"
+    )
+
+
+def kustomize(folder) -> list[dict]:
+    out = subprocess.run(["kubectl", "kustomize", str(folder)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+
+
+def without_secret(helm, objects) -> dict:
+    return {key: obj for key, obj in by_kind(objects).items() if key not in helm.NOT_IN_KUSTOMIZE}
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl (kustomize)")
 def test_kubectl_kustomize_output_passes_kubernetes_validate(helm):
-    out = subprocess.run(["kubectl", "kustomize", str(DEPLOY / "k8s")], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    objects = [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+    objects = kustomize(DEPLOY / "k8s")
     validate(objects)
-    chart = {key: obj for key, obj in by_kind(render(helm)).items() if key not in helm.NOT_IN_KUSTOMIZE}
-    assert by_kind(objects) == chart
+    assert by_kind(objects) == without_secret(helm, render(helm))
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl (kustomize)")
+def test_kustomize_components_match_the_chart_options(helm, tmp_path):
+    """An overlay of the base with both components is the chart with autoscaling and the ServiceMonitor on."""
+    base = os.path.relpath(DEPLOY / "k8s", tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [base],
+                "components": [f"{base}/components/{name}" for name in helm.COMPONENTS],
+            }
+        )
+    )
+    objects = kustomize(tmp_path)
+    validate(objects)
+    everything = {}
+    for values in helm.COMPONENTS.values():
+        everything = helm._merge(everything, values)
+    assert by_kind(objects) == without_secret(helm, render(helm, everything))
