@@ -27,6 +27,7 @@ import secrets
 import string
 import sys
 import tempfile
+from decimal import Decimal
 from pathlib import Path
 
 import yaml
@@ -281,10 +282,46 @@ def _format(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
+        return _go_float(value)
     if isinstance(value, (dict, list)):
         raise TemplateError("printing a map or list needs toYaml")
     return str(value)
+
+
+def _go_float(value: float) -> str:
+    """Go's %v of a float64: the shortest digits, in exponent form from 1e+06 up (Helm prints 1048576 from values as
+    1.048576e+06, hence `| int` in the templates)."""
+    if value == 0:
+        return "0"
+    sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
+    text = "".join(map(str, digits))
+    exp = len(digits) + exponent - 1
+    if exp < -4 or exp >= 6:
+        mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
+        return f"{'-' if sign else ''}{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+    return f"{'-' if sign else ''}{Decimal(repr(abs(value))).normalize():f}"
+
+
+def _as_helm_numbers(value):
+    """Helm reads values through JSON: every number is a float64."""
+    if isinstance(value, dict):
+        return {k: _as_helm_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_helm_numbers(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _as_json_numbers(value):
+    """toYaml goes through JSON too: a float64 with no fraction is written as an integer."""
+    if isinstance(value, dict):
+        return {k: _as_json_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_json_numbers(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 class TemplateFail(TemplateError):
@@ -298,7 +335,7 @@ def _fail(message: str):
 def _to_yaml(value) -> str:
     if value is None:
         return "null"
-    return yaml.safe_dump(value, default_flow_style=False, sort_keys=True).rstrip("\n")
+    return yaml.safe_dump(_as_json_numbers(value), default_flow_style=False, sort_keys=True).rstrip("\n")
 
 
 def _indent(width: int, text: str) -> str:
@@ -328,6 +365,7 @@ def _index(value, *keys):
 FUNCTIONS = {
     "include": None,  # handled by the renderer: it needs the defines
     "toYaml": _to_yaml,
+    "int": lambda value: int(value or 0),
     "nindent": lambda width, text: "\n" + _indent(width, text),
     "indent": _indent,
     "quote": lambda value: json.dumps(_format(value)),
@@ -396,7 +434,7 @@ def render_chart(values: dict, chart: Path = CHART, namespace: str = "default") 
         nodes, _ = _parse(_lex(path.read_text()), defines, stop=("<eof>",))
         parsed[path.name] = nodes
     root = {
-        "Values": values,
+        "Values": _as_helm_numbers(values),
         "Release": {"Name": values.get("name", "qcoder"), "Namespace": namespace, "Service": "Helm"},
         "Chart": yaml.safe_load((chart / "Chart.yaml").read_text()),
     }

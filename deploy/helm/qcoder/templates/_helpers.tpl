@@ -22,17 +22,17 @@ app.kubernetes.io/component: server
 - --host=0.0.0.0
 - --port=8000
 - --served-model-name={{ .Values.vllm.servedModelName }}
-- --tensor-parallel-size={{ .Values.vllm.tensorParallelSize }}
-- --pipeline-parallel-size={{ .Values.vllm.pipelineParallelSize }}
+- --tensor-parallel-size={{ .Values.vllm.tensorParallelSize | int }}
+- --pipeline-parallel-size={{ .Values.vllm.pipelineParallelSize | int }}
 {{- if .Values.vllm.expertParallel }}
 - --enable-expert-parallel
 {{- end }}
-- --max-model-len={{ .Values.vllm.maxModelLen }}
+- --max-model-len={{ .Values.vllm.maxModelLen | int }}
 - --gpu-memory-utilization={{ .Values.vllm.gpuMemoryUtilization }}
 - --enable-auto-tool-choice
 - --tool-call-parser={{ .Values.vllm.toolCallParser }}
 {{- if .Values.vllm.yarn.enabled }}
-- '--hf-overrides={"rope_scaling":{"rope_type":"yarn","factor":{{ .Values.vllm.yarn.factor }},"original_max_position_embeddings":{{ .Values.vllm.yarn.originalMaxPositionEmbeddings }}}}'
+- '--hf-overrides={"rope_scaling":{"rope_type":"yarn","factor":{{ .Values.vllm.yarn.factor }},"original_max_position_embeddings":{{ .Values.vllm.yarn.originalMaxPositionEmbeddings | int }}}}'
 {{- end }}
 {{- range .Values.vllm.extraArgs }}
 - {{ . | quote }}
