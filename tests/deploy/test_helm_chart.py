@@ -71,6 +71,7 @@ def test_default_values_meet_the_schema(helm):
         ({"vllm": {"yarn": {"factor": 1}}}, "vllm.yarn.factor"),
         ({"vllm": {"multiNode": {"nodes": 1}}}, "vllm.multiNode.nodes"),
         ({"vllm": {"extraArgs": "--enforce-eager"}}, "vllm.extraArgs"),
+        ({"vllm": {"quantization": "fp8 --trust-remote-code"}}, "vllm.quantization"),
         ({"vllm": {"tensorParalelSize": 2}}, "vllm"),  # a typo is an unknown key, not silently ignored
         ({"apiKey": {"value": "baked-in"}}, "apiKey"),  # there is no way to put a key into values
     ],
@@ -215,6 +216,12 @@ def test_vllm_has_the_flags_qwen3_coder_needs(helm):
     assert container["resources"]["limits"] == {"nvidia.com/gpu": 8}
     env = {e["name"]: e for e in container["env"]}
     assert env["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "qcoder-api-key", "key": "api-key"}
+
+
+def test_fp8_at_load_for_a_bf16_checkpoint(helm):
+    args = vllm_container(render(helm, {"engine": "vllm", "vllm": {"quantization": "fp8"}}))["args"]
+    assert "--quantization=fp8" in args
+    assert not any(a.startswith("--quantization") for a in vllm_container(render(helm, VLLM))["args"])
 
 
 def test_multi_node_is_a_leader_worker_set_with_ray(helm):

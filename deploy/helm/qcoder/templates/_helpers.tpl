@@ -27,6 +27,9 @@ app.kubernetes.io/component: server
 {{- if .Values.vllm.expertParallel }}
 - --enable-expert-parallel
 {{- end }}
+{{- if .Values.vllm.quantization }}
+- --quantization={{ .Values.vllm.quantization }}
+{{- end }}
 - --max-model-len={{ .Values.vllm.maxModelLen | int }}
 - --gpu-memory-utilization={{ .Values.vllm.gpuMemoryUtilization }}
 - --enable-auto-tool-choice
