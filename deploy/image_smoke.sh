@@ -88,11 +88,11 @@ step "image size: $("${PODMAN[@]}" image inspect --format '{{.Size}}' "$IMAGE" |
 "${PODMAN[@]}" volume create "$RUN_ID-models" >/dev/null
 if [ -d "$HOST_CACHE/models/$MODEL" ]; then
     step "seeding the model volume from $HOST_CACHE/models/$MODEL"
-    "${PODMAN[@]}" run --rm "${ULIMITS[@]}" -v "$HOST_CACHE/models/$MODEL:/seed:ro" -v "$RUN_ID-models:/models" \
+    "${PODMAN[@]}" run --rm --no-healthcheck "${ULIMITS[@]}" -v "$HOST_CACHE/models/$MODEL:/seed:ro" -v "$RUN_ID-models:/models" \
         --entrypoint /bin/sh "$IMAGE" -c "mkdir -p /models/models/$MODEL && cp /seed/*.gguf /models/models/$MODEL/"
 else
     step "qcoder pull $MODEL into the model volume (init step)"
-    "${PODMAN[@]}" run --rm "${ULIMITS[@]}" --network host -v "$RUN_ID-models:/models" -e QCODER_MODEL="$MODEL" \
+    "${PODMAN[@]}" run --rm --no-healthcheck "${ULIMITS[@]}" --network host -v "$RUN_ID-models:/models" -e QCODER_MODEL="$MODEL" \
         "$IMAGE" pull --quiet
 fi
 
@@ -102,7 +102,8 @@ key=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 printf '%s\n' "$key" >"$workdir/api-key"
 chmod 0644 "$workdir/api-key"
 step "podman run: serve $MODEL on 127.0.0.1:$port"
-"${PODMAN[@]}" run -d --name "$RUN_ID" "${ULIMITS[@]}" --network host --read-only \
+# Without systemd podman cannot schedule the HEALTHCHECK; it is run once by hand below.
+"${PODMAN[@]}" run -d --name "$RUN_ID" "${ULIMITS[@]}" --network host --read-only --health-interval disable \
     -v "$RUN_ID-models:/models" -v "$workdir/api-key:/run/secrets/qcoder-api-key:ro" \
     -e QCODER_API_KEY_FILE=/run/secrets/qcoder-api-key -e QCODER_MODEL="$MODEL" -e QCODER_PORT="$port" \
     -e QCODER_MAX_MODEL_LEN=4096 "$IMAGE" >/dev/null
