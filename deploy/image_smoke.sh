@@ -7,7 +7,8 @@
 # qcoder cache when the model is there, else filled by the image's own `pull` (the init step a cluster runs).
 #
 # Environment: PYTHON (has the openai SDK; default .venv/bin/python), MODEL, QCODER_HOST_CACHE, SMOKE_CACHE,
-# KEEP_IMAGE=1 keeps the built image.
+# REMOVE_IMAGE=1 removes the built image too (by default it stays as the next build's cache: a cold build installs
+# torch and takes about 15 minutes on 2 cores, a warm one seconds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,7 +40,7 @@ copied_wheels=()
 cleanup() {
     "${PODMAN[@]}" rm -f -t 5 "$RUN_ID" >/dev/null 2>&1 || true
     "${PODMAN[@]}" volume rm -f "$RUN_ID-models" >/dev/null 2>&1 || true
-    [ "${KEEP_IMAGE:-0}" = 1 ] || "${PODMAN[@]}" rmi -f "$IMAGE" >/dev/null 2>&1 || true
+    if [ "${REMOVE_IMAGE:-0}" = 1 ]; then "${PODMAN[@]}" rmi -f "$IMAGE" >/dev/null 2>&1 || true; fi
     for wheel in "${copied_wheels[@]}"; do rm -f "$wheel"; done
     rm -rf "$workdir"
 }
@@ -102,11 +103,11 @@ key=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 printf '%s\n' "$key" >"$workdir/api-key"
 chmod 0644 "$workdir/api-key"
 step "podman run: serve $MODEL on 127.0.0.1:$port"
-# Without systemd podman cannot schedule the HEALTHCHECK; it is run once by hand below.
-"${PODMAN[@]}" run -d --name "$RUN_ID" "${ULIMITS[@]}" --network host --read-only --health-interval disable \
+# Without systemd podman cannot schedule the HEALTHCHECK (it says so on stderr; filtered): it is run once by hand.
+"${PODMAN[@]}" run -d --name "$RUN_ID" "${ULIMITS[@]}" --network host --read-only \
     -v "$RUN_ID-models:/models" -v "$workdir/api-key:/run/secrets/qcoder-api-key:ro" \
     -e QCODER_API_KEY_FILE=/run/secrets/qcoder-api-key -e QCODER_MODEL="$MODEL" -e QCODER_PORT="$port" \
-    -e QCODER_MAX_MODEL_LEN=4096 "$IMAGE" >/dev/null
+    -e QCODER_MAX_MODEL_LEN=4096 "$IMAGE" 2> >(grep -v "systemd connection" >&2) >/dev/null
 
 # 6. Wait for /health, then check the image's HEALTHCHECK, auth and one chat completion.
 "$PYTHON" - "$port" "$key" "$MODEL" "$RUN_ID" <<'EOF'
@@ -153,7 +154,8 @@ EOF
 
 # 7. Stop: SIGTERM drains and the server exits 0.
 step "podman stop"
-"${PODMAN[@]}" stop -t 30 "$RUN_ID" >/dev/null
+"${PODMAN[@]}" stop -t 30 "$RUN_ID" 2> >(grep -v "systemd connection" >&2) >/dev/null
 code=$("${PODMAN[@]}" inspect --format '{{.State.ExitCode}}' "$RUN_ID")
 [ "$code" = 0 ] || { "${PODMAN[@]}" logs "$RUN_ID" | tail -n 20; die "the container exited with status $code"; }
 step "passed (container exited 0); cleaning up"
+[ "${REMOVE_IMAGE:-0}" = 1 ] || step "kept $IMAGE as the next build's cache (podman rmi $IMAGE frees it)"
