@@ -17,7 +17,7 @@ MODEL=${MODEL:-qwen2.5-coder-0.5b-instruct}
 BASE_IMAGE=${BASE_IMAGE:-localhost/qcoder-base:bookworm}
 IMAGE=${IMAGE:-localhost/qcoder:smoke}
 SMOKE_CACHE=${SMOKE_CACHE:-/var/tmp/qcoder-image-smoke}
-HOST_CACHE=${QCODER_HOST_CACHE:-${QCODER_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/qcoder}}
+HOST_CACHE=${QCODER_HOST_CACHE:-${QCODER_CACHE:-${QCODER_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/qcoder}}}
 RUN_ID=qcoder-smoke-$$
 # Podman from Debian's packages, run as root without systemd: runc and plain cgroupfs, and explicit ulimits
 # (podman's defaults, and even this shell's process limit, can exceed what a nested container host lets runc set).

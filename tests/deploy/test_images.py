@@ -47,7 +47,7 @@ def test_image_promises(path):
     assert last["CMD"] == '["serve", "--host", "0.0.0.0"]'
     assert last["VOLUME"] == '["/models"]'
     assert "/health" in last["HEALTHCHECK"]
-    assert "QCODER_HOME=/models" in " ".join(args for word, args in steps if word == "ENV")
+    assert "QCODER_CACHE=/models" in " ".join(args for word, args in steps if word == "ENV")
     # No key is ever baked into the image.
     assert not any("API_KEY" in args for word, args in steps if word in ("ENV", "ARG"))
 
