@@ -30,3 +30,9 @@ lint: venv
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
+
+# Builds the CPU image, serves the default model from it and makes one chat completion (root and podman needed;
+# a few minutes; not part of `make test`). See docs/deploy.md.
+.PHONY: image-smoke
+image-smoke: venv
+	PYTHON=$(PY) deploy/image_smoke.sh
