@@ -20,9 +20,15 @@ run: venv
 	$(PY) examples/run_demo.py --model $(MODEL)
 
 # Tests run many small engines and servers side by side: idle OpenMP threads sleep at once (see qcoder/threads.py).
+# The quantization and kernel tests then run twice more, for the CPUs this machine is not: PyTorch's AVX2 dispatch
+# with the C kernels built for Haswell (no AVX-512), and PyTorch's kernels alone (as on aarch64).
+KERNEL_TESTS := tests/model/test_quant.py tests/model/test_cpu_kernels.py tests/model/test_gguf_linear.py \
+	tests/model/test_cpu_fallback.py
 test: venv
 	$(VENV)/bin/ruff check src tests benchmarks
 	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest
+	ATEN_CPU_CAPABILITY=avx2 QCODER_KERNEL_ARCH=haswell OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q $(KERNEL_TESTS)
+	QCODER_NATIVE_KERNELS=0 OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q $(KERNEL_TESTS)
 
 lint: venv
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -32,11 +32,37 @@ def test_attention_decode_matches_sdpa(heads, kv_heads, head_dim, cache_dtype):
 
 def test_disabled_makes_the_kernels_unavailable_for_the_block():
     assert cpu_kernels.unavailable() is None
-    assert cpu_kernels.describe().startswith("C kernels (AVX2")
+    assert cpu_kernels.describe_kernels().startswith("C kernels (AVX2")
     with cpu_kernels.disabled():
         assert cpu_kernels.unavailable() == "disabled by QCODER_NATIVE_KERNELS=0"
-        assert cpu_kernels.describe() == "PyTorch kernels (disabled by QCODER_NATIVE_KERNELS=0)"
+        assert cpu_kernels.describe_kernels() == "PyTorch kernels (disabled by QCODER_NATIVE_KERNELS=0)"
+        assert "prefill: " in cpu_kernels.describe()  # PyTorch's layers choose their GEMM's dtype too
     assert cpu_kernels.unavailable() is None
+
+
+def test_describe_says_where_and_what_runs():
+    text = cpu_kernels.describe()
+    isa = cpu_kernels.cpu_isa()
+    assert set(isa) == {"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16"}
+    listed = text[text.index("[") + 1 : text.index("]")].split()
+    assert listed == [flag if present else f"-{flag}" for flag, present in isa.items()]  # missing ones marked
+    assert f"torch {torch.backends.cpu.get_cpu_capability()}" in text
+    assert cpu_kernels.describe_kernels() in text and "prefill: " in text
+
+
+def test_an_explicit_march_builds_and_says_so(monkeypatch):
+    """QCODER_KERNEL_ARCH (what CI uses to run the AVX2 code on an AVX-512 machine) is part of the cache key."""
+    current = cpu_kernels.kernels().path
+    other = "skylake" if cpu_kernels.arch() == "haswell" else "haswell"  # neither has AVX-512
+    monkeypatch.setenv("QCODER_KERNEL_ARCH", other)
+    cpu_kernels.kernels.cache_clear()
+    try:
+        assert cpu_kernels.unavailable() is None
+        assert cpu_kernels.kernels().path != current
+        assert cpu_kernels.describe_kernels() == f"C kernels (AVX2, -march={other})"
+    finally:
+        monkeypatch.undo()
+        cpu_kernels.kernels.cache_clear()
 
 
 def test_rmsnorm_rope_and_silu_mul_match_the_pytorch_code():

@@ -64,17 +64,40 @@ def test_linear_matches_the_dequantized_weight(kind, rows, cols, batch):
     assert_matches(y, int8_blocks(x) @ dequantized(raw).T)
 
 
+@pytest.mark.parametrize("kernel", gguf_linear.PREFILL_KERNELS)
 @pytest.mark.parametrize("kind", NATIVE_TYPES)
-def test_prefill_rows_use_a_bf16_gemm_on_the_dequantized_weight(kind):
+def test_every_prefill_kernel_computes_the_product(kind, kernel):
     rng = np.random.default_rng(4)
     raw = raw_tensor(kind, 2 * gguf_linear.SLAB_ROWS + 3, 256, rng)  # three slabs, the last one short
     layer = GGUFLinear([raw])
     weight = dequantized(raw)
     assert np.allclose(layer.dequantize().numpy(), weight, rtol=1e-6, atol=1e-6 * np.abs(weight).max())
     x = rng.standard_normal((gguf_linear.PREFILL_ROWS + 5, 256)).astype(np.float32)
-    ref = x.astype(np.float64) @ weight.T
-    err = np.abs(layer(torch.from_numpy(x)).double().numpy() - ref).max() / np.abs(ref).max()
-    assert err < 2e-2  # bf16 inputs and products
+    y = layer.matmul(torch.from_numpy(x), kernel)
+    if kernel == "int8":  # the decode kernel's numbers, in tiles
+        assert_matches(y, int8_blocks(x) @ weight.T)
+    else:
+        ref = x.astype(np.float64) @ weight.T
+        err = np.abs(y.double().numpy() - ref).max() / np.abs(ref).max()
+        assert err < (1e-5 if kernel == "fp32" else 2e-2)  # bf16: rounded inputs
+
+
+def test_prefill_runs_the_kernel_measured_fastest_unless_overridden(monkeypatch):
+    monkeypatch.delenv("QCODER_PREFILL_KERNEL", raising=False)
+    choice = gguf_linear.prefill_kernel()
+    assert choice.kernel in gguf_linear.PREFILL_KERNELS and choice.how.startswith("measured at build")
+    assert choice == gguf_linear.prefill_kernel()  # recorded once per kernel build, then read back
+    rng = np.random.default_rng(6)
+    layer = GGUFLinear([raw_tensor("Q8_0", 40, 256, rng)])
+    x = torch.from_numpy(rng.standard_normal((gguf_linear.PREFILL_ROWS, 256)).astype(np.float32))
+    for kernel in gguf_linear.PREFILL_KERNELS:
+        monkeypatch.setenv("QCODER_PREFILL_KERNEL", kernel)
+        assert gguf_linear.prefill_kernel().kernel == kernel
+        assert torch.equal(layer(x), layer.matmul(x, kernel))
+    assert torch.equal(layer(x[:3]), layer.matmul(x[:3], "int8"))  # decode rows: always the dot products
+    monkeypatch.setenv("QCODER_PREFILL_KERNEL", "fp64")
+    with pytest.raises(ValueError, match="QCODER_PREFILL_KERNEL='fp64'"):
+        gguf_linear.prefill_kernel()
 
 
 def test_fused_parts_of_mixed_types_with_bias_and_bf16_input():

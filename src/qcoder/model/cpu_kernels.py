@@ -1,8 +1,13 @@
 """The C kernels (cpu_kernels.c): built at first use, loaded with ctypes, and thin wrappers around them.
 
 The C file is compiled with the machine's C compiler (-O3 -march=native, OpenMP) into the cache directory, keyed by
-its source and the CPU; concurrent builders each write a temp file and rename it. Where that is impossible (no
-compiler, not x86-64 with AVX2, QCODER_NATIVE_KERNELS=0), `unavailable()` says why and callers use PyTorch.
+its source, the compiler flags and the CPU; concurrent builders each write a temp file and rename it. Where that is
+impossible (no compiler, not x86-64 with AVX2, QCODER_NATIVE_KERNELS=0), `unavailable()` says why and callers use
+PyTorch. QCODER_KERNEL_ARCH=haswell (any `-march` value) builds for another instruction set than the machine's:
+CI runs the kernel tests a second time that way, so the AVX2-only code paths are exercised on an AVX-512 machine.
+
+`describe()` says what runs where, for reports: the CPU, the instruction sets that matter, the kernels' build and
+the prefill kernel chosen for this machine (gguf_linear.prefill_kernel).
 
 - GGUF matrix products and dequantization: see gguf_linear.py.
 - `attention_decode`, `rmsnorm`, `rope_`, `silu_mul`: decode's small ops, where PyTorch's dispatch (SDPA and
@@ -36,8 +41,8 @@ def kernels() -> ctypes.CDLL | str:
     """The loaded library, or why there is none."""
     if os.environ.get("QCODER_NATIVE_KERNELS", "1") == "0":
         return "disabled by QCODER_NATIVE_KERNELS=0"
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return f"the C kernels are x86-64 only (this is {platform.machine()})"
+    if machine() not in ("x86_64", "amd64"):
+        return f"the C kernels are x86-64 only (this is {machine()})"
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not cc:
         return "no C compiler (cc) to build the C kernels"
@@ -50,7 +55,18 @@ def kernels() -> ctypes.CDLL | str:
         function = getattr(lib, name)
         function.argtypes, function.restype = argtypes, None
     lib.qc_features.restype = ctypes.c_int
+    lib.path = library
     return lib
+
+
+def machine() -> str:
+    """The CPU architecture, lower case (a function, so that tests can pretend to be another machine)."""
+    return platform.machine().lower()
+
+
+def arch() -> str:
+    """The `-march` the kernels are built for: the machine's own unless QCODER_KERNEL_ARCH says otherwise."""
+    return os.environ.get("QCODER_KERNEL_ARCH", "native")
 
 
 _p, _i32, _i64, _f32 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_float
@@ -70,7 +86,8 @@ def _build(cc: str) -> Path:
     """Compile once per (source, compiler, CPU); concurrent builders each write a temp file and rename it."""
     from qcoder.model.registry import cache_dir
 
-    key = hashlib.sha256(_SOURCE.read_bytes() + cc.encode() + _cpu_flags().encode()).hexdigest()[:16]
+    flags = ["-O3", f"-march={arch()}", "-ffp-contract=off", "-fopenmp", "-fPIC", "-shared"]
+    key = hashlib.sha256(_SOURCE.read_bytes() + " ".join([cc, *flags, _cpu_flags()]).encode()).hexdigest()[:16]
     target = cache_dir() / "kernels" / f"cpu_kernels-{key}.so"
     if target.exists():
         return target
@@ -78,7 +95,7 @@ def _build(cc: str) -> Path:
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so")
     os.close(fd)
     try:
-        cmd = [cc, "-O3", "-march=native", "-ffp-contract=off", "-fopenmp", "-fPIC", "-shared", str(_SOURCE), "-o", tmp]
+        cmd = [cc, *flags, str(_SOURCE), "-o", tmp]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             errors = [line for line in done.stderr.splitlines() if "error" in line]
@@ -91,13 +108,36 @@ def _build(cc: str) -> Path:
 
 
 def _cpu_flags() -> str:
+    return _cpuinfo_field("flags") or platform.processor()
+
+
+def _cpuinfo_field(name: str) -> str:
+    """The first `name : value` of /proc/cpuinfo (Linux), or ''."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return line
+            key, _, value = line.partition(":")
+            if key.strip() == name:
+                return value.strip()
     except OSError:
         pass
-    return platform.processor()
+    return ""
+
+
+# The instruction sets that decide which kernels are fast, as /proc/cpuinfo names them.
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+
+
+def cpu_isa() -> dict[str, bool]:
+    """Which of ISA_FLAGS this CPU has."""
+    flags = set(_cpu_flags().split())
+    return {flag: flag in flags for flag in ISA_FLAGS}
+
+
+def has_bf16() -> bool:
+    """Whether the CPU multiplies bf16 in hardware (AVX-512 BF16 or AMX): elsewhere a bf16 GEMM is emulated, and
+    slower than fp32."""
+    isa = cpu_isa()
+    return isa["avx512_bf16"] or isa["amx_bf16"]
 
 
 def unavailable() -> str | None:
@@ -122,13 +162,25 @@ def disabled():
         kernels.cache_clear()
 
 
-def describe() -> str:
-    """What runs, for reports: the C kernels and the instructions they were built with, or why there are none."""
+def describe_kernels() -> str:
+    """The C kernels and the instructions they were built with, or why there are none."""
     built = kernels()
     if isinstance(built, str):
         return f"PyTorch kernels ({built})"
     features = built.qc_features()
-    return "C kernels (AVX2" + (", VNNI" if features & 1 else "") + (", AVX-512" if features & 2 else "") + ")"
+    build = "" if arch() == "native" else f", -march={arch()}"
+    return "C kernels (AVX2" + (", VNNI" if features & 1 else "") + (", AVX-512" if features & 2 else "") + build + ")"
+
+
+def describe() -> str:
+    """Where a figure was measured and what ran there, for reports: the CPU model, the instruction sets that matter
+    (a - marks one it lacks), PyTorch's dispatch level, the kernels and the prefill kernel chosen."""
+    from qcoder.model.gguf_linear import prefill_kernel
+
+    cpu = _cpuinfo_field("model name") or platform.processor() or machine()
+    flags = " ".join(("" if present else "-") + flag for flag, present in cpu_isa().items())
+    torch_isa = torch.backends.cpu.get_cpu_capability()
+    return f"{cpu} [{flags}], torch {torch_isa}, {describe_kernels()}, prefill: {prefill_kernel().describe()}"
 
 
 def lib() -> ctypes.CDLL:

@@ -7,24 +7,37 @@ in use are ever read), and a decode step reads each weight once in its stored 4.
 
 Where the kernels cannot be built (see qcoder.model.cpu_kernels), `why_not_native` says why and the loader falls back
 to PyTorch's int8/int4 kernels (qcoder.model.quant).
+
+Prefill (many rows at once) has three ways to multiply, and which is fastest depends on the CPU: the same integer dot
+products in tiles of eight activation rows ("int8"), or a GEMM on weights dequantized a slab at a time, in fp32 or
+in bf16. A bf16 GEMM wins only where the CPU multiplies bf16 in hardware (elsewhere oneDNN emulates it, 2-4x slower
+than fp32); between the others the instruction set and the cache sizes decide. So `prefill_kernel()` measures them
+once per kernel build, on a small fused layer of typical types, and stores the choice next to the built library.
+QCODER_PREFILL_KERNEL=int8|fp32|bf16 overrides it.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from qcoder.model import cpu_kernels
 from qcoder.model.cpu_kernels import lib as _lib
 from qcoder.model.cpu_kernels import unavailable
 from qcoder.model.gguf import GGUFCheckpoint, RawTensor, dequantize
 from qcoder.model.qwen import Experts, QwenForCausalLM
 
-# From this many rows on (prefill), weights are dequantized to bf16 a slab at a time for a GEMM: the integer dot
-# products are bound by arithmetic there, and oneDNN's bf16 GEMM does ~3x better at 512 rows.
-PREFILL_ROWS = 32
+PREFILL_ROWS = 32  # from this many rows on, a layer runs the prefill kernel
+PREFILL_KERNELS = ("int8", "fp32", "bf16")
 SLAB_ROWS = 1024  # weight rows per slab: bounds the scratch memory (3 MiB for 1536 columns)
 # GGML type ids the kernels read (gguf.GGMLQuantizationType values)
 NATIVE_TYPES = {"Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q5_1": 7, "Q8_0": 8, "Q4_K": 12, "Q5_K": 13, "Q6_K": 14}
@@ -71,11 +84,16 @@ class GGUFLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, self.in_features)
-        rows = x2.shape[0]
-        y = self._gemm(x2) if rows >= PREFILL_ROWS else self._dot(x2)
+        y = self.matmul(x2, prefill_kernel().kernel if x2.shape[0] >= PREFILL_ROWS else "int8")
         if self.bias is not None:
             y += self.bias
         return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+
+    def matmul(self, x2: torch.Tensor, kernel: str) -> torch.Tensor:
+        """x2 [M, in_features] times the weight, fp32 [M, out_features], by one of PREFILL_KERNELS."""
+        if kernel == "int8":
+            return self._dot(x2)
+        return self._gemm(x2, torch.float32 if kernel == "fp32" else torch.bfloat16)
 
     def _dot(self, x2: torch.Tensor) -> torch.Tensor:
         if x2.dtype != torch.float32 or not x2.is_contiguous():
@@ -93,10 +111,10 @@ class GGUFLinear(nn.Module):
         )
         return y
 
-    def _gemm(self, x2: torch.Tensor) -> torch.Tensor:
-        xb = x2.to(torch.bfloat16)
+    def _gemm(self, x2: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        xb = x2.to(dtype)
         y = torch.empty(x2.shape[0], self.out_features, dtype=torch.float32)
-        slab = torch.empty(min(SLAB_ROWS, self.out_features), self.in_features, dtype=torch.bfloat16)
+        slab = torch.empty(min(SLAB_ROWS, self.out_features), self.in_features, dtype=dtype)
         for row0 in range(0, self.out_features, SLAB_ROWS):
             w = slab[: min(SLAB_ROWS, self.out_features - row0)]
             self._dequantize_into(w, row0)
@@ -152,6 +170,88 @@ class GGUFEmbedding(nn.Module):
             torch.get_num_threads(),
         )
         return out.to(self.dtype).reshape(*ids.shape, self.embedding_dim)
+
+
+# ---------------------------------------------------------------- choosing the prefill kernel
+
+
+@dataclass(frozen=True)
+class PrefillChoice:
+    kernel: str  # one of PREFILL_KERNELS
+    how: str  # why: the measured times, the override, or the rule
+
+    def describe(self) -> str:
+        names = {"int8": "int8 dot-product tiles", "fp32": "fp32 GEMM on dequantized slabs", "bf16": "bf16 GEMM"}
+        return f"{names[self.kernel]} ({self.how})"
+
+
+def prefill_kernel() -> PrefillChoice:
+    """The prefill kernel for this machine: QCODER_PREFILL_KERNEL, else the one measured fastest for the current
+    kernel build (measured at its first use, then read back from the cache). Without the C kernels, PyTorch's
+    int8/int4 layers (qcoder.model.quant) dequantize to bf16 where the CPU has it in hardware, else to fp32."""
+    forced = os.environ.get("QCODER_PREFILL_KERNEL")
+    if forced:
+        if forced not in PREFILL_KERNELS:
+            raise ValueError(f"QCODER_PREFILL_KERNEL={forced!r}: choose {', '.join(PREFILL_KERNELS)}")
+        return PrefillChoice(forced, "set by QCODER_PREFILL_KERNEL")
+    if unavailable():
+        return PrefillChoice("bf16" if cpu_kernels.has_bf16() else "fp32", "PyTorch layers: by the CPU's bf16 support")
+    # the GEMMs' own instruction set limits (set to mimic an older CPU) change the measurement too
+    limits = "-".join(
+        os.environ.get(v, "") for v in ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA")
+    )
+    return _measured_choice(str(_lib().path), limits.lower())
+
+
+@functools.cache
+def _measured_choice(library: str, limits: str) -> PrefillChoice:
+    """The fastest prefill kernel of the kernel build at `library` under the GEMMs' instruction set `limits`,
+    measured once and recorded beside the library."""
+    record = Path(f"{library}.prefill{limits}.json")
+    try:
+        times = json.loads(record.read_text())
+    except (OSError, ValueError):
+        times = measure_prefill_kernels()
+        tmp = record.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(times))
+        os.replace(tmp, record)
+    best = min(times, key=times.get)
+    ratios = ", ".join(f"{k} {times[k] / times[best]:.2f}" for k in sorted(times, key=times.get))
+    return PrefillChoice(best, f"measured at build, relative time: {ratios}")
+
+
+def measure_prefill_kernels(rounds: int = 3) -> dict[str, float]:
+    """Seconds per call of each candidate kernel on a fused Q4_K | Q6_K | Q8_0 layer (the types of Q4_K_M files) and
+    512 activation rows (a prompt), best of `rounds` interleaved rounds. bf16 competes only where the CPU has it in hardware."""
+    rng = np.random.default_rng(0)
+    layer = GGUFLinear([_random_weight(kind, 256, 1024, rng) for kind in ("Q4_K", "Q6_K", "Q8_0")])
+    x = torch.from_numpy(rng.standard_normal((512, 1024), dtype=np.float32))
+    kernels = [k for k in PREFILL_KERNELS if k != "bf16" or cpu_kernels.has_bf16()]
+    best = dict.fromkeys(kernels, float("inf"))
+    for kernel in kernels:  # warm-up: first-touch of scratch memory, oneDNN's first-call set-up
+        layer.matmul(x, kernel)
+    for _ in range(rounds):
+        for kernel in kernels:
+            t0 = time.perf_counter()
+            layer.matmul(x, kernel)
+            best[kernel] = min(best[kernel], time.perf_counter() - t0)
+    return best
+
+
+# (bytes per block, values per block, byte offsets of the fp16 scales) of the types measure_prefill_kernels uses
+_BLOCKS = {"Q4_K": (144, 256, (0, 2)), "Q6_K": (210, 256, (208,)), "Q8_0": (34, 32, (0,))}
+
+
+def _random_weight(kind: str, rows: int, cols: int, rng) -> RawTensor:
+    """Random blocks of `kind` (every bit pattern of the quantized values is valid) with small fp16 scales."""
+    from gguf import GGMLQuantizationType
+
+    size, per, scales = _BLOCKS[kind]
+    data = rng.integers(0, 256, (rows, cols // per, size), dtype=np.uint8)
+    for at in scales:
+        data[..., at : at + 2] = rng.uniform(1e-3, 1e-2, (rows, cols // per, 1)).astype(np.float16).view(np.uint8)
+    qtype = GGMLQuantizationType[kind]
+    return RawTensor(f"random.{kind}", f"random.{kind}", qtype, (rows, cols), data.reshape(rows, -1))
 
 
 # ---------------------------------------------------------------- a decode step's layers in one call

@@ -1,15 +1,17 @@
-"""Weight-only int8 / int4 quantization for CPU inference: the Linear layers keep their weights quantized in memory
-and run through PyTorch's packed CPU kernels.
+"""Weight-only int8 / int4 quantization for CPU inference: the Linear layers keep their weights quantized in memory.
 
-- int8: per-output-channel symmetric int8 + bf16 scale, `aten._weight_int8pack_mm`.
-- int4: groups of 32 input features, asymmetric (w = (q - 8) * scale + zero), `aten._weight_int4pack_mm_for_cpu`.
-  Group 32 is GGUF's block size, so Q4_0 / Q4_1 / Q4_K weights map onto it exactly (scales rounded to bf16).
+- int8: per-output-channel symmetric int8 + bf16 scale, `aten._weight_int8pack_mm` (a plain [N, K] int8 weight).
+- int4: groups of 32 input features, asymmetric (w = q * scale + offset, q in 0..15). Group 32 is GGUF's block
+  size, so Q4_0 / Q4_1 / Q4_K weights map onto it exactly (scales rounded to fp16). With the C kernels the groups
+  are stored as GGUF Q4_1 blocks and computed like a GGUF file's layers (gguf_linear.py); without them, by
+  `aten._weight_int4pack_mm_for_cpu`, whose packed layout we never read (it differs between AVX2 and AVX-512).
 
-Both kernels are fast only with bf16 activations (with fp32 ones they are 5-20x slower than fp32 F.linear), so a
-quantized layer rounds its input to bf16 and returns the model's dtype; the residual stream stays as it was.
-For many rows (prefill) a bf16 GEMM on the dequantized weight beats the int8 kernel (2x at 512 rows), so from
-PREFILL_ROWS rows on an int8 layer dequantizes its weight to bf16 for the call; int4 unpacking costs more than it
-saves, so int4 always uses its kernel.
+PyTorch's kernels are fast only with bf16 activations (with fp32 ones they are 5-20x slower than fp32 F.linear), so
+such a layer rounds its input to bf16 and returns the model's dtype; the residual stream stays as it was.
+For many rows (prefill) a GEMM on the dequantized weight beats the int8 kernel (2x at 512 rows), so from
+PREFILL_ROWS rows on an int8 layer dequantizes its weight for the call: to bf16 where the CPU multiplies bf16 in
+hardware, else to fp32 (an emulated bf16 GEMM is 2-4x slower than fp32). PyTorch's int4 unpacking costs more than
+it saves, so that path always uses its kernel.
 
 Embeddings are int8 (rows gathered, then scaled); a tied LM head shares the embedding's int8 weight.
 
@@ -22,14 +24,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from gguf import GGMLQuantizationType
 from torch import nn
 
 from qcoder.errors import QcoderError
+from qcoder.model import cpu_kernels
 from qcoder.model.qwen import Experts, run_grouped_experts
 
 MODES = ("none", "int8", "int4", "auto")
 GROUP_SIZE = 32
-PREFILL_ROWS = 32  # from this many rows on, dequantize to bf16 and use a GEMM (measured on AVX-512 BF16)
+PREFILL_ROWS = 32  # from this many rows on, an int8 layer dequantizes its weight for a GEMM
 _ACT = torch.bfloat16
 
 
@@ -74,17 +78,18 @@ class Int8Linear(nn.Module):
         layer.bias = None
         return layer
 
-    def dequantize(self) -> torch.Tensor:
-        return self.weight.to(_ACT) * self.scales[:, None]
+    def dequantize(self, dtype: torch.dtype = _ACT) -> torch.Tensor:
+        return self.weight.to(dtype) * self.scales.to(dtype)[:, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x2 = x.reshape(-1, self.in_features).to(_ACT)
+        x2 = x.reshape(-1, self.in_features)
         if self.weight.shape[1] != self.in_features:
             x2 = F.pad(x2, (0, self.weight.shape[1] - self.in_features))
         if x2.shape[0] >= PREFILL_ROWS:
-            y = F.linear(x2, self.dequantize())
+            dtype = _ACT if cpu_kernels.has_bf16() else torch.float32
+            y = F.linear(x2.to(dtype), self.dequantize(dtype))
         else:
-            y = torch.ops.aten._weight_int8pack_mm(x2, self.weight, self.scales)
+            y = torch.ops.aten._weight_int8pack_mm(x2.to(_ACT), self.weight, self.scales)
         y = y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
         return y if self.bias is None else y + self.bias
 
@@ -122,26 +127,60 @@ def _pad_to(t: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     return F.pad(t, (0, cols - t.shape[1], 0, rows - t.shape[0]))
 
 
+def q4_1_blocks(q: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """int4 groups (q [N, K] in 0..15, scale and offset [N, K/32]) as GGUF Q4_1 blocks, uint8 [N, K/32 * 20]: per
+    group an fp16 scale, an fp16 offset, then 16 bytes holding values i (low nibble) and i + 16 (high nibble)."""
+    n, k = q.shape
+    q = q.to(torch.uint8).view(n, k // 32, 32)
+    nibbles = q[..., :16] | (q[..., 16:] << 4)
+    halves = torch.stack([scale, offset], -1).to(torch.float16).view(torch.uint8)  # [N, K/32, 4] bytes
+    return torch.cat([halves, nibbles], -1).reshape(n, k // 32 * 20).contiguous()
+
+
 class Int4Linear(nn.Module):
-    """Built from (q, scale, offset) groups. The kernel wants out features divisible by 16 and in features by the
-    group size, so odd shapes are zero-padded (weights and, per call, the input) and the output is sliced back."""
+    """Built from (q, scale, offset) groups of 32 input features (in features are zero-padded to a multiple of 32:
+    the weight once, the input per call).
+
+    With the C kernels the weight is stored as GGUF Q4_1 blocks (a layout of our own choosing, and documented) and
+    runs through gguf_linear's kernels: int8 dot products for decode, the machine's prefill kernel for many rows.
+    Without them (QCODER_NATIVE_KERNELS=0, non-x86 CPUs) it runs on PyTorch's int4 kernel, whose packed layout is
+    undocumented and differs between dispatch levels (AVX2, AVX-512): nothing here reads it, `dequantize()` asks
+    the kernel itself."""
 
     def __init__(self, q, scale, offset, bias=None, group_size: int = GROUP_SIZE):
         super().__init__()
+        if group_size != GROUP_SIZE:
+            raise ValueError(f"int4 groups are {GROUP_SIZE} wide")
         n, k = q.shape
         self.out_features, self.in_features, self.group_size = n, k, group_size
-        n_pad, k_pad = -(-n // 64) * 64, -(-k // group_size) * group_size  # 64: the packed layout's row block
+        self.native = cpu_kernels.unavailable() is None
+        k_pad = -(-k // group_size) * group_size
         groups = k_pad // group_size
-        q = _pad_to(q.to(torch.int32), n_pad, k_pad).view(n_pad, groups, group_size)
-        scale, offset = _pad_to(scale.float(), n_pad, groups), _pad_to(offset.float(), n_pad, groups)
-        zero = offset + 8 * scale  # the kernel computes (q - 8) * scale + zero
+        q, scale, offset = _pad_to(q, n, k_pad), _pad_to(scale.float(), n, groups), _pad_to(offset.float(), n, groups)
+        if self.native:
+            from qcoder.model.gguf import RawTensor
+            from qcoder.model.gguf_linear import GGUFLinear
+
+            self.register_buffer("blocks", q4_1_blocks(q, scale, offset))
+            raw = RawTensor("int4", "int4", GGMLQuantizationType.Q4_1, (n, k_pad), self.blocks.numpy())
+            self._gguf = [GGUFLinear([raw])]  # in a list: not a submodule, the buffer above is the state
+        else:
+            self._pack_for_torch(q, scale, offset)
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+
+    def _pack_for_torch(self, q, scale, offset) -> None:
+        """PyTorch's kernel wants out features padded to its 64-row blocks and computes (q - 8) * scale + zero."""
+        n, k_pad = q.shape
+        n_pad, groups = -(-n // 64) * 64, k_pad // self.group_size
+        q = _pad_to(q.to(torch.int32), n_pad, k_pad).view(n_pad, groups, self.group_size)
+        scale, offset = _pad_to(scale, n_pad, groups), _pad_to(offset, n_pad, groups)
+        zero = offset + 8 * scale
         # Groups with scale 0 (padding, or constant blocks in a GGUF file) are all `zero`: q = 8 says so.
         flat = scale == 0
         q = torch.where(flat[..., None], 8, q).view(n_pad, k_pad)
         scale = torch.where(flat, 1.0, scale)
         self.register_buffer("weight", torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1))
         self.register_buffer("scales_and_zeros", torch.stack([scale, zero], -1).transpose(0, 1).contiguous().to(_ACT))
-        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
 
     @classmethod
     def from_float(cls, weight: torch.Tensor, bias=None, group_size: int = GROUP_SIZE) -> Int4Linear:
@@ -153,31 +192,40 @@ class Int4Linear(nn.Module):
         layer.in_features = k
         return layer
 
+    @property
+    def k_pad(self) -> int:
+        return -(-self.in_features // self.group_size) * self.group_size
+
     def dequantize(self) -> torch.Tensor:
-        """bf16 [N_pad, K_pad] weight (for inspection and tests), unpacking the kernel's layout as torch 2.13 packs it
-        on CPU: blocks of 64 rows, each byte holding rows j and j + 32 of a block for one column."""
-        k_pad = self.scales_and_zeros.shape[0] * self.group_size
-        p = self.weight.view(-1, k_pad, 32)
-        q = torch.cat([p & 15, p >> 4], -1).transpose(1, 2).reshape(-1, k_pad).to(_ACT) - 8
-        s, z = self.scales_and_zeros.transpose(0, 1).repeat_interleave(self.group_size, 1).unbind(-1)
-        return q * s + z
+        """The fp32 weight [out_features, k_pad] as the layer computes with it (for inspection and tests)."""
+        if self.native:
+            return self._gguf[0].dequantize()
+        # The kernel times the identity, a block of columns at a time: the weight, whatever the packed layout.
+        cols = []
+        for c in range(0, self.k_pad, 256):
+            eye = torch.eye(self.k_pad, dtype=_ACT)[c : c + 256]
+            cols.append(self._torch_int4_mm(eye).float().t())
+        return torch.cat(cols, 1)[: self.out_features]
+
+    def _torch_int4_mm(self, x2: torch.Tensor) -> torch.Tensor:
+        return torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.weight, self.group_size, self.scales_and_zeros)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x2 = x.reshape(-1, self.in_features).to(_ACT)
-        k_pad = self.scales_and_zeros.shape[0] * self.group_size
-        if k_pad != self.in_features:
-            x2 = F.pad(x2, (0, k_pad - self.in_features))
-        # Unlike int8, unpacking int4 to bf16 costs more than the kernel saves, even at 512 rows: always the kernel.
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.weight, self.group_size, self.scales_and_zeros)
-        if y.shape[1] != self.out_features:
-            y = y[:, : self.out_features]
+        x2 = x.reshape(-1, self.in_features)
+        if self.k_pad != self.in_features:
+            x2 = F.pad(x2, (0, self.k_pad - self.in_features))
+        if self.native:
+            y = self._gguf[0](x2)
+        else:  # fast only with bf16 activations; unpacking to a GEMM costs more than it saves, even at 512 rows
+            y = self._torch_int4_mm(x2.to(_ACT))[:, : self.out_features]
         y = y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
         return y if self.bias is None else y + self.bias
 
     def extra_repr(self) -> str:
+        kernel = "C kernels, Q4_1 blocks" if self.native else "PyTorch int4 kernel"
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, group_size={self.group_size}, "
-            f"bias={self.bias is not None}"
+            f"bias={self.bias is not None}, {kernel}"
         )
 
 
@@ -360,16 +408,6 @@ def _quantize_experts(name: str, experts: nn.Module, mode: str, gguf) -> QuantEx
         stacked = getattr(experts, proj).data
         mods[proj] = [_quantize_linear(stacked[e], None, kind, exact[e] if exact else None) for e in range(num)]
     return QuantExperts(mods["gate_up_proj"], mods["down_proj"])
-
-
-def quantized_bytes(model: nn.Module) -> int:
-    """Bytes held by the model's parameters and buffers (shared tensors counted once)."""
-    seen, total = set(), 0
-    for t in [*model.parameters(), *model.buffers()]:
-        if t.data_ptr() not in seen:
-            seen.add(t.data_ptr())
-            total += t.numel() * t.element_size()
-    return total
 
 
 # ---------------------------------------------------------------- quantize while loading
