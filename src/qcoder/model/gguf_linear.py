@@ -221,10 +221,10 @@ def _measured_choice(library: str, limits: str) -> PrefillChoice:
 
 
 def measure_prefill_kernels(rounds: int = 3) -> dict[str, float]:
-    """Seconds per call of each candidate kernel on a fused Q4_K | Q6_K | Q8_0 layer (the types of Q4_K_M files) and
+    """Seconds per call of each candidate kernel on a fused Q4_K | Q5_0 | Q6_K | Q8_0 layer (Q4_K_M files' types) and
     512 activation rows (a prompt), best of `rounds` interleaved rounds. bf16 competes only where the CPU has it in hardware."""
     rng = np.random.default_rng(0)
-    layer = GGUFLinear([_random_weight(kind, 256, 1024, rng) for kind in ("Q4_K", "Q6_K", "Q8_0")])
+    layer = GGUFLinear([_random_weight(kind, 256, 1024, rng) for kind in _BLOCKS])
     x = torch.from_numpy(rng.standard_normal((512, 1024), dtype=np.float32))
     kernels = [k for k in PREFILL_KERNELS if k != "bf16" or cpu_kernels.has_bf16()]
     best = dict.fromkeys(kernels, float("inf"))
@@ -239,7 +239,7 @@ def measure_prefill_kernels(rounds: int = 3) -> dict[str, float]:
 
 
 # (bytes per block, values per block, byte offsets of the fp16 scales) of the types measure_prefill_kernels uses
-_BLOCKS = {"Q4_K": (144, 256, (0, 2)), "Q6_K": (210, 256, (208,)), "Q8_0": (34, 32, (0,))}
+_BLOCKS = {"Q4_K": (144, 256, (0, 2)), "Q5_0": (22, 32, (0,)), "Q6_K": (210, 256, (208,)), "Q8_0": (34, 32, (0,))}
 
 
 def _random_weight(kind: str, rows: int, cols: int, rng) -> RawTensor:

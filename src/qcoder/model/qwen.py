@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qcoder.model import cpu_kernels
+from qcoder.model.attention import attention_after_prefix
 from qcoder.model.config import ModelConfig
 from qcoder.model.rope import RotaryEmbedding, apply_rope
 
@@ -191,24 +192,20 @@ class Attention(nn.Module):
         return out[:, :, 0, :]
 
     def _prefill(self, q: torch.Tensor, batch: ForwardBatch, plan: AttentionPlan, cache: torch.Tensor) -> torch.Tensor:
-        """Any mix of prompts, chunks and decodes: one SDPA call per sequence, causal within its new tokens."""
+        """Any mix of prompts, chunks and decodes, one sequence at a time: a whole prompt by SDPA's causal mode
+        (flash-style on the CPU, memory linear in its length); new tokens after cached ones (the prefix cache, a
+        chunked prompt) by attention_after_prefix's tiles, also linear in the context length."""
         outs, start = [], 0
         for b, (q_len, ctx_len) in enumerate(zip(batch.query_lens, batch.context_lens, strict=True)):
             slots = plan.context_slots[b, :ctx_len]
-            k = cache[0].index_select(0, slots).transpose(0, 1)[None].to(q.dtype)  # [1, kv_heads, ctx_len, head_dim]
-            v = cache[1].index_select(0, slots).transpose(0, 1)[None].to(q.dtype)
-            qb = q[start : start + q_len].transpose(0, 1)[None]  # [1, heads, q_len, head_dim]
+            k, v = cache[0].index_select(0, slots), cache[1].index_select(0, slots)  # [ctx_len, kv_heads, head_dim]
+            qb = q[start : start + q_len]
             if q_len == ctx_len:  # nothing cached before: plain causal attention
-                o = F.scaled_dot_product_attention(qb, k, v, is_causal=True, enable_gqa=True)
+                kb, vb = k.transpose(0, 1)[None].to(q.dtype), v.transpose(0, 1)[None].to(q.dtype)
+                o = F.scaled_dot_product_attention(qb.transpose(0, 1)[None], kb, vb, is_causal=True, enable_gqa=True)
+                outs.append(o[0].transpose(0, 1))
             else:  # query i sits at position ctx_len - q_len + i and sees every key up to it
-                i = torch.arange(q_len, device=q.device)[:, None]
-                mask = torch.arange(ctx_len, device=q.device)[None, :] <= ctx_len - q_len + i
-                # Heads expanded by hand: CUDA's fused kernels take a mask or GQA, not both, and the fallback
-                # would materialise [heads, q_len, ctx_len] scores.
-                groups = self.num_heads // self.num_kv_heads
-                k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-                o = F.scaled_dot_product_attention(qb, k, v, attn_mask=mask)
-            outs.append(o[0].transpose(0, 1))
+                outs.append(attention_after_prefix(qb, k, v))
             start += q_len
         return torch.cat(outs)
 
