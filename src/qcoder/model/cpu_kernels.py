@@ -127,8 +127,9 @@ def _cpuinfo_field(name: str) -> str:
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
 
 
+@cache
 def cpu_isa() -> dict[str, bool]:
-    """Which of ISA_FLAGS this CPU has."""
+    """Which of ISA_FLAGS this CPU has (read once: prefill layers ask on every call)."""
     flags = set(_cpu_flags().split())
     return {flag: flag in flags for flag in ISA_FLAGS}
 

@@ -392,6 +392,7 @@ def load_native(checkpoint: GGUFCheckpoint, dtype: torch.dtype = torch.float32) 
         (name, dequantize(checkpoint.raw(name)).to(dtype)) for name in checkpoint.tensor_names if name not in consumed
     )
     model.kv_cache_dtype = torch.float16  # as llama.cpp keeps it: half the memory, and the kernels read it
+    prefill_kernel()  # measured at the first load after a kernel build, not within the first prompt's time
     if FusedDecode.supports(model):
         model.fused_decode = FusedDecode(model)
     return model.requires_grad_(False).eval()
