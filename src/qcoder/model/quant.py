@@ -2,9 +2,10 @@
 
 - int8: per-output-channel symmetric int8 + bf16 scale, `aten._weight_int8pack_mm` (a plain [N, K] int8 weight).
 - int4: groups of 32 input features, asymmetric (w = q * scale + offset, q in 0..15). Group 32 is GGUF's block
-  size, so Q4_0 / Q4_1 / Q4_K weights map onto it exactly (scales rounded to fp16). With the C kernels the groups
-  are stored as GGUF Q4_1 blocks and computed like a GGUF file's layers (gguf_linear.py); without them, by
-  `aten._weight_int4pack_mm_for_cpu`, whose packed layout we never read (it differs between AVX2 and AVX-512).
+  size, so Q4_0 / Q4_1 / Q4_K weights map onto it exactly (scales rounded to fp16, to bf16 on PyTorch's kernel).
+  With the C kernels the groups are stored as GGUF Q4_1 blocks and computed like a GGUF file's layers
+  (gguf_linear.py); without them, by `aten._weight_int4pack_mm_for_cpu`, whose packed layout we never read (it
+  differs between AVX2 and AVX-512).
 
 PyTorch's kernels are fast only with bf16 activations (with fp32 ones they are 5-20x slower than fp32 F.linear), so
 such a layer rounds its input to bf16 and returns the model's dtype; the residual stream stays as it was.
