@@ -59,6 +59,18 @@ INLINE __m256i dot_u8s8(__m256i u, __m256i x) {
 #endif
 }
 
+/* dot_u8s8 with lanes 0-3 (values 0-15) times w0 and lanes 4-7 (values 16-31) times w1: Q6_K's 16-value sub-block
+ * scales. Without VNNI the weights ride in the 16-bit pair sums' madd instead of ones, for free (u <= 63 and
+ * |x| <= 127 keep maddubs' pair sums exact); the integers are the same either way. */
+INLINE __m256i dot_u8s8_halves(__m256i u, __m256i x, int w0, int w1) {
+#if (defined(__AVX512VNNI__) && defined(__AVX512VL__)) || defined(__AVXVNNI__)
+    return _mm256_mullo_epi32(dot_u8s8(u, x), _mm256_set_m128i(_mm_set1_epi32(w1), _mm_set1_epi32(w0)));
+#else
+    const __m256i w = _mm256_set_m128i(_mm_set1_epi16((short)w1), _mm_set1_epi16((short)w0));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), w);
+#endif
+}
+
 /* 32 bits -> 32 bytes, 0x10 where the bit is set (the fifth bit of Q5_0 / Q5_1 values) */
 INLINE __m256i fifth_bits(const uint8_t *p) {
     uint32_t bits;
@@ -231,8 +243,8 @@ INLINE __m256i sum_lanes8(const __m256i v[8]) { /* lane i = sum of the 8 lanes o
     ({                                                                                                         \
         __m256i x_ = _mm256_loadu_si256((const __m256i *)(x_ptr));                                             \
         if (SIGNED) x_ = _mm256_sign_epi8(x_, u);                                                              \
-        __m256i v_ = dot_u8s8(SIGNED ? _mm256_abs_epi8(u) : u, x_);                                            \
-        if (HALVES) v_ = _mm256_mullo_epi32(v_, _mm256_set_m128i(_mm_set1_epi32(isc1), _mm_set1_epi32(isc0))); \
+        __m256i v_ = HALVES ? dot_u8s8_halves(u, x_, isc0, isc1)                                               \
+                            : dot_u8s8(SIGNED ? _mm256_abs_epi8(u) : u, x_);                                   \
         v_;                                                                                                    \
     })
 
