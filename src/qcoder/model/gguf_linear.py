@@ -213,8 +213,11 @@ def _measured_choice(library: str, limits: str) -> PrefillChoice:
     except (OSError, ValueError):
         times = measure_prefill_kernels()
         tmp = record.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(times))
-        os.replace(tmp, record)
+        try:
+            tmp.write_text(json.dumps(times))
+            os.replace(tmp, record)
+        except OSError:  # a read-only cache: measure again next time
+            tmp.unlink(missing_ok=True)
     best = min(times, key=times.get)
     ratios = ", ".join(f"{k} {times[k] / times[best]:.2f}" for k in sorted(times, key=times.get))
     return PrefillChoice(best, f"measured at build, relative time: {ratios}")
