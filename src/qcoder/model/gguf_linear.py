@@ -225,7 +225,8 @@ def _measured_choice(library: str, limits: str) -> PrefillChoice:
 
 def measure_prefill_kernels(rounds: int = 3) -> dict[str, float]:
     """Seconds per call of each candidate kernel on a fused Q4_K | Q5_0 | Q6_K | Q8_0 layer (Q4_K_M files' types) and
-    512 activation rows (a prompt), best of `rounds` interleaved rounds. bf16 competes only where the CPU has it in hardware."""
+    512 activation rows (a prompt), best of `rounds` interleaved rounds. bf16 competes only where the CPU has it in
+    hardware (elsewhere it measured 1.5x fp32's time with AVX-512 and 3-4x with AVX2)."""
     rng = np.random.default_rng(0)
     layer = GGUFLinear([_random_weight(kind, 256, 1024, rng) for kind in _BLOCKS])
     x = torch.from_numpy(rng.standard_normal((512, 1024), dtype=np.float32))
