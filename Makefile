@@ -23,7 +23,7 @@ run: venv
 # The quantization and kernel tests then run twice more, for the CPUs this machine is not: PyTorch's AVX2 dispatch
 # with the C kernels built for Haswell (no AVX-512), and PyTorch's kernels alone (as on aarch64).
 KERNEL_TESTS := tests/model/test_quant.py tests/model/test_cpu_kernels.py tests/model/test_gguf_linear.py \
-	tests/model/test_cpu_fallback.py
+	tests/model/test_cpu_fallback.py tests/model/test_attention.py
 test: venv
 	$(VENV)/bin/ruff check src tests benchmarks
 	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest
