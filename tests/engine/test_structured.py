@@ -145,7 +145,7 @@ def test_answer_or_one_call(engine):
     prompt = llm.chat_prompt_ids([{"role": "user", "content": "Fix it."}], TOOLS)
     parser = get_tool_parser("auto", engine.chat_template.source)
     constraint = Constraint.tool_call(TOOLS, allow_text=True)
-    for text, reason in run(engine, prompt, [sampled(seed, constraint, 40) for seed in range(8)]):
+    for text, _ in run(engine, prompt, [sampled(seed, constraint, 40) for seed in range(8)]):
         parsed = parser.parse(text, TOOLS)
         assert len(parsed.tool_calls) <= 1
         if not parsed.tool_calls:
