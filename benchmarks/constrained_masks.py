@@ -1,6 +1,6 @@
 """Per-token cost of grammar token masks on the CPU: llguidance against xgrammar, with the real Qwen vocabulary.
 
-    .venv/bin/python benchmarks/constrained_masks.py [--tokenizer DIR] [--batch 8] [--repeats 3]
+    .venv/bin/python benchmarks/constrained_masks.py [--tokenizer DIR] [--batch 8] [--repeats 3] [--model NAME]
 
 Both libraries are given the same vocabulary (the raw bytes of each of the model's 151,936 token ids, taken from
 qcoder's tokenizer) and the same two constraints:
@@ -11,6 +11,7 @@ For each, a valid document is tokenized and `--batch` matchers walk it together;
 bitmask (one int32 row of 151,936 bits per sequence) and then every matcher consumes its token. Reported: one-off
 set-up (tokenizer tables, grammar compilation) and the per-step time of the batched mask fill, sequential (one
 thread) and with the library's own thread pool, plus applying the masks to a [batch, vocab] float logits tensor.
+With --model, decode steps of that model with 0, 1 and all sequences constrained (qcoder's engine, llguidance).
 
 xgrammar is not a qcoder dependency (it pulls in triton); install it beside the venv to run its half, e.g.
 `pip install --target /tmp/xgr --no-deps xgrammar apache-tvm-ffi` and `PYTHONPATH=/tmp/xgr`.
@@ -249,6 +250,35 @@ def apply_masks(logits: torch.Tensor, bitmask: torch.Tensor) -> torch.Tensor:
     return apply_bitmask(logits, bitmask)
 
 
+def engine_steps(model: str, batch: int, max_tokens: int, threads: int) -> None:
+    """Decode step time on a real model with 0, 1 and all of `batch` sequences under the JSON schema, counting only
+    steps where all `batch` sequences decode: what a constrained neighbour costs the unconstrained ones."""
+    from qcoder.engine.engine import LLMEngine
+    from qcoder.engine.sampling import SamplingParams
+    from qcoder.engine.structured import Constraint
+
+    engine = LLMEngine(model, threads=threads)
+    text = engine.chat_template.render([{"role": "user", "content": "Describe the package textstats as JSON."}])
+    prompt = engine.tokenizer.encode(text)
+    constraint = Constraint.json_schema(SCHEMA)
+    engine.structured.matcher(constraint)  # vocabulary tables and grammar compiled before timing
+    print(f"\nengine: {model}, {batch} sequences, greedy, up to {max_tokens} tokens, {threads} threads")
+    for constrained in (0, 1, batch, 0):
+        for i in range(batch):
+            params = SamplingParams(max_tokens=max_tokens, temperature=0, ignore_eos=True)
+            if i < constrained:
+                params = SamplingParams(max_tokens=max_tokens, temperature=0, constraint=constraint)
+            engine.add_request(f"r{i}", prompt, params)
+        timer = Timer()
+        while engine.has_unfinished():
+            full = len(engine.scheduler.running) == batch and all(
+                s.num_pending_tokens == 1 for s in engine.scheduler.running
+            )
+            with Timer() if not full else timer:
+                engine.step()
+        print(f"  {constrained} of {batch} constrained: {len(timer.samples)} full decode steps, {timer.summary()}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokenizer", default=str(DEFAULT_TOKENIZER))
@@ -256,6 +286,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--libs", default="llguidance,xgrammar")
+    parser.add_argument("--model", help="also time decode steps of this model with constrained neighbours")
+    parser.add_argument("--max-tokens", type=int, default=48)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     from qcoder.engine.tokenizer import Tokenizer
@@ -296,6 +328,8 @@ def main() -> int:
         with timer:
             apply_masks(logits, bitmask)
     print(f"\napply {args.batch} masks (from the walks) to [{args.batch}, {VOCAB}] logits: {timer.summary()}")
+    if args.model:
+        engine_steps(args.model, args.batch, args.max_tokens, args.threads)
     return 0
 
 
