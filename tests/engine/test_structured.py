@@ -8,7 +8,8 @@ import re
 import jsonschema
 import pytest
 
-from qcoder.engine.engine import LLM, LLMEngine
+from qcoder.engine.engine import LLMEngine
+from qcoder.engine.llm import LLM
 from qcoder.engine.sampling import SamplingParams
 from qcoder.engine.structured import Constraint
 from qcoder.engine.tool_parsers import get_tool_parser

@@ -14,8 +14,8 @@ import json
 from qcoder.engine.structured import Constraint
 from qcoder.errors import QcoderError
 from qcoder.serve.errors import bad_request
-from qcoder.serve.state import ServerState
 from qcoder.serve.protocol import NamedToolChoice, SamplingFields
+from qcoder.serve.state import ServerState
 
 
 def for_request(state: ServerState, req: SamplingFields, tools: list[dict] | None = None) -> Constraint | None:
