@@ -185,3 +185,18 @@ def test_bad_constraints_are_refused_with_the_reason(engine, constraint, message
     with pytest.raises(QcoderError, match=message):
         engine.add_request("bad", [1, 2, 3], SamplingParams(constraint=constraint))
     assert "bad" not in engine.requests
+
+
+def test_the_in_process_agent_client_gets_an_answer_or_one_valid_call(engine):
+    from qcoder.client import EngineClient
+
+    client = EngineClient.from_llm(LLM.from_engine(engine), "tiny")
+    messages = [{"role": "user", "content": "Fix the bug."}]
+    schemas = {t["function"]["name"]: t["function"].get("parameters") or {"type": "object"} for t in TOOLS}
+    for seed in range(6):
+        reply = client.chat(messages, TOOLS, temperature=1.0, top_k=40, seed=seed, max_tokens=60)
+        assert len(reply.tool_calls) <= 1
+        for call in reply.tool_calls:
+            jsonschema.validate(json.loads(call.arguments), {**schemas[call.name], "additionalProperties": False})
+        if reply.finish_reason != "length":
+            assert "<tool_call>" not in reply.content and "<function=" not in reply.content, reply.content
