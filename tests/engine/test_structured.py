@@ -38,7 +38,10 @@ TOOLS = [
             "description": "Read a file.",
             "parameters": {
                 "type": "object",
-                "properties": {"path": {"type": "string", "maxLength": 12}, "limit": {"type": "integer", "maximum": 99}},
+                "properties": {
+                    "path": {"type": "string", "maxLength": 12},
+                    "limit": {"type": "integer", "maximum": 99},
+                },
                 "required": ["path"],
             },
         },
