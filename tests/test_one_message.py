@@ -46,7 +46,7 @@ def paths(request):
     served, served_model = _engine(request.param)
     server = LiveServer(make_state(served, model_name="scripted"))
     llm = LLM.from_engine(local)
-    agent_local = EngineClient.from_llm(llm, "scripted")
+    agent_local = EngineClient.from_llm(llm, "scripted", constrain_tools=False)  # the same text, unconstrained
     agent_http = OpenAIClient("scripted", base_url=f"{server.base_url}/v1", api_key="none")
 
     def say(text: str) -> None:

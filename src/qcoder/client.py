@@ -126,20 +126,25 @@ class OpenAIClient(ChatClient):
 
 
 class EngineClient(ChatClient):
-    """The built-in engine, in this process. Heavy imports happen only when one is made."""
+    """The built-in engine, in this process. Heavy imports happen only when one is made.
 
-    def __init__(self, model: str | None = None):
+    With tools offered, every reply is constrained (structured decoding) to a final answer or text followed by
+    exactly one call of an offered tool with schema-valid arguments; `constrain_tools=False` turns that off.
+    """
+
+    def __init__(self, model: str | None = None, *, constrain_tools: bool = True):
         import qcoder
         from qcoder.model.registry import DEFAULT_MODEL
 
         self.model = model or DEFAULT_MODEL
         self._llm = qcoder.LLM(self.model)
+        self.constrain_tools = constrain_tools
 
     @classmethod
-    def from_llm(cls, llm, model: str) -> EngineClient:
+    def from_llm(cls, llm, model: str, *, constrain_tools: bool = True) -> EngineClient:
         """A client around an LLM that is already loaded."""
         client = cls.__new__(cls)
-        client.model, client._llm = model, llm
+        client.model, client._llm, client.constrain_tools = model, llm, constrain_tools
         return client
 
     def chat(self, messages, tools=None, *, on_delta=None, **sampling) -> ChatResponse:
@@ -147,10 +152,23 @@ class EngineClient(ChatClient):
 
         check_sampling_names(sampling)
         params = SamplingParams(**{k: v for k, v in sampling.items() if v is not None})
+        if tools and self.constrain_tools:
+            params.constraint = self._answer_or_one_call(tools)
         # The history may hold a call whose arguments are not JSON (the model wrote it so): shown as written.
         out = self._llm.chat(messages, tools=tools, params=params, on_delta=on_delta, strict_arguments=False)
         return ChatResponse(out.content or "", out.reasoning_content, list(out.tool_calls), out.finish_reason or "stop",
                             {"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens})
+
+    def _answer_or_one_call(self, tools):
+        """The agent's constraint; None (free text, parsed leniently) for tool schemas the compiler rejects."""
+        from qcoder.engine.structured import Constraint
+
+        constraint = Constraint.tool_call(tools, allow_text=True)
+        try:
+            self._llm.engine.structured.check(constraint)
+        except QcoderError:
+            return None
+        return constraint
 
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenizer.encode(text))

@@ -140,10 +140,13 @@ def test_tool_choice_none_leaves_text_alone(scripted):
     assert reply.choices[0].finish_reason == "stop"
 
 
-def test_required_without_a_call_returns_the_text(scripted):
-    reply = scripted.chat("I would rather not.", tools=[WEATHER], tool_choice="required")
-    assert reply.choices[0].message.content == "I would rather not."
-    assert reply.choices[0].finish_reason == "stop"
+def test_required_and_named_calls_in_the_model_format_pass_the_constraint(scripted):
+    """tool_choice required/named constrain decoding to one call (tests/serve/test_serve_structured.py); a model
+    that writes the call in its own format, as the template teaches, gets it through token for token."""
+    reply = scripted.chat(FORMATS[scripted.format][0], tools=[WEATHER], tool_choice="required")
+    (call,) = reply.choices[0].message.tool_calls
+    assert json.loads(call.function.arguments) == {"city": "Paris", "days": 3}
+    assert reply.choices[0].finish_reason == "tool_calls"
     named = scripted.chat(
         FORMATS[scripted.format][0],
         tools=[WEATHER, TIME],

@@ -16,6 +16,8 @@ text from the stop string on is dropped; while streaming, the last len(longest s
 held back so a stop string is never half-emitted), max_tokens and the context window ("length").
 Thinking budget: inside <think> (opened by the prompt's generation prompt or by the model), after
 `thinking_budget` tokens the engine feeds the tokens of "\\n</think>\\n\\n" one per step instead of sampling.
+Structured output (params.constraint, see structured.py): outside <think>, sampled tokens are masked to the
+request's grammar, the masks computed while the forward runs; the request stops ("stop") when the grammar is complete.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from qcoder.engine.kv_cache import BlockManager, default_kv_cache_memory, kv_cac
 from qcoder.engine.markers import THINK_CLOSE, THINK_OPEN
 from qcoder.engine.sampling import Logprobs, Sampler, SampleRow, SamplingParams, SeenTokens
 from qcoder.engine.scheduler import ScheduledSeq, Scheduler, Sequence
+from qcoder.engine.structured import GrammarMatcher, StructuredDecoding
 from qcoder.engine.tokenizer import IncrementalDecoder, Tokenizer
 from qcoder.errors import QcoderError
 
@@ -64,6 +67,7 @@ class _Request:
     thinking_tokens: int = 0
     forced: list[int] = field(default_factory=list)  # tokens to feed instead of sampling (thinking budget)
     seen: SeenTokens = field(default_factory=SeenTokens)  # distinct tokens so far (repetition penalty)
+    matcher: GrammarMatcher | None = None  # structured output: where the output is in its grammar
 
 
 DTYPES = {
@@ -169,6 +173,7 @@ class LLMEngine:
         self.scheduler = Scheduler(self.block_manager, max_num_seqs, max_num_batched_tokens)
         self.kv_caches = allocate_kv_cache(config, capacity, self.kv_dtype, self.device)
         self.sampler = Sampler()
+        self.structured = StructuredDecoding(tokenizer, config.vocab_size)
         self.requests: dict[str, _Request] = {}
         self.eos_token_ids = set(tokenizer.eos_token_ids)
         self.think_start = tokenizer.token_to_id(THINK_OPEN)
@@ -207,6 +212,7 @@ class LLMEngine:
             raise QcoderError(f"request id {request_id!r} is already running")
         room = self.max_model_len - len(prompt)
         seq = Sequence(request_id, prompt, len(prompt), params, min(params.max_tokens or room, room))
+        matcher = self.structured.matcher(params.constraint) if params.constraint is not None else None
         generator = None
         if params.seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(params.seed)
@@ -216,6 +222,7 @@ class LLMEngine:
             generator=generator,
             max_stop_len=max((len(s) for s in params.stop), default=0),
             thinking=self.opens_thinking(prompt),
+            matcher=matcher,
         )
         self.scheduler.add(seq)
 
@@ -273,10 +280,17 @@ class LLMEngine:
         if not plan:
             return []
         batch = self._build_batch(plan)
+        sampling = [self.requests[item.seq.request_id] for item in plan if item.samples]
+        rows = [self._sample_row(req) for req in sampling]
+        masks = self.structured.start_masks(  # filled in a worker thread while the model runs
+            [(i, req.matcher) for i, req in enumerate(sampling) if self._constrained(req, rows[i])]
+        )
         with torch.inference_mode():
             logits = self.model(batch, self.kv_caches)
-        sampling = [self.requests[item.seq.request_id] for item in plan if item.samples]
-        tokens, logprobs = self.sampler(logits, [self._sample_row(req) for req in sampling]) if sampling else ([], [])
+        if masks is not None:
+            for i, mask in masks.result().items():
+                rows[i].token_mask = mask
+        tokens, logprobs = self.sampler(logits, rows) if sampling else ([], [])
 
         for item in plan:
             start = item.seq.num_computed_tokens
@@ -285,7 +299,10 @@ class LLMEngine:
             )
         self.scheduler.update(plan)
         self.counters["steps"] += 1
-        return [self._append(req, token, lp) for req, token, lp in zip(sampling, tokens, logprobs, strict=True)]
+        return [
+            self._append(req, token, lp, row.token_mask is not None)
+            for req, row, token, lp in zip(sampling, rows, tokens, logprobs, strict=True)
+        ]
 
     def _build_batch(self, plan: list[ScheduledSeq]):
         from qcoder.model.qwen import ForwardBatch
@@ -322,9 +339,16 @@ class LLMEngine:
             req.seen,
         )
 
-    def _append(self, req: _Request, token: int, logprobs: Logprobs | None) -> RequestOutput:
+    @staticmethod
+    def _constrained(req: _Request, row: SampleRow) -> bool:
+        """Whether this step's token is under the request's grammar: not while thinking, not a forced token."""
+        return req.matcher is not None and not req.thinking and row.forced_token is None
+
+    def _append(self, req: _Request, token: int, logprobs: Logprobs | None, constrained: bool) -> RequestOutput:
         seq, params = req.seq, req.seq.params
         seq.token_ids.append(token)
+        if constrained:
+            req.matcher.advance(token)
         self.counters["generation_tokens"] += 1
         if req.forced:
             req.forced.pop(0)
@@ -345,6 +369,8 @@ class LLMEngine:
             if hits:
                 req.text = req.text[: min(hits)]
                 finish_reason = "stop"
+        if finish_reason is None and constrained and req.matcher.finished:
+            finish_reason = "stop"  # the grammar is complete: only end-of-sequence could follow
         if finish_reason is None and len(seq.token_ids) - seq.num_prompt_tokens >= seq.max_tokens:
             finish_reason = "length"
         if finish_reason is not None and not hits:

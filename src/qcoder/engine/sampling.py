@@ -4,6 +4,7 @@ One `Sampler` call turns a step's logits [B, vocab] into one token per row, each
 parameters. The order of operations follows Hugging Face `generate`:
 
   repetition penalty (prompt + output tokens) -> presence / frequency penalties (output tokens)
+  -> grammar mask (structured output: forbidden tokens get -inf)
   -> greedy (temperature == 0) or: temperature -> top_k -> top_p -> min_p -> sample.
 
 Logprobs are the model's raw log-softmax (before penalties and temperature), the convention vLLM and
@@ -15,10 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
 from qcoder.errors import QcoderError
+
+if TYPE_CHECKING:
+    from qcoder.engine.structured import Constraint
+
 
 # The request-level sampling fields, by the names SamplingParams, the server's requests and the CLI share.
 # The OpenAI API's own fields, then the extensions vLLM also takes (sent as extra_body by an OpenAI client).
@@ -57,6 +63,7 @@ class SamplingParams:
     logprobs: int | None = None  # None = off; N >= 0 = the sampled token's logprob plus the top N
     thinking_budget: int | None = None  # max tokens inside <think>...</think> before "</think>" is forced
     skip_special_tokens: bool = True
+    constraint: Constraint | None = None  # structured output: the text must match it (qcoder.engine.structured)
 
     def __post_init__(self):
         if isinstance(self.stop, str):
@@ -142,6 +149,7 @@ class SampleRow:
     generator: torch.Generator | None = None  # set when params.seed is given
     forced_token: int | None = None  # emit this token instead of sampling (thinking budget)
     seen: SeenTokens | None = None  # the request's distinct tokens so far (else computed from token_ids)
+    token_mask: torch.Tensor | None = None  # structured output: the allowed tokens as a bitmask (int32 words)
 
 
 Logprobs = tuple[float, list[tuple[int, float]]]  # (sampled token's logprob, top-N [(token_id, logprob)])
@@ -158,6 +166,13 @@ class Sampler:
             r.params.repetition_penalty != 1 or r.params.presence_penalty or r.params.frequency_penalty for r in rows
         ):
             logits = self._apply_penalties(logits.clone(), rows)
+        masked = [i for i, r in enumerate(rows) if r.token_mask is not None]
+        if masked:  # only the constrained rows are touched
+            from qcoder.engine.structured import apply_bitmask
+
+            index = torch.tensor(masked, device=logits.device)
+            allowed = apply_bitmask(logits[index], torch.stack([rows[i].token_mask for i in masked]))
+            logits = logits.index_put((index,), allowed)  # out of place: the model's logits are inference tensors
         tokens = self._sample(logits, rows)
         for i, row in enumerate(rows):
             if row.forced_token is not None:

@@ -182,6 +182,11 @@ class Tokenizer:
     def id_to_token(self, token_id: int) -> str | None:
         return self._backend.id_to_token(token_id)
 
+    @property
+    def special_token_ids(self) -> set[int]:
+        """Control tokens (<|im_end|>, ...): dropped by decode(skip_special_tokens=True). <tool_call>, <think> are text."""
+        return {i for i, t in self._backend.get_added_tokens_decoder().items() if t.special}
+
     def token_bytes(self, token_id: int) -> bytes:
         """The raw bytes one token stands for (a byte-level token may hold part of a UTF-8 character).
 
@@ -225,7 +230,7 @@ class IncrementalDecoder:
     def __init__(self, tokenizer: Tokenizer, skip_special_tokens: bool = False):
         self._tokenizer = tokenizer
         self._skip_special = skip_special_tokens
-        self._special_ids = {i for i, t in tokenizer._backend.get_added_tokens_decoder().items() if t.special}
+        self._special_ids = tokenizer.special_token_ids
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def add(self, token_id: int) -> str:

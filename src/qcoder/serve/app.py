@@ -101,7 +101,7 @@ def create_app(state: ServerState) -> FastAPI:
         check_model(req.model)
         state.check_capacity(req.n)
         prompt = await run_in_threadpool(chat.prepare_prompt, state, req)  # long prompts: keep the loop free
-        params = chat.sampling_params(state, req, prompt)
+        params = await run_in_threadpool(chat.sampling_params, state, req, prompt)  # compiles any constraint
         generation = Generation(state, [(prompt.token_ids, p) for p in params], "chat")
         if req.stream:
             return _sse(chat.stream(state, req, prompt, generation))

@@ -7,8 +7,9 @@ a stream is parsed as it grows, so a call is sent as soon as its name is known, 
 tool_choice semantics (documented choices, OpenAI-compatible where a text model can be):
 - "none": the template is not shown the tools and the output is never parsed for calls.
 - "auto" (default with tools): calls are parsed out when the model makes them.
-- "required" / a named function: validated against `tools`, then served like "auto"; the engine has no
-  constrained decoding, so if the model answers without a call the answer is returned as it is.
+- "required" / a named function: enforced by structured decoding (serve/constraints.py): the reply is exactly one
+  call of an offered (or the named) tool, in the model's format, with arguments valid against its schema.
+response_format json_object / json_schema and vLLM's guided_* extras constrain the text the same way.
 - parallel_tool_calls false: only the first call is returned.
 A call that is malformed or cut off comes back as content with finish_reason "stop" (a stream may already have
 announced it by name; its arguments then stay incomplete).
@@ -25,7 +26,7 @@ from qcoder.engine.assistant import finish_reason, parse_assistant
 from qcoder.engine.chat_template import TEXT_PART_TYPES
 from qcoder.engine.reasoning import ReasoningStream
 from qcoder.engine.tool_parsers import ArgumentsDelta, ContentDelta, ToolCallStart
-from qcoder.serve import convert
+from qcoder.serve import constraints, convert
 from qcoder.serve.errors import bad_request
 from qcoder.serve.generation import Generation
 from qcoder.serve.protocol import (
@@ -124,8 +125,10 @@ def _check_tools(req: ChatCompletionRequest) -> list[dict] | None:
 
 
 def sampling_params(state: ServerState, req: ChatCompletionRequest, prompt: ChatPrompt) -> list:
+    """One SamplingParams per choice, with the request's structured-output constraint (compiled: may take a while)."""
     logprobs = (req.top_logprobs or 0) if req.logprobs else None
-    return convert.params_for(state, req, len(prompt.token_ids), req.output_limit, logprobs, req.budget)
+    constraint = constraints.for_request(state, req, prompt.tools)
+    return convert.params_for(state, req, len(prompt.token_ids), req.output_limit, logprobs, req.budget, constraint)
 
 
 # ---------------------------------------------------------------- one choice's output

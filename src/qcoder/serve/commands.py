@@ -89,6 +89,7 @@ def run(args) -> int:
     if args.max_model_len:
         opts["max_model_len"] = args.max_model_len
     engine = LLMEngine(model, dtype=args.dtype, quant=args.quant, threads=args.threads, **opts)
+    engine.structured.warm_up_in_background()  # the first structured-output request need not wait for it
     state = ServerState.for_engine(
         AsyncLLMEngine(engine),
         engine,

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
-from qcoder.serve import convert
+from qcoder.serve import constraints, convert
 from qcoder.serve.errors import bad_request
 from qcoder.serve.generation import Generation
 from qcoder.serve.protocol import CompletionChoice, CompletionLogprobs, CompletionRequest, CompletionResponse, random_id
@@ -38,9 +38,10 @@ def prompts_of(state: ServerState, req: CompletionRequest) -> list[list[int]]:
 def sequences_of(state: ServerState, req: CompletionRequest) -> list[tuple[list[int], object]]:
     if req.echo and req.logprobs is not None:
         raise bad_request("echo with logprobs is not supported (prompt logprobs are not computed)", param="echo")
+    constraint = constraints.for_request(state, req)
     sequences = []
     for ids in prompts_of(state, req):
-        for params in convert.params_for(state, req, len(ids), req.max_tokens, req.logprobs):
+        for params in convert.params_for(state, req, len(ids), req.max_tokens, req.logprobs, constraint=constraint):
             sequences.append((ids, params))
     return sequences
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from qcoder.engine.sampling import SamplingParams, sampling_fields
+from qcoder.engine.structured import Constraint
 from qcoder.serve.errors import bad_request
 from qcoder.serve.protocol import CompletionLogprobs, SamplingFields, TokenLogprob, TopLogprob, Usage, UsageDetails
 from qcoder.serve.state import ServerState
@@ -18,6 +19,7 @@ def params_for(
     max_tokens: int | None,
     logprobs: int | None,
     thinking_budget: int | None = None,
+    constraint: Constraint | None = None,
 ) -> list[SamplingParams]:
     """One SamplingParams per choice. Unset fields take the checkpoint's generation_config defaults.
 
@@ -33,7 +35,9 @@ def params_for(
             code="context_length_exceeded",
         )
     fields = {**sampling_fields(req), "max_tokens": min(max_tokens or room, room)}
-    base = state.engine.default_params(**fields, logprobs=logprobs, thinking_budget=thinking_budget)
+    base = state.engine.default_params(
+        **fields, logprobs=logprobs, thinking_budget=thinking_budget, constraint=constraint
+    )
     # n choices from one seed would be n copies: choice i samples with seed + i.
     return [dataclasses.replace(base, seed=None if req.seed is None else req.seed + i) for i in range(req.n)]
 
