@@ -13,10 +13,10 @@ HUMANEVAL_TIMEOUT_S = 10.0
 
 
 class Checker:
-    def __init__(self, bench: str, limits: sandbox.Limits | None = None):
+    def __init__(self, bench: str, isolate: bool = True):
         self.bench = bench
-        self.limits = limits or sandbox.Limits(timeout_s=HUMANEVAL_TIMEOUT_S)
-        self.plus = PlusChecker(limits) if bench != "humaneval" else None
+        self.limits = sandbox.Limits(timeout_s=HUMANEVAL_TIMEOUT_S, isolate=isolate)
+        self.plus = PlusChecker(sandbox.Limits(isolate=isolate)) if bench != "humaneval" else None
 
     def check(self, task: Task, code: str) -> Verdict:
         if self.plus is not None:

@@ -42,6 +42,11 @@ def register(subparsers) -> None:
                    "agent: a folder of task folders (e.g. benchmarks/agent_tasks)")
     p.add_argument("--languages", help="polyglot: comma-separated languages (default: all with a toolchain)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="run samples even where the sandbox cannot isolate them (no network/file-system isolation; "
+                   "stated in the summary). Without it, a machine that cannot isolate refuses to run samples")
+    p.add_argument("--allow-errors", action="store_true",
+                   help="exit 0 even when samples or agent runs errored (request failed, sandbox could not start)")
     agent = p.add_argument_group("agent")
     agent.add_argument("--instances", help="SWE-bench-style instance JSONL (local repo path + base_commit)")
     agent.add_argument("--runs", type=int, default=1, help="runs per task (default 1)")
@@ -49,7 +54,6 @@ def register(subparsers) -> None:
                        "task's workspace, with {task} (the task text, quoted), {task_file} or {workspace} filled in")
     agent.add_argument("--timeout", type=float, help="seconds per agent run (default 900; a task.toml may set its own)")
     agent.add_argument("--max-turns", type=int, help="qcoder's model calls per run (default: the agent's own)")
-    agent.add_argument("--allow-errors", action="store_true", help="exit 0 even when some runs errored")
     agent.add_argument("--keep", action="store_true", help="keep each run's workspace (paths in agent.jsonl)")
     agent.add_argument("--check", action="store_true", help="check the task folders instead of running an agent: "
                        "tests fail as shipped, pass after reference.patch, which leaves the tests alone")
@@ -82,9 +86,22 @@ def run(args) -> int:
     generator = _generator(args, sampling)
     settings = {"model": generator.model, "base_url": args.base_url, "protocol": type(generator).__name__,
                 "quant": None if args.base_url else args.quant, "temperature": temperature, "top_p": args.top_p, "max_tokens": args.max_tokens}
-    config = RunConfig(args.bench, args.n, output, args.resume, args.exec_workers, not args.no_progress)
-    run_benchmark(dataset, selected, generator, config, settings)
+    config = RunConfig(args.bench, args.n, output, args.resume, args.exec_workers, not args.no_progress,
+                       isolate=not args.no_sandbox)
+    summary = run_benchmark(dataset, selected, generator, config, settings)
     print(f"results in {output}/ (samples.jsonl, summary.json, pass_at_k.png)")
+    return _exit_status(summary, args)
+
+
+def _exit_status(summary: dict, args) -> int:
+    """1 when the run's numbers rest on errored samples (unless --allow-errors), else 0."""
+    import sys
+
+    for problem in summary["problems"]:
+        print(f"qcoder: eval: {problem}", file=sys.stderr)
+    if summary["problems"] and not args.allow_errors:
+        print("qcoder: eval: not a valid score (fix the errors and --resume, or pass --allow-errors)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -114,9 +131,10 @@ def _run_polyglot(args, output: Path, names: list[str] | None, temperature: floa
     languages = [lang for lang in (args.languages or "").split(",") if lang] or None
     exercises = polyglot.discover(Path(args.dir), languages, names, args.limit)
     sampling = {"temperature": temperature, "max_tokens": args.max_tokens}
-    polyglot.run(exercises, client, output, sampling=sampling, workers=args.workers, resume=args.resume)
+    summary = polyglot.run(exercises, client, output, sampling=sampling, workers=args.workers, resume=args.resume,
+                           isolate=not args.no_sandbox)
     print(f"results in {output}/ (polyglot.jsonl, summary.json, polyglot.png)")
-    return 0
+    return _exit_status(summary, args)
 
 
 def _run_agent(args, output: Path, names: list[str] | None) -> int:

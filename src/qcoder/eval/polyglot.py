@@ -5,7 +5,8 @@ whose `files` lists `solution` (the stubs the model rewrites), `test` and `examp
 never shown and never copied). The model sees the instructions and the stubs and answers with each
 file's full new content; the tests run in the sandbox with the language's test command; on failure the
 test output goes back for a second try. Reported: pass_rate_1, pass_rate_2 and well_formed (the share
-of responses that gave every solution file).
+of responses that gave every solution file), over the exercises that were scored; an exercise whose
+request failed or whose sandbox could not start is an error, counted beside them and retried by --resume.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from qcoder.errors import QcoderError
@@ -130,7 +131,7 @@ def parse_files(response: str, names: list[str]) -> dict[str, str] | None:
     return files if len(files) == len(names) else None
 
 
-def run_tests(ex: Exercise, files: dict[str, str]) -> sandbox.SandboxResult:
+def run_tests(ex: Exercise, files: dict[str, str], isolate: bool = True) -> sandbox.SandboxResult:
     workdir_files = {}
     for path in ex.path.rglob("*"):
         rel = path.relative_to(ex.path)
@@ -139,11 +140,11 @@ def run_tests(ex: Exercise, files: dict[str, str]) -> sandbox.SandboxResult:
     workdir_files.update(files)
     toolchain = TOOLCHAINS[ex.language]
     env, reveal = toolchain.environment()
-    limits = sandbox.Limits(timeout_s=TEST_TIMEOUT_S)
+    limits = sandbox.Limits(timeout_s=TEST_TIMEOUT_S, isolate=isolate)
     return sandbox.run(list(toolchain.command), files=workdir_files, limits=limits, env=env, reveal=reveal)
 
 
-def attempt(ex: Exercise, client, sampling: dict) -> dict:
+def attempt(ex: Exercise, client, sampling: dict, isolate: bool = True) -> dict:
     current = {name: (ex.path / name).read_text() for name in ex.solution}
     messages = [{"role": "user", "content": first_prompt(ex, current)}]
     row = {"language": ex.language, "exercise": ex.name, "responses": 0, "well_formed": 0, "tokens": 0,
@@ -152,8 +153,9 @@ def attempt(ex: Exercise, client, sampling: dict) -> dict:
     for try_number in (1, 2):
         try:
             resp = client.chat(messages, **sampling)
-        except Exception as exc:  # noqa: BLE001 - a failed request fails this exercise, not the run
+        except Exception as exc:  # noqa: BLE001 - a failed request makes this exercise an error, not the run
             row["error"] = f"request failed: {type(exc).__name__}: {exc}"
+            row["status"] = "error"
             break
         row["responses"] += 1
         row["tokens"] += (resp.usage or {}).get("completion_tokens", 0)
@@ -161,9 +163,12 @@ def attempt(ex: Exercise, client, sampling: dict) -> dict:
         if edited is not None:
             row["well_formed"] += 1
             current = edited
-        result = run_tests(ex, current)
+        result = run_tests(ex, current, isolate)
         row["test_output"] = (result.stdout + result.stderr)[-FEEDBACK_CHARS:]
         row["status"] = result.status
+        if result.status == "sandbox_error":
+            row["error"] = f"sandbox: {result.reason}"
+            break
         if result.status == "pass":
             row["passed_1"] = try_number == 1
             row["passed_2"] = True
@@ -176,45 +181,54 @@ def attempt(ex: Exercise, client, sampling: dict) -> dict:
 
 def summarize(rows: list[dict], settings: dict) -> dict:
     def rates(subset: list[dict]) -> dict:
-        total, responses = len(subset), sum(r["responses"] for r in subset)
-        return {"exercises": total,
-                "pass_rate_1": sum(r["passed_1"] for r in subset) / total if total else None,
-                "pass_rate_2": sum(r["passed_2"] for r in subset) / total if total else None,
-                "well_formed": sum(r["well_formed"] for r in subset) / responses if responses else None}
+        scored = [r for r in subset if not report.is_error(r)]
+        total, responses = len(scored), sum(r["responses"] for r in scored)
+        return {"exercises": total, "errors": len(subset) - total,
+                "pass_rate_1": sum(r["passed_1"] for r in scored) / total if total else None,
+                "pass_rate_2": sum(r["passed_2"] for r in scored) / total if total else None,
+                "well_formed": sum(r["well_formed"] for r in scored) / responses if responses else None}
 
     languages = sorted({r["language"] for r in rows})
+    tokens = sum(r["tokens"] for r in rows)
     return {"benchmark": "polyglot", "settings": settings, **rates(rows),
             "languages": {lang: rates([r for r in rows if r["language"] == lang]) for lang in languages},
-            "completion_tokens": sum(r["tokens"] for r in rows)}
+            "completion_tokens": tokens, "problems": report.run_problems(rows, tokens)}
 
 
 def run(exercises: list[Exercise], client, output: Path, *, sampling: dict, workers: int = 4,
-        resume: bool = False, progress: bool = True) -> dict:
+        resume: bool = False, progress: bool = True, isolate: bool = True) -> dict:
     output.mkdir(parents=True, exist_ok=True)
     path = output / "polyglot.jsonl"
     if path.exists() and path.stat().st_size and not resume:
         raise QcoderError(f"{path} already has results; pass --resume to continue it or choose another --output")
-    done = {f"{r['language']}/{r['exercise']}": r for r in _read(path)}
+    done = {f"{r['language']}/{r['exercise']}" for r in _read(path) if not report.is_error(r)}
     todo = [ex for ex in exercises if ex.key not in done]
     lock = threading.Lock()
 
     def one(ex: Exercise) -> None:
-        row = attempt(ex, client, sampling)
+        row = attempt(ex, client, sampling, isolate)
         with lock, path.open("a") as f:
             f.write(json.dumps(row) + "\n")
             if progress:
-                print(f"{ex.key}: {'pass' if row['passed_1'] else 'pass (2nd try)' if row['passed_2'] else 'fail'}",
-                      file=sys.stderr)
+                print(f"{ex.key}: {_outcome(row)}", file=sys.stderr)
 
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="polyglot") as pool:
         list(pool.map(one, todo))
     keys = {ex.key for ex in exercises}
-    rows = [r for r in _read(path) if f"{r['language']}/{r['exercise']}" in keys]
+    latest = {f"{r['language']}/{r['exercise']}": r for r in _read(path)}  # a retried exercise: its last row
+    rows = [row for key, row in latest.items() if key in keys]
     summary = summarize(rows, {"model": getattr(client, "model", None), **sampling})
+    summary["sandbox"] = asdict(sandbox.probe(sandbox.Limits(timeout_s=30, isolate=isolate)))
     (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     report.plot_polyglot(summary, output / "polyglot.png")
     _print(summary)
     return summary
+
+
+def _outcome(row: dict) -> str:
+    if report.is_error(row):
+        return f"error ({row['error'][:120]})"
+    return "pass" if row["passed_1"] else "pass (2nd try)" if row["passed_2"] else "fail"
 
 
 def _read(path: Path) -> list[dict]:
@@ -233,9 +247,11 @@ def _print(summary: dict) -> None:
     from rich.table import Table
 
     table = Table(title=f"polyglot: {summary['exercises']} exercises")
-    for column in ("language", "exercises", "pass_rate_1", "pass_rate_2", "well_formed"):
+    for column in ("language", "exercises", "pass_rate_1", "pass_rate_2", "well_formed", "errors"):
         table.add_column(column, justify="left" if column == "language" else "right")
     for lang, r in [*summary["languages"].items(), ("all", summary)]:
         cells = [f"{r[c]:.1%}" if r[c] is not None else "-" for c in ("pass_rate_1", "pass_rate_2", "well_formed")]
-        table.add_row(lang, str(r["exercises"]), *cells)
-    Console().print(table)
+        table.add_row(lang, str(r["exercises"]), *cells, report.errors_cell(r["errors"]))
+    console = Console()
+    console.print(table)
+    report.print_sandbox_and_problems(console, summary)

@@ -10,7 +10,26 @@ from pathlib import Path
 from qcoder.eval.datasets import Dataset, Task
 from qcoder.eval.passk import mean_pass_at_k, reportable_ks
 
-STATUS_ORDER = ("pass", "fail", "timeout", "memory", "crash", "sandbox_error")
+STATUS_ORDER = ("pass", "fail", "timeout", "memory", "crash", "error", "sandbox_error")
+# Outcomes that say nothing about the model's answer (a request failed, the sandbox could not start, the
+# harness broke): such a sample is not scored, it is counted as an error next to the scores.
+ERROR_STATUSES = ("error", "sandbox_error")
+
+
+def is_error(row: dict) -> bool:
+    return row.get("status") in ERROR_STATUSES
+
+
+def run_problems(rows: list[dict], tokens: int) -> list[str]:
+    """Why a run's numbers cannot be trusted as they stand; [] when they can."""
+    problems = []
+    errored = [r for r in rows if is_error(r)]
+    if errored:
+        first = errored[0].get("error", "")[:200]
+        problems.append(f"{len(errored)} of {len(rows)} samples errored (not scored); first: {first}")
+    if rows and tokens == 0:
+        problems.append("the completions total 0 tokens: no answer was ever generated")
+    return problems
 
 
 class ProgressTracker:
@@ -48,8 +67,9 @@ class ProgressTracker:
             self.done += 1
             self.checked_now += 1
             self.passed += bool(self.is_pass(row))
+            self.checked_now -= is_error(row)  # the live pass rate is over scored samples
             if self.progress:
-                rate = f"{self.passed / self.checked_now:.1%}"
+                rate = f"{self.passed / self.checked_now:.1%}" if self.checked_now else "-"
                 tps = f"{self.tokens / max(time.monotonic() - self.start, 1e-9):.1f}"
                 self.progress.update(self.bar, completed=self.done, rate=rate, tps=tps)
 
@@ -60,18 +80,23 @@ def summarize(bench: str, tasks: list[Task], rows: dict[tuple[str, int], dict], 
     metrics = ("base", "plus") if bench != "humaneval" else ("base",)
     per_task = {}
     for task_id, samples in task_rows.items():
-        per_task[task_id] = {"n": len(samples)} | {m: sum(bool(r[m]) for r in samples) for m in metrics}
+        scored = [r for r in samples if not is_error(r)]
+        per_task[task_id] = {"n": len(scored), "errors": len(samples) - len(scored)} | {
+            m: sum(bool(r[m]) for r in scored) for m in metrics}
     results = {}
     for metric in metrics:
         counts = [(v["n"], v[metric]) for v in per_task.values() if v["n"]]
         results[metric] = {f"pass@{k}": mean_pass_at_k(counts, k) for k in reportable_ks(n)}
     all_rows = [r for samples in task_rows.values() for r in samples]
+    tokens = sum(r["completion_tokens"] for r in all_rows)
+    errors = sum(map(is_error, all_rows))
     return {
         "benchmark": bench, "dataset": {"path": str(dataset.path), "sha256": dataset.sha256},
         "settings": settings, "tasks": len(tasks), "samples_per_task": n, "samples": len(all_rows),
-        "results": results,
+        "results": results, "scored": len(all_rows) - errors, "errors": errors,
+        "problems": run_problems(all_rows, tokens),
         "statuses": {s: sum(r["status"] == s for r in all_rows) for s in STATUS_ORDER},
-        "completion_tokens": sum(r["completion_tokens"] for r in all_rows),
+        "completion_tokens": tokens,
         "per_task": per_task,
     }
 
@@ -91,15 +116,28 @@ def print_table(summary: dict) -> None:
     ks = list(next(iter(summary["results"].values())))
     for k in ks:
         table.add_column(k, justify="right")
+    table.add_column("scored", justify="right")
+    table.add_column("errors", justify="right")
     for metric, values in summary["results"].items():
         table.add_row(_metric_name(summary["benchmark"], metric),
-                      *[f"{values[k]:.1%}" if values[k] is not None else "-" for k in ks])
+                      *[f"{values[k]:.1%}" if values[k] is not None else "-" for k in ks],
+                      str(summary["scored"]), errors_cell(summary["errors"]))
     console = Console()
     console.print(table)
     statuses = ", ".join(f"{s} {c}" for s, c in summary["statuses"].items() if c)
     console.print(f"samples: {summary['samples']} ({statuses}); completion tokens: {summary['completion_tokens']}")
+    print_sandbox_and_problems(console, summary)
+
+
+def print_sandbox_and_problems(console, summary: dict) -> None:
     for note in summary.get("sandbox", {}).get("notes", []):
         console.print(f"[yellow]sandbox: {note}[/yellow]")
+    for problem in summary["problems"]:
+        console.print(f"[bold red]error: {problem}[/bold red]")
+
+
+def errors_cell(count: int) -> str:
+    return f"[bold red]{count}[/bold red]" if count else "0"
 
 
 def plot(summary: dict, path: Path) -> None:

@@ -1,7 +1,9 @@
 """A benchmark run: generate, sanitize, check in the sandbox, one JSONL row per sample, then summarize.
 
 Generation (threads or engine batches) feeds an execution pool; rows are appended as verdicts come
-in, so an interrupted run loses nothing and `resume=True` skips the samples already recorded.
+in, so an interrupted run loses nothing and `resume=True` skips the samples already scored (errored
+ones are tried again). A sample whose request, sandbox or checking failed for reasons outside the
+model's answer is an "error", never a "fail": it is left out of pass@k and counted beside it.
 """
 
 from __future__ import annotations
@@ -33,13 +35,14 @@ class RunConfig:
     resume: bool = False
     exec_workers: int = max(1, os.cpu_count() or 1)
     progress: bool = True
+    isolate: bool = True  # False: --no-sandbox
 
 
 def run_benchmark(dataset: Dataset, tasks: list[Task], generator, config: RunConfig, settings: dict) -> dict:
     samples_path = _prepare_output(config)
-    done = _read_rows(samples_path)
+    done = {key for key, row in _read_rows(samples_path).items() if not report.is_error(row)}
     jobs = [Job(t, i) for t in tasks for i in range(config.n) if (t.task_id, i) not in done]
-    checker = Checker(config.bench)
+    checker = Checker(config.bench, isolate=config.isolate)
     writer = _RowWriter(samples_path)
     tracker = report.ProgressTracker(len(tasks) * config.n, len(tasks) * config.n - len(jobs), config.progress)
     with tracker, ThreadPoolExecutor(config.exec_workers, thread_name_prefix="eval-exec") as pool:
@@ -53,7 +56,7 @@ def run_benchmark(dataset: Dataset, tasks: list[Task], generator, config: RunCon
             future.result()  # re-raise anything unexpected from the pool
     rows = _read_rows(samples_path)
     summary = report.summarize(config.bench, tasks, rows, config.n, dataset, settings)
-    summary["sandbox"] = asdict(sandbox.probe())
+    summary["sandbox"] = asdict(sandbox.probe(sandbox.Limits(timeout_s=30, isolate=config.isolate)))
     report.write_all(summary, config.output)
     return summary
 
@@ -71,13 +74,15 @@ def sample_row(job: Job, completion: Completion, code: str, verdict: Verdict, ex
 def _evaluate(checker: Checker, job: Job, completion: Completion, code_prefix: str) -> dict:
     start = time.monotonic()
     if completion.error:
-        return sample_row(job, completion, "", Verdict("fail", False, None, f"request failed: {completion.error}"),
+        return sample_row(job, completion, "", Verdict("error", False, None, f"request failed: {completion.error}"),
                           0.0)
     code = sanitize(code_prefix + completion.text, job.task.entry_point, job.task.prompt)
     try:
         verdict = checker.check(job.task, code)
     except CanonicalFailed as exc:
-        verdict = Verdict("sandbox_error", False, None, str(exc))
+        verdict = Verdict("error", False, None, str(exc))
+    except Exception as exc:  # noqa: BLE001 - a harness failure is this sample's error, not its score
+        verdict = Verdict("error", False, None, f"harness error: {type(exc).__name__}: {exc}")
     if checker.plus is None:
         verdict.plus = None
     return sample_row(job, completion, code, verdict, time.monotonic() - start)

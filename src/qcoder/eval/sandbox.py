@@ -124,9 +124,12 @@ def run_python(code: str, *, args: tuple[str, ...] = (), files: dict[str, str | 
     return run([sys.executable, "-I", *guard_argv, "main.py", *args], files=files, limits=limits, collect=collect)
 
 
-def probe() -> Isolation:
-    """What isolation a sandboxed program gets on this machine."""
-    return run([sys.executable, "-I", "-c", "pass"], limits=Limits(timeout_s=30)).isolation
+def probe(limits: Limits | None = None) -> Isolation:
+    """What isolation a sandboxed program gets on this machine (with these limits)."""
+    result = run([sys.executable, "-I", "-c", "pass"], limits=limits or Limits(timeout_s=30))
+    if result.status == "sandbox_error":
+        result.isolation.notes.append(f"the sandbox cannot start: {result.reason}")
+    return result.isolation
 
 
 _uids_in_use: set[int] = set()
