@@ -1,12 +1,11 @@
 """Each misbehaviour is caught and reported, and neither the harness nor the machine is harmed.
+(Isolation itself, file system and network: test_isolation.py.)
 
 The bombs run with small limits, and only after a harmless probe showed the same limit is enforced.
 """
 
 import os
-import socket
 import sys
-import uuid
 
 import pytest
 
@@ -70,39 +69,6 @@ def test_huge_output_is_cut():
     result = run_python("import sys\nwhile True:\n    sys.stdout.write('x' * 65536)", limits=SMALL)
     assert result.status == "crash" and "file-size limit" in result.reason
     assert len(result.stdout) < 5000 and "more bytes not kept" in result.stdout
-
-
-def test_writes_outside_the_work_dir_fail_or_vanish(tmp_path):
-    probe = run_python("pass", limits=SMALL)
-    if probe.isolation.uid is None and not probe.isolation.private_tmp:
-        pytest.skip(f"neither a private uid nor a private /tmp here: {probe.isolation.notes}")
-    targets = [tmp_path / "escaped.txt", f"/tmp/qcoder-escape-{uuid.uuid4().hex}",
-               f"/var/tmp/qcoder-escape-{uuid.uuid4().hex}"]
-    code = "import sys\nfor path in sys.argv[1:]:\n    try:\n        open(path, 'w').write('x')\n" \
-           "    except OSError as exc:\n        print('blocked', path, exc)\n"
-    result = sandbox.run([sys.executable, "-I", "main.py", *map(str, targets)], files={"main.py": code}, limits=SMALL)
-    assert result.status == "pass", result.stderr
-    for target in targets:
-        assert not os.path.exists(target), f"{target} escaped the sandbox"
-
-
-def test_network_is_blocked_or_reported():
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    server.setblocking(False)
-    port = server.getsockname()[1]
-    code = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=3)\nprint('connected')"
-    result = run_python(code, limits=SMALL)
-    try:
-        if result.isolation.network:
-            assert result.status == "fail" and "connected" not in result.stdout
-            with pytest.raises(BlockingIOError):
-                server.accept()
-        else:
-            assert any("network isolation unavailable" in note for note in result.isolation.notes)
-    finally:
-        server.close()
 
 
 def test_killing_the_harness_fails(tmp_path):
