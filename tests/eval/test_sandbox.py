@@ -5,9 +5,6 @@ The bombs run with small limits, and only after a harmless probe showed the same
 """
 
 import os
-import sys
-
-import pytest
 
 from qcoder.eval import sandbox
 from qcoder.eval.sandbox import Limits, run_python
