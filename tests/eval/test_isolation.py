@@ -125,3 +125,9 @@ def test_refuses_to_run_when_namespaces_are_unavailable(open_dir):
     status, reason = proc.stdout.strip().split(" | ")
     assert status == "sandbox_error" and "unshare" in reason
     assert not mark.exists()
+
+
+def test_no_sandbox_runs_without_isolation_and_says_so():
+    result = sandbox.run_python("print('ran')", limits=Limits(**{**SMALL.__dict__, "isolate": False}))
+    assert (result.status, result.stdout.strip()) == ("pass", "ran")
+    assert not result.isolation.complete and "--no-sandbox" in result.isolation.notes[0]

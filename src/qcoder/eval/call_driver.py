@@ -1,11 +1,12 @@
 """Runs inside the sandbox on the harness's behalf: calls the candidate's function in a worker process and
 reports to the harness over the private line (the QCODER_CHANNEL_FD socket).
 
-The candidate's code runs only in the worker (`call_worker.py`, under the reliability guard). The worker
-never holds the line to the harness, the run's nonce, the tests or any expected value: it is given
-arguments and gives back values, which are read as plain data (`wire.load_plain`). This process makes
-itself non-dumpable before the worker starts, so the worker, though it runs under the same uid, can
-neither read this process's memory nor open its file descriptors through /proc or ptrace.
+The candidate's code runs only in the worker (`call_worker.py`, under the reliability guard), forked
+before this process reads its job and with the line closed: it never holds the line to the harness, the
+run's nonce, the tests or any expected value; it is given code and arguments and gives back values, which
+are read as plain data (`wire.load_plain`). This process makes itself non-dumpable first, so the worker,
+though it runs under the same uid, can neither read its memory nor open its file descriptors through
+/proc or ptrace.
 
 One job comes down the line:
 - {"mode": "outputs", "code", "entry_point", "sets": {"base": [args, ...], ...}, "time_limits", "nonce"}:
@@ -22,21 +23,18 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 import socket
-import subprocess
 import sys
 import time
 import traceback
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import wire  # noqa: E402 - found beside this file, the sandbox has no qcoder package on its path
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import call_worker  # noqa: E402 - found beside this file, the sandbox has no qcoder package on its path
+import wire  # noqa: E402
 
-WORKER = os.path.join(HERE, "call_worker.py")
-GUARD = os.path.join(HERE, "guard.py")
 PR_SET_DUMPABLE = 4
 MAX_ANSWER_BYTES = 1 << 30
-WORKER_ENV = ("PATH", "HOME", "TMPDIR", "LANG", "PYTHONDONTWRITEBYTECODE", "OMP_NUM_THREADS")
 
 
 class CandidateFailed(Exception):
@@ -46,20 +44,26 @@ class CandidateFailed(Exception):
 class Worker:
     """The candidate's process, on the other end of a socket pair that only the two of us hold."""
 
-    def __init__(self, code: str, entry_point: str):
+    def __init__(self, line_fd: int):
         ours, theirs = socket.socketpair()
-        env = {name: os.environ[name] for name in WORKER_ENV if name in os.environ}
-        self.proc = subprocess.Popen([sys.executable, "-I", GUARD, WORKER, str(theirs.fileno())], env=env,
-                                     pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL)
+        self.pid = os.fork()
+        if self.pid == 0:  # the worker: drop the line before anything else happens here
+            try:
+                os.close(line_fd)
+                ours.close()
+                call_worker.serve(theirs)
+            finally:
+                os._exit(0)
         theirs.close()
         self.sock = ours
+        self.status: int | None = None
+
+    def load(self, code: str, entry_point: str) -> None:
         try:
             wire.send(self.sock, {"code": code, "entry_point": entry_point})
-            self._answer(None, "loading the code")
-        except (CandidateFailed, OSError) as exc:
-            self.close()
-            raise CandidateFailed(str(exc)) from None
+        except OSError:
+            raise CandidateFailed(self._died("loading the code")) from None
+        self._answer(None, "loading the code")
 
     def call(self, args, time_limit: float | None):
         try:
@@ -82,21 +86,30 @@ class Worker:
         return value
 
     def _died(self, doing: str) -> str:
-        try:
-            code = self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            code = None
-        return f"the program exited (status {code}) while {doing}, without an answer"
+        for _ in range(500):  # the socket closed as it exited: its status follows at once
+            if self._reap(os.WNOHANG):
+                break
+            time.sleep(0.01)
+        return f"the program exited (status {self.status}) while {doing}, without an answer"
+
+    def _reap(self, flags: int) -> bool:
+        if self.status is None:
+            pid, status = os.waitpid(self.pid, flags)
+            if pid == 0:
+                return False
+            self.status = os.waitstatus_to_exitcode(status)
+        return True
 
     def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
+        if self.status is None:
+            os.kill(self.pid, signal.SIGKILL)
+            self._reap(0)
         self.sock.close()
 
 
-def run_outputs(job: dict, line: socket.socket) -> None:
+def run_outputs(job: dict, line: socket.socket, worker: Worker) -> None:
     try:
-        worker = Worker(job["code"], job["entry_point"])
+        worker.load(job["code"], job["entry_point"])
     except CandidateFailed as exc:
         first = next(iter(job["sets"]))
         wire.send(line, _set_report(job, first, [], [], {"index": None, "error": str(exc)}))
@@ -113,19 +126,25 @@ def run_outputs(job: dict, line: socket.socket) -> None:
                 break
             times.append(time.perf_counter() - start)
         wire.send(line, _set_report(job, which, outputs, times, failed))
-        if failed is not None or wire.recv(line) != "continue":
+        if failed is not None or _next_step(line) != "continue":
             break
-    worker.close()
+
+
+def _next_step(line: socket.socket) -> str:
+    try:
+        return wire.recv(line)
+    except (wire.WireError, OSError):
+        return "stop"  # the harness hung up: it has what it needs
 
 
 def _set_report(job: dict, which: str, outputs: list, times: list, failed: dict | None) -> dict:
     return {"nonce": job["nonce"], "set": which, "outputs": outputs, "times": times, "failed": failed}
 
 
-def run_check(job: dict, line: socket.socket) -> None:
+def run_check(job: dict, line: socket.socket, worker: Worker) -> None:
     """HumanEval: the prompt (its helpers, e.g. encode_shift), the tests, then check(candidate)."""
     try:
-        worker = Worker(job["prompt"] + "\n\n" + job["code"], job["entry_point"])
+        worker.load(job["prompt"] + "\n\n" + job["code"], job["entry_point"])
     except CandidateFailed as exc:
         wire.send(line, {"nonce": job["nonce"], "passed": False, "error": str(exc)})
         return
@@ -145,20 +164,23 @@ def run_check(job: dict, line: socket.socket) -> None:
         error = str(exc)
     except BaseException as exc:  # noqa: BLE001 - a failing assertion, or the tests choking on a wrong answer
         error = traceback.format_exception_only(type(exc), exc)[-1].strip()[:500]
-    worker.close()
     wire.send(line, {"nonce": job["nonce"], "passed": passed, "error": error})
 
 
 def main() -> None:
     ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-    line = socket.socket(fileno=int(os.environ.pop("QCODER_CHANNEL_FD")))
+    line_fd = int(os.environ.pop("QCODER_CHANNEL_FD"))
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 10000))
+    worker = Worker(line_fd)  # before the job is read: the worker's memory never holds it
+    line = socket.socket(fileno=line_fd)
     job = wire.recv(line)
     try:
-        {"outputs": run_outputs, "check": run_check}[job["mode"]](job, line)
+        {"outputs": run_outputs, "check": run_check}[job["mode"]](job, line, worker)
     except Exception:  # noqa: BLE001 - our own failure, told apart from the candidate's on the private line
         wire.send(line, {"nonce": job["nonce"], "harness_error": traceback.format_exc()[-2000:]})
-    line.close()
+    finally:
+        worker.close()
+        line.close()
 
 
 if __name__ == "__main__":

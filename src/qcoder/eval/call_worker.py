@@ -1,9 +1,9 @@
-"""The candidate's process: load its code, then answer calls. Runs under the reliability guard.
+"""The candidate's process: load its code, then answer calls. Forked by `call_driver.py` before the driver
+has read its job, so nothing secret was ever in this process's memory; runs under the reliability guard.
 
-Started by `call_driver.py` with one end of a private socket pair (its number is the only argument).
-Receives {"code", "entry_point"}, answers ("ready", None) or ("raise", message); then for each argument
-tuple it receives, answers ("ok", value) or ("raise", message). Nothing here is trusted: the driver
-reads the answers as plain data and decides; this process holds nothing worth forging.
+Receives {"code", "entry_point"} on its end of a private socket pair, answers ("ready", None) or
+("raise", message); then for each argument tuple it receives, answers ("ok", value) or ("raise", message).
+Nothing here is trusted: the driver reads the answers as plain data and decides.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ import io
 import os
 import pickle
 import socket
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import wire  # noqa: E402 - found beside this file
+import guard  # beside this file, like wire (the driver put this directory on sys.path)
+import wire
 
 
 def _describe(exc: BaseException) -> str:
@@ -31,9 +30,10 @@ def _reply(sock: socket.socket, kind: str, value) -> None:
     sock.sendall(wire.HEADER.pack(len(data)) + data)
 
 
-def main() -> None:
-    sock = socket.socket(fileno=int(sys.argv[1]))
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10000))
+def serve(sock: socket.socket) -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)  # prints that bypass sys.stdout go nowhere
+    guard.apply()
     job = wire.recv(sock)
     namespace = {"__name__": "__solution__"}
     try:
@@ -56,7 +56,3 @@ def main() -> None:
             _reply(sock, "raise", _describe(exc))
             continue
         _reply(sock, "ok", value)
-
-
-if __name__ == "__main__":
-    main()
