@@ -7,11 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fake_openai import FakeOpenAI
-
 from qcoder.eval import datasets, polyglot
 from qcoder.eval.generation import ChatGenerator, Sampling
 from qcoder.eval.runner import RunConfig, run_benchmark
+from tests import fake_openai
+from tests.fake_openai import FakeModel
 
 FIXTURES = Path(__file__).parent / "fixtures" / "polyglot"
 
@@ -55,14 +55,14 @@ def test_cli_exits_non_zero_on_errors_and_resume_retries_them(tmp_path):
 
     out = tmp_path / "run"
     args = ("eval", "humaneval", "--limit", "2", "--model", "m", "--output", str(out), "--no-progress")
-    with FakeOpenAI(answer, refuse=400) as fake:
+    with FakeModel(default=lambda body: {"status": 400}) as fake:
         failed = qcoder(*args, "--base-url", fake.base_url)
     assert failed.returncode == 1, failed.stderr
     assert "2 of 2 samples errored" in failed.stderr and "Traceback" not in failed.stderr
     assert "errors" in failed.stdout  # the table's column
     assert json.loads((out / "summary.json").read_text())["errors"] == 2
 
-    with FakeOpenAI(answer) as fake:
+    with FakeModel(default=lambda body: {"content": answer(body["messages"][-1]["content"])}) as fake:
         again = qcoder(*args, "--base-url", fake.base_url, "--resume")
     assert again.returncode == 0, again.stderr
     assert len(fake.requests) == 2  # both errored samples were asked again
@@ -70,10 +70,12 @@ def test_cli_exits_non_zero_on_errors_and_resume_retries_them(tmp_path):
     assert (summary["errors"], summary["results"]["base"]["pass@1"]) == (0, 1.0)
 
 
-def test_zero_tokens_is_an_error_that_can_be_allowed(tmp_path):
+def test_zero_tokens_is_an_error_that_can_be_allowed(tmp_path, monkeypatch):
     task = datasets.load("humaneval").tasks[0]
     reply = f"```python\n{task.prompt}{task.canonical_solution}```"
-    with FakeOpenAI(lambda _: reply, completion_tokens=0) as fake:
+    monkeypatch.setattr(fake_openai, "_usage", lambda body, reply: {"prompt_tokens": 10, "completion_tokens": 0,
+                                                                     "total_tokens": 10})
+    with FakeModel(default=lambda body: {"content": reply}) as fake:
         allowed = qcoder("eval", "humaneval", "--limit", "1", "--no-progress", "--output", str(tmp_path / "a"),
                          "--base-url", fake.base_url, "--allow-errors")
     assert allowed.returncode == 0, allowed.stderr
@@ -91,7 +93,7 @@ def test_polyglot_request_failures_are_errors(tmp_path):
 
 
 def test_polyglot_cli_exits_non_zero_when_the_client_raises(tmp_path):
-    with FakeOpenAI(lambda _: "", refuse=400) as fake:
+    with FakeModel(default=lambda body: {"status": 400}) as fake:
         proc = qcoder("eval", "polyglot", "--dir", str(FIXTURES), "--languages", "python", "--base-url",
                       fake.base_url, "--output", str(tmp_path / "p"), "--no-progress")
     assert proc.returncode == 1 and "2 of 2 samples errored" in proc.stderr, proc.stderr
