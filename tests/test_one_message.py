@@ -44,13 +44,15 @@ def paths(request):
     """(checkpoint, say(text), {path name: chat(tools) -> message}) over one in-process engine and one served engine."""
     local, local_model = _engine(request.param)
     served, served_model = _engine(request.param)
+    client_engine, client_model = _engine(request.param)  # the client drives its engine from its own thread
     server = LiveServer(make_state(served, model_name="scripted"))
     llm = LLM.from_engine(local)
-    agent_local = EngineClient.from_llm(llm, "scripted", constrain_tools=False)  # the same text, unconstrained
+    # its own engine (the client drives it from its own thread); the same text, unconstrained
+    agent_local = EngineClient.from_llm(LLM.from_engine(client_engine), "scripted", constrain_tools=False)
     agent_http = OpenAIClient("scripted", base_url=f"{server.base_url}/v1", api_key="none")
 
     def say(text: str) -> None:
-        local_model.script = served_model.script = local.tokenizer.encode(text)
+        local_model.script = served_model.script = client_model.script = local.tokenizer.encode(text)
 
     def from_llm(tools):
         out = llm.chat(ASK, tools, SamplingParams(temperature=0))
@@ -71,6 +73,7 @@ def paths(request):
         "server, streamed": from_client(agent_http, True),
     }
     server.stop()
+    agent_local.close()
 
 
 def _message(content, reasoning, calls, finish) -> dict:

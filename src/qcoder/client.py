@@ -128,6 +128,11 @@ class OpenAIClient(ChatClient):
 class EngineClient(ChatClient):
     """The built-in engine, in this process. Heavy imports happen only when one is made.
 
+    Safe to call from any number of threads at once: every request goes into the engine's one scheduler through
+    an AsyncLLMEngine (the step loop in one thread, as `qcoder serve` runs it), so concurrent calls are batched
+    together instead of racing on the engine. `on_delta` is still called in the caller's thread. The client
+    drives its engine: nothing else may step that engine while the client is in use.
+
     With tools offered, every reply is constrained (structured decoding) to a final answer or text followed by
     exactly one call of an offered tool with schema-valid arguments; `constrain_tools=False` turns that off.
     """
@@ -136,28 +141,77 @@ class EngineClient(ChatClient):
         import qcoder
         from qcoder.model.registry import DEFAULT_MODEL
 
-        self.model = model or DEFAULT_MODEL
-        self._llm = qcoder.LLM(self.model)
-        self.constrain_tools = constrain_tools
+        self._start(qcoder.LLM(model or DEFAULT_MODEL), model or DEFAULT_MODEL, constrain_tools)
 
     @classmethod
     def from_llm(cls, llm, model: str, *, constrain_tools: bool = True) -> EngineClient:
-        """A client around an LLM that is already loaded."""
+        """A client around an LLM that is already loaded (the client drives its engine from then on)."""
         client = cls.__new__(cls)
-        client.model, client._llm, client.constrain_tools = model, llm, constrain_tools
+        client._start(llm, model, constrain_tools)
         return client
 
+    def _start(self, llm, model: str, constrain_tools: bool) -> None:
+        import asyncio
+        import itertools
+        import threading
+
+        from qcoder.engine.async_engine import AsyncLLMEngine
+
+        self.model, self._llm, self.constrain_tools = model, llm, constrain_tools
+        self._engine = AsyncLLMEngine(llm.engine)
+        self._loop = asyncio.new_event_loop()  # where the engine's streams are read; one thread for all callers
+        threading.Thread(target=self._loop.run_forever, name="qcoder-client", daemon=True).start()
+        self._ids = itertools.count()
+        self._prompt_lock = threading.Lock()  # template rendering and encoding: cheap, kept to one thread at a time
+
     def chat(self, messages, tools=None, *, on_delta=None, **sampling) -> ChatResponse:
+        from qcoder.engine.assistant import finish_reason, parse_assistant
         from qcoder.engine.sampling import SamplingParams, check_sampling_names
 
         check_sampling_names(sampling)
         params = SamplingParams(**{k: v for k, v in sampling.items() if v is not None})
         if tools and self.constrain_tools:
             params.constraint = self._answer_or_one_call(tools)
-        # The history may hold a call whose arguments are not JSON (the model wrote it so): shown as written.
-        out = self._llm.chat(messages, tools=tools, params=params, on_delta=on_delta, strict_arguments=False)
-        return ChatResponse(out.content or "", out.reasoning_content, list(out.tool_calls), out.finish_reason or "stop",
-                            {"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens})
+        engine = self._llm.engine
+        with self._prompt_lock:
+            # The history may hold a call whose arguments are not JSON (the model wrote it so): shown as written.
+            ids = self._llm.chat_prompt_ids(messages, tools, strict_arguments=False)
+        text, reason, generated = self._generate(ids, params, on_delta)
+        reply = parse_assistant(text, engine.tool_parser, tools, engine.opens_thinking(ids))
+        return ChatResponse(reply.content or "", reply.reasoning, list(reply.tool_calls),
+                            finish_reason(reason, bool(reply.tool_calls)),
+                            {"prompt_tokens": len(ids), "completion_tokens": generated})
+
+    def _generate(self, ids: list[int], params, on_delta) -> tuple[str, str | None, int]:
+        """Hand the request to the engine's loop; collect its pieces here, in the caller's thread."""
+        import asyncio
+        import queue
+
+        pieces: queue.Queue = queue.Queue()
+        request_id = f"client-{next(self._ids)}"
+
+        async def pump():
+            try:
+                async for out in self._engine.generate(request_id, ids, params):
+                    pieces.put(out)
+            except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread below
+                pieces.put(exc)
+                return
+            pieces.put(None)
+
+        future = asyncio.run_coroutine_threadsafe(pump(), self._loop)
+        text, reason, generated = [], None, 0
+        try:
+            while (out := pieces.get()) is not None:
+                if isinstance(out, BaseException):
+                    raise out
+                text.append(out.text_delta)
+                reason, generated = out.finish_reason or reason, generated + len(out.new_token_ids)
+                if on_delta is not None and out.text_delta:
+                    on_delta(out.text_delta)
+        finally:
+            future.cancel()  # the caller gave up (an exception, Ctrl-C): leaving the stream aborts the request
+        return "".join(text), reason, generated
 
     def _answer_or_one_call(self, tools):
         """The agent's constraint; None (free text, parsed leniently) for tool schemas the compiler rejects."""
@@ -171,7 +225,12 @@ class EngineClient(ChatClient):
         return constraint
 
     def count_tokens(self, text: str) -> int:
-        return len(self._llm.tokenizer.encode(text))
+        with self._prompt_lock:
+            return len(self._llm.tokenizer.encode(text))
+
+    def close(self) -> None:
+        self._engine.shutdown()
+        self._loop.call_soon_threadsafe(self._loop.stop)
 
 
 def make_client(model: str | None = None, base_url: str | None = None, api_key: str | None = None) -> ChatClient:
