@@ -229,8 +229,14 @@ class EngineClient(ChatClient):
             return len(self._llm.tokenizer.encode(text))
 
     def close(self) -> None:
-        self._engine.shutdown()
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        """Stop the engine's loop and this client's thread (idempotent)."""
+        engine, self._engine = getattr(self, "_engine", None), None
+        if engine is not None:
+            engine.shutdown()
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+    def __del__(self):  # a dropped client (the TUI's /model switch) must not keep its model alive in its threads
+        self.close()
 
 
 def make_client(model: str | None = None, base_url: str | None = None, api_key: str | None = None) -> ChatClient:
