@@ -85,9 +85,10 @@ def test_repair_rejects_test_edits_and_breakage_and_keeps_the_smallest_passing_d
 
 
 def test_no_passing_candidate_hands_over_with_notes_and_a_fenced_reply_becomes_an_edit(workspace, home):
-    project(workspace, candidates=2)
+    project(workspace, candidates=2, rounds=2)
     fake = FakeModel([
         {"choices": [fence("def add(a, b):\n    return a * b"), {"content": "I am not sure."}]},
+        {"choices": [fence("def add(a, b):\n    return b - a"), fence("def add(a, b):\n    return a * b")]},
         # The general loop: the model answers in prose with the fixed function in a fenced block.
         fence("def add(a, b):\n    return b + a", "The bug is in calc.py. Here's how you can fix it:\n\n"),
     ])
@@ -97,8 +98,10 @@ def test_no_passing_candidate_hands_over_with_notes_and_a_fenced_reply_becomes_a
     finally:
         fake.close()
     assert proc.returncode == 0, proc.stderr
-    notes = fake.requests[1]["messages"][2]["content"]
-    assert "test_add fails" in notes and "`add` in calc.py" in notes and "1 automatic rewrite(s)" in notes
+    second_round = fake.requests[1]["messages"][-1]["content"]  # a fresh start: the signature, not the buggy body
+    assert "the signature of `add`" in second_round and "return a - b" not in second_round
+    notes = fake.requests[2]["messages"][2]["content"]
+    assert "test_add fails" in notes and "`add` in calc.py" in notes and "2 automatic rewrite(s)" in notes
     assert (workspace / "calc.py").read_text() == CALC.replace("a - b", "b + a")
     kinds = [e["type"] for e in events(proc)]
     assert "code_edit" in kinds
@@ -130,7 +133,7 @@ def test_a_missing_function_is_written_and_verified(workspace, home):
 
 
 def test_candidates_from_an_endpoint_that_ignores_n_are_topped_up_with_parallel_requests():
-    from qcoder.agent.client import OpenAIClient
+    from qcoder.client import OpenAIClient
 
     fake = FakeModel([{"content": "one"}, {"content": "two"}, {"content": "three"}])
     try:

@@ -13,8 +13,10 @@ block is applied as an edit (when it breaks no passing test) instead of being ta
 
 from __future__ import annotations
 
+import ast
 import difflib
 import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,7 +122,11 @@ class Repair:
 
     def _round(self, agent, task, lead, baseline, targets, files, tried) -> Candidate | None:
         best = min((c for c in tried if c.status == "failed"), key=lambda c: len(c.report.failing), default=None)
-        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": _prompt(task, lead, best)}]
+        # After a round without a passing candidate, short functions are shown without their body: small models
+        # tend to copy the bug back, and a fresh start from the signature, docstring and test often gets it right.
+        fresh_start = bool(tried) and all(_skeleton(s) for s in lead.suspects)
+        prompt = _prompt(task, lead, None if fresh_start else best, fresh_start)
+        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
         size = sum(s.source.count("\n") + 1 for s in lead.suspects)
         limit = min(self.settings.max_tokens, 200 + 40 * size)
         # Stop at the block's closing fence: what small models add after it is explanation, slow to decode.
@@ -284,7 +290,7 @@ def _verdict(baseline: TestReport, report: TestReport, targets: list[str]) -> st
     return None
 
 
-def _prompt(task: str, lead: Lead, best: Candidate | None) -> str:
+def _prompt(task: str, lead: Lead, best: Candidate | None, fresh_start: bool = False) -> str:
     """The task, then the failing test and its error, then the code to rewrite last, right before the ask."""
     parts = [task.strip()[:1500]]
     for test in lead.tests[:3]:
@@ -298,6 +304,9 @@ def _prompt(task: str, lead: Lead, best: Candidate | None) -> str:
             owner = f"class `{suspect.name.split('.')[0]}`" if "." in suspect.name else suspect.path
             parts.append(f"`{suspect.name}` does not exist yet. Here is {owner} ({suspect.path}):\n"
                          f"```python\n{_cap(suspect.source)}\n```")
+        elif fresh_start:
+            parts.append(f"Here is the signature of `{suspect.name}` in {suspect.path}; its body has the bug that "
+                         f"makes the test fail:\n```python\n{_skeleton(suspect.source)}\n```")
         else:
             parts.append(f"Here is `{suspect.name}` from {suspect.path}. It has the bug that makes the test fail:\n"
                          f"```python\n{suspect.source}\n```")
@@ -306,6 +315,20 @@ def _prompt(task: str, lead: Lead, best: Candidate | None) -> str:
                      f"It failed: {best.reason}. Write a different fix.")
     parts.append(_ask(lead.suspects))
     return "\n\n".join(parts)
+
+
+def _skeleton(source: str, max_lines: int = 30) -> str | None:
+    """A short function's signature and docstring with the body left out; None for anything else."""
+    text = textwrap.dedent(source)
+    try:
+        node = ast.parse(text).body[0]
+    except (SyntaxError, IndexError):
+        return None
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or len(text.splitlines()) > max_lines:
+        return None
+    lines, first = text.splitlines(), node.body[0]
+    keep = first.end_lineno if ast.get_docstring(node) is not None else first.lineno - 1
+    return "\n".join(lines[:keep])
 
 
 def _without_imports(source: str) -> str:
@@ -329,7 +352,8 @@ def _ask(suspects: list[Suspect]) -> str:
         return (f"Write `{first.name}` for {first.path} so that the test passes. Reply with the complete new "
                 "definition (and any imports it needs) in one ```python block.")
     names = " or ".join(f"`{s.name.split('.')[-1]}`" for s in suspects if not s.missing)
-    return f"Write the corrected {names} so that the test passes. Reply with the whole function in one ```python block."
+    return (f"Write the corrected {names} so that the test passes (and its docstring holds). Reply with the whole "
+            "function in one ```python block.")
 
 
 def _reply_prefix(suspects: list[Suspect]) -> str:
