@@ -124,7 +124,7 @@ class Repair:
         best = min((c for c in tried if c.status == "failed"), key=lambda c: len(c.report.failing), default=None)
         # After a round without a passing candidate, short functions are shown without their body: small models
         # tend to copy the bug back, and a fresh start from the signature, docstring and test often gets it right.
-        fresh_start = bool(tried) and all(_skeleton(s) for s in lead.suspects)
+        fresh_start = bool(tried) and all(_skeleton(s.source) for s in lead.suspects)
         prompt = _prompt(task, lead, None if fresh_start else best, fresh_start)
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
         size = sum(s.source.count("\n") + 1 for s in lead.suspects)
