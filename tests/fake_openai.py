@@ -2,9 +2,10 @@
 planned replies.
 
 A plan entry is a dict with `content` and/or `tool_calls` ([(name, args_dict_or_json_text), ...]),
-or {"status": 500} for an error reply, or a function of the request body returning such a dict. When the plan is
-used up, `default(body)` answers (by default "Plan exhausted."). Both plain and streaming (SSE) chat completions
-are served; every request body is recorded. Use it as a context manager, or call close().
+or {"status": 500} for an error reply, or {"choices": [entry, ...]} for a request with `n`, or a function of the
+request body returning such a dict. When the plan is used up, `default(body)` answers (by default "Plan
+exhausted."). Both plain and streaming (SSE) chat completions are served; every request body is recorded. Use it
+as a context manager, or call close().
 """
 
 from __future__ import annotations
@@ -98,13 +99,15 @@ def _usage(body: dict, reply: dict) -> dict:
 
 
 def _completion(body: dict, reply: dict) -> dict:
-    calls = _calls(reply)
-    message = {"role": "assistant", "content": reply.get("content")}
-    if calls:
-        message["tool_calls"] = calls
+    choices = []
+    for index, entry in enumerate(reply.get("choices") or [reply]):
+        calls = _calls(entry)
+        message = {"role": "assistant", "content": entry.get("content")}
+        if calls:
+            message["tool_calls"] = calls
+        choices.append({"index": index, "message": message, "finish_reason": "tool_calls" if calls else "stop"})
     return {"id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": body["model"],
-            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}],
-            "usage": _usage(body, reply)}
+            "choices": choices, "usage": _usage(body, reply)}
 
 
 def _chunks(body: dict, reply: dict):

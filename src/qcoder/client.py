@@ -36,6 +36,11 @@ class ChatClient:
         """Tokens in `text`; a chars/4 estimate unless the client knows the model's tokenizer."""
         return len(text) // 4 + 1
 
+    def sample(self, messages, n: int, *, prefix: str = "", **sampling) -> list[ChatResponse]:
+        """`n` independent replies to the same messages, without tools (the repair path's candidates). `prefix` is
+        how the replies should begin; clients that can force it (the built-in engine) do, the others ignore it."""
+        return _parallel(lambda: self.chat(messages, **sampling), n)
+
 
 class OpenAIClient(ChatClient):
     def __init__(self, model: str | None = None, base_url: str | None = None, api_key: str | None = None,
@@ -54,6 +59,10 @@ class OpenAIClient(ChatClient):
         )
 
     def chat(self, messages, tools=None, *, on_delta=None, **sampling) -> ChatResponse:
+        kwargs = self._kwargs(messages, tools, sampling)
+        return self._with_retries(lambda: self._stream(kwargs, on_delta) if on_delta else self._once(kwargs))
+
+    def _kwargs(self, messages, tools, sampling) -> dict:
         kwargs = {"model": self.model, "messages": messages}
         if tools:
             kwargs["tools"] = tools
@@ -64,7 +73,25 @@ class OpenAIClient(ChatClient):
         extra = {k: v for k, v in sampling.items() if k in EXTRA_SAMPLING_FIELDS and v is not None}
         if extra:
             kwargs["extra_body"] = extra
-        return self._with_retries(lambda: self._stream(kwargs, on_delta) if on_delta else self._once(kwargs))
+        return kwargs
+
+    def sample(self, messages, n: int, *, prefix: str = "", **sampling) -> list[ChatResponse]:
+        """One request with `n` choices; an endpoint that returns fewer (or rejects `n`) is topped up with
+        parallel single requests. (`prefix` is not forced: the OpenAI API has no portable way to.)"""
+        import openai
+
+        kwargs = self._kwargs(messages, None, sampling)
+        try:
+            completion = self._with_retries(lambda: self._client.chat.completions.create(**kwargs, n=n))
+            replies = [self._response(completion, choice) for choice in completion.choices[:n]]
+            for reply in replies[1:]:  # the usage covers all choices: count it once
+                reply.usage = {"prompt_tokens": 0, "completion_tokens": 0}
+        except QcoderError as exc:
+            if not isinstance(exc.__cause__, openai.BadRequestError):
+                raise
+            replies = []
+        missing = n - len(replies)
+        return replies + (_parallel(lambda: self._with_retries(lambda: self._once(kwargs)), missing) if missing else [])
 
     def _with_retries(self, call):
         import openai
@@ -81,7 +108,10 @@ class OpenAIClient(ChatClient):
 
     def _once(self, kwargs) -> ChatResponse:
         completion = self._client.chat.completions.create(**kwargs)
-        choice = completion.choices[0]
+        return self._response(completion, completion.choices[0])
+
+    @staticmethod
+    def _response(completion, choice) -> ChatResponse:
         message = choice.message
         calls = [ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments or "{}")
                  for c in message.tool_calls or []]
@@ -237,6 +267,33 @@ class EngineClient(ChatClient):
 
     def __del__(self):  # a dropped client (the TUI's /model switch) must not keep its model alive in its threads
         self.close()
+
+    def sample(self, messages, n: int, *, prefix: str = "", **sampling) -> list[ChatResponse]:
+        """`n` sequences of one prompt decoded as one batch (a seed would make them identical: dropped). Each
+        reply is forced to begin with `prefix` (e.g. "```python\ndef name("), which keeps small models from
+        answering with a copy of the test instead of the function."""
+        from qcoder.engine.reasoning import split_reasoning
+        from qcoder.engine.sampling import SamplingParams, check_sampling_names
+
+        check_sampling_names(sampling)
+        params = SamplingParams(**{k: v for k, v in sampling.items() if v is not None and k != "seed"})
+        ids = self._llm.chat_prompt_ids(messages) + self._llm.tokenizer.encode(prefix)
+        if n > 1:  # prefill the prompt once: the n sequences then share its blocks through the prefix cache
+            self._llm.generate([ids], SamplingParams(max_tokens=1))
+        replies = []
+        for out in self._llm.generate([ids] * n, params):
+            reasoning, content = split_reasoning(out.text, starts_in_thinking=self._llm.engine.opens_thinking(ids))
+            replies.append(ChatResponse(prefix + content, reasoning, [], out.finish_reason or "stop",
+                                        {"prompt_tokens": len(ids), "completion_tokens": len(out.token_ids)}))
+        return replies
+
+
+def _parallel(request, n: int) -> list[ChatResponse]:
+    """`n` calls of `request()` at once, on threads (for endpoints without `n`)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(n, 8)) as pool:
+        return list(pool.map(lambda _: request(), range(n)))
 
 
 def make_client(model: str | None = None, base_url: str | None = None, api_key: str | None = None) -> ChatClient:

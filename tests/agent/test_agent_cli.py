@@ -17,6 +17,8 @@ FIX = ("textstats.py", "    return min(found, key=len)", "    return max(found, 
 def project(tmp_path):
     path = tmp_path / "textstats"
     shutil.copytree(EXAMPLE / "textstats", path)
+    with open(path / ".qcoder" / "settings.toml", "a") as settings:  # these tests script the general loop
+        settings.write("\n[repair]\nenabled = false\n")
     return path
 
 

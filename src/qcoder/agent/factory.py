@@ -10,8 +10,10 @@ from qcoder.agent.context import Compressor, system_prompt
 from qcoder.agent.loop import Agent, Limits
 from qcoder.agent.permissions import Permissions
 from qcoder.agent.plugins import plugin_tools
+from qcoder.agent.repair import Repair, RepairSettings
 from qcoder.agent.session import Session
 from qcoder.agent.settings import load_settings
+from qcoder.agent.testing import Tester, detect_test_command
 from qcoder.agent.tools.files import file_tools
 from qcoder.agent.tools.project import project_tools
 from qcoder.agent.tools.search import search_tools
@@ -54,6 +56,13 @@ def build(args, *, emit=None, ask=None) -> Built:
     shell = Shell(workspace, timeout=float(settings.get("shell_timeout", shell_cfg.get("timeout", 120))),
                   env_allow=shell_cfg.get("allow_env", []), use_sandbox=args.sandbox)
     ws = Workspace(workspace)
+    test_cfg = settings.get("tools", {}).get("test") or {}
+    test_command = test_cfg.get("command")
+    if test_command is None:  # none configured: the project's own runner (`command = ""` turns this off)
+        test_command = detect_test_command(workspace, shell)
+        if test_command:
+            test_cfg = {"command": test_command, "description": "Run the tests (detected runner)"}
+            settings = {**settings, "tools": {**settings.get("tools", {}), "test": test_cfg}}
     tools = [*file_tools(ws), *search_tools(ws), shell.tool(), *project_tools(settings, shell), *plugin_tools()]
     closers = []
     if settings.get("mcp_servers"):
@@ -64,7 +73,7 @@ def build(args, *, emit=None, ask=None) -> Built:
         tools += servers.tools
 
     client = make_client(args.model or settings.get("model"), args.base_url, args.api_key)
-    test_command = (settings.get("tools", {}).get("test") or {}).get("command")
+    tester = Tester(workspace, test_command, shell, float(test_cfg.get("timeout", 600))) if test_command else None
     if args.resume:
         session = Session.load(workspace, args.resume)
     elif args.continue_:
@@ -83,5 +92,6 @@ def build(args, *, emit=None, ask=None) -> Built:
         sampling={**(ENGINE_SAMPLING if isinstance(client, EngineClient) else DEFAULT_SAMPLING),
                   **settings.get("sampling", {})},
         emit=emit or (lambda event, **data: None),
+        repair=Repair(tester, RepairSettings.from_settings(settings.get("repair"))),
     )
     return Built(agent, settings, closers)

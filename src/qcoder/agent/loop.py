@@ -118,6 +118,12 @@ class Snapshots(Protocol):
     def snapshot(self) -> None: ...
 
 
+class Repairer(Protocol):  # repair.py
+    def attempt(self, agent: Agent, task: str) -> None: ...  # may raise Submitted
+
+    def take_code_reply(self, agent: Agent, content: str) -> bool: ...
+
+
 class HistoryCompressor(Protocol):
     def needed(self, messages: list[dict], schemas: list[dict]) -> bool: ...
 
@@ -138,6 +144,7 @@ class Agent:
     limits: Limits = field(default_factory=Limits)
     sampling: dict = field(default_factory=dict)
     emit: Callable[..., None] = lambda event, **data: None  # event sink: TUI, stream-json
+    repair: Repairer | None = None  # test-verified rewrites first, and code in replies applied as edits
 
     @property
     def messages(self) -> list[dict]:
@@ -156,6 +163,8 @@ class Agent:
         self.add({"role": "user", "content": task})
         final = ""
         try:
+            if self.repair:
+                self.repair.attempt(self, task)  # submits a verified fix, or leaves notes for the loop
             while True:
                 final = self.step() or final
         except Stop as stop:
@@ -204,6 +213,8 @@ class Agent:
                     raise Stop("the model repeated the same unusable tool call 3 times", content)
                 self.add({"role": "user", "content": prompts.NOT_A_CALL.format(why=why, tools=", ".join(self.tools))})
                 return content
+            if self.repair and self.repair.take_code_reply(self, content):
+                return content  # code for a workspace file: applied as an edit, not taken as the answer
             self.finish(content)
         for call in calls:
             self.execute(call)

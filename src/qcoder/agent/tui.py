@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.syntax import Syntax
 
+from qcoder.agent.display import ProseFilter, call_line, describe
 from qcoder.agent.factory import build
 from qcoder.agent.permissions import MODES
 from qcoder.agent.session import Session
@@ -36,34 +37,40 @@ class Tui:
         self.built = build(args, emit=self.on_event, ask=self.ask)
         self.agent = self.built.agent
         self.total = {"prompt_tokens": 0, "completion_tokens": 0}
+        self.prose = ProseFilter(self._print)
+        self.shown = ""  # what the model's replies showed during the current task
 
     # -- output ---------------------------------------------------------------------------------
     def on_event(self, event: str, **data) -> None:
         if event == "delta":
-            self.console.print(data["text"], end="", markup=False, highlight=False)
+            self.prose.feed(data["text"])
         elif event == "assistant":
-            self.console.print()
-        elif event == "tool_call":
-            self.console.print(f"[cyan]● {data['name']}[/] [dim]{_short(data['arguments'])}[/]")
-        elif event == "tool_result":
-            self._show_result(data["name"], data["content"])
-        elif event == "test_result":
-            verdict = "[green]tests pass[/]" if data["passed"] else f"[red]tests fail (exit {data['exit_code']})[/]"
-            self.console.print(f"[bold]{verdict}[/] [dim]{data['command']}[/]")
-        elif event == "compressed":
-            self.console.print(f"[dim]history compressed: {data['before']} -> {data['after']} messages[/]")
+            self.shown += self.prose.end(data["content"])
+        elif event == "tool_result" and data["name"] in ("edit", "write_file") and "\n--- a/" in data["content"]:
+            self._show_diff(data["content"].partition("\n")[2])
+        elif event == "code_edit" and data.get("diff"):
+            self.console.print(f"[cyan]{escape(describe(event, data))}[/]")
+            self._show_diff(data["diff"])
+        else:
+            line = describe(event, data)
+            if line:
+                self.console.print(f"[{self._style(event, data)}]{escape(line)}[/]")
 
-    def _show_result(self, name: str, content: str) -> None:
-        if name in ("edit", "write_file") and "\n--- a/" in content:
-            head, _, diff = content.partition("\n")
-            self.console.print(f"  [dim]{head}[/]")
-            self.console.print(Syntax(diff, "diff", theme="ansi_dark", background_color="default"))
-            return
-        lines = content.splitlines()
-        shown = "\n".join("  " + line for line in lines[:6])
-        more = f"\n  ... ({len(lines) - 6} more lines)" if len(lines) > 6 else ""
-        style = "red" if content.startswith(("Error", "Permission denied")) else "dim"
-        self.console.print(f"[{style}]{escape(shown + more)}[/]")
+    @staticmethod
+    def _style(event: str, data: dict) -> str:
+        if event in ("test_result",):
+            return "bold green" if data["passed"] else "bold red"
+        if event == "candidate":
+            return "green" if data["status"] == "passed" else "dim"
+        if event == "tool_result":
+            return "red" if data["content"].startswith(("Error", "Permission denied")) else "dim"
+        return "cyan"
+
+    def _show_diff(self, diff: str) -> None:
+        self.console.print(Syntax(diff, "diff", theme="ansi_dark", background_color="default"))
+
+    def _print(self, text: str) -> None:
+        self.console.print(text, end="", markup=False, highlight=False)
 
     def status_line(self, result) -> str:
         for key in self.total:
@@ -74,7 +81,7 @@ class Tui:
 
     # -- input ----------------------------------------------------------------------------------
     def ask(self, name: str, args: dict) -> str:
-        self.console.print(f"[yellow]Allow {name}[/] {escape(_short(json.dumps(args), 300))}")
+        self.console.print(f"[yellow]Allow[/] {escape(call_line(name, json.dumps(args)))}")
         answer = (self.read_line("[y]es / [n]o / [a]lways > ") or "").strip().lower()
         return {"y": "yes", "yes": "yes", "a": "always", "always": "always"}.get(answer, "no")
 
@@ -90,7 +97,14 @@ class Tui:
         if not line:
             return True
         if not line.startswith("/"):
+            self.shown = ""
             result = self.agent.run(line)
+            final = result.final_message.strip()
+            if final and final not in self.shown:  # an answer no reply streamed (the repair path's): diff included
+                head, _, diff = final.partition("\n\n")
+                self.console.print(head, markup=False, highlight=False)
+                if diff.startswith("--- a/"):
+                    self._show_diff(diff)
             self.status = self.status_line(result)
             self.console.print(f"[reverse] {escape(self.status)} [/]")
             return True
@@ -150,11 +164,6 @@ class Tui:
             return 0
         finally:
             self.built.close()
-
-
-def _short(text: str, limit: int = 120) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def run_tui(args) -> int:

@@ -1,0 +1,238 @@
+"""Where a failing Python test points: the code to show the model, whole, and the names that do not exist yet.
+
+Three sources, strongest first: the workspace frames of the failure's traceback (innermost first), the names
+the error says are missing (`cannot import name 'slugify'`, `has no attribute 'to_dict'`), and the functions
+the failing test calls, resolved through the test module's imports. Test files are never suspects.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qcoder.agent.testing import TestReport, is_test_file
+
+FRAME = re.compile(r'^\s*(?:File "([^"\n]+\.py)", line (\d+), in (\S+)|([^\s:"]+\.py):(\d+): in (\S+))', re.M)
+MISSING = (
+    (re.compile(r"cannot import name '(\w+)' from '([\w.]+)'"), "module"),
+    (re.compile(r"module '([\w.]+)' has no attribute '(\w+)'"), "module-attr"),
+    (re.compile(r"type object '(\w+)' has no attribute '(\w+)'"), "class"),
+    (re.compile(r"'(\w+)' object has no attribute '(\w+)'"), "class"),
+)
+MAX_SUSPECTS = 4
+MAX_LINES = 160  # of suspect source shown to the model
+FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+@dataclass
+class Suspect:
+    path: str
+    name: str  # "longest_word", "Parser.parse", or the name to create
+    start: int  # 1-based, decorators included; 0 for a name that does not exist yet
+    end: int
+    source: str  # the definition's text; for a missing function, the module (or class) it goes into
+    missing: bool = False
+
+
+@dataclass
+class Lead:
+    """What the failing tests say: which tests, why, and the code to rewrite."""
+
+    tests: list[str]
+    test_sources: dict[str, str]  # test id -> the test function's source
+    errors: dict[str, str]  # test id -> the failure text, trimmed
+    suspects: list[Suspect] = field(default_factory=list)
+
+
+class Definitions:
+    """Functions, classes and methods of the workspace's Python files (not the tests), by file."""
+
+    def __init__(self, root: Path, files: list[str]):
+        self.root = Path(root)
+        self.files = [f for f in files if f.endswith(".py")]
+        self._trees: dict[str, tuple[ast.Module, list[str]] | None] = {}
+
+    def tree(self, path: str) -> tuple[ast.Module, list[str]] | None:
+        if path not in self._trees:
+            try:
+                text = (self.root / path).read_text(encoding="utf-8")
+                self._trees[path] = (ast.parse(text), text.splitlines())
+            except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+                self._trees[path] = None
+        return self._trees[path]
+
+    def nodes(self, path: str):
+        """(qualified name, node) for every function, class and method of one file."""
+        parsed = self.tree(path)
+        if parsed is None:
+            return
+        for node in parsed[0].body:
+            if isinstance(node, (*FUNCTIONS, ast.ClassDef)):
+                yield node.name, node
+            if isinstance(node, ast.ClassDef):
+                for member in node.body:
+                    if isinstance(member, FUNCTIONS):
+                        yield f"{node.name}.{member.name}", member
+
+    def suspect(self, path: str, name: str) -> Suspect | None:
+        for qualname, node in self.nodes(path):
+            if qualname == name:
+                lines = self.tree(path)[1]
+                start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                return Suspect(path, qualname, start, node.end_lineno, "\n".join(lines[start - 1:node.end_lineno]))
+        return None
+
+    def enclosing(self, path: str, line: int) -> Suspect | None:
+        """The innermost function (or method) of `path` that holds `line`."""
+        best = None
+        for qualname, node in self.nodes(path):
+            if isinstance(node, FUNCTIONS) and node.lineno <= line <= node.end_lineno:
+                best = qualname  # methods come after their class: the innermost wins
+        return self.suspect(path, best) if best else None
+
+    def defining(self, name: str, prefer: list[str] = ()) -> list[Suspect]:
+        """Definitions named `name` (or `Class.name`), in the preferred files first."""
+        found = []
+        for path in [*prefer, *(f for f in self.files if f not in prefer)]:
+            if is_test_file(path) or path not in self.files:
+                continue
+            for qualname, _ in self.nodes(path):
+                if qualname == name or qualname.endswith("." + name):
+                    found.append(self.suspect(path, qualname))
+        return found
+
+    def module_file(self, module: str) -> str | None:
+        """The workspace file of an importable module name (flat or src/ layout)."""
+        base = module.replace(".", "/")
+        for candidate in (f"{base}.py", f"{base}/__init__.py", f"src/{base}.py", f"src/{base}/__init__.py"):
+            if candidate in self.files:
+                return candidate
+        return None
+
+
+def localize(report: TestReport, root: Path, files: list[str], tests: list[str]) -> Lead:
+    defs = Definitions(root, files)
+    lead = Lead(tests=list(tests), test_sources={}, errors={})
+    suspects: list[Suspect] = []
+    for test in tests[:3]:
+        failure = report.failures.get(test) or report.output[-3000:]
+        lead.errors[test] = _trim(failure)
+        lead.test_sources[test] = _test_source(defs, test)
+        suspects += _from_frames(defs, failure)
+        suspects += _missing(defs, failure)
+        suspects += _called(defs, test)
+    seen, lines = set(), 0
+    for suspect in suspects:
+        key = (suspect.path, suspect.name)
+        size = suspect.source.count("\n") + 1
+        if key in seen or len(lead.suspects) >= MAX_SUSPECTS or (lead.suspects and lines + size > MAX_LINES):
+            continue
+        seen.add(key)
+        lines += size
+        lead.suspects.append(suspect)
+    return lead
+
+
+def _trim(failure: str, limit: int = 1500) -> str:
+    """The failure without pytest's own frames, and not too long: the end says the most."""
+    lines = [line for line in failure.splitlines() if "site-packages" not in line and "/_pytest/" not in line]
+    text = "\n".join(lines).strip()
+    return text if len(text) <= limit else "...\n" + text[-limit:]
+
+
+def _test_source(defs: Definitions, test: str) -> str:
+    path, *names = test.split("::")
+    try:
+        text = (defs.root / path).read_text(encoding="utf-8")
+        tree = ast.parse(text)
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return ""
+    lines = text.splitlines()
+    if not names:  # the module failed to import: its imports say what is missing
+        return text if len(lines) <= 60 else "\n".join(lines[:40]) + "\n..."
+    node, body = None, tree.body
+    for name in names:
+        name = name.split("[", 1)[0]
+        node = next((n for n in body if isinstance(n, (*FUNCTIONS, ast.ClassDef)) and n.name == name), None)
+        if node is None:
+            return ""
+        body = node.body
+    imports = [ast.get_source_segment(text, n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+    return "\n".join([*imports, "", "", *lines[start - 1:node.end_lineno]]).strip()
+
+
+def _from_frames(defs: Definitions, failure: str) -> list[Suspect]:
+    frames = []
+    for match in FRAME.finditer(failure):
+        path, line = (match.group(1) or match.group(4)), int(match.group(2) or match.group(5))
+        path = path.removeprefix("./")
+        if path in defs.files and not is_test_file(path):
+            frames.append((path, line))
+    found = [defs.enclosing(path, line) for path, line in reversed(frames)]  # innermost first
+    return [s for s in found if s]
+
+
+def _missing(defs: Definitions, failure: str) -> list[Suspect]:
+    out = []
+    for pattern, kind in MISSING:
+        for match in pattern.finditer(failure):
+            if kind == "module":
+                name, path = match.group(1), defs.module_file(match.group(2))
+            elif kind == "module-attr":
+                name, path = match.group(2), defs.module_file(match.group(1))
+            else:  # a class lacks a method: show the class, the method goes into it
+                owner = next(iter(defs.defining(match.group(1))), None)
+                if owner is None or "." in owner.name:
+                    continue
+                out.append(Suspect(owner.path, f"{owner.name}.{match.group(2)}", 0, 0, owner.source, missing=True))
+                continue
+            if path and not is_test_file(path) and defs.suspect(path, name) is None:
+                text = "\n".join(defs.tree(path)[1]) if defs.tree(path) else ""
+                out.append(Suspect(path, name, 0, 0, text, missing=True))
+    return out
+
+
+def _called(defs: Definitions, test: str) -> list[Suspect]:
+    """The workspace functions the test function calls, found through its module's imports."""
+    path, *names = test.split("::")
+    parsed = defs.tree(path) if path.endswith(".py") else None
+    if parsed is None:
+        try:
+            parsed = (ast.parse((defs.root / path).read_text(encoding="utf-8")), [])
+        except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+            return []
+    tree = parsed[0]
+    imported: dict[str, str] = {}  # local name -> workspace file it comes from
+    modules: dict[str, str] = {}  # local module alias -> workspace file
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            file = defs.module_file(node.module)
+            for alias in node.names:
+                if file:
+                    imported[alias.asname or alias.name] = file
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                file = defs.module_file(alias.name)
+                if file:
+                    modules[alias.asname or alias.name] = file
+    scope = tree
+    for name in names:
+        name = name.split("[", 1)[0]
+        scope = next((n for n in ast.walk(scope) if isinstance(n, (*FUNCTIONS, ast.ClassDef)) and n.name == name),
+                     scope)
+    out = []
+    for node in ast.walk(scope):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Name) and func.id in imported:
+            out += defs.defining(func.id, [imported[func.id]])[:1]
+        elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in modules:
+            out += defs.defining(func.attr, [modules[func.value.id]])[:1]
+        elif isinstance(func, ast.Attribute) and not func.attr.startswith("assert"):
+            found = [s for s in defs.defining(func.attr, sorted(set(imported.values()))) if "." in s.name]
+            out += found[:1] if len(found) == 1 else []
+    return out

@@ -1,0 +1,386 @@
+"""The test-verified repair path, tried before the general loop when the project's tests fail.
+
+1. Run the tests (in a scratch copy). 2. Localize: traceback frames, missing names, functions the failing
+tests call. 3. Show the model the failing test, its error and the suspect code in full, and ask for the whole
+function back (small models rewrite a function far more reliably than they copy an exact `old_string`).
+4. Sample N candidates in one batched request. 5. Try each in a scratch copy, smallest diff first. 6. Keep
+the first that makes the failing tests pass, breaks no passing test and leaves test files alone; write it.
+When the tests give no lead or nothing passes, the general loop takes over with notes on what was tried.
+
+The same verification serves the other rescue: a reply that carries code for a workspace file in a fenced
+block is applied as an edit (when it breaks no passing test) instead of being taken as the final answer.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import re
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qcoder.agent.fenced_edits import FENCE, proposed_files
+from qcoder.agent.localize import Lead, Suspect, localize
+from qcoder.agent.loop import Submitted
+from qcoder.agent.testing import SUITE, Tester, TestReport, is_test_file
+from qcoder.agent.tools.base import Tool
+
+SYSTEM = ("You fix Python code so that its failing tests pass. Reply with code only: the complete corrected "
+          "definitions in one ```python block.")
+# Stands in for the edit permission when the agent has no write tool of its own.
+WRITE = Tool("write_file", "write a file", {"type": "object", "properties": {}}, lambda **_: "", kind="edit")
+RUN_TESTS = Tool("test", "run the tests", {"type": "object", "properties": {}}, lambda **_: "", kind="project")
+
+
+@dataclass
+class RepairSettings:
+    """`[repair]` in the settings."""
+
+    enabled: bool = True
+    candidates: int = 6  # per round, sampled in one batched request
+    rounds: int = 2  # a second round sees why the first round's best candidate failed
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_tokens: int = 768
+
+    @classmethod
+    def from_settings(cls, table: dict | None) -> RepairSettings:
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in (table or {}).items() if k in known})
+
+
+@dataclass
+class Candidate:
+    index: int
+    files: dict[str, str]  # path -> proposed text
+    code: str = ""  # the reply's code, for the next round's prompt
+    added: int = 0
+    removed: int = 0
+    status: str = "untested"  # passed | failed | rejected | duplicate | untested
+    reason: str = ""
+    report: TestReport | None = None
+
+    @property
+    def size(self) -> int:
+        return self.added + self.removed
+
+    def event(self) -> dict:
+        return {"index": self.index, "status": self.status, "reason": self.reason, "files": sorted(self.files),
+                "added": self.added, "removed": self.removed,
+                "tests": self.report.summary() if self.report else None, "code": self.code[:1500]}
+
+
+@dataclass
+class Repair:
+    tester: Tester | None
+    settings: RepairSettings = field(default_factory=RepairSettings)
+
+    # -- before the loop ----------------------------------------------------------------------------------
+    def attempt(self, agent, task: str) -> None:
+        """Fix the failing tests with verified rewrites: raises Submitted when one is written, else returns
+        (after leaving the loop a note of what was learnt)."""
+        if not (self.settings.enabled and self.tester) or agent.permissions.check(_tool(agent, "test", RUN_TESTS), {}):
+            return
+        baseline = self.tester.run()
+        agent.emit("test_result", phase="before", **baseline.to_event())
+        if baseline.ok or not baseline.failing:
+            return
+        files = self._files(agent)
+        targets = _named_in(task, baseline.failing) or baseline.failing
+        lead = localize(baseline, self.tester.workspace, files, targets) if self.tester.structured else None
+        if lead is None or not lead.suspects:
+            agent.add({"role": "user", "content": _notes(baseline, targets, lead, [])})
+            return
+        agent.emit("repair", phase="start", tests=targets[:10],
+                   suspects=[f"{s.path}:{s.start} {s.name}" + (" (missing)" if s.missing else "") for s in lead.suspects],
+                   candidates=self.settings.candidates)
+        tried: list[Candidate] = []
+        winner = None
+        for _ in range(max(self.settings.rounds, 1)):
+            agent.check_limits()
+            winner = self._round(agent, task, lead, baseline, targets, files, tried)
+            if winner:
+                break
+        agent.emit("repair", phase="done", fixed=winner is not None, chosen=winner.index if winner else None,
+                   files=sorted(winner.files) if winner else [], tried=len(tried))
+        if winner is None:
+            agent.add({"role": "user", "content": _notes(baseline, targets, lead, tried)})
+            return
+        diff = self._diff(winner.files)
+        denied = self._write(agent, winner.files)
+        if denied:
+            agent.add({"role": "user", "content": f"A verified fix was found but not written: {denied}\n{diff}"})
+            return
+        agent.test_result = winner.report.to_event()
+        agent.emit("test_result", phase="after", **agent.test_result)
+        names = ", ".join(f"`{s.name}`" for s in lead.suspects if any(s.path == p for p in winner.files))
+        answer = (f"Fixed {names or 'the code'} in {', '.join(sorted(winner.files))}: the failing tests pass now "
+                  f"({winner.report.summary()}).\n\n{diff}")
+        agent.add({"role": "assistant", "content": answer})
+        raise Submitted("repaired: the failing tests pass", answer)
+
+    def _round(self, agent, task, lead, baseline, targets, files, tried) -> Candidate | None:
+        best = min((c for c in tried if c.status == "failed"), key=lambda c: len(c.report.failing), default=None)
+        # After a round without a passing candidate, short functions are shown without their body: small models
+        # tend to copy the bug back, and a fresh start from the signature, docstring and test often gets it right.
+        fresh_start = bool(tried) and all(_skeleton(s.source) for s in lead.suspects)
+        prompt = _prompt(task, lead, None if fresh_start else best, fresh_start)
+        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
+        size = sum(s.source.count("\n") + 1 for s in lead.suspects)
+        limit = min(self.settings.max_tokens, 200 + 40 * size)
+        # Stop at the block's closing fence: what small models add after it is explanation, slow to decode.
+        replies = agent.client.sample(messages, self.settings.candidates, prefix=_reply_prefix(lead.suspects),
+                                      temperature=self.settings.temperature, top_p=self.settings.top_p,
+                                      max_tokens=limit, stop=["\n```\n"])
+        for reply in replies:
+            for key in agent.tokens:
+                agent.tokens[key] += reply.usage.get(key, 0)
+        default = lead.suspects[0].path
+        fresh = []
+        for reply in replies:
+            candidate = self._candidate(len(tried) + len(fresh) + 1, reply.content, files, default, tried + fresh)
+            fresh.append(candidate)
+        tried += fresh
+        timeout = min(self.tester.timeout, max(30.0, 10 * baseline.elapsed_s))
+        winner = None
+        for candidate in sorted((c for c in fresh if c.status == "untested"), key=lambda c: (c.size, c.index)):
+            if winner:
+                candidate.reason = "a smaller passing fix was found"
+                continue
+            candidate.report = self.tester.run(candidate.files, timeout)
+            problem = _verdict(baseline, candidate.report, targets)
+            candidate.status, candidate.reason = ("failed", problem) if problem else ("passed", "")
+            winner = None if problem else candidate
+        for candidate in fresh:
+            agent.emit("candidate", **candidate.event())
+        return winner
+
+    def _candidate(self, index, reply, files, default, earlier) -> Candidate:
+        read = lambda path: self._read(path)  # noqa: E731
+        if reply.count("```") % 2:  # cut at the stop sequence, or at max_tokens: close the block
+            reply = reply.rstrip() + "\n```\n"
+        proposed = proposed_files(reply, files, read, default)
+        code = (FENCE.search(reply).group(2) if FENCE.search(reply) else reply).strip()
+        candidate = Candidate(index, proposed, code)
+        tests = sorted(p for p in proposed if is_test_file(p))
+        if not proposed and re.search(r"^\s*(async\s+)?def\s|^\s*class\s", code, re.M):
+            candidate.status, candidate.reason = "rejected", "no change (the code came back as it was)"
+        elif not proposed:
+            candidate.status, candidate.reason = "rejected", "no usable code for a workspace file"
+        elif tests:
+            candidate.status, candidate.reason = "rejected", f"edits test file {tests[0]}"
+        else:
+            same = next((c for c in earlier if c.files == proposed), None)
+            if same:
+                candidate.status, candidate.reason = "duplicate", f"same as candidate {same.index}"
+        for path, text in proposed.items():
+            for line in difflib.unified_diff((self._read(path) or "").splitlines(), text.splitlines(), lineterm="",
+                                             n=0):
+                if line.startswith("+") and not line.startswith("+++"):
+                    candidate.added += 1
+                elif line.startswith("-") and not line.startswith("---"):
+                    candidate.removed += 1
+        return candidate
+
+    # -- a reply with code in it ---------------------------------------------------------------------------
+    def take_code_reply(self, agent, content: str) -> bool:
+        """A final answer that carries code for workspace files: apply it as an edit when it breaks no passing
+        test. True when the loop should go on (the model reads what happened); Submitted when the tests pass."""
+        if "```" not in content and not re.match(r"\s*(def |class )", content):
+            return False
+        files = proposed_files(content, self._files(agent), self._read)
+        signature = tuple(sorted(files.items()))
+        if not files or signature in self._seen:
+            return False
+        self._seen.add(signature)
+        if self.tester and not agent.permissions.check(_tool(agent, "test", RUN_TESTS), {}):
+            before, after = self.tester.run(), self.tester.run(files)
+            broken = sorted(before.passed - after.passed)
+            if broken:
+                agent.emit("code_edit", files=sorted(files), applied=False, reason=f"breaks {broken[0]}")
+                agent.add({"role": "user", "content": (
+                    f"Your code for {', '.join(sorted(files))} was not applied: it breaks {', '.join(broken[:3])} "
+                    f"({after.error_line(broken[0])}). Fix the code with `edit` and run the tests.")})
+                return True
+        else:
+            after = None
+        diff = self._diff(files)
+        denied = self._write(agent, files)
+        agent.emit("code_edit", files=sorted(files), applied=not denied, reason=denied or "", diff=diff)
+        if denied:
+            return False
+        if after is None:
+            return False  # nothing to verify with: the loop's finish takes the answer
+        agent.test_result = after.to_event()
+        agent.emit("test_result", phase="after", **agent.test_result)
+        if after.ok:
+            raise Submitted("applied the code from the reply; the tests pass", content)
+        failing = after.failing[0]
+        agent.add({"role": "user", "content": (
+            f"Your code was applied to {', '.join(sorted(files))}:\n{diff}\nThe tests still fail ({after.summary()}): "
+            f"{failing}: {after.error_line(failing)}\nFix the code with `edit` and run the tests.")})
+        return True
+
+    # -- helpers ------------------------------------------------------------------------------------------
+    def __post_init__(self):
+        self._seen: set = set()
+        self._root: Path | None = None
+
+    def _files(self, agent) -> list[str]:
+        ws = agent.workspace
+        self._root = ws.root
+        return [ws.rel(p) for p in ws.files(ws.root)[:5000]]
+
+    def _read(self, path: str) -> str | None:
+        target = self._root / path
+        try:
+            return target.read_text(encoding="utf-8") if target.is_file() else None
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def _diff(self, files: dict[str, str]) -> str:
+        return "\n".join(line for path, text in sorted(files.items()) for line in difflib.unified_diff(
+            (self._read(path) or "").splitlines(), text.splitlines(), f"a/{path}", f"b/{path}", lineterm=""))
+
+    def _write(self, agent, files: dict[str, str]) -> str | None:
+        """Write through the agent's permissions and checkpoints; the reason when not allowed."""
+        for path, text in files.items():
+            denied = agent.permissions.check(_tool(agent, "write_file", WRITE), {"path": path, "content": text})
+            if denied:
+                return denied
+        if agent.checkpoints:
+            agent.checkpoints.snapshot()
+        for path, text in files.items():
+            agent.workspace.write(agent.workspace.resolve(path), text)
+        agent.changed = True
+        return None
+
+
+def _tool(agent, name: str, fallback: Tool) -> Tool:
+    tool = agent.tools.get(name)
+    return tool if tool is not None and tool.kind == fallback.kind else fallback
+
+
+def _named_in(task: str, tests: list[str]) -> list[str]:
+    """The failing tests the task names (by function name), if it names any."""
+    return [t for t in tests if re.search(rf"\b{re.escape(t.split('::')[-1].split('[')[0])}\b", task)
+            and "::" in t]
+
+
+def _verdict(baseline: TestReport, report: TestReport, targets: list[str]) -> str | None:
+    """None when `report` fixes every target and breaks nothing that passed; else what is wrong."""
+    if report.timed_out:
+        return "the tests timed out"
+    for target in targets:
+        if target == SUITE:
+            if not report.ok:
+                return f"the tests still fail: {report.error_line(SUITE)}"
+            continue
+        inner = [o for t, o in report.outcomes.items() if t.startswith(target + "::")]
+        if report.outcomes.get(target) != "passed" and not (inner and all(o == "passed" for o in inner)):
+            culprit = next((t for t in report.failing if t == target or t.startswith(target + "::")), target)
+            return f"{target.split('::')[-1]} still fails: {report.error_line(culprit)}"
+    broken = sorted(baseline.passed - report.passed)
+    if broken:
+        return f"breaks {broken[0].split('::')[-1]}: {report.error_line(broken[0])}"
+    new = [t for t in report.failing if t not in baseline.failing]
+    if new:
+        return f"{new[0].split('::')[-1]} fails: {report.error_line(new[0])}"
+    return None
+
+
+def _prompt(task: str, lead: Lead, best: Candidate | None, fresh_start: bool = False) -> str:
+    """The task, then the failing test and its error, then the code to rewrite last, right before the ask."""
+    parts = [task.strip()[:1500]]
+    for test in lead.tests[:3]:
+        source = _without_imports(lead.test_sources.get(test, ""))
+        where = test.split("::")[0]
+        parts.append(f"Test {test.split('::')[-1]} in {where} fails:\n```python\n{source}\n```" if source else
+                     f"The tests in {where} fail.")
+        parts.append(f"Error:\n```\n{_error_lines(lead.errors.get(test, ''))}\n```")
+    for suspect in lead.suspects:
+        if suspect.missing:
+            owner = f"class `{suspect.name.split('.')[0]}`" if "." in suspect.name else suspect.path
+            parts.append(f"`{suspect.name}` does not exist yet. Here is {owner} ({suspect.path}):\n"
+                         f"```python\n{_cap(suspect.source)}\n```")
+        elif fresh_start:
+            parts.append(f"Here is the signature of `{suspect.name}` in {suspect.path}; its body has the bug that "
+                         f"makes the test fail:\n```python\n{_skeleton(suspect.source)}\n```")
+        else:
+            parts.append(f"Here is `{suspect.name}` from {suspect.path}. It has the bug that makes the test fail:\n"
+                         f"```python\n{suspect.source}\n```")
+    if best is not None:
+        parts.append(f"This attempt did not work:\n```python\n{_cap(best.code, 60)}\n```\n"
+                     f"It failed: {best.reason}. Write a different fix.")
+    parts.append(_ask(lead.suspects))
+    return "\n\n".join(parts)
+
+
+def _skeleton(source: str, max_lines: int = 30) -> str | None:
+    """A short function's signature and docstring with the body left out; None for anything else."""
+    text = textwrap.dedent(source)
+    try:
+        node = ast.parse(text).body[0]
+    except (SyntaxError, IndexError):
+        return None
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or len(text.splitlines()) > max_lines:
+        return None
+    lines, first = text.splitlines(), node.body[0]
+    keep = first.end_lineno if ast.get_docstring(node) is not None else first.lineno - 1
+    return "\n".join(lines[:keep])
+
+
+def _without_imports(source: str) -> str:
+    return "\n".join(line for line in source.splitlines() if not line.startswith(("import ", "from "))).strip()
+
+
+def _error_lines(failure: str, limit: int = 15) -> str:
+    """pytest's `E` lines (the exception and the compared values), else the end of the failure."""
+    lines = failure.splitlines()
+    chosen = [line for line in lines if line.startswith("E ") or re.match(r"^\S+\.py:\d+: in ", line)]
+    return "\n".join((chosen or lines)[-limit:])
+
+
+def _ask(suspects: list[Suspect]) -> str:
+    first = suspects[0]
+    if first.missing and "." in first.name:
+        cls, method = first.name.split(".", 1)
+        return (f"Add the method `{method}` to class `{cls}` so that the test passes. Reply with the whole class "
+                f"`{cls}`, with the new method, in one ```python block.")
+    if first.missing:
+        return (f"Write `{first.name}` for {first.path} so that the test passes. Reply with the complete new "
+                "definition (and any imports it needs) in one ```python block.")
+    names = " or ".join(f"`{s.name.split('.')[-1]}`" for s in suspects if not s.missing)
+    return (f"Write the corrected {names} so that the test passes (and its docstring holds). Reply with the whole "
+            "function in one ```python block.")
+
+
+def _reply_prefix(suspects: list[Suspect]) -> str:
+    """How a candidate must begin: the fence and the first suspect's `def` line, where that is certain."""
+    first = suspects[0]
+    if first.missing and "." in first.name:
+        return f"```python\nclass {first.name.split('.')[0]}"
+    if first.missing or first.source.lstrip().startswith("def "):
+        return f"```python\ndef {first.name.split('.')[-1]}("
+    return "```python\n"
+
+
+def _cap(text: str, lines: int = 80) -> str:
+    rows = text.splitlines()
+    return text if len(rows) <= lines else "\n".join(rows[:lines]) + "\n# ..."
+
+
+def _notes(baseline: TestReport, targets: list[str], lead: Lead | None, tried: list[Candidate]) -> str:
+    """What the general loop should know: the failing tests, where they point, what the candidates showed."""
+    lines = [f"Note: qcoder ran the tests (`{baseline.command}`) before you started: {baseline.summary()}."]
+    lines += [f"- {t} fails: {baseline.error_line(t)}" for t in targets[:5]]
+    if lead and lead.suspects:
+        where = ", ".join(f"`{s.name}` in {s.path}" + (" (does not exist yet)" if s.missing else f" (line {s.start})")
+                          for s in lead.suspects)
+        lines.append(f"The failing tests point at {where}.")
+    tested = [c for c in tried if c.report is not None]
+    if tested:
+        lines.append(f"{len(tested)} automatic rewrite(s) were tested and none passed; for example: {tested[0].reason}.")
+    lines.append("Fix the code (not the tests) with `edit`, then run the tests.")
+    return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""Code in replies -> file contents; test runner detection; the one-line step display."""
+
+import json
+
+from qcoder.agent.display import ProseFilter, call_line, candidate_line, result_line
+from qcoder.agent.fenced_edits import extract_blocks, merge_python, proposed_files
+from qcoder.agent.testing import detect_test_command, is_test_file
+
+MODULE = '''"""Shapes."""
+
+import math
+
+
+class Circle:
+    def __init__(self, r):
+        self.r = r
+
+    def area(self):
+        """Area of the circle."""
+        return 2 * math.pi * self.r
+
+
+def unit():
+    return Circle(1)
+
+
+if __name__ == "__main__":
+    print(unit().area())
+'''
+
+
+def test_a_rewritten_method_replaces_the_old_one_and_keeps_its_docstring():
+    new = merge_python(MODULE, "def area(self):\n    return math.pi * self.r ** 2\n")
+    assert '        """Area of the circle."""\n        return math.pi * self.r ** 2\n' in new
+    assert new.count("def area") == 1 and "def unit" in new
+
+
+def test_new_definitions_go_before_main_and_new_imports_join_the_imports():
+    new = merge_python(MODULE, "import json\n\ndef to_json(c):\n    return json.dumps({'r': c.r})\n\nprint(1)\n")
+    assert new.index("import json") < new.index("class Circle")
+    assert new.index("def to_json") < new.index('if __name__ == "__main__"')
+    assert "print(1)" not in new
+    copied = merge_python(MODULE, "from shapes import Circle\nfrom test_shapes import x\n\ndef unit():\n    return 1\n",
+                          "geo.shapes")
+    assert "import" not in copied.replace("import math", "")
+
+
+def test_a_partial_class_merges_method_by_method():
+    new = merge_python(MODULE, "class Circle:\n    def diameter(self):\n        return 2 * self.r\n")
+    assert "def __init__" in new and "def area" in new and "    def diameter(self):\n        return 2 * self.r" in new
+    assert new.index("def diameter") < new.index("def unit")
+
+
+def test_invalid_or_empty_blocks_change_nothing():
+    assert merge_python(MODULE, "def area(self:\n    return") is None
+    assert merge_python(MODULE, "x = compute()\n") is None
+
+
+def test_blocks_find_their_file_by_name_or_by_what_they_define():
+    files = {"geo/shapes.py": MODULE, "notes.md": "# notes\nold\nlines\n", "test_shapes.py": "def test_x(): pass\n"}
+    reply = ("In `shapes.py`:\n```python\ndef unit():\n    return Circle(2)\n```\n"
+             "```markdown notes.md\n# notes\nnew\nlines\n```\n")
+    blocks = extract_blocks(reply, list(files))
+    assert [(b.path, b.named_in_fence) for b in blocks] == [("geo/shapes.py", False), ("notes.md", True)]
+    out = proposed_files(reply, list(files), files.get)
+    assert "return Circle(2)" in out["geo/shapes.py"] and out["notes.md"] == "# notes\nnew\nlines\n"
+    unnamed = proposed_files("```python\ndef unit():\n    return Circle(3)\n```", list(files), files.get)
+    assert list(unnamed) == ["geo/shapes.py"]
+    assert proposed_files("```python\nprint('hello')\n```", list(files), files.get) == {}
+
+
+def test_runner_detection(tmp_path):
+    assert detect_test_command(tmp_path) is None
+    (tmp_path / "go.mod").write_text("module x\n")
+    assert detect_test_command(tmp_path) == "go test ./..."
+    (tmp_path / "package.json").write_text(json.dumps({"scripts": {"test": "jest"}}))
+    assert detect_test_command(tmp_path) == "npm test"
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_a.py").write_text("def test_a(): pass\n")
+    assert detect_test_command(tmp_path) == "python -m pytest -q"
+    assert is_test_file("pkg/tests/helpers.py") and is_test_file("a_test.go") and not is_test_file("src/app.py")
+
+
+def test_steps_read_as_one_short_line():
+    assert call_line("edit", json.dumps({"path": "a.py", "old_string": "x" * 500, "new_string": "y"})) == "edit a.py"
+    assert result_line("read_file", "1| a\n2| b\n... (40 lines in all; read more with offset=3)") == "40 lines"
+    assert result_line("edit", "Edited a.py\n--- a/a.py\n+++ b/a.py\n@@ -1 +1 @@\n-x\n+y") == "Edited a.py (+1 -1)"
+    line = candidate_line({"index": 2, "status": "failed", "reason": "breaks test_b: AssertionError", "files": ["a.py"],
+                           "added": 1, "removed": 1})
+    assert line == "candidate 2: +1 -1 a.py -> breaks test_b: AssertionError"
+
+
+def test_a_tool_call_printed_as_text_is_not_echoed():
+    shown = []
+    prose = ProseFilter(shown.append)
+    for piece in ['{"name": "read', '_file", "arguments": {"path": "a.py"}}']:
+        prose.feed(piece)
+    assert prose.end("") == "" and shown == []
+    for piece in ["The fix ", "is done."]:
+        prose.feed(piece)
+    assert prose.end("The fix is done.") == "The fix is done." and "".join(shown) == "The fix is done.\n"

@@ -1,0 +1,144 @@
+"""The test-verified repair path end to end: the real CLI, a scripted model on loopback, real pytest runs."""
+
+import json
+import textwrap
+
+from tests.fake_openai import FakeModel
+
+from .conftest import qcoder_cli
+
+CALC = """def add(a, b):
+    return a - b
+
+
+def mul(a, b):
+    return a * b
+"""
+TESTS = """from calc import add, mul
+
+
+def test_add():
+    assert add(2, 3) == 5
+
+
+def test_add_zero():
+    assert add(3, 0) == 3
+
+
+def test_mul():
+    assert mul(2, 3) == 6
+"""
+
+
+def fence(code: str, lead: str = "") -> dict:
+    return {"content": f"{lead}```python\n{textwrap.dedent(code).strip()}\n```\n"}
+
+
+def project(workspace, candidates: int, rounds: int = 1):
+    (workspace / "calc.py").write_text(CALC)
+    (workspace / "test_calc.py").write_text(TESTS)
+    (workspace / ".qcoder").mkdir()
+    (workspace / ".qcoder" / "settings.toml").write_text(f"[repair]\ncandidates = {candidates}\nrounds = {rounds}\n")
+
+
+def events(proc) -> list[dict]:
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+
+def test_repair_rejects_test_edits_and_breakage_and_keeps_the_smallest_passing_diff(workspace, home):
+    project(workspace, candidates=4)
+    fake = FakeModel([{"choices": [
+        fence("def test_add():\n    assert True", "# test_calc.py\n"),  # edits the test: rejected unseen
+        fence("def add(a, b):\n    return 5"),  # fixes test_add, breaks test_add_zero
+        fence('''
+            def add(a, b):
+                """Sum of a and b."""
+                total = 0
+                for value in (a, b):
+                    total += value
+                return total
+        '''),  # passes, but a bigger change
+        fence("def add(a, b):\n    return a + b", "Here is the fix:\n\n"),  # passes, smallest
+    ]}])
+    try:
+        proc = qcoder_cli(["-p", "Fix the failing test", "-y", "--output-format", "stream-json"], workspace,
+                          fake, home)
+    finally:
+        fake.close()
+    assert proc.returncode == 0, proc.stderr
+    assert (workspace / "test_calc.py").read_text() == TESTS
+    assert (workspace / "calc.py").read_text() == CALC.replace("a - b", "a + b")
+    request = fake.requests[0]
+    assert request["n"] == 4 and "tools" not in request
+    assert "def add(a, b):\n    return a - b" in request["messages"][-1]["content"]  # the suspect, in full
+    assert "def test_add():" in request["messages"][-1]["content"]  # the failing test
+    got = {e["index"]: e for e in events(proc) if e["type"] == "candidate"}
+    assert got[1]["status"] == "rejected" and "test_calc.py" in got[1]["reason"]
+    assert got[2]["status"] == "failed" and "breaks test_add_zero" in got[2]["reason"]
+    assert got[3]["status"] == "untested" and got[4]["status"] == "passed" and got[4]["code"].endswith("a + b")
+    done = [e for e in events(proc) if e["type"] == "repair" and e["phase"] == "done"]
+    assert done == [{"type": "repair", "phase": "done", "fixed": True, "chosen": 4, "files": ["calc.py"], "tried": 4}]
+    final = events(proc)[-1]
+    assert final["status"] == "success" and final["test_result"]["passed"] is True
+    assert "+    return a + b" in final["final_message"]
+    assert len(fake.requests) == 1  # verified and written without the general loop
+
+
+def test_no_passing_candidate_hands_over_with_notes_and_a_fenced_reply_becomes_an_edit(workspace, home):
+    project(workspace, candidates=2, rounds=2)
+    fake = FakeModel([
+        {"choices": [fence("def add(a, b):\n    return a * b"), {"content": "I am not sure."}]},
+        {"choices": [fence("def add(a, b):\n    return b - a"), fence("def add(a, b):\n    return a * b")]},
+        # The general loop: the model answers in prose with the fixed function in a fenced block.
+        fence("def add(a, b):\n    return b + a", "The bug is in calc.py. Here's how you can fix it:\n\n"),
+    ])
+    try:
+        proc = qcoder_cli(["-p", "Fix the failing test", "-y", "--output-format", "stream-json"], workspace,
+                          fake, home)
+    finally:
+        fake.close()
+    assert proc.returncode == 0, proc.stderr
+    second_round = fake.requests[1]["messages"][-1]["content"]  # a fresh start: the signature, not the buggy body
+    assert "the signature of `add`" in second_round and "return a - b" not in second_round
+    notes = fake.requests[2]["messages"][2]["content"]
+    assert "test_add fails" in notes and "`add` in calc.py" in notes and "2 automatic rewrite(s)" in notes
+    assert (workspace / "calc.py").read_text() == CALC.replace("a - b", "b + a")
+    kinds = [e["type"] for e in events(proc)]
+    assert "code_edit" in kinds
+    assert events(proc)[-1]["reason"] == "applied the code from the reply; the tests pass"
+
+
+def test_a_missing_function_is_written_and_verified(workspace, home):
+    (workspace / "text.py").write_text('"""Text helpers."""\n\n\ndef shout(s):\n    return s.upper()\n')
+    (workspace / "test_text.py").write_text(
+        "from text import shout, slugify\n\n\ndef test_slugify():\n    assert slugify('Hello World') == 'hello-world'\n"
+        "\n\ndef test_shout():\n    assert shout('a') == 'A'\n")
+    fake = FakeModel([{"choices": [fence("""
+        import re
+
+        def slugify(text):
+            return re.sub(r"\\W+", "-", text).strip("-").lower()
+
+        print(slugify("Hello World"))
+    """)]}])
+    try:
+        proc = qcoder_cli(["-p", "Add slugify", "-y", "--output-format", "json"], workspace, fake, home)
+    finally:
+        fake.close()
+    assert proc.returncode == 0, proc.stderr
+    assert "does not exist yet" in fake.requests[0]["messages"][-1]["content"]
+    text = (workspace / "text.py").read_text()
+    assert text.startswith('"""Text helpers."""\n\nimport re\n') and "def shout" in text and "print(" not in text
+    assert json.loads(proc.stdout)["test_result"]["summary"] == "2 passed"
+
+
+def test_candidates_from_an_endpoint_that_ignores_n_are_topped_up_with_parallel_requests():
+    from qcoder.client import OpenAIClient
+
+    fake = FakeModel([{"content": "one"}, {"content": "two"}, {"content": "three"}])
+    try:
+        replies = OpenAIClient("fake", fake.url, "key").sample([{"role": "user", "content": "hi"}], 3, temperature=0.5)
+    finally:
+        fake.close()
+    assert sorted(r.content for r in replies) == ["one", "three", "two"]
+    assert fake.requests[0]["n"] == 3 and all("n" not in r for r in fake.requests[1:])
