@@ -1,8 +1,11 @@
 """Approval: may this tool call run now?
 
 Modes: plan = read-only; default = ask before every write and command; auto-edit = writes freely, asks
-before commands; yolo = asks nothing. Settings `[permissions] allow/deny` list shell command prefixes:
-deny always wins (checked on every part of a compound command); an allowed prefix runs without asking (only for simple commands: no ; && | ` $( > <).
+before commands; yolo = asks nothing. Settings `[permissions] allow/deny` list shell commands.
+Deny always wins, in every mode: it is matched on what the command runs (command_rules: every part of a
+pipeline, list or subshell, wrappers like sudo and bash -c unwrapped, options in any order), and a
+command that cannot be read is refused while any deny rule exists. An allow rule is a literal prefix
+and only frees a simple command (no ; && | ` $( > < or newline).
 Headless runs have nobody to ask, so "ask" becomes a denial explained to the model.
 """
 
@@ -10,6 +13,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+
+from qcoder.agent.command_rules import invocations, parse_rule
+from qcoder.agent.shell_syntax import Unparseable
 
 MODES = ("plan", "default", "auto-edit", "yolo")
 COMPOUND = re.compile(r"[;&|`<>]|\$\(|\n")
@@ -22,15 +28,18 @@ class Permissions:
             raise ValueError(f"unknown approval mode {mode!r}; choose one of {', '.join(MODES)}")
         self.mode = mode
         self.allow = list(allow)
-        self.deny = list(deny)
+        self.deny = [parse_rule(rule) for rule in deny]  # ValueError names a malformed rule
+        self.deny_text = list(deny)
         self.ask = ask  # (tool name, arguments) -> "yes" | "no" | "always"; None when headless
         self.always: set[str] = set()
 
     def check(self, tool, args: dict) -> str | None:
         """None when the call may run, else the reason it may not (for the model)."""
         command = args.get("command") if tool.kind == "shell" and tool.name == "run_shell_command" else None
-        if command is not None and any(_matches(part, p) for part in COMPOUND.split(command) for p in self.deny):
-            return f"Permission denied: `{command}` matches a deny rule in the settings."
+        if command is not None and self.deny:
+            reason = self._denied(command)
+            if reason:
+                return reason
         if tool.kind == "read":
             return None
         if self.mode == "plan":
@@ -51,6 +60,18 @@ class Permissions:
             self.always.add(tool.name)
             return None
         return None if answer == "yes" else f"The user declined this {tool.name} call."
+
+
+    def _denied(self, command: str) -> str | None:
+        try:
+            runs = invocations(command)
+        except Unparseable as exc:
+            return (f"Permission denied: `{command}` cannot be checked against the deny rules in the settings "
+                    f"({exc}). Write it as plain commands.")
+        for rule, text in zip(self.deny, self.deny_text, strict=True):
+            if any(rule.covers(run) for run in runs):
+                return f"Permission denied: `{command}` matches the deny rule `{text}` in the settings."
+        return None
 
 
 def _matches(command: str, prefix: str) -> bool:
