@@ -1,4 +1,7 @@
-"""Search tools: glob and grep_search (ripgrep when on PATH, else Python; both honour .gitignore)."""
+"""Search tools: glob and grep_search (ripgrep when on PATH, else Python; both honour .gitignore).
+
+Both stay inside the workspace like the file tools: no symlink out of it is followed or listed.
+"""
 
 from __future__ import annotations
 
@@ -45,14 +48,20 @@ def grep_search(ws: Workspace, pattern: str, path: str = ".", include: str | Non
 
 
 def _ripgrep(ws: Workspace, pattern: str, base, include) -> list[str] | None:
-    cmd = ["rg", "-n", "--no-heading", "--color", "never", "-e", pattern]
+    # --null ends each file name with NUL, so a name holding ':' cannot hide where the line came from.
+    cmd = ["rg", "-n", "--no-heading", "--color", "never", "--no-follow", "--null", "-e", pattern]
     if include:
         cmd += ["-g", include]
     proc = subprocess.run(cmd + ["--", ws.rel(base)], cwd=ws.root, capture_output=True, text=True,
                           errors="replace", timeout=60)
     if proc.returncode not in (0, 1):
         return None
-    return [line.removeprefix("./") for line in proc.stdout.splitlines()]
+    hits = []
+    for line in proc.stdout.splitlines():
+        name, sep, rest = line.partition("\0")
+        if sep and ws.contains(ws.root / name):
+            hits.append(f"{name.removeprefix('./')}:{rest}")
+    return hits
 
 
 def _python_grep(ws: Workspace, regex: re.Pattern, base, include) -> list[str]:

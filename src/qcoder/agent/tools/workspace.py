@@ -28,9 +28,17 @@ class Workspace:
             raise ToolError("path must be a non-empty string")
         raw = Path(path.strip()).expanduser()
         target = (raw if raw.is_absolute() else self.root / raw).resolve()
-        if target != self.root and not target.is_relative_to(self.root):
+        if not self.contains(target):
             raise ToolError(f"path {path!r} is outside the workspace {self.root}; only files inside it are allowed")
         return target
+
+    def contains(self, path: Path) -> bool:
+        """Does `path` really lie inside the workspace, once every symlink on the way is followed?"""
+        try:
+            real = path.resolve()
+        except (OSError, RuntimeError):  # a symlink loop
+            return False
+        return real == self.root or real.is_relative_to(self.root)
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix() or "."
@@ -52,10 +60,17 @@ class Workspace:
         self.changed.add(self.rel(target))
 
     def files(self, under: Path) -> list[Path]:
-        """Files below `under`, honouring .gitignore (through git when this is a repository)."""
+        """Files below `under`, honouring .gitignore (through git when this is a repository).
+
+        A symlink whose target lies outside the workspace is left out: search tools run unapproved, even
+        in plan mode, so they must not read through a link what read_file would refuse.
+        """
         listed = self._git_files(under)
-        if listed is not None:
-            return listed
+        if listed is None:
+            listed = self._walk(under)
+        return [p for p in listed if self.contains(p)]
+
+    def _walk(self, under: Path) -> list[Path]:
         ignore = self._ignore_patterns()
         out = []
         for dirpath, dirnames, filenames in os.walk(under):
