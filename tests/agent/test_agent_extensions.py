@@ -42,7 +42,7 @@ def test_stdio_mcp_server_tools(tmp_path):
         tools = {t.name: t for t in servers.tools}
         assert set(tools) == {"calc__multiply", "calc__explode"}
         multiply = tools["calc__multiply"]
-        assert multiply.kind == "mcp" and multiply.description == "Multiply two integers."
+        assert multiply.kind == "execute" and multiply.description == "Multiply two integers."
         assert set(multiply.parameters["properties"]) == {"a", "b"}
         assert multiply.func(a=6, b=7) == "42"
         with pytest.raises(ToolError, match="explode"):  # the server's error reply, not a crash
@@ -111,7 +111,7 @@ def test_streamable_http_mcp_server(tmp_path):
         servers = McpServers({"web": {"url": f"http://127.0.0.1:{port}/mcp", "trust": True}}, tmp_path)
         try:
             (greet,) = servers.tools
-            assert greet.name == "web__greet" and greet.kind == "read"
+            assert greet.name == "web__greet" and greet.kind == "trusted"
             assert greet.func(name="qcoder") == "hello qcoder"
         finally:
             servers.close()

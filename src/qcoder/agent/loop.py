@@ -317,7 +317,7 @@ class Agent:
         if tool.kind != "read" and self.checkpoints:
             self.checkpoints.snapshot()
         # Edits and commands may change the code; running the project's own test/lint tools does not count.
-        self.changed = self.changed or tool.kind in ("edit", "shell", "mcp")
+        self.changed = self.changed or tool.kind in ("edit", "shell", "execute", "trusted")
         try:
             return format_result(tool.func(**args))
         except ToolError as exc:

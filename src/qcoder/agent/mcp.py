@@ -6,7 +6,10 @@
     env = {"ROOT": "."}
     [mcp_servers.web]
     url = "http://127.0.0.1:8000/mcp"
-    trust = true          # its tools count as read-only: no approval needed
+    trust = true          # its tools run without asking in default and auto-edit mode (never in plan mode)
+    read_only = true      # its tools only read: they run in every mode, plan included
+
+A server's tools otherwise need approval like shell commands: what a tool does is only known to its server.
 
 The official SDK is async; one background thread runs an event loop that holds every connection
 open, and tool calls are submitted to it from the synchronous agent loop.
@@ -54,7 +57,7 @@ class McpServers:
             raise QcoderError(f"MCP server {name!r} failed to start: {type(exc).__name__}: {exc}") from exc
         self._sessions[name] = session
         self._stops.append(stop)
-        kind = "read" if spec.get("trust") else "mcp"
+        kind = "read" if spec.get("read_only") else "trusted" if spec.get("trust") else "execute"
         for t in listed:
             schema = getattr(t, "input_schema", None) or getattr(t, "inputSchema", None) or {"type": "object"}
             self.tools.append(Tool(f"{name}__{t.name}", t.description or t.name, dict(schema),

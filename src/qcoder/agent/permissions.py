@@ -48,8 +48,8 @@ class Permissions:
             return None
         if tool.kind == "edit" and self.mode == "auto-edit":
             return None
-        if tool.kind == "project" and self.mode in ("default", "auto-edit"):
-            return None  # commands the user wrote into the project settings
+        if tool.kind in ("project", "trusted") and self.mode in ("default", "auto-edit"):
+            return None  # commands the user wrote into the settings, MCP servers the user trusts
         if command is not None and not COMPOUND.search(command) and any(_matches(command, p) for p in self.allow):
             return None
         if self.ask is None:

@@ -3,6 +3,8 @@
     [project.entry-points."qcoder.tools"]
     weather = "my_pkg.tools:get_weather"   # a @tool-decorated function, a list of them, or a plain typed function
 
+A plugin tool needs approval (kind "execute") unless it declares itself read-only with `@tool(kind="read")`.
+
 A plugin that fails to load is reported and skipped: one broken package must not stop the agent.
 """
 

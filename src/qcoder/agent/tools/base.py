@@ -1,7 +1,10 @@
 """What a tool is: a name, a short description, a JSON schema for its arguments, and a function.
 
-`kind` drives permissions: "read" tools never change anything, "edit" tools write files, "shell" tools
-run commands. `@tool` turns a typed Python function with a docstring into a Tool (plugins use it).
+`kind` drives permissions: "read" tools never change anything (they run even in plan mode), "edit" tools
+write files, "shell" tools run commands, "project" tools run the commands the user put in the settings,
+"trusted" tools come from an MCP server the user marked `trust = true`, and "execute" tools may do
+anything. "execute" is the default: a tool is read-only only when it says so. `@tool` turns a typed
+Python function with a docstring into a Tool (plugins use it: `@tool(kind="read")` for a read-only one).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ class Tool:
     description: str
     parameters: dict  # JSON schema of the arguments object
     func: Callable[..., str]
-    kind: str = "read"  # read | edit | shell
+    kind: str = "execute"  # read | edit | shell | project | trusted | execute
 
     def schema(self) -> dict:
         """The OpenAI `tools` entry."""
@@ -47,8 +50,8 @@ def _json_type(annotation) -> dict:
     return {}
 
 
-def tool(func: Callable | None = None, *, name: str | None = None, kind: str = "read"):
-    """Decorator: `@tool` or `@tool(kind="shell")` on `def f(path: str, n: int = 3) -> str: "Doc."`.
+def tool(func: Callable | None = None, *, name: str | None = None, kind: str = "execute"):
+    """Decorator: `@tool` or `@tool(kind="read")` on `def f(path: str, n: int = 3) -> str: "Doc."`.
 
     Parameters without a default are required. A line `name: text` in the docstring's body describes
     a parameter.

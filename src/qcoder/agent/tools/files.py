@@ -193,7 +193,7 @@ def file_tools(ws: Workspace) -> list[Tool]:
                  "offset": {"type": "integer", "description": "first line to show (1-based)"},
                  "limit": {"type": "integer", "description": "number of lines to show"}},
               "required": ["path"]},
-             lambda **a: read_file(ws, **a)),
+             lambda **a: read_file(ws, **a), kind="read"),
         Tool("write_file", "Create or overwrite a file with the given content.",
              {"type": "object", "properties": {"path": path, "content": {"type": "string"}},
               "required": ["path", "content"]},
@@ -206,5 +206,5 @@ def file_tools(ws: Workspace) -> list[Tool]:
              lambda **a: edit(ws, **a), kind="edit"),
         Tool("list_directory", "List the files and folders in a directory.",
              {"type": "object", "properties": {"path": path}, "required": []},
-             lambda **a: list_directory(ws, **a)),
+             lambda **a: list_directory(ws, **a), kind="read"),
     ]

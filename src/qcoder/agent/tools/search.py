@@ -89,11 +89,11 @@ def search_tools(ws: Workspace) -> list[Tool]:
     return [
         Tool("glob", "Find files whose path matches a glob pattern such as **/*.py.",
              {"type": "object", "properties": {"pattern": {"type": "string"}, "path": path}, "required": ["pattern"]},
-             lambda **a: glob(ws, **a)),
+             lambda **a: glob(ws, **a), kind="read"),
         Tool("grep_search", "Search file contents for a regular expression; shows file:line:text.",
              {"type": "object", "properties": {
                  "pattern": {"type": "string"}, "path": path,
                  "include": {"type": "string", "description": "only files matching this glob, e.g. *.py"}},
               "required": ["pattern"]},
-             lambda **a: grep_search(ws, **a)),
+             lambda **a: grep_search(ws, **a), kind="read"),
     ]
