@@ -48,7 +48,8 @@ def build(args, *, emit=None, ask=None) -> Built:
     mode = "yolo" if args.yes else (args.approval_mode or settings.get("approval_mode") or "default")
     perms_cfg = settings.get("permissions", {})
     try:
-        permissions = Permissions(mode, perms_cfg.get("allow", []), perms_cfg.get("deny", []), ask=ask)
+        permissions = Permissions(mode, perms_cfg.get("allow", []), perms_cfg.get("deny", []), ask=ask,
+                                  workspace=workspace)
     except ValueError as exc:
         raise QcoderError(str(exc)) from exc
 

@@ -82,6 +82,10 @@ class Tui:
     # -- input ----------------------------------------------------------------------------------
     def ask(self, name: str, args: dict) -> str:
         self.console.print(f"[yellow]Allow[/] {escape(call_line(name, json.dumps(args)))}")
+        tool = self.agent.tools.get(name)
+        why = tool and self.agent.permissions.sensitive(tool, args)
+        if why:
+            self.console.print(f"[bold red]Careful: {escape(why)}.[/] [dim]'always' counts only for this call.[/]")
         answer = (self.read_line("[y]es / [n]o / [a]lways > ") or "").strip().lower()
         return {"y": "yes", "yes": "yes", "a": "always", "always": "always"}.get(answer, "no")
 
