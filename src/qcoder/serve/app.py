@@ -13,6 +13,9 @@ GET /health and GET /metrics. The /v1 routes need `Authorization: Bearer KEY` wh
 
 Every error a client can cause comes back as `{"error": {"message", "type", "param", "code"}}` with its
 status (malformed JSON and schema errors are 400, not FastAPI's 422), and the server keeps serving.
+Bodies are checked for text no tokenizer can take before validation (bodies.py). Whatever fails while
+a request's own input is turned into prompts is a 400 naming the failure. A request is admitted (or
+refused with 429 and Retry-After) before its response starts, streamed or not.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qcoder.errors import QcoderError
 from qcoder.serve import chat, completions
-from qcoder.serve.errors import APIError, error_body
+from qcoder.serve.bodies import CheckedRoute
+from qcoder.serve.errors import APIError, bad_request, error_body
 from qcoder.serve.generation import Generation
 from qcoder.serve.metrics import CONTENT_TYPE
 from qcoder.serve.protocol import (
@@ -57,6 +61,7 @@ def create_app(state: ServerState) -> FastAPI:
         state.async_engine.shutdown()
 
     app = FastAPI(title="qcoder", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.router.route_class = CheckedRoute
     app.state.qcoder = state
     app.add_middleware(CountRequests, state=state)
     _install_error_handlers(app)
@@ -99,28 +104,57 @@ def create_app(state: ServerState) -> FastAPI:
     @app.post("/v1/chat/completions", dependencies=authorized)
     async def chat_completions(req: ChatCompletionRequest, request: Request):
         check_model(req.model)
-        state.check_capacity(req.n)
-        prompt = await run_in_threadpool(chat.prepare_prompt, state, req)  # long prompts: keep the loop free
-        params = await run_in_threadpool(chat.sampling_params, state, req, prompt)  # compiles any constraint
+        state.check_capacity(req.n)  # refuse early; admit() below decides
+        prompt = await _from_input(chat.prepare_prompt, state, req)
+        params = await _from_input(chat.sampling_params, state, req, prompt)  # compiles any constraint
         generation = Generation(state, [(prompt.token_ids, p) for p in params], "chat")
+        generation.admit()
         if req.stream:
-            return _sse(chat.stream(state, req, prompt, generation))
-        return await _until_disconnect(request, chat.complete(state, req, prompt, generation))
+            return _sse(chat.stream(state, req, prompt, generation), generation)
+        return await _until_disconnect(request, chat.complete(state, req, prompt, generation), generation)
 
     @app.post("/v1/completions", dependencies=authorized)
     async def text_completions(req: CompletionRequest, request: Request):
         check_model(req.model)
-        sequences = await run_in_threadpool(completions.sequences_of, state, req)
-        state.check_capacity(len(sequences))
+        sequences = await _from_input(completions.sequences_of, state, req)
         generation = Generation(state, sequences, "cmpl")
+        generation.admit()
         if req.stream:
-            return _sse(completions.stream(state, req, sequences, generation))
-        return await _until_disconnect(request, completions.complete(state, req, sequences, generation))
+            return _sse(completions.stream(state, req, sequences, generation), generation)
+        return await _until_disconnect(request, completions.complete(state, req, sequences, generation), generation)
 
     return app
 
 
-def _sse(lines) -> StreamingResponse:
+async def _from_input(prepare, state: ServerState, req, *more):
+    """Run `prepare(state, req, *more)` (templates, tokenizing, constraints) off the event loop. It reads only
+    the request, so whatever it raises is about the request: a 400 with the reason, never a 500 (logged, to be
+    fixed)."""
+    try:
+        return await run_in_threadpool(prepare, state, req, *more)
+    except (APIError, QcoderError):
+        raise
+    except Exception as exc:
+        log.warning("request input failed to convert", exc_info=exc)
+        raise bad_request(f"the request could not be turned into a prompt: {type(exc).__name__}: {exc}") from exc
+
+
+class _Stream(StreamingResponse):
+    """A streaming response that lets its generation's admission go however the response ends, even when
+    the client leaves before the body starts (the body's own cleanup then never runs)."""
+
+    def __init__(self, body, generation: Generation):
+        super().__init__(body, media_type="text/event-stream", headers=SSE_HEADERS)
+        self.generation = generation
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.generation.release()
+
+
+def _sse(lines, generation: Generation) -> StreamingResponse:
     """An SSE response; an error after the first byte can only be told in-band, as an error event."""
 
     async def body():
@@ -134,10 +168,10 @@ def _sse(lines) -> StreamingResponse:
             log.exception("error while streaming a response")
             yield f"data: {error_body(500, 'internal error while generating').model_dump_json()}\n\n"
 
-    return StreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return _Stream(body(), generation)
 
 
-async def _until_disconnect(request: Request, work):
+async def _until_disconnect(request: Request, work, generation: Generation):
     """Await a whole (non-streamed) response, aborting it if the client goes away first.
 
     Starlette does not cancel a handler when its client disconnects; the engine would keep generating
@@ -155,6 +189,7 @@ async def _until_disconnect(request: Request, work):
     finally:
         if not task.done():
             task.cancel()
+        generation.release()
 
 
 class CountRequests:
@@ -225,7 +260,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request, exc: StarletteHTTPException):
-        return respond(exc.status_code, str(exc.detail))
+        return respond(exc.status_code, str(exc.detail), param=getattr(exc, "param", None))
 
     @app.exception_handler(Exception)
     async def unexpected(_request, exc: Exception):

@@ -215,7 +215,7 @@ async def complete(
     texts = [[] for _ in range(n)]
     logprobs = [[] for _ in range(n)]
     reasons: list[str | None] = [None] * n
-    usage = convert.UsageCounter()
+    usage = convert.UsageCounter(req.n)  # one prompt, n samples
     async with aclosing(generation.outputs()) as outputs:
         async for index, out in outputs:
             texts[index].append(out.text_delta)
@@ -251,7 +251,7 @@ async def stream(
 
     n = len(generation.params)
     parsers = [ChoiceParser(state, prompt, req.parallel_tool_calls) for _ in range(n)]
-    usage = convert.UsageCounter()
+    usage = convert.UsageCounter(req.n)  # one prompt, n samples
     for i in range(n):
         yield sse([ChatChunkChoice(index=i, delta=DeltaMessage(role="assistant", content=""))])
     async with aclosing(generation.outputs()) as outputs:

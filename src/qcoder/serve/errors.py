@@ -18,6 +18,9 @@ ERROR_TYPES = {
 }
 
 
+RETRY_AFTER_S = 1  # a full or draining server frees up quickly: sequences finish every few seconds
+
+
 class APIError(Exception):
     """A request the server answers with an error status; raised anywhere below a route."""
 
@@ -32,7 +35,8 @@ class APIError(Exception):
         return error_body(self.status, self.message, param=self.param, code=self.code)
 
     def response(self) -> JSONResponse:
-        return JSONResponse(self.body().model_dump(), status_code=self.status)
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if self.status in (429, 503) else None
+        return JSONResponse(self.body().model_dump(), status_code=self.status, headers=headers)
 
 
 def error_body(status: int, message: str, *, param: str | None = None, code: str | None = None) -> ErrorResponse:

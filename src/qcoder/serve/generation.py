@@ -21,8 +21,10 @@ _request_counter = itertools.count()
 class Generation:
     """The engine sequences of one request, each a (prompt ids, SamplingParams) pair; choice i is sequence i.
 
-    Routes call `state.check_capacity` first, to answer 429 with a status code; the sequences are counted
-    in flight from the start of `outputs()` to its end, whichever way it ends.
+    Routes call `admit()` before the response starts, so a full server answers a real 429 (a stream
+    cannot change its status once it began); from then the sequences count in flight until `release()`,
+    which `outputs()` calls when it ends, whichever way, and the route calls when the response is over
+    (a client may leave before `outputs()` ever starts).
     """
 
     def __init__(self, state: ServerState, sequences: list[tuple[list[int], object]], kind: str):
@@ -34,11 +36,24 @@ class Generation:
         self.arrival = time.monotonic()
         self._last_token_time: list[float | None] = [None] * len(self.params)
         self._finished = [False] * len(self.params)
+        self._held = False  # our sequences are counted in state.in_flight
+
+    def admit(self, *, admitted: bool = False) -> None:
+        """Take room for the sequences now or raise APIError (429 full, 503 draining); no await in between."""
+        if self._held:
+            return
+        self.state.check_capacity(len(self.params), admitted=admitted)
+        self.state.in_flight += len(self.params)
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self.state.in_flight -= len(self.params)
 
     async def outputs(self) -> AsyncIterator[tuple[int, object]]:
         """(choice index, RequestOutput) as the engine produces them, until every sequence finished."""
-        self.state.check_capacity(len(self.params), admitted=True)
-        self.state.in_flight += len(self.params)
+        self.admit(admitted=True)
         queue: asyncio.Queue = asyncio.Queue()
         done = object()
 
@@ -70,7 +85,7 @@ class Generation:
             for index, request_id in enumerate(self.request_ids):
                 if not self._finished[index]:
                     self.state.async_engine.abort(request_id)
-            self.state.in_flight -= len(self.params)
+            self.release()
 
     def _observe(self, index: int, out) -> None:
         metrics = self.state.metrics
