@@ -58,7 +58,7 @@ def main() -> int:
     started = time.monotonic()
     # the task carries the failing test's report, as a user pasting it would: small models need the pointer
     failure = "\n".join(line for line in first.stdout.splitlines() if line.startswith(("E ", "FAILED", ">")))
-    agent = subprocess.run([sys.executable, "-m", "qcoder", "-p", TASK.format(failure=failure), "-y", "--model", model,
+    agent = subprocess.run([sys.executable, "-m", "qcoder", "-p", TASK.format(failure=failure), "-y", "--trust", "--model", model,
                             "--max-turns", str(args.max_turns), "--workspace", str(workspace)])
     elapsed = time.monotonic() - started
 

@@ -10,15 +10,21 @@ from tests.fake_openai import call
 
 from .conftest import EXAMPLE, json_result, qcoder_cli
 
+from qcoder.agent.trust import remember
+
 FIX = ("textstats.py", "    return min(found, key=len)", "    return max(found, key=len)")
 
 
 @pytest.fixture
-def project(tmp_path):
+def project(tmp_path, home):
     path = tmp_path / "textstats"
     shutil.copytree(EXAMPLE / "textstats", path)
     with open(path / ".qcoder" / "settings.toml", "a") as settings:  # these tests script the general loop
-        settings.write("\n[repair]\nenabled = false\n")
+        settings.write("
+[repair]
+enabled = false
+")
+    remember(home, path.resolve(), True)  # the user trusts the demo project: its test tool applies
     return path
 
 

@@ -26,7 +26,8 @@ def test_agent_runs_on_the_builtin_engine(tiny_model, workspace, home):
     (workspace / "hello.py").write_text("print('hi')\n")
     (workspace / ".qcoder").mkdir()
     (workspace / ".qcoder" / "settings.toml").write_text("[sampling]\nmax_tokens = 12\ntemperature = 0.0\n")
-    proc = qcoder_cli(["-p", "Say hello", "--model", str(tiny_model), "--max-turns", "2", "--output-format", "json"],
+    proc = qcoder_cli(["-p", "Say hello", "--trust", "--model", str(tiny_model), "--max-turns", "2",
+                       "--output-format", "json"],
                       workspace, home=home, timeout=300)
     result = json_result(proc)
     assert proc.returncode in (0, 1, 3), proc.stderr

@@ -92,13 +92,14 @@ def test_settings_merge_user_then_workspace_then_env(tmp_path, home, monkeypatch
     (home / "settings.toml").write_text('approval_mode = "plan"\n[tools.test]\ncommand = "a"\ntimeout = 5\n')
     (tmp_path / ".qcoder").mkdir()
     (tmp_path / ".qcoder" / "settings.toml").write_text('[tools.test]\ncommand = "b"\n')
-    settings = load_settings(tmp_path)
+    settings = load_settings(tmp_path, trusted=True)
     assert settings["tools"]["test"] == {"command": "b", "timeout": 5} and settings["approval_mode"] == "plan"
+    assert load_settings(tmp_path) == {"approval_mode": "plan"}  # untrusted: no workspace file, no commands
     monkeypatch.setenv("QCODER_APPROVAL_MODE", "yolo")
-    assert load_settings(tmp_path)["approval_mode"] == "yolo"
+    assert load_settings(tmp_path, trusted=True)["approval_mode"] == "yolo"
     (tmp_path / ".qcoder" / "settings.toml").write_text("[broken\n")
     with pytest.raises(QcoderError, match="cannot parse"):
-        load_settings(tmp_path)
+        load_settings(tmp_path, trusted=True)
 
 
 def test_memory_files_join_the_system_prompt(workspace, home):

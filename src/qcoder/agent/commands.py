@@ -26,6 +26,9 @@ def add_arguments(parser) -> None:
                              "commands; yolo = ask nothing")
     safety.add_argument("-y", "--yolo", dest="yes", action="store_true", help="same as --approval-mode yolo")
     safety.add_argument("--sandbox", action="store_true", help="run shell commands in bubblewrap (no network)")
+    safety.add_argument("--trust", action="store_true",
+                        help="trust this folder for this run: apply its .qcoder/settings.toml, project tools and MCP "
+                             "servers (env QCODER_TRUST_WORKSPACE=1; the TUI asks once and remembers)")
     session = parser.add_argument_group("session")
     session.add_argument("-c", "--continue", dest="continue_", action="store_true", help="resume the last session")
     session.add_argument("--resume", metavar="ID", help="resume the session with this id")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
+from qcoder.agent import trust
 from qcoder.agent.checkpoints import Checkpoints
 from qcoder.agent.context import Compressor, system_prompt
 from qcoder.agent.loop import Agent, Limits
@@ -12,7 +14,7 @@ from qcoder.agent.permissions import Permissions
 from qcoder.agent.plugins import plugin_tools
 from qcoder.agent.repair import Repair, RepairSettings
 from qcoder.agent.session import Session
-from qcoder.agent.settings import load_settings
+from qcoder.agent.settings import load_settings, user_dir, user_settings, workspace_settings
 from qcoder.agent.testing import Tester, detect_test_command
 from qcoder.agent.tools.files import file_tools
 from qcoder.agent.tools.project import project_tools
@@ -29,6 +31,18 @@ DEFAULT_SAMPLING = {"temperature": 0.2, "top_p": 0.9, "max_tokens": 2048}
 ENGINE_SAMPLING = {**DEFAULT_SAMPLING, "top_k": 20, "repetition_penalty": 1.05, "max_tokens": 1024}
 
 
+def _warn(text: str) -> None:
+    print(f"qcoder: warning: {text}", file=sys.stderr)
+
+
+def _readable(read, workspace: Path) -> dict:
+    """An untrusted folder's settings are only described, never applied: a broken file is no error yet."""
+    try:
+        return read(workspace)
+    except QcoderError:
+        return {}
+
+
 class Built:
     """The agent plus what must be closed when it is done (MCP connections)."""
 
@@ -40,11 +54,15 @@ class Built:
             close()
 
 
-def build(args, *, emit=None, ask=None) -> Built:
+def build(args, *, emit=None, ask=None, ask_trust=None, warn=None) -> Built:
+    """`ask`: approve a tool call; `ask_trust`: trust this folder? (TUI only; headless runs never ask);
+    `warn`: say one line to the user (default: stderr)."""
     workspace = Path(args.workspace or os.getcwd()).resolve()
     if not workspace.is_dir():
         raise QcoderError(f"workspace {workspace} is not a directory")
-    settings = load_settings(workspace)
+    trusted = trust.decide(workspace, user_dir(), _readable(workspace_settings, workspace), user_settings(),
+                           flag=getattr(args, "trust", False), ask=ask_trust, warn=warn or _warn)
+    settings = load_settings(workspace, trusted=trusted)
     mode = "yolo" if args.yes else (args.approval_mode or settings.get("approval_mode") or "default")
     perms_cfg = settings.get("permissions", {})
     try:

@@ -1,6 +1,8 @@
 """Settings: `~/.qcoder/settings.toml`, then `<workspace>/.qcoder/settings.toml`, then QCODER_* env.
 
-Tables merge key by key (the workspace wins). QCODER_CONFIG moves the user directory (tests use it).
+Tables merge key by key (the workspace wins). The workspace file, and any settings that run commands
+(project tools, MCP servers), apply only in a folder the user trusts (trust.py). QCODER_CONFIG moves the
+user directory (tests use it).
 Known environment overrides: QCODER_APPROVAL_MODE, QCODER_MAX_TEST_ROUNDS, QCODER_CONTEXT_LIMIT,
 QCODER_SHELL_TIMEOUT.
 """
@@ -11,6 +13,7 @@ import os
 import tomllib
 from pathlib import Path
 
+from qcoder.agent.trust import TRUSTED_ONLY
 from qcoder.errors import QcoderError
 
 ENV_OVERRIDES = {
@@ -48,8 +51,19 @@ def _read(path: Path) -> dict:
         raise QcoderError(f"cannot parse {path}: {exc}") from exc
 
 
-def load_settings(workspace: Path) -> dict:
-    settings = _merge(_read(user_dir() / "settings.toml"), _read(Path(workspace) / ".qcoder" / "settings.toml"))
+def user_settings() -> dict:
+    return _read(user_dir() / "settings.toml")
+
+
+def workspace_settings(workspace: Path) -> dict:
+    return _read(Path(workspace) / ".qcoder" / "settings.toml")
+
+
+def load_settings(workspace: Path, *, trusted: bool = False) -> dict:
+    if trusted:
+        settings = _merge(user_settings(), workspace_settings(workspace))
+    else:
+        settings = {k: v for k, v in user_settings().items() if k not in TRUSTED_ONLY}
     for env, (key, kind) in ENV_OVERRIDES.items():
         if os.environ.get(env):
             try:

@@ -34,7 +34,8 @@ class Tui:
         self.console = console or Console(highlight=False)
         self.status = "no task yet"
         self.read_line = read_line or self._prompt_toolkit_reader()
-        self.built = build(args, emit=self.on_event, ask=self.ask)
+        self.built = build(args, emit=self.on_event, ask=self.ask, ask_trust=self.ask_trust,
+                           warn=lambda text: self.console.print(f"[yellow]{escape(text)}[/]"))
         self.agent = self.built.agent
         self.total = {"prompt_tokens": 0, "completion_tokens": 0}
         self.prose = ProseFilter(self._print)
@@ -88,6 +89,13 @@ class Tui:
             self.console.print(f"[bold red]Careful: {escape(why)}.[/] [dim]'always' counts only for this call.[/]")
         answer = (self.read_line("[y]es / [n]o / [a]lways > ") or "").strip().lower()
         return {"y": "yes", "yes": "yes", "a": "always", "always": "always"}.get(answer, "no")
+
+    def ask_trust(self, enables: list[str]) -> bool:
+        """Asked once per folder (the answer is stored): may this folder's settings run commands?"""
+        self.console.print("[bold yellow]This folder can run commands through its settings:[/] "
+                           f"{escape('; '.join(enables))}.\nTrust it only if you trust its authors.")
+        answer = (self.read_line("Trust this folder? [y]es / [n]o > ") or "").strip().lower()
+        return answer in ("y", "yes")
 
     def _prompt_toolkit_reader(self):
         from prompt_toolkit import PromptSession
