@@ -1,7 +1,8 @@
 """Issue 14 item 10: a bounded chaos run against a real loopback server on the tiny model.
 
 For about CHAOS_SECONDS, threads hammer one small server (4 running + 4 waiting, so it is overloaded):
-streaming clients read whole SSE streams, others hang up mid-stream, the openai SDK makes ordinary calls,
+streaming clients read whole SSE streams, others hang up mid-stream or give up waiting for a whole answer,
+the openai SDK makes ordinary calls,
 and a dozen kinds of malformed or hostile bodies arrive (broken JSON, wrong types, huge n, huge content,
 unknown model, template-injection text, lone surrogates, deep nesting, bad UTF-8, ...). Afterwards:
 no 5xx, every bad body got a 4xx with an OpenAI error body, every stream ended with [DONE] or an error
@@ -148,6 +149,17 @@ def bad_body_client(http: httpx.Client, tally: Tally, name: str, body: bytes) ->
         tally.problem(f"bad body {name!r} got {response.status_code} without an OpenAI error body")
 
 
+def impatient_client(http: httpx.Client, tally: Tally) -> None:
+    """A non-streamed request whose client gives up after a moment (the server must abort it, 499)."""
+    try:
+        response = http.post(CHAT, content=_json({**OK, "max_tokens": 200}), timeout=0.3,
+                             headers={"content-type": "application/json"})
+        tally.status("impatient", response.status_code)
+    except httpx.TimeoutException:
+        with tally.lock:
+            tally.hangups += 1
+
+
 def sdk_client(client: openai.OpenAI, tally: Tally) -> None:
     try:
         reply = client.chat.completions.create(model="tiny", messages=INJECTION["messages"], max_tokens=4, n=2)
@@ -180,8 +192,10 @@ def test_chaos(small_server):
         def worker(k: int) -> None:
             i = 0
             while time.monotonic() < deadline:
-                kind = (k + i) % 4
-                if kind == 0:
+                kind = (k + i) % 5
+                if kind == 4:
+                    impatient_client(http, tally)
+                elif kind == 0:
                     streaming_client(http, tally, hang_up=False)
                 elif kind == 1:
                     streaming_client(http, tally, hang_up=True)
