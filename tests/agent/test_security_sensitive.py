@@ -86,3 +86,20 @@ def test_sandboxed_commands_cannot_write_settings_or_hooks(ws):
     assert (ws / "fine.txt").read_text() == "ok\n"  # the workspace itself stays writable
     assert not (ws / ".qcoder" / "settings.toml").exists() and not (ws / ".git" / "hooks" / "pre-commit").exists()
     assert "Read-only file system" in result.output
+
+
+def test_the_tui_asks_again_for_a_sensitive_write(workspace, fake_model, home, monkeypatch):
+    from test_agent_tui_client import tui
+
+    for name, value in (("OPENAI_BASE_URL", fake_model.url), ("OPENAI_API_KEY", "sk-test"), ("OPENAI_MODEL", "fake")):
+        monkeypatch.setenv(name, value)
+    fake_model.plan = [{"tool_calls": [call("write_file", path="a.txt", content="x"),
+                                       call("write_file", path=".git/hooks/pre-commit", content="#!/bin/sh\n")]},
+                       {"content": "done"}]
+    ui, out = tui(workspace, answers=["always", "n"])
+    try:
+        ui.handle("write things")
+    finally:
+        ui.built.close()
+    assert (workspace / "a.txt").exists() and not (workspace / ".git" / "hooks" / "pre-commit").exists()
+    assert "Careful: it writes .git/hooks/pre-commit, a sensitive path" in out.getvalue()
