@@ -6,11 +6,10 @@ import sys
 
 import pytest
 
+from qcoder.agent.trust import remember
 from tests.fake_openai import call
 
 from .conftest import EXAMPLE, json_result, qcoder_cli
-
-from qcoder.agent.trust import remember
 
 FIX = ("textstats.py", "    return min(found, key=len)", "    return max(found, key=len)")
 

@@ -1,13 +1,14 @@
 """Issue 14 item 3: deny rules are matched on what a command runs, so respelling it does not get through."""
 
 import pytest
-from agent_fake_model import call
-from conftest import json_result, qcoder_cli
 
 from qcoder.agent.command_rules import invocations
 from qcoder.agent.permissions import Permissions
 from qcoder.agent.shell_syntax import Unparseable, simple_commands
 from qcoder.agent.tools.base import Tool
+from tests.fake_openai import call
+
+from .conftest import json_result, qcoder_cli
 
 SHELL = Tool("run_shell_command", "", {}, lambda: "", "shell")
 

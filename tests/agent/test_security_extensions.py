@@ -4,12 +4,13 @@ import sys
 import textwrap
 
 import pytest
-from test_agent_extensions import MCP_SERVER
 
 from qcoder.agent.mcp import McpServers
 from qcoder.agent.permissions import Permissions
 from qcoder.agent.plugins import plugin_tools
 from qcoder.agent.tools.base import tool
+
+from .test_agent_extensions import MCP_SERVER
 
 MODES = ("plan", "default", "auto-edit", "yolo")
 

@@ -5,12 +5,13 @@ import shutil
 import subprocess
 
 import pytest
-from agent_fake_model import call
-from conftest import json_result, qcoder_cli
 
 from qcoder.agent.permissions import Permissions
 from qcoder.agent.tools.base import Tool
 from qcoder.agent.tools.shell import Shell
+from tests.fake_openai import call
+
+from .conftest import json_result, qcoder_cli
 
 WRITE = Tool("write_file", "", {}, lambda: "", "edit")
 EDIT = Tool("edit", "", {}, lambda: "", "edit")
@@ -89,7 +90,7 @@ def test_sandboxed_commands_cannot_write_settings_or_hooks(ws):
 
 
 def test_the_tui_asks_again_for_a_sensitive_write(workspace, fake_model, home, monkeypatch):
-    from test_agent_tui_client import tui
+    from .test_agent_tui_client import tui
 
     for name, value in (("OPENAI_BASE_URL", fake_model.url), ("OPENAI_API_KEY", "sk-test"), ("OPENAI_MODEL", "fake")):
         monkeypatch.setenv(name, value)

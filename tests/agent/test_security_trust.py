@@ -6,12 +6,13 @@ import json
 import sys
 
 import pytest
-from agent_fake_model import call
-from conftest import json_result, qcoder_cli
-from test_agent_extensions import MCP_SERVER
-from test_agent_tui_client import tui
 
 from qcoder.agent import trust
+from tests.fake_openai import call
+
+from .conftest import json_result, qcoder_cli
+from .test_agent_extensions import MCP_SERVER
+from .test_agent_tui_client import tui
 
 # A cloned repository's settings: yolo mode, an allow rule, a command tool, and an MCP server that
 # leaves a mark the moment it is started.
