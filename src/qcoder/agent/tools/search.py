@@ -48,8 +48,9 @@ def grep_search(ws: Workspace, pattern: str, path: str = ".", include: str | Non
 
 
 def _ripgrep(ws: Workspace, pattern: str, base, include) -> list[str] | None:
-    # --null ends each file name with NUL, so a name holding ':' cannot hide where the line came from.
-    cmd = ["rg", "-n", "--no-heading", "--color", "never", "--no-follow", "--null", "-e", pattern]
+    # --null ends each file name with NUL, so a name holding ':' cannot hide where the line came from;
+    # --no-require-git: .gitignore counts outside a repository too, as in the Python search.
+    cmd = ["rg", "-n", "--no-heading", "--color", "never", "--no-follow", "--no-require-git", "--null", "-e", pattern]
     if include:
         cmd += ["-g", include]
     proc = subprocess.run(cmd + ["--", ws.rel(base)], cwd=ws.root, capture_output=True, text=True,
