@@ -19,10 +19,7 @@ def project(tmp_path, home):
     path = tmp_path / "textstats"
     shutil.copytree(EXAMPLE / "textstats", path)
     with open(path / ".qcoder" / "settings.toml", "a") as settings:  # these tests script the general loop
-        settings.write("
-[repair]
-enabled = false
-")
+        settings.write("\n[repair]\nenabled = false\n")
     remember(home, path.resolve(), True)  # the user trusts the demo project: its test tool applies
     return path
 
