@@ -77,9 +77,9 @@ def build(args, *, emit=None, ask=None, ask_trust=None, warn=None) -> Built:
     ws = Workspace(workspace)
     test_cfg = settings.get("tools", {}).get("test") or {}
     test_command = test_cfg.get("command")
-    # none configured: the project's own runner (`command = ""` turns this off); only in a trusted folder,
-    # since the detected tool runs the project's code without asking
-    if test_command is None and trusted:
+    # none configured: the project's own runner (`command = ""` turns this off); only in a trusted folder or in
+    # yolo mode (where the shell runs anything anyway), since the detected tool runs the project's code unasked
+    if test_command is None and (trusted or mode == "yolo"):
         test_command = detect_test_command(workspace, shell)
         if test_command:
             test_cfg = {"command": test_command, "description": "Run the tests (detected runner)"}
