@@ -26,7 +26,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from qcoder.errors import QcoderError
 from qcoder.eval import agent_tasks, report
 from qcoder.eval.agent_tasks import AgentTask, HarnessError, Outcome
 
@@ -65,8 +64,8 @@ class RunPlan:
 
 
 def run(tasks: list[AgentTask], agent: AgentSettings, plan: RunPlan, source: str) -> dict:
-    rows_path = _prepare_output(plan)
-    done = {key for key, row in _read_rows(rows_path).items() if row["outcome"] in FINISHED}
+    rows_path = report.open_rows_file(plan.output, ROWS_FILE, plan.resume)
+    done = {key for key, row in report.read_rows(rows_path, ("task", "run")).items() if row["outcome"] in FINISHED}
     todo = [(t, i) for t in tasks for i in range(plan.runs) if (t.name, i) not in done]
     total = len(tasks) * plan.runs
     lock = threading.Lock()
@@ -82,7 +81,7 @@ def run(tasks: list[AgentTask], agent: AgentSettings, plan: RunPlan, source: str
 
     with tracker, ThreadPoolExecutor(max(1, plan.workers), thread_name_prefix="agent-eval") as pool:
         list(pool.map(one, todo))
-    rows = _read_rows(rows_path)
+    rows = report.read_rows(rows_path, ("task", "run"))
     summary = summarize(tasks, rows, plan.runs, {"source": source, **agent.describe()})
     (plan.output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot(summary, plan.output / "agent.png")
@@ -214,30 +213,6 @@ def _safe(name: str) -> str:
 
 
 # ---- the run folder ------------------------------------------------------------------------------------------
-
-def _prepare_output(plan: RunPlan) -> Path:
-    plan.output.mkdir(parents=True, exist_ok=True)
-    path = plan.output / ROWS_FILE
-    if path.exists() and path.stat().st_size and not plan.resume:
-        raise QcoderError(f"{path} already has results; pass --resume to continue it or choose another --out")
-    if path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
-        with path.open("a") as f:
-            f.write("\n")  # end the line an interrupted run left unfinished
-    return path
-
-
-def _read_rows(path: Path) -> dict[tuple[str, int], dict]:
-    """The latest row of each (task, run): a retried error is replaced by its retry."""
-    rows = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue  # a line cut short by an interrupted run: that run is simply redone
-            rows[(row["task"], row["run"])] = row
-    return rows
-
 
 # ---- summary, table, plot ------------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 
+from qcoder.errors import QcoderError
 from qcoder.eval.datasets import Dataset, Task
 from qcoder.eval.passk import mean_pass_at_k, reportable_ks
 
@@ -18,6 +19,34 @@ ERROR_STATUSES = ("error", "sandbox_error")
 
 def is_error(row: dict) -> bool:
     return row.get("status") in ERROR_STATUSES
+
+
+# ---- the rows file every run appends to (one JSON object a line) ------------------------------------------
+
+def open_rows_file(output: Path, name: str, resume: bool) -> Path:
+    """The run's rows file, ready to append to; refuses to mix a new run into old results unless resuming."""
+    output.mkdir(parents=True, exist_ok=True)
+    path = output / name
+    if path.exists() and path.stat().st_size and not resume:
+        raise QcoderError(f"{path} already has results; pass --resume to continue it or choose another --output")
+    if path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
+        with path.open("a") as f:
+            f.write("\n")  # end the line an interrupted run left unfinished
+    return path
+
+
+def read_rows(path: Path, key: tuple[str, str]) -> dict[tuple, dict]:
+    """The latest row for each key (a retried error replaces its first try); a line cut short by an interrupted
+    run is skipped, so that item is simply redone."""
+    rows = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            rows[(row[key[0]], row[key[1]])] = row
+    return rows
 
 
 def run_problems(rows: list[dict], tokens: int) -> list[str]:

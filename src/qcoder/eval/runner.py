@@ -16,7 +16,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from qcoder.errors import QcoderError
 from qcoder.eval import report, sandbox
 from qcoder.eval.checks import Checker
 from qcoder.eval.datasets import Dataset, Task
@@ -39,8 +38,8 @@ class RunConfig:
 
 
 def run_benchmark(dataset: Dataset, tasks: list[Task], generator, config: RunConfig, settings: dict) -> dict:
-    samples_path = _prepare_output(config)
-    done = {key for key, row in _read_rows(samples_path).items() if not report.is_error(row)}
+    samples_path = report.open_rows_file(config.output, SAMPLES_FILE, config.resume)
+    done = {key for key, row in report.read_rows(samples_path, ("task_id", "sample")).items() if not report.is_error(row)}
     jobs = [Job(t, i) for t in tasks for i in range(config.n) if (t.task_id, i) not in done]
     checker = Checker(config.bench, isolate=config.isolate)
     writer = _RowWriter(samples_path)
@@ -54,7 +53,7 @@ def run_benchmark(dataset: Dataset, tasks: list[Task], generator, config: RunCon
             pending.append(future)
         for future in pending:
             future.result()  # re-raise anything unexpected from the pool
-    rows = _read_rows(samples_path)
+    rows = report.read_rows(samples_path, ("task_id", "sample"))
     summary = report.summarize(config.bench, tasks, rows, config.n, dataset, settings)
     summary["sandbox"] = asdict(sandbox.probe(sandbox.Limits(timeout_s=30, isolate=config.isolate)))
     report.write_all(summary, config.output)
@@ -86,29 +85,6 @@ def _evaluate(checker: Checker, job: Job, completion: Completion, code_prefix: s
     if checker.plus is None:
         verdict.plus = None
     return sample_row(job, completion, code, verdict, time.monotonic() - start)
-
-
-def _prepare_output(config: RunConfig) -> Path:
-    config.output.mkdir(parents=True, exist_ok=True)
-    path = config.output / SAMPLES_FILE
-    if path.exists() and path.stat().st_size and not config.resume:
-        raise QcoderError(f"{path} already has results; pass --resume to continue it or choose another --output")
-    if path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
-        with path.open("a") as f:
-            f.write("\n")  # end the line an interrupted run left unfinished
-    return path
-
-
-def _read_rows(path: Path) -> dict[tuple[str, int], dict]:
-    rows = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue  # a line cut short by an interrupted run: that sample is simply redone
-            rows[(row["task_id"], row["sample"])] = row
-    return rows
 
 
 class _RowWriter:
