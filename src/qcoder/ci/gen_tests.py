@@ -10,6 +10,7 @@ mutants of the target no earlier test kills.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import re
 import sys
@@ -23,6 +24,7 @@ from qcoder.eval import sandbox
 
 RUNS = 3
 TEST_FILE = "test_qcoder_candidates.py"
+MUTANT_DRIVER = Path(__file__).with_name("mutant_driver.py")
 NONDETERMINISTIC = re.compile(
     r"\b(time\.(time|sleep|monotonic|perf_counter)|datetime\.(now|today|utcnow)|date\.today|socket|urllib|"
     r"requests|httpx|http\.client|random\.(?!seed)\w+|uuid\.uuid[14]|os\.urandom|secrets\.)")
@@ -152,14 +154,45 @@ class Runner:
                        f"{sys.executable} -m coverage json -q --show-contexts -o cov.json")
         else:
             command = f"{pytest} {names}"
-        result = sandbox.run(["bash", "-c", command], files=files, limits=self.limits,
-                             env={"PYTHONHASHSEED": str(seed)}, collect=("junit.xml", "cov.json"))
-        if result.status == "sandbox_error":
-            raise QcoderError(f"the sandbox failed: {result.reason}")
+        result = self._run(["bash", "-c", command], files, self.limits, seed, ("junit.xml", "cov.json"))
         junit = result.files.get("junit.xml")
         outcomes = parse_junit(junit.decode("utf-8", "replace")) if junit else {}
         cov = json.loads(result.files["cov.json"]) if coverage and "cov.json" in result.files else None
         return outcomes, cov, (result.stdout + result.stderr)[-1500:]
+
+
+    def kills(self, pool: list[Mutant], header: str, passing: list[Candidate]) -> list[set[str]]:
+        """For each mutant, the names of the tests that fail on it ("<baseline>": any baseline test)."""
+        if not pool:
+            return []
+        tests = {**self.baseline, **({TEST_FILE: test_file(header, passing)} if passing else {})}
+        spec = {"target": self.target.rel, "package": self.target.rel.split("/")[0].removesuffix(".py"),
+                "tests": sorted(tests), "timeout": self.limits.timeout_s, "mutants": [m.source for m in pool]}
+        files = {**self.files, **tests, "mutants.json": json.dumps(spec),
+                 "_qcoder_mutant_driver.py": MUTANT_DRIVER.read_text()}
+        limits = dataclasses.replace(self.limits, timeout_s=self.limits.timeout_s * (len(pool) + 1))
+        reports = [f"junit{i}.xml" for i in range(len(pool))]
+        result = self._run([sys.executable, "_qcoder_mutant_driver.py"], files, limits, 0, tuple(reports))
+        everyone = {c.name for c in passing} | ({"<baseline>"} if self.baseline else set())
+        out = []
+        for name in reports:
+            junit = result.files.get(name)
+            outcomes = parse_junit(junit.decode("utf-8", "replace")) if junit else {}
+            # No report, or nothing ran (the mutant broke collection, or looped): every test kills it.
+            out.append({_owner(t) for t, (ok, _) in outcomes.items() if not ok} if outcomes else set(everyone))
+        return out
+
+    def _run(self, argv, files, limits, seed, collect):
+        # Third-party pytest plugins stay off: they are not the tests' business and slow every start.
+        env = {"PYTHONHASHSEED": str(seed), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+        result = sandbox.run(argv, files=files, limits=limits, env=env, collect=collect)
+        if result.status == "sandbox_error":
+            raise QcoderError(f"the sandbox failed: {result.reason}")
+        return result
+
+
+def _owner(test_id: str) -> str:
+    return test_id.rsplit("::", 1)[-1] if test_id.startswith(TEST_FILE) else "<baseline>"
 
 
 def _by_function(outcomes: dict[str, tuple[bool, str]]) -> dict[str, tuple[bool, str]]:
@@ -227,10 +260,9 @@ def generate(client, target: Target, *, function: str | None = None, n: int = 8,
     covered = set(contexts)
     pool = mutants(source, covered, max_mutants) if covered else []
     report.mutants = len(pool)
+    progress(f"running the tests against {len(pool)} mutant(s)")
     base_kills = set()
-    for i, mutant in enumerate(pool):
-        progress(f"mutant {i + 1}/{len(pool)} (line {mutant.line}: {mutant.description})")
-        killed = _killers(runner, mutant, header, passing)
+    for i, killed in enumerate(runner.kills(pool, header, passing)):
         if "<baseline>" in killed:
             base_kills.add(i)
         for c in passing:
@@ -252,16 +284,3 @@ def generate(client, target: Target, *, function: str | None = None, n: int = 8,
         report.score_before, report.score_after = len(base_kills) / len(pool), len(kills) / len(pool)
     kept = [c for c in candidates if c.status == "kept"]
     return report, (test_file(header, kept) if kept else "")
-
-
-def _killers(runner: Runner, mutant: Mutant, header: str, passing: list[Candidate]) -> set[str]:
-    """Names of the tests that fail on the mutant ("<baseline>" stands for any failing baseline test)."""
-    tests = {TEST_FILE: test_file(header, passing)} if passing else {}
-    outcomes, _, _ = runner.pytest(tests, module_source=mutant.source)
-    if not outcomes:  # nothing ran (the mutant broke collection): every test it would have run is a killer
-        return {c.name for c in passing} | ({"<baseline>"} if runner.baseline else set())
-    killed = set()
-    for test_id, (passed, _) in outcomes.items():
-        if not passed:
-            killed.add(test_id.rsplit("::", 1)[-1] if test_id.startswith(TEST_FILE) else "<baseline>")
-    return killed
