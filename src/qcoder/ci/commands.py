@@ -75,6 +75,17 @@ def _client(args):
     return make_client(args.model, args.base_url, args.api_key)
 
 
+class _LazyClient:
+    """Makes the client on first use: `ci regress` needs a model only when something broke."""
+
+    def __init__(self, args):
+        self._args, self._client = args, None
+
+    def chat(self, *args, **kwargs):
+        self._client = self._client or _client(self._args)
+        return self._client.chat(*args, **kwargs)
+
+
 def _write(text: str, output: str | None) -> None:
     if not output:
         print(text)
@@ -148,7 +159,7 @@ def run_regress(args) -> int:
 
     if getattr(args, "ci_command", None) is None:
         raise QcoderError("missing check: qcoder ci regress")
-    client = None if args.no_explain else _client(args)
+    client = None if args.no_explain else _LazyClient(args)
     report = regress.regress(repo_root(), args.base, args.head, args.test_cmd, client=client, timeout=args.timeout,
                              bisect_over=args.bisect_over)
     print(report.to_json() if args.json else regress.to_text(report))
