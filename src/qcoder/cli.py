@@ -23,6 +23,9 @@ SUBCOMMAND_MODULES = {
     "pull": "qcoder.model.commands",
     "models": "qcoder.model.commands",
     "eval": "qcoder.eval.commands",
+    "review": "qcoder.ci.commands",
+    "gen-tests": "qcoder.ci.commands",
+    "ci": "qcoder.ci.commands",
 }
 
 

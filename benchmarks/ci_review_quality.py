@@ -1,0 +1,87 @@
+"""How well `qcoder review` flags seeded bugs: each case is a small function and one changed line that breaks it.
+
+Prints, per case, whether a finding lands on the bug line and how many findings land elsewhere (false
+findings), then the totals. Uses the built-in engine (--model) or an endpoint (--base-url). Not run in CI.
+
+    python benchmarks/ci_review_quality.py --model qwen2.5-coder-1.5b-instruct [--limit 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+# (name, original source, (old line, new line)): the new line is the seeded bug.
+CASES = [
+    ("mean", "def mean(xs):\n    total = 0\n    for x in xs:\n        total += x\n    return total / len(xs)\n",
+     ("    for x in xs:", "    for x in xs[1:]:")),
+    ("clamp", "def clamp(x, lo, hi):\n    if x < lo:\n        return lo\n    if x > hi:\n        return hi\n    return x\n",
+     ("    if x > hi:", "    if x < hi:")),
+    ("last", "def last(items):\n    if not items:\n        return None\n    return items[len(items) - 1]\n",
+     ("    return items[len(items) - 1]", "    return items[len(items)]")),
+    ("is_even", "def is_even(n):\n    return n % 2 == 0\n", ("    return n % 2 == 0", "    return n % 2 == 1")),
+    ("count_vowels", "def count_vowels(s):\n    return sum(1 for c in s.lower() if c in 'aeiou')\n",
+     ("    return sum(1 for c in s.lower() if c in 'aeiou')", "    return sum(1 for c in s if c in 'aeiou')")),
+    ("fact", "def fact(n):\n    result = 1\n    for i in range(2, n + 1):\n        result *= i\n    return result\n",
+     ("    for i in range(2, n + 1):", "    for i in range(2, n):")),
+    ("merge", "def merge(a, b):\n    out = dict(a)\n    out.update(b)\n    return out\n",
+     ("    out = dict(a)", "    out = a")),
+    ("read_config", "import json\n\n\ndef read_config(path):\n    with open(path) as fh:\n        return json.load(fh)\n",
+     ("    with open(path) as fh:", "    with open(path, 'w') as fh:")),
+    ("safe_div", "def safe_div(a, b):\n    if b == 0:\n        return 0.0\n    return a / b\n",
+     ("    if b == 0:", "    if b != 0:")),
+    ("run", "import subprocess\n\n\ndef run(name):\n    return subprocess.run(['ls', name], check=True)\n",
+     ("    return subprocess.run(['ls', name], check=True)", "    return subprocess.run('ls ' + name, shell=True)")),
+    ("percent", "def percent(part, whole):\n    return 100 * part / whole\n",
+     ("    return 100 * part / whole", "    return 100 * part // whole")),
+    ("dedupe", "def dedupe(items):\n    seen = set()\n    out = []\n    for x in items:\n        if x not in seen:\n"
+     "            seen.add(x)\n            out.append(x)\n    return out\n",
+     ("        if x not in seen:", "        if x in seen:")),
+]
+
+
+def git(root: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="qwen2.5-coder-1.5b-instruct")
+    parser.add_argument("--base-url")
+    parser.add_argument("--limit", type=int)
+    args = parser.parse_args()
+    from qcoder.ci.diff import load_change
+    from qcoder.ci.review import review
+    from qcoder.client import make_client
+
+    client = make_client(args.model, args.base_url)
+    hits = false = dropped = 0
+    cases = CASES[: args.limit] if args.limit else CASES
+    for name, source, (old, new) in cases:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            (root / f"{name}.py").write_text(source)
+            git(root, "init", "-q")
+            git(root, "add", "-A")
+            git(root, "-c", "user.name=b", "-c", "user.email=b@b.invalid", "commit", "-qm", "base")
+            (root / f"{name}.py").write_text(source.replace(old, new))
+            bug_line = source.splitlines().index(old) + 1
+            start = time.time()
+            result = review(client, root, load_change(root), use_bandit=False)
+        on_bug = [f for f in result.findings if f.line == bug_line]
+        others = [f for f in result.findings if f.line != bug_line]
+        hits += bool(on_bug)
+        false += len(others)
+        dropped += len(result.dropped)
+        print(f"{name:14} bug line {bug_line}: {'FLAGGED' if on_bug else 'missed '}  false {len(others)}  "
+              f"dropped {len(result.dropped)}  {time.time() - start:.0f}s", flush=True)
+    n = len(cases)
+    print(f"flagged {hits}/{n} bugs on the right line; {false / n:.2f} false findings per diff; "
+          f"{dropped} unverified model findings dropped")
+
+
+if __name__ == "__main__":
+    main()

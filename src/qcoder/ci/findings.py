@@ -1,0 +1,139 @@
+"""Review findings: parsed from what the model wrote (hostile input), then checked against the change.
+
+A finding survives only when its file was changed, its line exists in the new version, and its quoted code
+is on that line (or a few lines away, where the model miscounted: the finding is moved there). Findings on
+the same line and category are merged.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+
+from qcoder.ci.diff import Change
+
+SEVERITIES = ("note", "warning", "error")  # in rising order
+CATEGORIES = ("bug", "security", "test gap", "style")
+QUOTE_SLACK = 5  # lines a quoted line may be away from the claimed line
+
+
+@dataclass
+class Finding:
+    file: str
+    line: int
+    severity: str
+    category: str
+    message: str
+    quote: str = ""
+    source: str = "model"  # "model" or "bandit"
+    rule: str = ""  # a rule id (bandit's test id) or ""
+    test: str = ""  # a test the finding claims would fail
+    evidence: str = ""  # what running that test showed
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Checked:
+    kept: list[Finding] = field(default_factory=list)
+    dropped: list[tuple[dict, str]] = field(default_factory=list)  # (raw finding, why)
+
+
+def parse_model_findings(text: str) -> list[dict]:
+    """The JSON array of findings in a reply (fenced or bare); [] when there is none."""
+    text = re.sub(r"<think>.*?</think>", "", text, flags=re.S)
+    candidates = re.findall(r"```(?:json)?\s*(.*?)```", text, flags=re.S) + [text]
+    for chunk in candidates:
+        start, end = chunk.find("["), chunk.rfind("]")
+        if start < 0 or end <= start:
+            continue
+        try:
+            data = json.loads(chunk[start:end + 1])
+        except json.JSONDecodeError:
+            continue
+        if isinstance(data, list):
+            return [item for item in data if isinstance(item, dict)]
+    return []
+
+
+def _normalize(code: str) -> str:
+    return " ".join(code.strip().strip("`").split())
+
+
+def _quote_line(quote: str) -> str:
+    """The first non-blank line of a quote, stripped of any "12|" prefix the model copied from the prompt."""
+    for line in quote.splitlines():
+        line = re.sub(r"^\s*\d+\s*[|:]\s?", "", line)
+        if line.strip():
+            return _normalize(line)
+    return ""
+
+
+def check_finding(raw: dict, change: Change) -> tuple[Finding | None, str]:
+    """(the checked finding, "") or (None, why it was dropped)."""
+    path = str(raw.get("file") or raw.get("path") or "").strip().removeprefix("./").removeprefix("b/")
+    changed = change.file(path)
+    if changed is None or changed.new_text is None:
+        return None, f"file {path!r} is not part of the change"
+    try:
+        line = int(raw.get("line"))
+    except (TypeError, ValueError):
+        return None, "no line number"
+    lines = changed.lines
+    if not 1 <= line <= len(lines):
+        return None, f"line {line} does not exist in {path} ({len(lines)} lines)"
+    quote = _quote_line(str(raw.get("quote") or raw.get("code") or ""))
+    if quote:
+        near = range(max(1, line - QUOTE_SLACK), min(len(lines), line + QUOTE_SLACK) + 1)
+        matches = [n for n in near if quote in _normalize(lines[n - 1]) or
+                   (len(_normalize(lines[n - 1])) > 3 and _normalize(lines[n - 1]) in quote)]
+        if not matches:
+            return None, f"quoted code is not at {path}:{line}"
+        line = min(matches, key=lambda n: abs(n - line))
+    elif line not in changed.added:
+        return None, f"no quoted code, and {path}:{line} is not a changed line"
+    severity = str(raw.get("severity") or "warning").lower()
+    severity = severity if severity in SEVERITIES else "warning"
+    category = str(raw.get("category") or "bug").lower().replace("_", " ")
+    category = category if category in CATEGORIES else "bug"
+    message = " ".join(str(raw.get("message") or raw.get("explanation") or "").split())
+    if not message:
+        return None, "no explanation"
+    test = str(raw.get("test") or "").strip()
+    return Finding(path, line, severity, category, message[:1000], lines[line - 1].strip(), test=test), ""
+
+
+def merge_duplicates(findings: list[Finding]) -> list[Finding]:
+    """One finding per (file, line, category): the highest severity, each distinct explanation once."""
+    merged: dict[tuple, Finding] = {}
+    for f in findings:
+        key = (f.file, f.line, f.category)
+        if key not in merged:
+            merged[key] = f
+            continue
+        kept = merged[key]
+        if SEVERITIES.index(f.severity) > SEVERITIES.index(kept.severity):
+            kept.severity = f.severity
+        if f.message not in kept.message:
+            kept.message = f"{kept.message} {f.message}"
+        kept.source = kept.source if kept.source == f.source else f"{kept.source}+{f.source}"
+        kept.rule = kept.rule or f.rule
+    return sorted(merged.values(), key=lambda f: (f.file, f.line))
+
+
+def check_all(raws: list[dict], change: Change) -> Checked:
+    checked = Checked()
+    for raw in raws:
+        finding, why = check_finding(raw, change)
+        if finding is None:
+            checked.dropped.append((raw, why))
+        else:
+            checked.kept.append(finding)
+    checked.kept = merge_duplicates(checked.kept)
+    return checked
+
+
+def at_or_above(findings: list[Finding], level: str) -> list[Finding]:
+    return [f for f in findings if SEVERITIES.index(f.severity) >= SEVERITIES.index(level)]
