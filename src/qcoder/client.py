@@ -66,7 +66,7 @@ class OpenAIClient(ChatClient):
         kwargs = {"model": self.model, "messages": messages}
         if tools:
             kwargs["tools"] = tools
-        from qcoder.engine.sampling import EXTRA_SAMPLING_FIELDS, OPENAI_SAMPLING_FIELDS, check_sampling_names
+        from qcoder.engine.sampling_fields import EXTRA_SAMPLING_FIELDS, OPENAI_SAMPLING_FIELDS, check_sampling_names
 
         check_sampling_names(sampling)
         kwargs.update({k: v for k, v in sampling.items() if k in OPENAI_SAMPLING_FIELDS and v is not None})
