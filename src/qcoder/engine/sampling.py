@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from qcoder.engine.structured import Constraint
 
 
-
 @dataclass
 class SamplingParams:
     max_tokens: int | None = None  # None: until a stop condition or the context window is full
