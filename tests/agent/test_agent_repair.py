@@ -61,7 +61,7 @@ def test_repair_rejects_test_edits_and_breakage_and_keeps_the_smallest_passing_d
         fence("def add(a, b):\n    return a + b", "Here is the fix:\n\n"),  # passes, smallest
     ]}])
     try:
-        proc = qcoder_cli(["-p", "Fix the failing test", "-y", "--output-format", "stream-json"], workspace,
+        proc = qcoder_cli(["-p", "Fix the failing test", "-y", "--trust", "--output-format", "stream-json"], workspace,
                           fake, home)
     finally:
         fake.close()
@@ -93,7 +93,7 @@ def test_no_passing_candidate_hands_over_with_notes_and_a_fenced_reply_becomes_a
         fence("def add(a, b):\n    return b + a", "The bug is in calc.py. Here's how you can fix it:\n\n"),
     ])
     try:
-        proc = qcoder_cli(["-p", "Fix the failing test", "-y", "--output-format", "stream-json"], workspace,
+        proc = qcoder_cli(["-p", "Fix the failing test", "-y", "--trust", "--output-format", "stream-json"], workspace,
                           fake, home)
     finally:
         fake.close()
@@ -122,7 +122,7 @@ def test_a_missing_function_is_written_and_verified(workspace, home):
         print(slugify("Hello World"))
     """)]}])
     try:
-        proc = qcoder_cli(["-p", "Add slugify", "-y", "--output-format", "json"], workspace, fake, home)
+        proc = qcoder_cli(["-p", "Add slugify", "-y", "--trust", "--output-format", "json"], workspace, fake, home)
     finally:
         fake.close()
     assert proc.returncode == 0, proc.stderr
