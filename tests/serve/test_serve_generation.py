@@ -273,10 +273,7 @@ def test_non_streaming_disconnect_aborts(long_server):
     stats = wait_idle(long_server)
     assert stats["running"] == 0 and long_server.state.in_flight == 0
     assert stats["generation_tokens"] - before < LONG_RUN
-    assert (
-        'qcoder_requests_total{endpoint="/v1/chat/completions",status="499"} 1'
-        in httpx.get(long_server.base_url + "/metrics").text
-    )
+    assert metric(long_server, 'qcoder_requests_total{endpoint="/v1/chat/completions",status="499"}') == 1
 
 
 def qwen_code_tools() -> list[dict]:

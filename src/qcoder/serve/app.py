@@ -213,7 +213,7 @@ class CountRequests:
             await self.app(scope, receive, send_and_note)
         finally:
             endpoint = scope["path"] if scope["path"] in ROUTES else "other"  # scanners must not grow the labels
-            self.state.metrics.requests.inc(endpoint=endpoint, status=str(status[0]))
+            self.state.metrics.requests.labels(endpoint=endpoint, status=str(status[0])).inc()
 
 
 def _is_field(part) -> bool:

@@ -1,17 +1,24 @@
-"""Prometheus metrics in the text exposition format (version 0.0.4), without a client library.
+"""The server's Prometheus metrics, kept with `prometheus_client` in one registry per server instance.
 
-Counters and histograms are updated by the request handlers; gauges that mirror engine state are read
-from `engine.stats()` at scrape time, so they are never stale. Everything runs on the server's event
-loop, so plain ints and floats need no locks.
+Counters and histograms are updated by the request handlers; the gauges and counters that mirror engine
+state are read from `engine.stats()` at scrape time (a custom collector), so they are never stale. Each
+app gets its own registry rather than the process-wide default one, so several servers (as in the tests)
+can live in one process without their metrics colliding.
 """
 
 from __future__ import annotations
 
-import bisect
-import math
-from collections import defaultdict
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# The classic text format (what Prometheus scrapes by default); the exposition below writes exactly that.
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+
+# No `<name>_created` series beside every counter and histogram: they only multiply the series a scraper
+# stores, and this server's exposition never had them. (A process-wide switch of the library.)
+prometheus_client.disable_created_metrics()
 
 LATENCY_BUCKETS = (
     0.001,
@@ -36,77 +43,32 @@ LATENCY_BUCKETS = (
 )
 
 
-def _labels(names: tuple[str, ...], values: tuple[str, ...], extra: str = "") -> str:
-    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)]
-    if extra:
-        parts.append(extra)
-    return "{" + ",".join(parts) + "}" if parts else ""
+class EngineStatsCollector:
+    """Mirrors `engine.stats()` (set just before each scrape) as gauges and since-start counters."""
 
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.stats: dict = {}
 
-def _escape(value: str) -> str:
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _number(value: float) -> str:
-    if value == math.inf:
-        return "+Inf"
-    return repr(float(value)) if isinstance(value, float) and not value.is_integer() else str(int(value))
-
-
-class Counter:
-    kind = "counter"
-
-    def __init__(self, name: str, help: str, labels: tuple[str, ...] = ()):
-        self.name, self.help, self.label_names = name, help, labels
-        self.values: dict[tuple[str, ...], float] = defaultdict(float)
-        if not labels:
-            self.values[()] = 0.0
-
-    def inc(self, amount: float = 1.0, **labels: str) -> None:
-        if amount < 0:
-            raise ValueError("a counter only goes up")
-        self.values[tuple(str(labels[n]) for n in self.label_names)] += amount
-
-    def samples(self):
-        for key, value in sorted(self.values.items()):
-            yield f"{self.name}{_labels(self.label_names, key)} {_number(value)}"
-
-
-class Gauge(Counter):
-    kind = "gauge"
-
-    def set(self, value: float, **labels: str) -> None:
-        self.values[tuple(str(labels[n]) for n in self.label_names)] = value
-
-
-class MirroredCounter(Gauge):
-    """A counter whose running total lives elsewhere (the engine) and is copied in at scrape time."""
-
-    kind = "counter"
-
-
-class Histogram:
-    kind = "histogram"
-
-    def __init__(self, name: str, help: str, buckets: tuple[float, ...] = LATENCY_BUCKETS):
-        self.name, self.help = name, help
-        self.bounds = tuple(sorted(buckets))
-        self.counts = [0] * (len(self.bounds) + 1)  # last slot: above every bound
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.sum += value
-        self.count += 1
-
-    def samples(self):
-        cumulative = 0
-        for bound, count in zip((*self.bounds, math.inf), self.counts, strict=True):
-            cumulative += count
-            yield f'{self.name}_bucket{{le="{_number(bound)}"}} {cumulative}'
-        yield f"{self.name}_sum {_number(self.sum)}"
-        yield f"{self.name}_count {self.count}"
+    def collect(self):
+        p, stats = self.prefix, self.stats
+        yield GaugeMetricFamily(f"{p}_num_requests_running", "Sequences in the running batch.", stats.get("running", 0))
+        yield GaugeMetricFamily(
+            f"{p}_num_requests_waiting", "Sequences waiting to be scheduled.", stats.get("waiting", 0)
+        )
+        yield GaugeMetricFamily(
+            f"{p}_kv_cache_usage_perc", "Fraction of KV-cache blocks in use (0-1).", stats.get("kv_usage", 0.0)
+        )
+        yield CounterMetricFamily(
+            f"{p}_engine_prompt_tokens_computed",
+            "Prompt tokens the engine has run through the model (since start).",
+            stats.get("prompt_tokens_computed", 0),
+        )
+        yield CounterMetricFamily(
+            f"{p}_engine_prompt_tokens_cached",
+            "Prompt tokens the engine took from the prefix cache (since start).",
+            stats.get("prompt_tokens_cached", 0),
+        )
 
 
 class ServerMetrics:
@@ -114,39 +76,32 @@ class ServerMetrics:
 
     def __init__(self, prefix: str = "qcoder"):
         p = prefix
+        self.registry = CollectorRegistry()
+        registry = self.registry
         self.requests = Counter(
-            f"{p}_requests_total", "HTTP requests by endpoint and status code.", ("endpoint", "status")
+            f"{p}_requests", "HTTP requests by endpoint and status code.", ("endpoint", "status"), registry=registry
         )
-        self.prompt_tokens = Counter(f"{p}_prompt_tokens_total", "Prompt tokens of finished requests.")
+        self.prompt_tokens = Counter(f"{p}_prompt_tokens", "Prompt tokens of finished requests.", registry=registry)
         self.cached_prompt_tokens = Counter(
-            f"{p}_prompt_tokens_cached_total", "Prompt tokens served from the prefix cache instead of computed."
+            f"{p}_prompt_tokens_cached",
+            "Prompt tokens served from the prefix cache instead of computed.",
+            registry=registry,
         )
-        self.generation_tokens = Counter(f"{p}_generation_tokens_total", "Generated tokens.")
-        self.ttft = Histogram(f"{p}_time_to_first_token_seconds", "Time from request arrival to its first token.")
-        self.itl = Histogram(f"{p}_inter_token_latency_seconds", "Time between consecutive output tokens.")
-        self.e2e = Histogram(f"{p}_e2e_request_latency_seconds", "Time from request arrival to its last token.")
-        self.running = Gauge(f"{p}_num_requests_running", "Sequences in the running batch.")
-        self.waiting = Gauge(f"{p}_num_requests_waiting", "Sequences waiting to be scheduled.")
-        self.kv_usage = Gauge(f"{p}_kv_cache_usage_perc", "Fraction of KV-cache blocks in use (0-1).")
-        self.engine_prompt_computed = MirroredCounter(
-            f"{p}_engine_prompt_tokens_computed_total",
-            "Prompt tokens the engine has run through the model (since start).",
+        self.generation_tokens = Counter(f"{p}_generation_tokens", "Generated tokens.", registry=registry)
+        self.ttft = _latency(
+            f"{p}_time_to_first_token_seconds", "Time from request arrival to its first token.", registry
         )
-        self.engine_prompt_cached = MirroredCounter(
-            f"{p}_engine_prompt_tokens_cached_total",
-            "Prompt tokens the engine took from the prefix cache (since start).",
+        self.itl = _latency(f"{p}_inter_token_latency_seconds", "Time between consecutive output tokens.", registry)
+        self.e2e = _latency(
+            f"{p}_e2e_request_latency_seconds", "Time from request arrival to its last token.", registry
         )
+        self.engine = EngineStatsCollector(p)
+        registry.register(self.engine)
 
     def render(self, engine_stats: dict | None = None) -> str:
-        stats = engine_stats or {}
-        self.running.set(stats.get("running", 0))
-        self.waiting.set(stats.get("waiting", 0))
-        self.kv_usage.set(stats.get("kv_usage", 0.0))
-        self.engine_prompt_computed.set(stats.get("prompt_tokens_computed", 0))
-        self.engine_prompt_cached.set(stats.get("prompt_tokens_cached", 0))
-        lines = []
-        for metric in vars(self).values():
-            lines.append(f"# HELP {metric.name} {metric.help}")
-            lines.append(f"# TYPE {metric.name} {metric.kind}")
-            lines.extend(metric.samples())
-        return "\n".join(lines) + "\n"
+        self.engine.stats = engine_stats or {}
+        return generate_latest(self.registry).decode()
+
+
+def _latency(name: str, help: str, registry: CollectorRegistry) -> Histogram:
+    return Histogram(name, help, buckets=LATENCY_BUCKETS, registry=registry)
