@@ -10,7 +10,6 @@ from qcoder.engine.tool_parsers import (
     ArgumentsDelta,
     ContentDelta,
     ToolCallStart,
-    check_arguments,
     convert_parameter,
     get_tool_parser,
 )
@@ -270,25 +269,6 @@ def test_convert_parameter():
     assert convert_parameter("7", {"anyOf": [{"type": "integer"}, {"type": "string"}]}) == 7
     assert convert_parameter("007", {"type": "string"}) == "007"
     assert convert_parameter("7", None) == "7"
-
-
-def test_check_arguments():
-    read_file, run = TOOLS[0], TOOLS[2]
-    assert check_arguments(read_file, {"path": "a"}) is None
-    assert check_arguments(read_file, '{"path": "a", "max_lines": 3}') is None
-    assert check_arguments(read_file, {}) == "read_file: missing required parameter 'path'"
-    assert check_arguments(read_file, {"path": "a", "max_lines": "3"}) == (
-        "read_file: parameter 'max_lines' must be integer, got str '3'"
-    )
-    assert "must be integer, got bool" in check_arguments(read_file, {"path": "a", "max_lines": True})
-    assert check_arguments(run, {"command": "x", "note": None}) is None
-    assert "not valid JSON" in check_arguments(run, '{"command": ')
-    assert check_arguments(run, "[1]") == "run: arguments must be a JSON object, got list"
-    strict = tool("mode", {"m": {"type": "string", "enum": ["a", "b"]}})
-    strict["function"]["parameters"]["additionalProperties"] = False
-    assert check_arguments(strict, {"m": "c"}) == "mode: parameter 'm' must be one of ['a', 'b'], got 'c'"
-    assert check_arguments(strict, {"x": 1}) == "mode: unknown parameter 'x' (parameters: m)"
-    assert check_arguments(TOOLS[3], {}) is None
 
 
 def test_get_tool_parser():

@@ -17,7 +17,8 @@ from typing import Protocol
 from qcoder.agent import prompts
 from qcoder.agent.tools.base import Tool, ToolError, format_result
 from qcoder.client import ChatClient, ChatResponse
-from qcoder.engine.tool_parsers import ToolCall, check_arguments, rescue_calls
+from qcoder.engine.tool_arguments import check_arguments
+from qcoder.engine.tool_parsers import ToolCall, rescue_calls
 from qcoder.errors import QcoderError
 
 

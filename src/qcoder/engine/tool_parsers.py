@@ -31,6 +31,7 @@ from qcoder.engine.markers import (
     TOOL_CALL_OPEN,
     held_back_start,
 )
+from qcoder.engine.tool_arguments import check_arguments, is_json_type
 from qcoder.errors import QcoderError
 
 MAX_NAME_LENGTH = 256
@@ -129,50 +130,6 @@ def _schema_types(schema: dict | None) -> list[str]:
     return [t for option in schema.get("anyOf", schema.get("oneOf", [])) for t in _schema_types(option)]
 
 
-def _is_type(value, kind: str) -> bool:
-    checks = {
-        "string": lambda v: isinstance(v, str),
-        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-        "boolean": lambda v: isinstance(v, bool),
-        "object": lambda v: isinstance(v, dict),
-        "array": lambda v: isinstance(v, list),
-        "null": lambda v: v is None,
-    }
-    return checks.get(kind, lambda v: True)(value)
-
-
-def check_arguments(tool_schema: dict, args: dict | str) -> str | None:
-    """None when `args` fit the tool's schema, else one precise sentence the model can act on."""
-    function = tool_schema.get("function", tool_schema)
-    name = function.get("name", "tool")
-    if isinstance(args, str):
-        try:
-            args = json.loads(args) if args.strip() else {}
-        except json.JSONDecodeError as e:
-            return f"{name}: arguments are not valid JSON ({e})"
-    if not isinstance(args, dict):
-        return f"{name}: arguments must be a JSON object, got {type(args).__name__}"
-    parameters = function.get("parameters") or {}
-    properties = parameters.get("properties") or {}
-    for required in parameters.get("required") or []:
-        if required not in args:
-            return f"{name}: missing required parameter {required!r}"
-    for key, value in args.items():
-        if key not in properties:
-            if parameters.get("additionalProperties") is False:
-                known = ", ".join(properties) or "none"
-                return f"{name}: unknown parameter {key!r} (parameters: {known})"
-            continue
-        types = _schema_types(properties[key])
-        if types and not any(_is_type(value, t) for t in types):
-            return f"{name}: parameter {key!r} must be {' or '.join(types)}, got {type(value).__name__} {value!r:.80}"
-        enum = properties[key].get("enum")
-        if enum and value not in enum:
-            return f"{name}: parameter {key!r} must be one of {enum}, got {value!r:.80}"
-    return None
-
-
 def convert_parameter(value: str, schema: dict | None):
     """An XML parameter's text as the JSON value its schema asks for; the text itself when it does not fit."""
     types = _schema_types(schema)
@@ -193,7 +150,7 @@ def convert_parameter(value: str, schema: dict | None):
                 parsed = json.loads(text)
             except json.JSONDecodeError:
                 continue
-            if _is_type(parsed, kind):
+            if is_json_type(parsed, kind):
                 return parsed
     return value
 
