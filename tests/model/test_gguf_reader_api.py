@@ -1,6 +1,7 @@
 """qcoder/model/gguf.py overrides the private `GGUFReader._get_field_parts` (opening a Qwen file takes a fraction of
-a second instead of ~16 s). `gguf` is not pinned, so this fails loudly, naming what moved, when a release changes the
-private parts the override relies on, instead of letting a load break or silently slow down."""
+a second instead of ~16 s). pyproject pins `gguf` to the 0.19 series it was written against; when the pin moves, this
+fails loudly, naming what moved, if the release changed the private parts the override relies on, instead of letting
+a load break or silently slow down."""
 
 from __future__ import annotations
 

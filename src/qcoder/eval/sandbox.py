@@ -39,6 +39,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from qcoder.eval.sandbox_launcher import SANDBOX_ERROR_EXIT
 
 LAUNCHER = str(Path(__file__).with_name("sandbox_launcher.py"))
@@ -313,17 +315,13 @@ def _kill_group(pgid: int) -> None:
 
 
 def _uid_processes(uid: int) -> list[int]:
+    """The live processes whose real uid is `uid`."""
     pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/status") as f:
-                    fields = dict(line.split(":", 1) for line in f if ":" in line)
-            except OSError:
-                continue
-            # Zombies are already dead: only their parent (or init) can reap them.
-            if int(fields["Uid"].split()[0]) == uid and not fields["State"].strip().startswith("Z"):
-                pids.append(int(entry))
+    for process in psutil.process_iter(["uids", "status"]):
+        uids, status = process.info["uids"], process.info["status"]
+        # Zombies are already dead: only their parent (or init) can reap them.
+        if uids is not None and uids.real == uid and status != psutil.STATUS_ZOMBIE:
+            pids.append(process.pid)
     return pids
 
 
