@@ -7,7 +7,7 @@ import pytest
 from qcoder.agent.checkpoints import Checkpoints
 from qcoder.agent.permissions import Permissions
 from qcoder.agent.session import Session
-from qcoder.agent.settings import load_settings
+from qcoder.agent.settings import ProjectTool, Settings, load_settings
 from qcoder.agent.tools.base import Tool
 from qcoder.errors import QcoderError
 
@@ -93,13 +93,29 @@ def test_settings_merge_user_then_workspace_then_env(tmp_path, home, monkeypatch
     (tmp_path / ".qcoder").mkdir()
     (tmp_path / ".qcoder" / "settings.toml").write_text('[tools.test]\ncommand = "b"\n')
     settings = load_settings(tmp_path, trusted=True)
-    assert settings["tools"]["test"] == {"command": "b", "timeout": 5} and settings["approval_mode"] == "plan"
-    assert load_settings(tmp_path) == {"approval_mode": "plan"}  # untrusted: no workspace file, no commands
+    assert settings.tools["test"] == ProjectTool(command="b", timeout=5) and settings.approval_mode == "plan"
+    assert load_settings(tmp_path) == Settings(approval_mode="plan")  # untrusted: no workspace file, no commands
     monkeypatch.setenv("QCODER_APPROVAL_MODE", "yolo")
-    assert load_settings(tmp_path, trusted=True)["approval_mode"] == "yolo"
+    assert load_settings(tmp_path, trusted=True).approval_mode == "yolo"
+    monkeypatch.setenv("QCODER_SHELL_TIMEOUT", "7")
+    assert load_settings(tmp_path).command_timeout == 7.0  # wins over [shell] timeout
     (tmp_path / ".qcoder" / "settings.toml").write_text("[broken\n")
     with pytest.raises(QcoderError, match="cannot parse"):
         load_settings(tmp_path, trusted=True)
+
+
+def test_settings_defaults_and_bad_values(tmp_path, home):
+    settings = load_settings(tmp_path)
+    assert (settings.max_test_rounds, settings.context_limit, settings.command_timeout) == (3, 32768, 120.0)
+    assert settings.tools == {} and settings.permissions.allow == [] and settings.sampling == {}
+    (home / "settings.toml").write_text('future_key = 1\n[shell]\ntimeout = "30"\nnew_option = true\n')
+    assert load_settings(tmp_path).command_timeout == 30.0  # unknown keys are ignored, "30" is a number
+    (home / "settings.toml").write_text('[tools.test]\ncommand = "pytest"\ntimeout = "soon"\n')
+    with pytest.raises(QcoderError, match=r"^invalid settings: tools.test.timeout: Input should be a valid number"):
+        load_settings(tmp_path, trusted=True)
+    (home / "settings.toml").write_text('[permissions]\nallow = "run_shell_command"\n')
+    with pytest.raises(QcoderError, match=r"^invalid settings: permissions.allow: Input should be a valid list"):
+        load_settings(tmp_path)
 
 
 def test_memory_files_join_the_system_prompt(workspace, home):

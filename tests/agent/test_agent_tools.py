@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from qcoder.agent.settings import Settings
 from qcoder.agent.tools.base import ToolError, tool
 from qcoder.agent.tools.files import edit, list_directory, read_file, write_file
 from qcoder.agent.tools.project import project_tools
@@ -162,13 +163,13 @@ def test_sandbox_without_bwrap_refuses(ws, monkeypatch):
 
 def test_project_tools_from_settings(ws):
     shell = Shell(ws.root)
-    tools = project_tools({"tools": {"test": {"command": "echo tested"}, "lint": {"command": "false"}}}, shell)
+    tools = project_tools(Settings(tools={"test": {"command": "echo tested"}, "lint": {"command": "false"}}), shell)
     by_name = {t.name: t for t in tools}
     assert by_name["test"].description == "Run the project's tests (`echo tested`). Takes no arguments: {}."
     assert by_name["test"].parameters["properties"] == {}
     assert by_name["test"].func(args="python -m pytest") == "Exit code: 0\ntested\n"  # stray arguments ignored
     assert by_name["lint"].func().startswith("Exit code: 1")
-    (failing,) = project_tools({"tools": {"test": {"command": "exit 1"}}}, shell)
+    (failing,) = project_tools(Settings(tools={"test": {"command": "exit 1"}, "off": {"command": ""}}), shell)
     assert failing.func().endswith("fix it with edit, then call test again.")
 
 

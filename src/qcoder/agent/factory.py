@@ -14,7 +14,7 @@ from qcoder.agent.permissions import Permissions
 from qcoder.agent.plugins import plugin_tools
 from qcoder.agent.repair import Repair, RepairSettings
 from qcoder.agent.session import Session
-from qcoder.agent.settings import load_settings, user_dir, user_settings, workspace_settings
+from qcoder.agent.settings import ProjectTool, Settings, load_settings, user_dir, user_settings, workspace_settings
 from qcoder.agent.testing import Tester, detect_test_command
 from qcoder.agent.tools.files import file_tools
 from qcoder.agent.tools.project import project_tools
@@ -46,7 +46,7 @@ def _readable(read, workspace: Path) -> dict:
 class Built:
     """The agent plus what must be closed when it is done (MCP connections)."""
 
-    def __init__(self, agent: Agent, settings: dict, closers: list):
+    def __init__(self, agent: Agent, settings: Settings, closers: list):
         self.agent, self.settings, self._closers = agent, settings, closers
 
     def close(self) -> None:
@@ -63,38 +63,36 @@ def build(args, *, emit=None, ask=None, ask_trust=None, warn=None) -> Built:
     trusted = trust.decide(workspace, user_dir(), _readable(workspace_settings, workspace), user_settings(),
                            flag=getattr(args, "trust", False), ask=ask_trust, warn=warn or _warn)
     settings = load_settings(workspace, trusted=trusted)
-    mode = "yolo" if args.yes else (args.approval_mode or settings.get("approval_mode") or "default")
-    perms_cfg = settings.get("permissions", {})
+    mode = "yolo" if args.yes else (args.approval_mode or settings.approval_mode or "default")
     try:
-        permissions = Permissions(mode, perms_cfg.get("allow", []), perms_cfg.get("deny", []), ask=ask,
+        permissions = Permissions(mode, settings.permissions.allow, settings.permissions.deny, ask=ask,
                                   workspace=workspace)
     except ValueError as exc:
         raise QcoderError(str(exc)) from exc
 
-    shell_cfg = settings.get("shell", {})
-    shell = Shell(workspace, timeout=float(settings.get("shell_timeout", shell_cfg.get("timeout", 120))),
-                  env_allow=shell_cfg.get("allow_env", []), use_sandbox=args.sandbox)
+    shell = Shell(workspace, timeout=settings.command_timeout, env_allow=settings.shell.allow_env,
+                  use_sandbox=args.sandbox)
     ws = Workspace(workspace)
-    test_cfg = settings.get("tools", {}).get("test") or {}
-    test_command = test_cfg.get("command")
+    test_tool = settings.tools.get("test") or ProjectTool()
+    test_command = test_tool.command
     # none configured: the project's own runner (`command = ""` turns this off); only in a trusted folder or in
     # yolo mode (where the shell runs anything anyway), since the detected tool runs the project's code unasked
     if test_command is None and (trusted or mode == "yolo"):
         test_command = detect_test_command(workspace, shell)
         if test_command:
-            test_cfg = {"command": test_command, "description": "Run the tests (detected runner)"}
-            settings = {**settings, "tools": {**settings.get("tools", {}), "test": test_cfg}}
+            test_tool = ProjectTool(command=test_command, description="Run the tests (detected runner)")
+            settings = settings.model_copy(update={"tools": {**settings.tools, "test": test_tool}})
     tools = [*file_tools(ws), *search_tools(ws), shell.tool(), *project_tools(settings, shell), *plugin_tools()]
     closers = []
-    if settings.get("mcp_servers"):
+    if settings.mcp_servers:
         from qcoder.agent.mcp import McpServers
 
-        servers = McpServers(settings["mcp_servers"], workspace)
+        servers = McpServers(settings.mcp_servers, workspace)
         closers.append(servers.close)
         tools += servers.tools
 
-    client = make_client(args.model or settings.get("model"), args.base_url, args.api_key)
-    tester = Tester(workspace, test_command, shell, float(test_cfg.get("timeout", 600))) if test_command else None
+    client = make_client(args.model or settings.model, args.base_url, args.api_key)
+    tester = Tester(workspace, test_command, shell, test_tool.timeout) if test_command else None
     if args.resume:
         session = Session.load(workspace, args.resume)
     elif args.continue_:
@@ -104,15 +102,15 @@ def build(args, *, emit=None, ask=None, ask_trust=None, warn=None) -> Built:
         session.add({"role": "system", "content": system_prompt(workspace, bool(test_command))})
 
     limits = Limits(max_turns=args.max_turns, max_tokens=args.max_tokens, timeout=args.timeout,
-                    max_test_rounds=int(settings.get("max_test_rounds", 3)))
+                    max_test_rounds=settings.max_test_rounds)
     agent = Agent(
         client=client, tools={t.name: t for t in tools}, permissions=permissions, session=session, workspace=ws,
         shell=shell, checkpoints=Checkpoints(workspace),
-        compressor=Compressor(client, limit=int(settings.get("context_limit", 32768))),
+        compressor=Compressor(client, limit=settings.context_limit),
         test_command=test_command, limits=limits,
         sampling={**(ENGINE_SAMPLING if isinstance(client, EngineClient) else DEFAULT_SAMPLING),
-                  **settings.get("sampling", {})},
+                  **settings.sampling},
         emit=emit or (lambda event, **data: None),
-        repair=Repair(tester, RepairSettings.from_settings(settings.get("repair"))),
+        repair=Repair(tester, RepairSettings.from_settings(settings.repair)),
     )
     return Built(agent, settings, closers)

@@ -5,6 +5,9 @@ Tables merge key by key (the workspace wins). The workspace file, and any settin
 user directory (tests use it).
 Known environment overrides: QCODER_APPROVAL_MODE, QCODER_MAX_TEST_ROUNDS, QCODER_CONTEXT_LIMIT,
 QCODER_SHELL_TIMEOUT.
+
+What the merged tables mean, and every default, is the `Settings` model below; keys it does not know are
+ignored (so older and newer files both load), values of the wrong type are one clear error.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from qcoder.agent.trust import TRUSTED_ONLY
 from qcoder.errors import QcoderError
@@ -22,6 +28,50 @@ ENV_OVERRIDES = {
     "QCODER_CONTEXT_LIMIT": ("context_limit", int),
     "QCODER_SHELL_TIMEOUT": ("shell_timeout", float),
 }
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class PermissionSettings(_Table):
+    """`[permissions]`: rules that allow or deny tool calls without asking (see permissions.py)."""
+
+    allow: list[str] = []
+    deny: list[str] = []
+
+
+class ShellSettings(_Table):
+    """`[shell]`: the run_shell_command tool."""
+
+    timeout: float = 120.0  # seconds per command
+    allow_env: list[str] = []  # environment variables passed through to commands
+
+
+class ProjectTool(_Table):
+    """`[tools.NAME]`: a project command offered to the model as a tool; `command = ""` turns it off."""
+
+    command: str | None = None
+    timeout: float = 600.0
+    description: str | None = None
+
+
+class Settings(_Table):
+    model: str | None = None
+    approval_mode: str | None = None  # checked by Permissions; --approval-mode and -y win
+    max_test_rounds: int = 3
+    context_limit: int = 32768  # tokens of conversation before older turns are compressed
+    shell_timeout: float | None = None  # wins over [shell] timeout (QCODER_SHELL_TIMEOUT sets it)
+    permissions: PermissionSettings = PermissionSettings()
+    shell: ShellSettings = ShellSettings()
+    tools: dict[str, ProjectTool] = {}
+    mcp_servers: dict[str, dict[str, Any]] = {}  # name -> server spec, read by mcp.py
+    sampling: dict[str, Any] = {}  # request fields over the agent's defaults
+    repair: dict[str, Any] = {}  # read by repair.RepairSettings
+
+    @property
+    def command_timeout(self) -> float:
+        return self.shell_timeout if self.shell_timeout is not None else self.shell.timeout
 
 
 def user_dir() -> Path:
@@ -59,7 +109,7 @@ def workspace_settings(workspace: Path) -> dict:
     return _read(Path(workspace) / ".qcoder" / "settings.toml")
 
 
-def load_settings(workspace: Path, *, trusted: bool = False) -> dict:
+def load_settings(workspace: Path, *, trusted: bool = False) -> Settings:
     if trusted:
         settings = _merge(user_settings(), workspace_settings(workspace))
     else:
@@ -70,4 +120,9 @@ def load_settings(workspace: Path, *, trusted: bool = False) -> dict:
                 settings[key] = kind(os.environ[env])
             except ValueError as exc:
                 raise QcoderError(f"{env}={os.environ[env]!r} is not a valid {kind.__name__}") from exc
-    return settings
+    try:
+        return Settings.model_validate(settings)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise QcoderError(f"invalid settings: {where}: {first['msg']}") from exc

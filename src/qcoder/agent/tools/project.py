@@ -6,8 +6,13 @@ run_shell_command. The test tool also drives the loop's verification rounds.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from qcoder.agent.tools.base import Tool
 from qcoder.agent.tools.shell import Shell
+
+if TYPE_CHECKING:
+    from qcoder.agent.settings import Settings
 
 DEFAULT_DESCRIPTIONS = {
     "test": "Run the project's tests",
@@ -26,13 +31,13 @@ def _run(shell: Shell, name: str, command: str, timeout: float) -> str:
     return result.text() + (NEXT_STEP if name == "test" and not result.ok else "")
 
 
-def project_tools(settings: dict, shell: Shell) -> list[Tool]:
+def project_tools(settings: Settings, shell: Shell) -> list[Tool]:
     tools = []
-    for name, spec in (settings.get("tools") or {}).items():
-        if not isinstance(spec, dict) or not spec.get("command"):
+    for name, spec in settings.tools.items():
+        if not spec.command:
             continue
-        command, timeout = spec["command"], spec.get("timeout", 600)
-        description = spec.get("description") or DEFAULT_DESCRIPTIONS.get(name, f"Run `{command}`")
+        command, timeout = spec.command, spec.timeout
+        description = spec.description or DEFAULT_DESCRIPTIONS.get(name, f"Run `{command}`")
         tools.append(Tool(
             name, f"{description} (`{command}`). Takes no arguments: {{}}.",
             {"type": "object", "properties": {}, "required": []},
