@@ -195,13 +195,13 @@ def summarize(rows: list[dict], settings: dict) -> dict:
             "completion_tokens": tokens, "problems": report.run_problems(rows, tokens)}
 
 
+ROW_KEY = ("language", "exercise")  # an exercise's rows in polyglot.jsonl
+
+
 def run(exercises: list[Exercise], client, output: Path, *, sampling: dict, workers: int = 4,
         resume: bool = False, progress: bool = True, isolate: bool = True) -> dict:
-    output.mkdir(parents=True, exist_ok=True)
-    path = output / "polyglot.jsonl"
-    if path.exists() and path.stat().st_size and not resume:
-        raise QcoderError(f"{path} already has results; pass --resume to continue it or choose another --output")
-    done = {f"{r['language']}/{r['exercise']}" for r in _read(path) if not report.is_error(r)}
+    path = report.open_rows_file(output, "polyglot.jsonl", resume)
+    done = {"/".join(key) for key, r in report.read_rows(path, ROW_KEY).items() if not report.is_error(r)}
     todo = [ex for ex in exercises if ex.key not in done]
     lock = threading.Lock()
 
@@ -215,8 +215,7 @@ def run(exercises: list[Exercise], client, output: Path, *, sampling: dict, work
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="polyglot") as pool:
         list(pool.map(one, todo))
     keys = {ex.key for ex in exercises}
-    latest = {f"{r['language']}/{r['exercise']}": r for r in _read(path)}  # a retried exercise: its last row
-    rows = [row for key, row in latest.items() if key in keys]
+    rows = [row for key, row in report.read_rows(path, ROW_KEY).items() if "/".join(key) in keys]
     summary = summarize(rows, {"model": getattr(client, "model", None), **sampling})
     summary["sandbox"] = asdict(sandbox.probe(sandbox.Limits(timeout_s=30, isolate=isolate)))
     (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -229,17 +228,6 @@ def _outcome(row: dict) -> str:
     if report.is_error(row):
         return f"error ({row['error'][:120]})"
     return "pass" if row["passed_1"] else "pass (2nd try)" if row["passed_2"] else "fail"
-
-
-def _read(path: Path) -> list[dict]:
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                continue
-    return rows
 
 
 def _print(summary: dict) -> None:
