@@ -41,7 +41,10 @@ def limits(user_namespace: bool, **changes) -> Limits:
 @pytest.fixture
 def open_dir():
     """A directory outside every temporary dir that anyone may write to: without isolation, a sample could."""
-    path = Path(__file__).parent / f".sandbox-probe-{uuid.uuid4().hex}"
+    # a checkout under /tmp (CI clones may live there) is inside a private dir; /srv is outside them all
+    here = Path(__file__).resolve().parent
+    base = Path("/srv") if here.is_relative_to("/tmp") or here.is_relative_to("/var/tmp") else here
+    path = base / f".sandbox-probe-{uuid.uuid4().hex}"
     path.mkdir()
     path.chmod(0o777)
     yield path
