@@ -58,8 +58,15 @@ def main() -> int:
     started = time.monotonic()
     # the task carries the failing test's report, as a user pasting it would: small models need the pointer
     failure = "\n".join(line for line in first.stdout.splitlines() if line.startswith(("E ", "FAILED", ">")))
-    agent = subprocess.run([sys.executable, "-m", "qcoder", "-p", TASK.format(failure=failure), "-y", "--trust", "--model", model,
-                            "--max-turns", str(args.max_turns), "--workspace", str(workspace)])
+    agent = subprocess.Popen([sys.executable, "-m", "qcoder", "-p", TASK.format(failure=failure), "-y", "--trust",
+                              "--model", model, "--max-turns", str(args.max_turns), "--workspace", str(workspace)],
+                             stdout=subprocess.PIPE, text=True, bufsize=1)
+    answer = []
+    for line in agent.stdout:  # shown as it streams, and kept: the agent's answer may already carry the diff
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        answer.append(line)
+    agent.wait()
     elapsed = time.monotonic() - started
 
     console.rule("what changed")
@@ -69,7 +76,18 @@ def main() -> int:
                                      f"a/{name}", f"b/{name}"))
         for name in sorted(set(before) | set(after))
     )
-    console.print(Syntax(diff, "diff") if diff else "(no file changed)")
+    if not diff:
+        console.print("(no file changed)")
+    elif diff.strip() in "".join(answer):  # the agent ended with this very diff: list the files, don't repeat it
+        for name in sorted(set(before) | set(after)):
+            if before.get(name) != after.get(name):
+                old, new = before.get(name, "").splitlines(), after.get(name, "").splitlines()
+                changes = list(difflib.unified_diff(old, new, lineterm="", n=0))[2:]
+                plus = sum(c.startswith("+") for c in changes)
+                minus = sum(c.startswith("-") for c in changes)
+                console.print(f"{name}: [green]+{plus}[/] [red]-{minus}[/] (the diff is shown above)")
+    else:
+        console.print(Syntax(diff, "diff"))
 
     console.rule("result")
     final = run_tests(workspace)
