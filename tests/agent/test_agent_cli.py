@@ -111,6 +111,8 @@ def test_tool_calls_printed_as_text_are_rescued(style, project, fake_model, home
     assert json.loads(assistant["tool_calls"][0]["function"]["arguments"]) == {"path": "textstats.py"}
     assert "<tool_call>" not in (assistant["content"] or "")
     assert messages[-1]["role"] == "tool" and "def longest_word" in messages[-1]["content"]
+    checks = json_result(proc)["call_checks"]
+    assert checks["rescued"] >= 1 and checks["valid"] >= 1, checks
 
 
 def test_malformed_calls_get_precise_errors(project, fake_model, home, tmp_path):
@@ -130,6 +132,8 @@ def test_malformed_calls_get_precise_errors(project, fake_model, home, tmp_path)
     assert "outside the workspace" in results[3] and "outside the workspace" in results[4]
     assert results[5].startswith("Error:") and "'offset' must be integer" in results[5]
     assert all("secret" not in r for r in results)
+    # the two outside-the-workspace reads are well-formed calls that the tool itself refuses
+    assert json_result(proc)["call_checks"] == {"valid": 2, "invalid": 4, "rescued": 0}
 
 
 def test_headless_default_mode_denies_writes_and_commands(project, fake_model, home):

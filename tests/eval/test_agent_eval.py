@@ -94,6 +94,8 @@ def test_solved_test_edit_and_error_then_resume(tmp_path, home):
         summary = json.loads((out / "summary.json").read_text())
         assert (summary["solved"], summary["unsolved"], summary["error"]) == (1, 1, 1)
         assert summary["solve_rate"] == pytest.approx(1 / 3) and summary["solve_rate_judged"] == 0.5
+        assert summary["call_checks"] == {"valid": 2, "invalid": 0, "rescued": 0}  # alpha's edit, beta's write
+        assert "tool calls: 2/2 valid (100.0%)" in first.stdout
         assert (out / "agent.png").stat().st_size > 0
         assert json.loads((out / "logs" / "alpha.0.stdout").read_text().splitlines()[-1])["type"] == "final"
 

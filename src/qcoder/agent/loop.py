@@ -75,6 +75,9 @@ class RunResult:
     elapsed_s: float
     test_result: dict | None = None
     session_id: str = ""
+    # How the model's calls fared: valid (ran past the argument checks), invalid (unknown tool, bad JSON, schema
+    # violation, or call-like text that parsed as none), rescued (recovered from plain text by rescue_calls).
+    call_checks: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -156,6 +159,7 @@ class Agent:
 
     def run(self, task: str) -> RunResult:
         self.turns = self.calls = self.test_rounds = 0
+        self.call_checks = {"valid": 0, "invalid": 0, "rescued": 0}
         self.tokens = {"prompt_tokens": 0, "completion_tokens": 0}
         self.started, self.changed, self.test_result = time.monotonic(), False, None
         self.last_call, self.repeats = None, 0
@@ -174,7 +178,7 @@ class Agent:
             status, reason = "error", str(exc)
         result = RunResult(status, reason, final, self.turns, self.calls, sorted(self.workspace.changed),
                            dict(self.tokens), round(time.monotonic() - self.started, 3), self.test_result,
-                           self.session.id)
+                           self.session.id, dict(self.call_checks))
         self.emit("final", **result.to_dict())
         return result
 
@@ -196,6 +200,7 @@ class Agent:
         if not calls and content:  # small models often print the call as text: rescue it
             rescued = rescue_calls(content, schemas)
             calls, content = rescued.tool_calls, rescued.content
+            self.call_checks["rescued"] += len(calls)
         if not calls and response.finish_reason == "runaway":
             content = content[:300] + " ..."
         message = {"role": "assistant", "content": content}
@@ -210,6 +215,7 @@ class Agent:
         if not calls:
             why = self.unusable_call(content)
             if why:
+                self.call_checks["invalid"] += 1
                 if self.count_repeat(("<unusable>", content.strip())) > 2:
                     raise Stop("the model repeated the same unusable tool call 3 times", content)
                 self.add({"role": "user", "content": prompts.NOT_A_CALL.format(why=why, tools=", ".join(self.tools))})
@@ -299,7 +305,8 @@ class Agent:
             args = {k: v for k, v in args.items() if k in known}
         return json.dumps(args, sort_keys=True)
 
-    def run_tool(self, call: ToolCall) -> str:
+    def check_call(self, call: ToolCall) -> str | None:
+        """What is wrong with the call itself (tool, JSON, schema), for the model to read; None when it can run."""
         tool = self.tools.get(call.name)
         if tool is None:
             return f"Error: unknown tool {call.name!r}. Available tools: {', '.join(self.tools)}."
@@ -310,8 +317,14 @@ class Agent:
         if not isinstance(args, dict):
             return f"Error: the arguments of {call.name} must be a JSON object, got {type(args).__name__}"
         problem = check_arguments(tool.schema(), args)
+        return f"Error: {problem}" if problem else None
+
+    def run_tool(self, call: ToolCall) -> str:
+        problem = self.check_call(call)
+        self.call_checks["invalid" if problem else "valid"] += 1
         if problem:
-            return f"Error: {problem}"
+            return problem
+        tool, args = self.tools[call.name], json.loads(call.arguments or "{}")
         denied = self.permissions.check(tool, args)
         if denied:
             return denied

@@ -93,7 +93,7 @@ def run_one(task: AgentTask, index: int, agent: AgentSettings, plan: RunPlan) ->
     row = {"task": task.name, "run": index, "outcome": "error", "reason": "", "agent_exit": None,
            "agent_status": None, "seconds": 0.0, "prompt_tokens": 0, "completion_tokens": 0, "tokens_known": False,
            "turns": None, "tool_calls": None, "tests_passed": None, "tests_modified": [], "test_seconds": None,
-           "diff": "", "test_output": ""}
+           "diff": "", "test_output": "", "call_checks": {}}
     scratch = Path(tempfile.mkdtemp(prefix=f"qcoder-agent-{_safe(task.name)}-"))
     workdir = scratch / "workspace"
     try:
@@ -168,7 +168,8 @@ def _read_agent_output(outcome: Outcome, agent: AgentSettings) -> dict:
         return fields
     if result is None or outcome.exit_code not in QCODER_EXITS:
         return {**fields, "reason": f"the agent crashed (exit {outcome.exit_code}): {outcome.stderr.strip()[-300:]}"}
-    fields.update(agent_status=result.get("status"), turns=result.get("turns"), tool_calls=result.get("tool_calls"))
+    fields.update(agent_status=result.get("status"), turns=result.get("turns"), tool_calls=result.get("tool_calls"),
+                  call_checks=result.get("call_checks") or {})
     if result.get("status") == "error":
         fields["reason"] = f"the agent reported an error: {str(result.get('reason'))[:300]}"
     return fields
@@ -241,7 +242,9 @@ def _counts(rows: list[dict]) -> dict:
             "total_seconds": round(sum(r["seconds"] for r in rows), 1),
             "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
             "completion_tokens": sum(r["completion_tokens"] for r in rows),
-            "tokens_known": bool(rows) and all(r["tokens_known"] for r in rows)}
+            "tokens_known": bool(rows) and all(r["tokens_known"] for r in rows),
+            "call_checks": {k: sum(r.get("call_checks", {}).get(k, 0) for r in rows)
+                            for k in ("valid", "invalid", "rescued")}}
 
 
 def _median(values: list[float]) -> float | None:
@@ -278,6 +281,11 @@ def print_table(summary: dict) -> None:
                   f"tasks solved at least once: {summary['tasks_solved']}/{summary['tasks']}; median time "
                   f"{summary['median_seconds'] or 0:.0f} s (solved runs: "
                   f"{'-' if solved_median is None else f'{solved_median:.0f} s'})")
+    checks = summary.get("call_checks") or {}
+    made = checks.get("valid", 0) + checks.get("invalid", 0)
+    if made:
+        console.print(f"tool calls: {checks['valid']}/{made} valid ({checks['valid'] / made:.1%}), "
+                      f"{checks.get('rescued', 0)} rescued from plain text")
 
 
 def plot(summary: dict, path: Path) -> None:

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The agent suite solved by qcoder and by mini-swe-agent (PyPI), same model, same tasks, one table each.
+#
+#   benchmarks/agent_vs_mini_swe_agent.sh MODEL [extra `qcoder eval agent` options, e.g. --tasks a,b --timeout 600]
+#
+# mini-swe-agent drives the model through `qcoder serve` (its litellm client speaks the OpenAI API with tool
+# calls); qcoder runs its own agent in-process on the same GGUF. Set MINI to the `mini` executable when it is
+# not on PATH (it pins its own dependencies, so a separate virtual environment is the easy way:
+# `python -m venv ~/mswe && ~/mswe/bin/pip install mini-swe-agent`).
+set -euo pipefail
+MODEL=${1:?usage: $0 MODEL [qcoder eval agent options]}
+shift
+MINI=${MINI:-$(command -v mini || true)}
+[ -x "$MINI" ] || { echo "mini-swe-agent's 'mini' not found: pip install mini-swe-agent, or set MINI=" >&2; exit 2; }
+PY=${PY:-python}
+PORT=${PORT:-8011}
+OUT=${OUT:-runs/agent-vs-mini-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+
+"$PY" -m qcoder serve --model "$MODEL" --port "$PORT" > "$OUT/serve.log" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 600); do
+    curl -sf "http://127.0.0.1:$PORT/health" > /dev/null && break
+    kill -0 $SERVER 2>/dev/null || { echo "qcoder serve exited; see $OUT/serve.log" >&2; exit 1; }
+    sleep 1
+done
+
+# mini's own default config (mini.yaml), non-interactive; cost tracking off (a local model has no price list);
+# the step limit keeps a lost run from looping until the timeout.
+MINI_CMD="env MSWEA_CONFIGURED=true MSWEA_COST_TRACKING=ignore_errors OPENAI_API_KEY=local $MINI -y --exit-immediately \
+ -m openai/$MODEL -c mini.yaml -c model.model_kwargs.api_base=http://127.0.0.1:$PORT/v1 -c agent.step_limit=30 \
+ -c agent.cost_limit=0 -o {workspace}/../mini.traj.json -t {task}"
+"$PY" -m qcoder eval agent --model "$MODEL" --agent-cmd "$MINI_CMD" --output "$OUT/mini-swe-agent" --allow-errors "$@"
+kill $SERVER; wait $SERVER 2>/dev/null || true; trap - EXIT
+
+"$PY" -m qcoder eval agent --model "$MODEL" --output "$OUT/qcoder" --allow-errors "$@"
+echo "tables above; results in $OUT/{mini-swe-agent,qcoder}/summary.json"
