@@ -99,3 +99,18 @@ def test_a_tool_call_printed_as_text_is_not_echoed():
     for piece in ["The fix ", "is done."]:
         prose.feed(piece)
     assert prose.end("The fix is done.") == "The fix is done." and "".join(shown) == "The fix is done.\n"
+
+
+def test_a_block_rewriting_functions_of_two_files_is_split_between_them():
+    files = {
+        "stats.py": "def mean(values):\n    return sum(values) / len(values)\n",
+        "report.py": "from stats import mean\n\n\ndef line(name, values):\n    return f'{name}: {mean(values)}'\n",
+    }
+    reply = ("```python\ndef mean(values):\n    if not values:\n        return None\n    return sum(values) / len(values)\n\n"
+             "def line(name, values):\n    m = mean(values)\n    return f'{name}: {\"n/a\" if m is None else m}'\n\n"
+             "def header():\n    return 'report'\n```")
+    out = proposed_files(reply, sorted(files), files.get)
+    assert set(out) == {"stats.py", "report.py"}
+    assert "if not values" in out["stats.py"] and "def line" not in out["stats.py"]
+    # the caller stays where it lives (no shadowing copy of mean there); the new name joins the same file
+    assert "def mean" not in out["report.py"] and "n/a" in out["report.py"] and "def header" in out["report.py"]

@@ -84,15 +84,13 @@ def proposed_files(text: str, known: list[str], read: Callable[[str], str | None
         python = block.lang in ("python", "py", "python3") or (block.path or "").endswith(".py") or (
             not block.lang and _parses(block.code))
         if python:
-            target = block.path if block.path and block.path.endswith(".py") else _defining_file(
-                block.code, known, current) or default
-            if target is None:
-                continue
-            old = current(target)
-            module = target.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
-            new = block.code if old is None and block.named_in_fence else merge_python(old or "", block.code, module)
-            if new is not None and new != old:
-                out[target] = new
+            named = block.path if block.path and block.path.endswith(".py") else None
+            for target, code in [(named, block.code)] if named else _split_by_file(block.code, known, current, default):
+                old = current(target)
+                module = target.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+                new = code if old is None and block.named_in_fence else merge_python(old or "", code, module)
+                if new is not None and new != old:
+                    out[target] = new
         elif block.path and current(block.path) is not None:
             old = current(block.path)
             if len(block.code.splitlines()) >= 0.6 * len(old.splitlines()) and block.code.strip() != old.strip():
@@ -124,10 +122,33 @@ def _defining_file(code: str, known: list[str], read: Callable[[str], str | None
         if not path.endswith(".py") or not wanted:
             continue
         source = read(path) or ""
-        hits = sum(1 for name in wanted if re.search(rf"^\s*(async\s+def|def|class)\s+{re.escape(name)}\b", source, re.M))
+        hits = sum(1 for name in wanted if _defines(source, name))
         if hits > best_hits:
             best, best_hits = path, hits
     return best
+
+
+def _defines(source: str, name: str) -> bool:
+    return re.search(rf"^\s*(async\s+def|def|class)\s+{re.escape(name)}\b", source, re.M) is not None
+
+
+def _split_by_file(code: str, known: list[str], read: Callable[[str], str | None],
+                   default: str | None) -> list[tuple[str, str]]:
+    """The block cut into one piece per file: each top-level definition goes to the file that defines it (a reply
+    often rewrites a function and its caller from another module together); new names, imports and other
+    statements go to the file that defines most of the block."""
+    primary = _defining_file(code, known, read) or default
+    tree = _parse(code)
+    if primary is None or tree is None:
+        return [(primary, code)] if primary else []
+    lines = (code if _try_parse(code) else textwrap.dedent(code)).splitlines()
+    pieces: dict[str, list[str]] = {}
+    for node in tree.body:
+        home = primary
+        if isinstance(node, DEFINITIONS) and not _defines(read(primary) or "", node.name):
+            home = next((p for p in known if p.endswith(".py") and _defines(read(p) or "", node.name)), primary)
+        pieces.setdefault(home, []).extend([*_node_lines(node, lines), "", ""])
+    return [(path, "\n".join(chunk).rstrip() + "\n") for path, chunk in pieces.items()]
 
 
 def merge_python(original: str, code: str, module: str = "") -> str | None:
