@@ -114,3 +114,17 @@ def test_a_block_rewriting_functions_of_two_files_is_split_between_them():
     assert "if not values" in out["stats.py"] and "def line" not in out["stats.py"]
     # the caller stays where it lives (no shadowing copy of mean there); the new name joins the same file
     assert "def mean" not in out["report.py"] and "n/a" in out["report.py"] and "def header" in out["report.py"]
+
+
+def test_a_name_from_a_sibling_module_is_imported_when_the_rewrite_uses_it():
+    files = {
+        "accounts.py": "class InsufficientFunds(Exception):\n    pass\n\n\nLIMIT = 10\n",
+        "bank.py": '"""Banking."""\n\nfrom accounts import LIMIT\n\n\ndef move(a, n):\n    a.take(n)\n',
+        "tests/test_bank.py": "class Helper:\n    pass\n",
+    }
+    reply = ("```python\ndef move(a, n):\n    if n > LIMIT:\n        raise InsufficientFunds(n)\n    helper = Helper()\n"
+             "    a.take(n)\n```")
+    out = proposed_files(reply, sorted(files), files.get)
+    assert "from accounts import InsufficientFunds\n" in out["bank.py"]
+    assert "Helper" not in out["bank.py"].split("def move")[0]  # names from tests are never imported
+    assert out["bank.py"].index("from accounts import InsufficientFunds") < out["bank.py"].index("def move")

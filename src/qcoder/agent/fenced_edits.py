@@ -12,7 +12,9 @@ result that is not valid Python is dropped.
 from __future__ import annotations
 
 import ast
+import builtins
 import re
+import symtable
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,6 +91,7 @@ def proposed_files(text: str, known: list[str], read: Callable[[str], str | None
                 old = current(target)
                 module = target.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
                 new = code if old is None and block.named_in_fence else merge_python(old or "", code, module)
+                new = new and import_missing_names(new, target, known, current)
                 if new is not None and new != old:
                     out[target] = new
         elif block.path and current(block.path) is not None:
@@ -321,3 +324,55 @@ def _import_position(original: str) -> int:
         else:
             break
     return at
+
+
+def import_missing_names(source: str, path: str, known: list[str], read: Callable[[str], str | None]) -> str:
+    """`source` with `from module import NAME` added for each global name it uses but never binds, where exactly
+    one other (non-test) workspace module defines NAME at its top level: rewritten code often raises or builds
+    a class from a sibling module without importing it."""
+    missing = sorted(_unbound_globals(source))
+    if not missing:
+        return source
+    adds = []
+    for name in missing:
+        homes = [p for p in known if p.endswith(".py") and p != path and not _is_test_path(p)
+                 and _binds_top_level(read(p) or "", name)]
+        if len(homes) == 1:
+            module = homes[0].removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+            adds.append(f"from {module} import {name}")
+    if not adds:
+        return source
+    lines = source.splitlines()
+    at = _import_position(source)
+    lines[at:at] = adds if _has_imports(source) or not at else ["", *adds]
+    return _finish("\n".join(lines), source) or source
+
+
+def _unbound_globals(source: str) -> set[str]:
+    """Global names read somewhere in `source` that the module never binds (and that are not builtins)."""
+    try:
+        top = symtable.symtable(source, "<candidate>", "exec")
+    except SyntaxError:
+        return set()
+    bound = {s.get_name() for s in top.get_symbols() if s.is_assigned() or s.is_imported() or s.is_namespace()}
+    used: set[str] = set()
+    tables = [top]
+    while tables:
+        table = tables.pop()
+        tables += table.get_children()
+        used |= {s.get_name() for s in table.get_symbols()
+                 if s.is_referenced() and (table is top or s.is_global()) and not s.is_assigned()}
+    return {n for n in used - bound if not hasattr(builtins, n) and not n.startswith("__")}
+
+
+def _binds_top_level(source: str, name: str) -> bool:
+    return _defines_top_level(source, name) or re.search(rf"^{re.escape(name)}\s*(:[^=]*)?=", source, re.M) is not None
+
+
+def _defines_top_level(source: str, name: str) -> bool:
+    return re.search(rf"^(async\s+def|def|class)\s+{re.escape(name)}\b", source, re.M) is not None
+
+
+def _is_test_path(path: str) -> bool:
+    name = PurePosixPath(path).name
+    return name.startswith("test_") or name.endswith("_test.py") or "tests/" in f"/{path}" or name == "conftest.py"

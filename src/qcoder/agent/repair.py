@@ -130,8 +130,11 @@ class Repair:
         size = sum(s.source.count("\n") + 1 for s in lead.suspects)
         limit = min(self.settings.max_tokens, 200 + 40 * size)
         # Stop at the block's closing fence: what small models add after it is explanation, slow to decode.
+        # A round whose replies were (nearly) all the same gets a hotter second try: small models are confident.
+        distinct = len({c.code for c in tried if c.status != "duplicate"})
+        temperature = max(self.settings.temperature, 1.0) if tried and distinct <= 2 else self.settings.temperature
         replies = agent.client.sample(messages, self.settings.candidates, prefix=_reply_prefix(lead.suspects),
-                                      temperature=self.settings.temperature, top_p=self.settings.top_p,
+                                      temperature=temperature, top_p=self.settings.top_p,
                                       max_tokens=limit, stop=["\n```\n"])
         for reply in replies:
             for key in agent.tokens:
