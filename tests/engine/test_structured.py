@@ -203,3 +203,19 @@ def test_the_in_process_agent_client_gets_an_answer_or_one_valid_call(engine):
             jsonschema.validate(json.loads(call.arguments), {**schemas[call.name], "additionalProperties": False})
         if reply.finish_reason != "length":
             assert "<tool_call>" not in reply.content and "<function=" not in reply.content, reply.content
+
+
+@pytest.mark.parametrize(("text", "allowed"), [
+    ("The file has two functions.", True),
+    ('<tool_call>\n{"name": "read_file", "arguments": {"path": "a.py"}}\n</tool_call>', True),
+    ('I will look first.\n<tool_call>\n{"name": "stop", "arguments": {}}\n</tool_call>', True),
+    # a call written without its marker would be taken as the answer, its arguments never checked
+    ('{"name": "read_file", "arguments": {"path": "a.py"}}', False),
+    ('  {"name": "set_mode"', False),
+    ('Here it is:\n```json\n{"name": "read_file", "arguments": {"path": "a.py"}}\n```', False),
+    ('<tool_call>\n{"name": "read_file", "arguments": {"path": 7}}\n</tool_call>', False),
+])
+def test_the_answer_branch_refuses_calls_without_their_marker(engine, text, allowed):
+    matcher = engine.structured.matcher(Constraint.tool_call(TOOLS, allow_text=True))
+    taken = all(matcher.advance(token) for token in engine.tokenizer.encode(text))
+    assert (taken and matcher.can_end) is allowed

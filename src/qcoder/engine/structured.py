@@ -85,6 +85,11 @@ class GrammarMatcher:
         return self._matcher.consume_token(token)
 
     @property
+    def can_end(self) -> bool:
+        """The text so far is a complete match (end-of-sequence may come now)."""
+        return self._matcher.is_accepting()
+
+    @property
     def finished(self) -> bool:
         """The grammar is complete: nothing but end-of-sequence may follow (also true after an error)."""
         return self._matcher.is_stopped()

@@ -7,8 +7,8 @@
   minLength/maxLength), other values JSON valid against their schema (what the XML parser converts them with).
 
 Arguments a schema does not close (no `additionalProperties`) are closed here: the model may use the declared
-parameters only. With `allow_text` the reply is either a plain answer that mentions no call marker, or optional
-text followed by exactly one call; without it, exactly one call and nothing else.
+parameters only. With `allow_text` the reply is either a plain answer that mentions no call marker (and is no
+bare JSON call), or optional text followed by exactly one call; without it, exactly one call and nothing else.
 """
 
 from __future__ import annotations
@@ -21,9 +21,13 @@ from qcoder.errors import QcoderError
 # JSON layout the models write (json.dumps' separators); no free whitespace, so sampling cannot wander into it.
 JSON_LAYOUT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 
-# A text that contains no call marker. A string value of the XML format ends at the first closing tag.
-PLAIN_TEXT = r"/(?s:.+)/ & ~/(?s:.*<tool_call>.*)/ & ~/(?s:.*<function=.*)/"
-UP_TO_CALL = r"/(?s:.*)<tool_call>/ & ~/(?s:.*<function=.*)/"
+# A text that contains no call marker, and is not a call written without one: small models often reply with a bare
+# or fenced `{"name": ..., "arguments": ...}`, which as an answer would escape the arguments' schema (and often
+# JSON itself). Masked out, that first `{` leaves the model its call marker. A string value of the XML format ends
+# at the first closing tag.
+NO_BARE_CALL = r'~/(?s:\s*[{\[].*)/ & ~/(?s:.*"arguments"\s*:.*)/'
+PLAIN_TEXT = rf"/(?s:.+)/ & ~/(?s:.*<tool_call>.*)/ & ~/(?s:.*<function=.*)/ & {NO_BARE_CALL}"
+UP_TO_CALL = rf"/(?s:.*)<tool_call>/ & ~/(?s:.*<function=.*)/ & {NO_BARE_CALL}"
 XML_STRING_VALUE = r"/(?s:.*)\n<\/parameter>/"
 
 
