@@ -52,6 +52,8 @@ def main() -> None:
     parser.add_argument("--model", default="qwen2.5-coder-1.5b-instruct")
     parser.add_argument("--base-url")
     parser.add_argument("--limit", type=int)
+    parser.add_argument("--only", help="comma-separated case names")
+    parser.add_argument("--verbose", action="store_true", help="print each finding and each dropped one")
     args = parser.parse_args()
     from qcoder.ci.diff import load_change
     from qcoder.ci.review import review
@@ -59,7 +61,8 @@ def main() -> None:
 
     client = make_client(args.model, args.base_url)
     hits = false = dropped = 0
-    cases = CASES[: args.limit] if args.limit else CASES
+    cases = [c for c in CASES if not args.only or c[0] in args.only.split(",")]
+    cases = cases[: args.limit] if args.limit else cases
     for name, source, (old, new) in cases:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
@@ -78,6 +81,11 @@ def main() -> None:
         dropped += len(result.dropped)
         print(f"{name:14} bug line {bug_line}: {'FLAGGED' if on_bug else 'missed '}  false {len(others)}  "
               f"dropped {len(result.dropped)}  {time.time() - start:.0f}s", flush=True)
+        if args.verbose:
+            for f in result.findings:
+                print(f"    kept    {f.line}: {f.quote!r}  {f.message[:150]}")
+            for d in result.dropped:
+                print(f"    dropped {d['reason']}: {str(d['finding'])[:200]}")
     n = len(cases)
     print(f"flagged {hits}/{n} bugs on the right line; {false / n:.2f} false findings per diff; "
           f"{dropped} unverified model findings dropped")
