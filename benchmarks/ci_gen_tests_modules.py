@@ -46,12 +46,12 @@ def unpack(requirement: str, into: Path) -> None:
 
 def gen_tests(path: Path, function: str | None, args, workdir: Path) -> dict:
     command = [sys.executable, "-m", "qcoder", "gen-tests", str(path), "--json", "--n", str(args.n),
-               "--max-mutants", str(args.max_mutants), "--out", str(workdir / f"test_{path.stem}_generated.py")]
+               "--max-mutants", str(args.max_mutants), "--out", str(workdir / "test_generated.py")]
     command += ["--function", function] if function else []
     command += ["--model", args.model] + (["--base-url", args.base_url] if args.base_url else [])
-    proc = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
+    proc = subprocess.run(command, cwd=workdir, stdout=subprocess.PIPE, text=True)  # progress shows on stderr
     if proc.returncode != 0:
-        return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+        return {"error": f"exit status {proc.returncode}"}
     return json.loads(proc.stdout)
 
 

@@ -3,7 +3,7 @@
 Prints, per case, whether a finding lands on the bug line and how many findings land elsewhere (false
 findings), then the totals. Uses the built-in engine (--model) or an endpoint (--base-url). Not run in CI.
 
-    python benchmarks/ci_review_quality.py --model qwen2.5-coder-1.5b-instruct [--limit 4]
+    python benchmarks/ci_review_quality.py --model qwen2.5-coder-1.5b-instruct [--limit 4] [--samples 5]
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ def main() -> None:
     parser.add_argument("--base-url")
     parser.add_argument("--limit", type=int)
     parser.add_argument("--only", help="comma-separated case names")
+    parser.add_argument("--samples", type=int, default=1, help="sampled reviews per changed function")
+    parser.add_argument("--agree", type=int, help="samples that must flag a line (default: a majority)")
     parser.add_argument("--verbose", action="store_true", help="print each finding and each dropped one")
     args = parser.parse_args()
     from qcoder.ci.diff import load_change
@@ -73,7 +75,8 @@ def main() -> None:
             (root / f"{name}.py").write_text(source.replace(old, new))
             bug_line = source.splitlines().index(old) + 1
             start = time.time()
-            result = review(client, root, load_change(root), use_bandit=False)
+            result = review(client, root, load_change(root), use_bandit=False, samples=args.samples,
+                            agree=args.agree or args.samples // 2 + 1)
         on_bug = [f for f in result.findings if f.line == bug_line]
         others = [f for f in result.findings if f.line != bug_line]
         hits += bool(on_bug)

@@ -110,21 +110,44 @@ def find_target(path: str) -> Target:
 
 
 def parse_candidates(reply: str) -> tuple[str, list[Candidate]]:
-    """(the shared imports, one candidate per top-level test function) from the reply's code blocks."""
-    blocks = re.findall(r"```(?:python|py)?\s*\n(.*?)```", reply, flags=re.S) or [reply]
-    header, candidates = [], []
+    """(the shared header, one candidate per top-level test function) from the reply's code blocks. The header
+    holds the imports and the helpers the tests may use (constants, fixtures, helper functions and classes)."""
+    blocks = re.findall(r"```(?:python|py)?[ \t]*\n(.*?)(?:```|\Z)", reply, flags=re.S) or [reply]
+    imports, helpers, candidates = [], [], []
     for block in blocks:
-        try:
-            tree = ast.parse(block)
-        except SyntaxError:
-            continue
-        for node in tree.body:
+        tree = _parse_salvaging(block)
+        for node in tree.body if tree else []:
             if isinstance(node, ast.Import | ast.ImportFrom):
-                header.append(ast.unparse(node))
+                imports.append(ast.unparse(node))
             elif isinstance(node, ast.FunctionDef) and node.name.startswith("test"):
                 if all(c.name != node.name for c in candidates):
                     candidates.append(Candidate(node.name, ast.unparse(node)))
-    return "\n".join(dict.fromkeys(header)), candidates
+            elif isinstance(node, HELPERS) and not _is_test_class(node):
+                code = ast.unparse(node)
+                if not NONDETERMINISTIC.search(code):
+                    helpers.append(code)
+    return "\n".join([*dict.fromkeys(imports), *dict.fromkeys(helpers)]), candidates
+
+
+HELPERS = (ast.Assign, ast.AnnAssign, ast.FunctionDef, ast.ClassDef)
+
+
+def _is_test_class(node: ast.AST) -> bool:
+    return isinstance(node, ast.ClassDef) and node.name.startswith("Test")  # pytest would collect it: not a helper
+
+
+def _parse_salvaging(block: str) -> ast.Module | None:
+    """The block's syntax tree; a reply cut off in the middle of a function loses that function, not the block."""
+    lines = block.splitlines()
+    while lines:
+        try:
+            return ast.parse("\n".join(lines))
+        except SyntaxError:
+            starts = [i for i, line in enumerate(lines) if i and re.match(r"(async def |def |class |@)", line)]
+            if not starts:
+                return None
+            lines = lines[:starts[-1]]
+    return None
 
 
 def test_file(header: str, candidates: list[Candidate]) -> str:
@@ -191,12 +214,24 @@ class Runner:
         return result
 
 
+def _function(test_id: str) -> str:
+    """The test function a pytest id or coverage context names: "f.py::test_x[2-II]" and "f.test_x" -> "test_x"."""
+    return re.split(r"::|\.", test_id.split("[", 1)[0])[-1]
+
+
 def _owner(test_id: str) -> str:
-    return test_id.rsplit("::", 1)[-1] if test_id.startswith(TEST_FILE) else "<baseline>"
+    return _function(test_id) if test_id.startswith(TEST_FILE) else "<baseline>"
 
 
 def _by_function(outcomes: dict[str, tuple[bool, str]]) -> dict[str, tuple[bool, str]]:
-    return {t.rsplit("::", 1)[-1]: v for t, v in outcomes.items() if t.startswith(TEST_FILE)}
+    """{test function: (passed, failure)}; a parametrized function passes only when all its cases pass."""
+    merged: dict[str, tuple[bool, str]] = {}
+    for test_id, (passed, failure) in outcomes.items():
+        if test_id.startswith(TEST_FILE):
+            name = _function(test_id)
+            earlier = merged.get(name, (True, ""))
+            merged[name] = earlier if not earlier[0] or passed else (False, failure)
+    return merged
 
 
 def line_contexts(cov: dict | None, rel: str) -> tuple[dict[int, set[str]], int]:
@@ -207,7 +242,7 @@ def line_contexts(cov: dict | None, rel: str) -> tuple[dict[int, set[str]], int]
     if entry is None:
         return {}, 0
     total = entry["summary"]["num_statements"]
-    contexts = {int(n): {c.rsplit(".", 1)[-1] for c in ctx if c} for n, ctx in entry.get("contexts", {}).items()}
+    contexts = {int(n): {_function(c) for c in ctx if c} for n, ctx in entry.get("contexts", {}).items()}
     return contexts, total
 
 
