@@ -64,9 +64,12 @@ def _normalize(code: str) -> str:
 
 
 def _quote_line(quote: str) -> str:
-    """The first non-blank line of a quote, stripped of any "12|" prefix the model copied from the prompt."""
+    """The first non-blank line of a quote, stripped of any "12|" or "12+|" prefix the model copied from the
+    prompt; old lines it copied ("-| ...") are skipped: they are not in the new version."""
     for line in quote.splitlines():
-        line = re.sub(r"^\s*\d+\s*[|:]\s?", "", line)
+        if re.match(r"^\s*-\|", line):
+            continue
+        line = re.sub(r"^\s*\d+\s*\+?\s*[|:]\s?", "", line)
         if line.strip():
             return _normalize(line)
     return ""
@@ -105,9 +108,12 @@ def check_finding(raw: dict, change: Change, span: tuple[int, int] | None = None
         return None, f"file {path!r} is not part of the change"
     lines = changed.lines
     line = _line_number(raw.get("line"))
+    quote = _quote_line(str(raw.get("quote") or raw.get("code") or ""))
+    cited = re.fullmatch(r"(?i)line\s*(\d+)\s*\+?", quote)
+    if cited:  # "line 4": a line number where the code should be; it must then name a changed line
+        quote, line = "", line or int(cited.group(1))
     if line is not None and not 1 <= line <= len(lines):
         return None, f"line {line} does not exist in {path} ({len(lines)} lines)"
-    quote = _quote_line(str(raw.get("quote") or raw.get("code") or ""))
     if quote:
         if span:
             window = range(max(1, span[0]), min(len(lines), span[1]) + 1)

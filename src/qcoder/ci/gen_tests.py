@@ -256,6 +256,9 @@ def generate(client, target: Target, *, function: str | None = None, n: int = 8,
                                                                      source=source[:20000])}],
                         temperature=0.2, max_tokens=max_tokens)
     header, candidates = parse_candidates(reply.content)
+    if not candidates:
+        start = " ".join(reply.content.split())[:200]
+        progress(f"the reply held no test function (finish: {reply.finish_reason}); it began: {start!r}")
     report = GenReport(target.module, candidates)
     runner = Runner(target, baseline or {}, timeout)
     runnable = []
