@@ -45,6 +45,7 @@ def candidates() -> str:
 from mathx import clamp, sign
 import pytest
 import time
+import unittest
 
 NEGATIVES = [-1, -5]
 
@@ -82,6 +83,11 @@ def test_sign_negative(x):
     assert sign(x) == -1
 
 
+class TestSignZero(unittest.TestCase):
+    def test_zero(self):
+        self.assertEqual(sign(0), 0)
+
+
 def test_cut_off_by_the_token_limit():
     assert clamp('''  # the reply ends here: no closing fence, an unfinished function
 
@@ -109,8 +115,9 @@ def test_only_tests_that_earn_their_place_are_kept(project, capsys):
         "test_nothing_to_do_with_the_module": "useless",  # no coverage of the target, kills no mutant
         "test_uses_the_clock": "nondeterministic",
         "test_sign_negative": "kept",  # parametrized, over a helper constant: both cases pass
+        "TestSignZero": "kept",  # a unittest-style class is one candidate
     }
-    assert (report["generated"], report["kept"]) == (8, 3)
+    assert (report["generated"], report["kept"]) == (9, 4)
     before, after = report["coverage"]
     assert before == 0 and 0 < after < 1
     assert report["mutants"] > 0 and report["mutation_score"][0] == 0 < report["mutation_score"][1]

@@ -110,7 +110,7 @@ def find_target(path: str) -> Target:
 
 
 def parse_candidates(reply: str) -> tuple[str, list[Candidate]]:
-    """(the shared header, one candidate per top-level test function) from the reply's code blocks. The header
+    """(the shared header, one candidate per top-level test function or class) from the reply's code blocks. The header
     holds the imports and the helpers the tests may use (constants, fixtures, helper functions and classes)."""
     blocks = re.findall(r"```(?:python|py)?[ \t]*\n(.*?)(?:```|\Z)", reply, flags=re.S) or [reply]
     imports, helpers, candidates = [], [], []
@@ -119,7 +119,7 @@ def parse_candidates(reply: str) -> tuple[str, list[Candidate]]:
         for node in tree.body if tree else []:
             if isinstance(node, ast.Import | ast.ImportFrom):
                 imports.append(ast.unparse(node))
-            elif isinstance(node, ast.FunctionDef) and node.name.startswith("test"):
+            elif (isinstance(node, ast.FunctionDef) and node.name.startswith("test")) or _is_test_class(node):
                 if all(c.name != node.name for c in candidates):
                     candidates.append(Candidate(node.name, ast.unparse(node)))
             elif isinstance(node, HELPERS) and not _is_test_class(node):
@@ -133,7 +133,9 @@ HELPERS = (ast.Assign, ast.AnnAssign, ast.FunctionDef, ast.ClassDef)
 
 
 def _is_test_class(node: ast.AST) -> bool:
-    return isinstance(node, ast.ClassDef) and node.name.startswith("Test")  # pytest would collect it: not a helper
+    """A class pytest collects: named Test..., or a unittest.TestCase. It is one candidate, kept or not whole."""
+    return isinstance(node, ast.ClassDef) and (node.name.startswith("Test") or any(
+        ast.unparse(base).endswith("TestCase") for base in node.bases))
 
 
 def _parse_salvaging(block: str) -> ast.Module | None:
@@ -214,21 +216,27 @@ class Runner:
         return result
 
 
-def _function(test_id: str) -> str:
-    """The test function a pytest id or coverage context names: "f.py::test_x[2-II]" and "f.test_x" -> "test_x"."""
-    return re.split(r"::|\.", test_id.split("[", 1)[0])[-1]
+def _candidate(test_id: str) -> str | None:
+    """The candidate a pytest id ("test_qcoder_candidates.py::TestX::test_y[2]") or a coverage context
+    ("test_qcoder_candidates.TestX.test_y") belongs to: its top-level function or class. None for the tests
+    of other files (the baseline)."""
+    base = test_id.split("[", 1)[0]
+    for prefix in (TEST_FILE + "::", TEST_FILE.removesuffix(".py") + "."):
+        if base.startswith(prefix):
+            return re.split(r"::|\.", base[len(prefix):])[0]
+    return None
 
 
 def _owner(test_id: str) -> str:
-    return _function(test_id) if test_id.startswith(TEST_FILE) else "<baseline>"
+    return _candidate(test_id) or "<baseline>"
 
 
 def _by_function(outcomes: dict[str, tuple[bool, str]]) -> dict[str, tuple[bool, str]]:
-    """{test function: (passed, failure)}; a parametrized function passes only when all its cases pass."""
+    """{candidate: (passed, failure)}; a parametrized function or a test class passes only when all its tests do."""
     merged: dict[str, tuple[bool, str]] = {}
     for test_id, (passed, failure) in outcomes.items():
-        if test_id.startswith(TEST_FILE):
-            name = _function(test_id)
+        name = _candidate(test_id)
+        if name is not None:
             earlier = merged.get(name, (True, ""))
             merged[name] = earlier if not earlier[0] or passed else (False, failure)
     return merged
@@ -242,7 +250,7 @@ def line_contexts(cov: dict | None, rel: str) -> tuple[dict[int, set[str]], int]
     if entry is None:
         return {}, 0
     total = entry["summary"]["num_statements"]
-    contexts = {int(n): {_function(c) for c in ctx if c} for n, ctx in entry.get("contexts", {}).items()}
+    contexts = {int(n): {_candidate(c) or c for c in ctx if c} for n, ctx in entry.get("contexts", {}).items()}
     return contexts, total
 
 
