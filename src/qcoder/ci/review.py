@@ -17,17 +17,17 @@ from qcoder.ci.context import Unit, review_units
 from qcoder.ci.diff import Change
 from qcoder.ci.findings import Finding, check_all, merge_duplicates, parse_model_findings
 
-REVIEW_PROMPT = """Review this change to `{path}` ({title}). Lines marked `+` are new or changed; lines marked \
-`-` are the old code they replaced, gone from the new version. Compare each `+` line with the `-` line it \
-replaced: does the change break what the code is meant to do (its name, docstring and callers tell you), or open \
-a security hole? Report only real problems introduced by the change, not style or things that are fine.
+REVIEW_PROMPT = """You review a change to `{path}` ({title}). Report real bugs and security problems that the \
+change introduces. Do not report things that are fine: a change that keeps the behaviour (a refactor) has no bug.
+Lines marked `+` are new or changed; lines marked `-` are the old code they replaced (gone from the new version).
 
-{code}
+Answer with a JSON array only, one object per problem:
+[{{"quote": "the new line that is wrong, copied exactly", "call": "a call of the changed function whose result \
+the change breaks, e.g. name(1, 2)", "severity": "error|warning|note", "category": "bug|security|test gap|style",
+  "message": "what is wrong and why", "test": "optional: a test id (path::name) that fails because of this"}}]
+Answer [] when the change looks correct.
 
-Answer with a JSON array only, one object per problem, or [] when the change is correct:
-[{{"quote": "the exact new line that is wrong, copied from a + line", "severity": "error|warning|note",
-  "category": "bug|security|test gap|style", "message": "one paragraph: what is wrong and why",
-  "test": "optional: a test id (path::name) that fails because of this problem"}}]"""
+{code}"""
 
 TRIAGE_PROMPT = """A security scanner reported these issues in a code change. For each one, say whether it \
 is a real risk here ("keep") or a false alarm ("dismiss"), with a one-sentence explanation. Answer with a JSON \
