@@ -34,7 +34,7 @@ CALLER = "from stats import average\n\nprint(average([1, 2, 3]))\n"
 FINDINGS = [
     # real: the first element is skipped (line 4 of the new version)
     {"file": "stats.py", "line": 4, "quote": "for v in values[1:]:", "severity": "error", "category": "bug",
-     "message": "The loop skips the first value, so the mean is wrong."},
+     "message": "The loop skips the first value, so the mean is wrong.", "call": "average([1, 2, 3])"},
     # the same problem again, worded differently: merged into the first
     {"file": "stats.py", "line": 4, "quote": "for v in values[1:]:", "severity": "warning", "category": "bug",
      "message": "values[1:] drops an element."},
@@ -44,9 +44,10 @@ FINDINGS = [
     # quoted code that is not there
     {"file": "stats.py", "line": 6, "quote": "return total // len(values)", "severity": "warning",
      "category": "bug", "message": "Integer division."},
-    # miscounted by one line, but the quote is right: moved to line 6
+    # miscounted by one line, but the quote is right: moved to line 6; then its own example call fails the
+    # same way before and after the change, so the change did not cause it: dropped
     {"file": "stats.py", "line": 5, "quote": "return total / len(values)", "severity": "note",
-     "category": "bug", "message": "Fails on an empty list."},
+     "category": "bug", "message": "Fails on an empty list.", "call": "average([])"},
     # the old line, which is gone from the new version
     {"line": 4, "quote": "for v in values:", "severity": "error", "category": "bug", "message": "Old."},
     # a quote too short to place: it would match almost any line
@@ -84,8 +85,13 @@ def test_findings_are_checked_and_merged(changed_repo, capsys):
     report = json.loads(out)
     assert code == 0
     located = [(f["file"], f["line"], f["severity"]) for f in report["findings"]]
-    assert located == [("stats.py", 3, "note"), ("stats.py", 4, "error"), ("stats.py", 6, "note")]
+    assert located == [("stats.py", 3, "note"), ("stats.py", 4, "error")]
     assert "drops an element" in report["findings"][1]["message"]  # the duplicate was merged in
+    # the example call, run on the old and the new code, is the evidence
+    assert report["findings"][1]["evidence"] == "average([1, 2, 3]): 2.0 before the change, 1.6666666666666667 after"
+    refuted = [d for d in report["dropped"] if d["reason"].startswith("the model's example shows no change")]
+    assert [d["finding"]["line"] for d in refuted] == [6]
+    assert "average([]) gives raised ZeroDivisionError: division by zero before and after" in refuted[0]["reason"]
     reasons = [d["reason"] for d in report["dropped"]]
     assert "line 99 does not exist in stats.py (10 lines)" in reasons
     assert reasons.count("quoted code is not at stats.py:6") == 1

@@ -30,7 +30,8 @@ class Finding:
     source: str = "model"  # "model" or "bandit"
     rule: str = ""  # a rule id (bandit's test id) or ""
     test: str = ""  # a test the finding claims would fail
-    evidence: str = ""  # what running that test showed
+    evidence: str = ""  # what running that test, or the example call, showed
+    call: str = ""  # the model's example call of the changed function that the change breaks
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -137,7 +138,9 @@ def check_finding(raw: dict, change: Change, span: tuple[int, int] | None = None
     if not message:
         return None, "no explanation"
     test = str(raw.get("test") or "").strip()
-    return Finding(path, line, severity, category, message[:1000], lines[line - 1].strip(), test=test), ""
+    call = str(raw.get("call") or "").strip()
+    return Finding(path, line, severity, category, message[:1000], lines[line - 1].strip(), test=test,
+                   call=call), ""
 
 
 def merge_duplicates(findings: list[Finding]) -> list[Finding]:

@@ -16,6 +16,7 @@ from qcoder.ci.bandit import run_bandit
 from qcoder.ci.context import Unit, review_units
 from qcoder.ci.diff import Change
 from qcoder.ci.findings import Finding, check_all, merge_duplicates, parse_model_findings
+from qcoder.ci.witness import run_call
 
 REVIEW_PROMPT = """You review a change to `{path}` ({title}). Report real bugs and security problems that the \
 change introduces. Do not report things that are fine: a change that keeps the behaviour (a refactor) has no bug.
@@ -99,12 +100,33 @@ def _review_unit(client, change: Change, unit: Unit, samples: int, agree: int,
             votes.setdefault(finding.line, []).append(finding)
     kept = []
     for line, findings in votes.items():
-        if len(findings) >= agree:
-            kept.append(findings[0])  # the others say the same in other words
-        else:
+        if len(findings) < agree:
             dropped += [{"finding": f.to_dict(), "reason": f"{len(findings)} of {len(replies)} replies flagged "
                                                            f"line {line}; {agree} needed"} for f in findings]
+        elif why := _refuted(change, findings):
+            dropped.append({"finding": findings[0].to_dict(), "reason": why})
+        else:
+            kept.append(findings[0])  # the others say the same in other words
     return kept, dropped
+
+
+def _refuted(change: Change, findings: list[Finding]) -> str:
+    """Why the findings' own example calls show no bug, or "" when they do not. A claimed bug in Python code
+    is refuted when the calls given for it all return the same before and after the change; a differing
+    call becomes the first finding's evidence."""
+    first = findings[0]
+    if first.category != "bug" or not first.file.endswith(".py"):
+        return ""
+    same = []
+    for call in dict.fromkeys(f.call for f in findings if f.call):
+        witness = run_call(change.file(first.file), call)
+        if not witness.comparable:
+            continue
+        if not witness.same:
+            first.evidence = f"{call}: {witness.old} before the change, {witness.new} after"
+            return ""
+        same.append(f"{call} gives {witness.new} before and after the change")
+    return "the model's example shows no change: " + "; ".join(same) if same else ""
 
 
 def _back_test_claims(findings: list[Finding], repo: Path, test_cmd: str, dropped: list[dict]) -> list[Finding]:
