@@ -114,7 +114,7 @@ def main() -> None:
             print(f"{name:14} {verdict}  dropped {len(result.dropped)}  {seconds:.0f}s", flush=True)
             if args.verbose:
                 for f in result.findings:
-                    print(f"    kept    {f.line}: {f.quote!r}  {f.message[:150]}")
+                    print(f"    kept    {f.line}: {f.quote!r}  {f.message[:150]}  [{f.evidence[:150]}]")
                 for d in result.dropped:
                     print(f"    dropped {d['reason']}: {str(d['finding'])[:200]}")
     bugs = sum(c[3] for c in cases)

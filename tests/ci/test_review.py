@@ -154,6 +154,7 @@ def test_fail_on_and_markdown(changed_repo, capsys):
     with FakeModel(default=scripted) as fake:
         code, out = review(fake, "--format", "markdown", "--no-bandit", "--fail-on", "warning", capsys=capsys)
     assert code == 1 and "`stats.py:4`" in out
+    assert "(run: `average([1, 2, 3]): 2.0 before the change, 1.6666666666666667 after`)" in out
 
 
 def test_bad_range_is_one_line_error(changed_repo, capsys):
