@@ -23,6 +23,7 @@ from qcoder.errors import QcoderError
 from qcoder.eval import sandbox
 
 RUNS = 3
+TOKENS_PER_TEST = 200
 TEST_FILE = "test_qcoder_candidates.py"
 MUTANT_DRIVER = Path(__file__).with_name("mutant_driver.py")
 NONDETERMINISTIC = re.compile(
@@ -255,11 +256,13 @@ def line_contexts(cov: dict | None, rel: str) -> tuple[dict[int, set[str]], int]
 
 
 def generate(client, target: Target, *, function: str | None = None, n: int = 8, baseline: dict[str, str] = None,
-             max_mutants: int = 30, timeout: float = 60, max_tokens: int = 2048) -> tuple[GenReport, str]:
+             max_mutants: int = 30, timeout: float = 60, max_tokens: int | None = None) -> tuple[GenReport, str]:
     """The report and the text of the kept tests ("" when none)."""
     source = target.path.read_text(encoding="utf-8")
     focus = f", focusing on `{function}`" if function else ""
     progress(f"asking the model for {n} candidate tests for {target.module}")
+    # Room for n short tests: a small model that keeps writing past them is cut off, its finished tests kept.
+    max_tokens = max_tokens or min(4096, 300 + TOKENS_PER_TEST * n)
     reply = client.chat([{"role": "user", "content": PROMPT.format(module=target.module, focus=focus, n=n,
                                                                      source=source[:20000])}],
                         temperature=0.2, max_tokens=max_tokens)
