@@ -43,7 +43,11 @@ def candidates() -> str:
     assert order != set_order(2) or order != set_order(3)
     return f'''```python
 from mathx import clamp, sign
+import pytest
 import time
+import unittest
+
+NEGATIVES = [-1, -5]
 
 
 def test_clamp_low():
@@ -72,7 +76,20 @@ def test_nothing_to_do_with_the_module():
 
 def test_uses_the_clock():
     assert time.time() > 0
-```'''
+
+
+@pytest.mark.parametrize("x", NEGATIVES)
+def test_sign_negative(x):
+    assert sign(x) == -1
+
+
+class TestSignZero(unittest.TestCase):
+    def test_zero(self):
+        self.assertEqual(sign(0), 0)
+
+
+def test_cut_off_by_the_token_limit():
+    assert clamp('''  # the reply ends here: no closing fence, an unfinished function
 
 
 @pytest.fixture
@@ -97,13 +114,16 @@ def test_only_tests_that_earn_their_place_are_kept(project, capsys):
         "test_flaky_set_order": "flaky",
         "test_nothing_to_do_with_the_module": "useless",  # no coverage of the target, kills no mutant
         "test_uses_the_clock": "nondeterministic",
+        "test_sign_negative": "kept",  # parametrized, over a helper constant: both cases pass
+        "TestSignZero": "kept",  # a unittest-style class is one candidate
     }
-    assert (report["generated"], report["kept"]) == (7, 2)
+    assert (report["generated"], report["kept"]) == (9, 4)
     before, after = report["coverage"]
     assert before == 0 and 0 < after < 1
     assert report["mutants"] > 0 and report["mutation_score"][0] == 0 < report["mutation_score"][1]
     written = (project / report["out"]).read_text()
     assert "def test_clamp_low()" in written and "def test_sign_positive()" in written
+    assert "NEGATIVES = [-1, -5]" in written
     assert "test_wrong_expectation" not in written and "test_flaky" not in written
     # the kept file passes on its own
     assert subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", report["out"]],

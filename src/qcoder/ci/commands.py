@@ -33,6 +33,10 @@ def register(subparsers) -> None:
     p.add_argument("--test-cmd", help="command that runs one test given its id (e.g. 'python -m pytest -q'): "
                    "findings that claim a test fails are checked by running it")
     p.add_argument("--no-bandit", action="store_true", help="do not run bandit")
+    p.add_argument("--samples", type=int, default=1,
+                   help="sampled reviews per changed function (default 1: one greedy review)")
+    p.add_argument("--agree", type=int, help="how many of the samples must flag a line to report it "
+                   "(default: a majority)")
     _client_options(p)
     p.set_defaults(func=run_review)
 
@@ -103,12 +107,15 @@ def run_review(args) -> int:
 
     if sum(map(bool, (args.range, args.staged, args.diff))) > 1:
         raise QcoderError("give one of RANGE, --staged or --diff")
+    agree = args.agree or args.samples // 2 + 1
+    if args.samples < 1 or not 1 <= agree <= args.samples:
+        raise QcoderError("--samples must be at least 1, and --agree between 1 and --samples")
     repo = Path.cwd() if args.diff and not _in_git() else repo_root()
     change = load_change(repo, args.range, args.staged, args.diff)
     if not change.files:
         review.progress(f"nothing to review ({change.description})")
-    result = review.review(_client(args), repo, change, test_cmd=args.test_cmd, use_bandit=not args.no_bandit) \
-        if change.files else review.ReviewResult(change)
+    result = review.review(_client(args), repo, change, test_cmd=args.test_cmd, use_bandit=not args.no_bandit,
+                           samples=args.samples, agree=agree) if change.files else review.ReviewResult(change)
     render = {"text": report.to_text, "markdown": report.to_markdown, "json": review.to_json,
               "sarif": lambda r: sarif.dumps(r.findings)}[args.format]
     _write(render(result), args.output)

@@ -10,7 +10,7 @@ from pathlib import Path
 from qcoder.ci.git import git, resolve_rev, show
 from qcoder.errors import QcoderError
 
-HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
+HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 
 
 @dataclass
@@ -18,6 +18,7 @@ class FileChange:
     path: str  # in the new version
     added: set[int] = field(default_factory=set)  # new-version line numbers added or modified
     hunks: list[str] = field(default_factory=list)  # the raw hunks, for the prompt
+    removed: dict[int, list[str]] = field(default_factory=dict)  # old lines, by the new line they stood before
     new_text: str | None = None  # None when the file was deleted or cannot be read
 
     @property
@@ -35,10 +36,23 @@ class Change:
 
 
 def parse_unified(text: str) -> list[FileChange]:
+    """The files of a unified diff. Inside a hunk its header's line counts decide what is content, so an added
+    line that reads "++ x" or a removed one that reads "-- x" is not taken for a file header."""
     files: list[FileChange] = []
     current: FileChange | None = None
-    new_line = 0
+    new_line = old_left = new_left = 0
     for line in text.splitlines():
+        if current is not None and (old_left > 0 or new_left > 0):
+            current.hunks[-1] += "\n" + line
+            if line.startswith("+"):
+                current.added.add(new_line)
+                new_line, new_left = new_line + 1, new_left - 1
+            elif line.startswith("-"):
+                current.removed.setdefault(new_line, []).append(line[1:])
+                old_left -= 1
+            elif line.startswith(" ") or line == "":
+                new_line, old_left, new_left = new_line + 1, old_left - 1, new_left - 1
+            continue  # "\ No newline at end of file" counts for neither side
         if line.startswith("+++ "):
             target = line[4:].split("\t")[0].strip()
             current = None
@@ -46,21 +60,12 @@ def parse_unified(text: str) -> list[FileChange]:
                 current = FileChange(target[2:] if target.startswith("b/") else target)
                 files.append(current)
             continue
-        if current is None or line.startswith(("--- ", "diff ", "index ")):
-            continue
         match = HUNK.match(line)
-        if match:
-            new_line = int(match.group(1))
+        if current is not None and match:
+            new_line = int(match.group(3))
+            old_left = int(match.group(2) or 1)
+            new_left = int(match.group(4) or 1)
             current.hunks.append(line)
-            continue
-        if not current.hunks:
-            continue
-        current.hunks[-1] += "\n" + line
-        if line.startswith("+"):
-            current.added.add(new_line)
-            new_line += 1
-        elif line.startswith(" ") or line == "":
-            new_line += 1
     return files
 
 

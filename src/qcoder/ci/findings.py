@@ -1,8 +1,8 @@
 """Review findings: parsed from what the model wrote (hostile input), then checked against the change.
 
 A finding survives only when its file was changed, its line exists in the new version, and its quoted code
-is on that line (or a few lines away, where the model miscounted: the finding is moved there). Findings on
-the same line and category are merged.
+is on that line (or a few lines away, or anywhere in the code the model was shown, where the model miscounted:
+the finding is moved there). Findings on the same line and category are merged.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from qcoder.ci.diff import Change
 SEVERITIES = ("note", "warning", "error")  # in rising order
 CATEGORIES = ("bug", "security", "test gap", "style")
 QUOTE_SLACK = 5  # lines a quoted line may be away from the claimed line
+MIN_PARTIAL_QUOTE = 6  # a shorter quote ("x", "i") must be the whole line: as a piece it would match anywhere
 
 
 @dataclass
@@ -29,7 +30,8 @@ class Finding:
     source: str = "model"  # "model" or "bandit"
     rule: str = ""  # a rule id (bandit's test id) or ""
     test: str = ""  # a test the finding claims would fail
-    evidence: str = ""  # what running that test showed
+    evidence: str = ""  # what running that test, or the example call, showed
+    call: str = ""  # the model's example call of the changed function that the change breaks
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,35 +65,69 @@ def _normalize(code: str) -> str:
 
 
 def _quote_line(quote: str) -> str:
-    """The first non-blank line of a quote, stripped of any "12|" prefix the model copied from the prompt."""
+    """The first non-blank line of a quote, stripped of any "12|" or "12+|" prefix the model copied from the
+    prompt; old lines it copied ("-| ...") are skipped: they are not in the new version."""
     for line in quote.splitlines():
-        line = re.sub(r"^\s*\d+\s*[|:]\s?", "", line)
+        if re.match(r"^\s*-\|", line):
+            continue
+        line = re.sub(r"^\s*\d+\s*\+?\s*[|:]\s?", "", line)
         if line.strip():
             return _normalize(line)
     return ""
 
 
-def check_finding(raw: dict, change: Change) -> tuple[Finding | None, str]:
-    """(the checked finding, "") or (None, why it was dropped)."""
+def _line_number(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def locate(quote: str, lines: list[str], window: range, claimed: int | None, changed: set[int]) -> int | None:
+    """The line in `window` that holds `quote`: a whole-line match before a partial one, then a changed line
+    before an unchanged one, then the one nearest the claimed line. None when no line holds it."""
+    scored = []
+    for n in window:
+        text = _normalize(lines[n - 1])
+        if quote == text:
+            exact = True
+        elif (len(quote) >= MIN_PARTIAL_QUOTE and quote in text) or (len(text) > 3 and text in quote):
+            exact = False
+        else:
+            continue
+        scored.append((not exact, n not in changed, abs(n - claimed) if claimed else 0, n))
+    return min(scored)[-1] if scored else None
+
+
+def check_finding(raw: dict, change: Change, span: tuple[int, int] | None = None) -> tuple[Finding | None, str]:
+    """(the checked finding, "") or (None, why it was dropped). With `span` (the lines the model was shown),
+    the quoted code decides the line anywhere in the span, so the model need not count lines; without one,
+    the quote must be within a few lines of the line claimed."""
     path = str(raw.get("file") or raw.get("path") or "").strip().removeprefix("./").removeprefix("b/")
     changed = change.file(path)
     if changed is None or changed.new_text is None:
         return None, f"file {path!r} is not part of the change"
-    try:
-        line = int(raw.get("line"))
-    except (TypeError, ValueError):
-        return None, "no line number"
     lines = changed.lines
-    if not 1 <= line <= len(lines):
-        return None, f"line {line} does not exist in {path} ({len(lines)} lines)"
+    line = _line_number(raw.get("line"))
     quote = _quote_line(str(raw.get("quote") or raw.get("code") or ""))
+    cited = re.fullmatch(r"(?i)line\s*(\d+)\s*\+?", quote)
+    if cited:  # "line 4": a line number where the code should be; it must then name a changed line
+        quote, line = "", line or int(cited.group(1))
+    if line is not None and not 1 <= line <= len(lines):
+        return None, f"line {line} does not exist in {path} ({len(lines)} lines)"
     if quote:
-        near = range(max(1, line - QUOTE_SLACK), min(len(lines), line + QUOTE_SLACK) + 1)
-        matches = [n for n in near if quote in _normalize(lines[n - 1]) or
-                   (len(_normalize(lines[n - 1])) > 3 and _normalize(lines[n - 1]) in quote)]
-        if not matches:
-            return None, f"quoted code is not at {path}:{line}"
-        line = min(matches, key=lambda n: abs(n - line))
+        if span:
+            window = range(max(1, span[0]), min(len(lines), span[1]) + 1)
+        elif line is not None:
+            window = range(max(1, line - QUOTE_SLACK), min(len(lines), line + QUOTE_SLACK) + 1)
+        else:
+            return None, "no line number"
+        found = locate(quote, lines, window, line, changed.added)
+        if found is None:
+            return None, f"quoted code is not at {path}:{line}" if line else f"quoted code is not in {path}"
+        line = found
+    elif line is None:
+        return None, "no line number"
     elif line not in changed.added:
         return None, f"no quoted code, and {path}:{line} is not a changed line"
     severity = str(raw.get("severity") or "warning").lower()
@@ -102,7 +138,9 @@ def check_finding(raw: dict, change: Change) -> tuple[Finding | None, str]:
     if not message:
         return None, "no explanation"
     test = str(raw.get("test") or "").strip()
-    return Finding(path, line, severity, category, message[:1000], lines[line - 1].strip(), test=test), ""
+    call = str(raw.get("call") or "").strip()
+    return Finding(path, line, severity, category, message[:1000], lines[line - 1].strip(), test=test,
+                   call=call), ""
 
 
 def merge_duplicates(findings: list[Finding]) -> list[Finding]:
@@ -123,10 +161,10 @@ def merge_duplicates(findings: list[Finding]) -> list[Finding]:
     return sorted(merged.values(), key=lambda f: (f.file, f.line))
 
 
-def check_all(raws: list[dict], change: Change) -> Checked:
+def check_all(raws: list[dict], change: Change, span: tuple[int, int] | None = None) -> Checked:
     checked = Checked()
     for raw in raws:
-        finding, why = check_finding(raw, change)
+        finding, why = check_finding(raw, change, span)
         if finding is None:
             checked.dropped.append((raw, why))
         else:

@@ -23,6 +23,7 @@ from qcoder.errors import QcoderError
 from qcoder.eval import sandbox
 
 RUNS = 3
+TOKENS_PER_TEST = 200
 TEST_FILE = "test_qcoder_candidates.py"
 MUTANT_DRIVER = Path(__file__).with_name("mutant_driver.py")
 NONDETERMINISTIC = re.compile(
@@ -110,21 +111,46 @@ def find_target(path: str) -> Target:
 
 
 def parse_candidates(reply: str) -> tuple[str, list[Candidate]]:
-    """(the shared imports, one candidate per top-level test function) from the reply's code blocks."""
-    blocks = re.findall(r"```(?:python|py)?\s*\n(.*?)```", reply, flags=re.S) or [reply]
-    header, candidates = [], []
+    """(the shared header, one candidate per top-level test function or class) from the reply's code blocks. The header
+    holds the imports and the helpers the tests may use (constants, fixtures, helper functions and classes)."""
+    blocks = re.findall(r"```(?:python|py)?[ \t]*\n(.*?)(?:```|\Z)", reply, flags=re.S) or [reply]
+    imports, helpers, candidates = [], [], []
     for block in blocks:
-        try:
-            tree = ast.parse(block)
-        except SyntaxError:
-            continue
-        for node in tree.body:
+        tree = _parse_salvaging(block)
+        for node in tree.body if tree else []:
             if isinstance(node, ast.Import | ast.ImportFrom):
-                header.append(ast.unparse(node))
-            elif isinstance(node, ast.FunctionDef) and node.name.startswith("test"):
+                imports.append(ast.unparse(node))
+            elif (isinstance(node, ast.FunctionDef) and node.name.startswith("test")) or _is_test_class(node):
                 if all(c.name != node.name for c in candidates):
                     candidates.append(Candidate(node.name, ast.unparse(node)))
-    return "\n".join(dict.fromkeys(header)), candidates
+            elif isinstance(node, HELPERS) and not _is_test_class(node):
+                code = ast.unparse(node)
+                if not NONDETERMINISTIC.search(code):
+                    helpers.append(code)
+    return "\n".join([*dict.fromkeys(imports), *dict.fromkeys(helpers)]), candidates
+
+
+HELPERS = (ast.Assign, ast.AnnAssign, ast.FunctionDef, ast.ClassDef)
+
+
+def _is_test_class(node: ast.AST) -> bool:
+    """A class pytest collects: named Test..., or a unittest.TestCase. It is one candidate, kept or not whole."""
+    return isinstance(node, ast.ClassDef) and (node.name.startswith("Test") or any(
+        ast.unparse(base).endswith("TestCase") for base in node.bases))
+
+
+def _parse_salvaging(block: str) -> ast.Module | None:
+    """The block's syntax tree; a reply cut off in the middle of a function loses that function, not the block."""
+    lines = block.splitlines()
+    while lines:
+        try:
+            return ast.parse("\n".join(lines))
+        except SyntaxError:
+            starts = [i for i, line in enumerate(lines) if i and re.match(r"(async def |def |class |@)", line)]
+            if not starts:
+                return None
+            lines = lines[:starts[-1]]
+    return None
 
 
 def test_file(header: str, candidates: list[Candidate]) -> str:
@@ -191,12 +217,30 @@ class Runner:
         return result
 
 
+def _candidate(test_id: str) -> str | None:
+    """The candidate a pytest id ("test_qcoder_candidates.py::TestX::test_y[2]") or a coverage context
+    ("test_qcoder_candidates.TestX.test_y") belongs to: its top-level function or class. None for the tests
+    of other files (the baseline)."""
+    base = test_id.split("[", 1)[0]
+    for prefix in (TEST_FILE + "::", TEST_FILE.removesuffix(".py") + "."):
+        if base.startswith(prefix):
+            return re.split(r"::|\.", base[len(prefix):])[0]
+    return None
+
+
 def _owner(test_id: str) -> str:
-    return test_id.rsplit("::", 1)[-1] if test_id.startswith(TEST_FILE) else "<baseline>"
+    return _candidate(test_id) or "<baseline>"
 
 
 def _by_function(outcomes: dict[str, tuple[bool, str]]) -> dict[str, tuple[bool, str]]:
-    return {t.rsplit("::", 1)[-1]: v for t, v in outcomes.items() if t.startswith(TEST_FILE)}
+    """{candidate: (passed, failure)}; a parametrized function or a test class passes only when all its tests do."""
+    merged: dict[str, tuple[bool, str]] = {}
+    for test_id, (passed, failure) in outcomes.items():
+        name = _candidate(test_id)
+        if name is not None:
+            earlier = merged.get(name, (True, ""))
+            merged[name] = earlier if not earlier[0] or passed else (False, failure)
+    return merged
 
 
 def line_contexts(cov: dict | None, rel: str) -> tuple[dict[int, set[str]], int]:
@@ -207,20 +251,25 @@ def line_contexts(cov: dict | None, rel: str) -> tuple[dict[int, set[str]], int]
     if entry is None:
         return {}, 0
     total = entry["summary"]["num_statements"]
-    contexts = {int(n): {c.rsplit(".", 1)[-1] for c in ctx if c} for n, ctx in entry.get("contexts", {}).items()}
+    contexts = {int(n): {_candidate(c) or c for c in ctx if c} for n, ctx in entry.get("contexts", {}).items()}
     return contexts, total
 
 
 def generate(client, target: Target, *, function: str | None = None, n: int = 8, baseline: dict[str, str] = None,
-             max_mutants: int = 30, timeout: float = 60, max_tokens: int = 2048) -> tuple[GenReport, str]:
+             max_mutants: int = 30, timeout: float = 60, max_tokens: int | None = None) -> tuple[GenReport, str]:
     """The report and the text of the kept tests ("" when none)."""
     source = target.path.read_text(encoding="utf-8")
     focus = f", focusing on `{function}`" if function else ""
     progress(f"asking the model for {n} candidate tests for {target.module}")
+    # Room for n short tests: a small model that keeps writing past them is cut off, its finished tests kept.
+    max_tokens = max_tokens or min(4096, 300 + TOKENS_PER_TEST * n)
     reply = client.chat([{"role": "user", "content": PROMPT.format(module=target.module, focus=focus, n=n,
                                                                      source=source[:20000])}],
                         temperature=0.2, max_tokens=max_tokens)
     header, candidates = parse_candidates(reply.content)
+    if not candidates:
+        start = " ".join(reply.content.split())[:200]
+        progress(f"the reply held no test function (finish: {reply.finish_reason}); it began: {start!r}")
     report = GenReport(target.module, candidates)
     runner = Runner(target, baseline or {}, timeout)
     runnable = []

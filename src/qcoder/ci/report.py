@@ -16,6 +16,8 @@ def to_text(result: ReviewResult) -> str:
         out.append(f"    {f.quote}")
         if f.test:
             out.append(f"    failing test: {f.test}")
+        elif f.call and f.evidence:
+            out.append(f"    shown by running {f.evidence}")
     out.append(f"{len(result.findings)} finding(s) ({result.change.description}; "
                f"{len(result.dropped)} unverified dropped).")
     return "\n".join(out)
@@ -30,6 +32,8 @@ def to_markdown(result: ReviewResult) -> str:
         message = f.message.replace("|", "\\|")
         if f.test:
             message += f" (fails: `{f.test}`)"
+        elif f.call and f.evidence:
+            message += f" (run: `{f.evidence.replace('|', '/')}`)"
         rows.append(f"| {ICON[f.severity]} {f.severity} | `{f.file}:{f.line}` | {f.category} | {message} |")
     if result.dropped:
         rows += ["", f"<sub>{len(result.dropped)} model finding(s) dropped: they did not check out against the code.</sub>"]

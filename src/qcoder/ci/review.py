@@ -7,25 +7,28 @@ import re
 import shlex
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from qcoder.agent.tools.shell import cap, scrubbed_env
 from qcoder.ci.bandit import run_bandit
-from qcoder.ci.context import build_context
+from qcoder.ci.context import Unit, review_units
 from qcoder.ci.diff import Change
 from qcoder.ci.findings import Finding, check_all, merge_duplicates, parse_model_findings
+from qcoder.ci.witness import run_call
 
-REVIEW_PROMPT = """You review a code change. Report real problems introduced by the change: bugs, security \
-issues, missing tests for new behaviour, and serious style problems. Do not report things that are fine.
+REVIEW_PROMPT = """You review a change to `{path}` ({title}). Report real bugs and security problems that the \
+change introduces. Do not report things that are fine: a change that keeps the behaviour (a refactor) has no bug.
+Lines marked `+` are new or changed; lines marked `-` are the old code they replaced (gone from the new version).
 
-Answer with a JSON array only, one object per finding:
-[{{"file": "path", "line": 12, "quote": "the exact code on that line", "severity": "error|warning|note",
-  "category": "bug|security|test gap|style", "message": "one paragraph: what is wrong and why",
-  "test": "optional: a test id (path::name) that fails because of this problem"}}]
-Use the line numbers shown at the left of the new version. Answer [] when the change looks correct.
+Answer with a JSON array only, one object per problem:
+[{{"quote": "the new line that is wrong, copied exactly", "call": "a call of the changed function whose result \
+the change breaks, e.g. name(1, 2)", "severity": "error|warning|note", "category": "bug|security|test gap|style",
+  "message": "what is wrong and why", "test": "optional: a test id (path::name) that fails because of this"}}]
+Answer [] when the change looks correct.
 
-{context}"""
+{code}"""
 
 TRIAGE_PROMPT = """A security scanner reported these issues in a code change. For each one, say whether it \
 is a real risk here ("keep") or a false alarm ("dismiss"), with a one-sentence explanation. Answer with a JSON \
@@ -33,6 +36,9 @@ array only: [{{"id": 0, "verdict": "keep|dismiss", "explanation": "..."}}]
 
 {issues}"""
 
+MAX_UNITS = 60  # changed functions or blocks reviewed in one run; a bigger change is reviewed in part
+PARALLEL_UNITS = 4
+SAMPLE_TEMPERATURE = 0.7
 TEST_ID = re.compile(r"^[\w./-]+\.py(::[\w\[\].-]+)*$")
 
 
@@ -49,23 +55,78 @@ def progress(message: str) -> None:
 
 
 def review(client, repo: Path, change: Change, *, test_cmd: str | None = None, use_bandit: bool = True,
-           max_tokens: int = 1536) -> ReviewResult:
+           samples: int = 1, agree: int = 1, max_tokens: int = 768) -> ReviewResult:
+    """One request per review unit (a changed function, or changed lines outside one). With `samples` > 1 each
+    unit gets that many sampled replies and a finding needs `agree` of them on its line: a small model's one-off
+    guesses drop out, while what it sees every time stays."""
     result = ReviewResult(change, model=getattr(client, "model", ""))
-    if not any(f.new_text is not None for f in change.files):
+    units = review_units(repo, change)
+    if not units:
         return result
-    context = build_context(repo, change)
-    progress(f"reviewing {len(change.files)} file(s), {sum(len(f.added) for f in change.files)} changed lines")
-    reply = client.chat([{"role": "user", "content": REVIEW_PROMPT.format(context=context)}],
-                        temperature=0.0, max_tokens=max_tokens)
-    checked = check_all(parse_model_findings(reply.content), change)
-    result.dropped += [{"finding": raw, "reason": why} for raw, why in checked.dropped]
-    findings = checked.kept
+    if len(units) > MAX_UNITS:
+        progress(f"the change has {len(units)} changed functions or blocks; reviewing the first {MAX_UNITS}")
+        units = units[:MAX_UNITS]
+    progress(f"reviewing {len(units)} changed function(s) or block(s) in {len(change.files)} file(s)")
+    with ThreadPoolExecutor(max_workers=PARALLEL_UNITS) as pool:  # the engine batches concurrent requests
+        checked = list(pool.map(lambda u: _review_unit(client, change, u, samples, agree, max_tokens), units))
+    findings = []
+    for kept, dropped in checked:
+        findings += kept
+        result.dropped += dropped
     if test_cmd:
         findings = _back_test_claims(findings, repo, test_cmd, result.dropped)
     if use_bandit:
         findings += _triage(client, run_bandit(change), result.dropped)
     result.findings = merge_duplicates(findings)
     return result
+
+
+def _review_unit(client, change: Change, unit: Unit, samples: int, agree: int,
+                 max_tokens: int) -> tuple[list[Finding], list[dict]]:
+    """(the findings on this unit that survive checking and agreement, the dropped ones with why)."""
+    messages = [{"role": "user", "content": REVIEW_PROMPT.format(path=unit.path, title=unit.title,
+                                                                   code=unit.render())}]
+    if samples > 1:
+        replies = client.sample(messages, samples, temperature=SAMPLE_TEMPERATURE, max_tokens=max_tokens)
+    else:
+        replies = [client.chat(messages, temperature=0.0, max_tokens=max_tokens)]
+    votes: dict[int, list[Finding]] = {}  # line -> the findings on it, one per reply at most
+    dropped = []
+    for reply in replies:
+        raws = [{**raw, "file": unit.path} for raw in parse_model_findings(reply.content)]  # the unit's file
+        checked = check_all(raws, change, (unit.first, unit.last))
+        dropped += [{"finding": raw, "reason": why} for raw, why in checked.dropped]
+        for finding in {f.line: f for f in checked.kept}.values():
+            votes.setdefault(finding.line, []).append(finding)
+    kept = []
+    for line, findings in votes.items():
+        if len(findings) < agree:
+            dropped += [{"finding": f.to_dict(), "reason": f"{len(findings)} of {len(replies)} replies flagged "
+                                                           f"line {line}; {agree} needed"} for f in findings]
+        elif why := _refuted(change, findings):
+            dropped.append({"finding": findings[0].to_dict(), "reason": why})
+        else:
+            kept.append(findings[0])  # the others say the same in other words
+    return kept, dropped
+
+
+def _refuted(change: Change, findings: list[Finding]) -> str:
+    """Why the findings' own example calls show no bug, or "" when they do not. A claimed bug in Python code
+    is refuted when the calls given for it all return the same before and after the change; a differing
+    call becomes the first finding's evidence."""
+    first = findings[0]
+    if first.category != "bug" or not first.file.endswith(".py"):
+        return ""
+    same = []
+    for call in dict.fromkeys(f.call for f in findings if f.call):
+        witness = run_call(change.file(first.file), call)
+        if not witness.comparable:
+            continue
+        if not witness.same:
+            first.evidence = f"{call}: {witness.old} before the change, {witness.new} after"
+            return ""
+        same.append(f"{call} gives {witness.new} before and after the change")
+    return "the model's example shows no change: " + "; ".join(same) if same else ""
 
 
 def _back_test_claims(findings: list[Finding], repo: Path, test_cmd: str, dropped: list[dict]) -> list[Finding]:
