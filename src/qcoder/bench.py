@@ -9,6 +9,12 @@ ever makes things slower). Both get the same token ids and the same thread count
 - decode: one sequence, --gen-tokens greedy tokens after a 16-token prompt; the prompt's step is not counted.
 - batch decode: --batch sequences at once (distinct 16-token prompts), aggregate tokens/s, prompt step not counted.
   llama.cpp runs them as --batch parallel sequences of one context through its batch API.
+- import / load: importing the engine's libraries (torch, llama_cpp), then the model file to a ready engine.
+- with --long-prompt N (in its own processes: minutes on 2 cores): time to the first token of an N-token prompt
+  (llama.cpp with n_ctx 32768), and "turn 2": the same N tokens plus TURN2_TOKENS new ones, as an agent's next
+  request re-sends its history. qcoder serves the N from its prefix cache; llama.cpp from the same context, whose
+  common prefix llama-cpp-python's generate() keeps (what llama-server's slots do with cache_prompt), so both
+  compute only the new tokens. Also the peak RSS of that process (the KV cache of N tokens included).
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from qcoder.threads import POLICIES, configure_openmp
 
 SHORT_PROMPT = 16
 WARMUP_TOKENS = 8
+TURN2_TOKENS = 200  # what an agent's second request adds to its first: a tool result and a short instruction
+LLAMA_LONG_CTX = 32768
 
 
 def register(subparsers) -> None:
@@ -42,6 +50,14 @@ def register(subparsers) -> None:
     p.add_argument("--gen-tokens", type=int, default=128, help="tokens to generate per sequence (default: 128)")
     p.add_argument("--batch", type=int, default=8, help="concurrent sequences for batch decode (default: 8)")
     p.add_argument("--repeats", type=int, default=1, help="measure each engine N times, keep the best (default: 1)")
+    p.add_argument(
+        "--long-prompt",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time the first token of an N-token prompt (e.g. 16384, an agent's first request) and of a "
+        f"second turn that adds {TURN2_TOKENS} tokens to it; takes minutes on 2 cores (default: 0, off)",
+    )
     p.add_argument(
         "--omp-wait-policy",
         default="spin",
@@ -69,6 +85,7 @@ def run_bench_with(args: argparse.Namespace, model, vs_llama_cpp: bool) -> dict[
         gen_tokens=args.gen_tokens,
         batch=args.batch,
         repeats=args.repeats,
+        long_prompt=args.long_prompt,
     )
 
 
@@ -85,12 +102,15 @@ def run_bench(
     gen_tokens=128,
     batch=8,
     repeats=1,
+    long_prompt=0,
 ) -> dict[str, dict]:
     """{"qcoder": metrics, "llama.cpp": metrics (when asked)}, each metric the best over `repeats` runs."""
     from qcoder.model.registry import resolve_model
 
     if prompt_tokens < SHORT_PROMPT or gen_tokens < 2 or batch < 1 or threads < 1 or repeats < 1:
         raise QcoderError(f"--prompt-tokens must be >= {SHORT_PROMPT}, --gen-tokens >= 2, --batch/--threads >= 1")
+    if long_prompt and not SHORT_PROMPT <= long_prompt <= LLAMA_LONG_CTX - TURN2_TOKENS - 16:
+        raise QcoderError(f"--long-prompt must be 0 (off) or {SHORT_PROMPT}..{LLAMA_LONG_CTX - TURN2_TOKENS - 16}")
     path = str(resolve_model(str(model)))
     if vs_llama_cpp:
         if not path.endswith(".gguf"):
@@ -101,13 +121,23 @@ def run_bench(
             raise QcoderError("--vs-llama-cpp needs llama-cpp-python (pip install llama-cpp-python)") from None
     ids = bench_token_ids(path, max(prompt_tokens, SHORT_PROMPT * (batch + 1)))
     job = dict(path=path, threads=threads, ids=ids, prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, batch=batch)
-    runs: dict[str, list[dict]] = {"qcoder": []}
+    engines = {"qcoder": (measure_qcoder, dict(job, quant=quant))}
     if vs_llama_cpp:
-        runs["llama.cpp"] = []
+        engines["llama.cpp"] = (measure_llama_cpp, job)
+    results = alternate(engines, repeats)
+    if long_prompt:
+        for name, metrics in run_long_prompt(path, long_prompt, threads, quant, repeats, vs_llama_cpp).items():
+            results[name].update(metrics)
+    return results
+
+
+def alternate(engines: dict[str, tuple], repeats: int) -> dict[str, dict]:
+    """{name: (measure function, its kwargs)} -> {name: best metrics}: each run in its own process, the engines
+    taking turns, so that both see the same machine load."""
+    runs: dict[str, list[dict]] = {name: [] for name in engines}
     for _ in range(repeats):
-        runs["qcoder"].append(in_child(measure_qcoder, quant=quant, **job))
-        if vs_llama_cpp:
-            runs["llama.cpp"].append(in_child(measure_llama_cpp, **job))
+        for name, (fn, kwargs) in engines.items():
+            runs[name].append(in_child(fn, **kwargs))
     return {name: best_of(rs) for name, rs in runs.items()}
 
 
@@ -174,8 +204,9 @@ def _peak_rss_mb() -> float:
 # ---------------------------------------------------------------- qcoder
 
 
-def load_engine(path: str, quant: str, threads: int, kv_cache_tokens: int):
-    """An LLMEngine on CPU, loaded as `qcoder generate --quant` loads it."""
+def load_engine(path: str, quant: str, threads: int, kv_cache_tokens: int, prefix_caching: bool = False):
+    """An LLMEngine on CPU, loaded as `qcoder generate --quant` loads it; without prefix caching unless asked
+    (then every measurement computes its whole prompt)."""
     import torch
 
     from qcoder.engine.engine import LLMEngine
@@ -190,12 +221,12 @@ def load_engine(path: str, quant: str, threads: int, kv_cache_tokens: int):
         Tokenizer.from_path(path),
         kv_cache_tokens=kv_cache_tokens,
         max_num_batched_tokens=4096,
-        enable_prefix_caching=False,  # every measurement computes its whole prompt
+        enable_prefix_caching=prefix_caching,
     )
 
 
 def _run_engine(engine, prompts: list[list[int]], max_tokens: int) -> tuple[float, float, list[list[int]]]:
-    """(seconds of the first step, seconds of the rest, generated ids per prompt): greedy, no early stop."""
+    """(seconds to the first token, seconds of the rest, generated ids per prompt): greedy, no early stop."""
     from qcoder.engine.sampling import SamplingParams
 
     params = SamplingParams(max_tokens=max_tokens, temperature=0, ignore_eos=True)
@@ -206,14 +237,27 @@ def _run_engine(engine, prompts: list[list[int]], max_tokens: int) -> tuple[floa
     t0 = time.perf_counter()
     first = None
     while engine.has_unfinished():
-        for out in engine.step():
+        outputs = engine.step()
+        for out in outputs:
             tokens[out.request_id] += out.new_token_ids
-        if first is None:
+        if first is None and any(out.new_token_ids for out in outputs):  # a long prompt takes several steps
             first = time.perf_counter() - t0
     return first, time.perf_counter() - t0 - first, [tokens[r] for r in order]
 
 
+def import_qcoder() -> float:
+    """Seconds to import what loading an engine needs (torch above all), so `load` is the model's own time."""
+    t0 = time.perf_counter()
+    import torch  # noqa: F401
+
+    from qcoder.engine import engine, tokenizer  # noqa: F401
+    from qcoder.model import loader  # noqa: F401
+
+    return time.perf_counter() - t0
+
+
 def measure_qcoder(path, threads, ids, prompt_tokens, gen_tokens, batch, quant="auto") -> dict:
+    import_s = import_qcoder()
     t0 = time.perf_counter()
     engine = load_engine(
         path,
@@ -226,7 +270,7 @@ def measure_qcoder(path, threads, ids, prompt_tokens, gen_tokens, batch, quant="
     prefill_s, _, _ = _run_engine(engine, [ids[:prompt_tokens]], 1)
     _, decode_s, _ = _run_engine(engine, [ids[:SHORT_PROMPT]], gen_tokens)
     _, batch_s, _ = _run_engine(engine, _batch_prompts(ids, batch), gen_tokens)
-    return _metrics(load_s, prefill_s, decode_s, batch_s, prompt_tokens, gen_tokens, batch)
+    return dict(import_s=import_s, **_metrics(load_s, prefill_s, decode_s, batch_s, prompt_tokens, gen_tokens, batch))
 
 
 def _batch_prompts(ids: list[int], batch: int) -> list[list[int]]:
@@ -266,7 +310,15 @@ def load_llama(path: str, threads: int, n_ctx: int):
     return Llama(model_path=path, n_threads=threads, n_threads_batch=threads, n_ctx=n_ctx, n_batch=512, verbose=False)
 
 
+def import_llama_cpp() -> float:
+    t0 = time.perf_counter()
+    import llama_cpp  # noqa: F401
+
+    return time.perf_counter() - t0
+
+
 def measure_llama_cpp(path, threads, ids, prompt_tokens, gen_tokens, batch) -> dict:
+    import_s = import_llama_cpp()
     t0 = time.perf_counter()
     llm = load_llama(path, threads, n_ctx=_kv_tokens(prompt_tokens, gen_tokens, batch))
     load_s = time.perf_counter() - t0
@@ -278,7 +330,7 @@ def measure_llama_cpp(path, threads, ids, prompt_tokens, gen_tokens, batch) -> d
     llm.reset()
     decode_s = _llama_greedy(llm, ids[:SHORT_PROMPT], gen_tokens)[1]
     batch_s = _llama_batch_decode(llm, _batch_prompts(ids, batch), gen_tokens)
-    return _metrics(load_s, prefill_s, decode_s, batch_s, prompt_tokens, gen_tokens, batch)
+    return dict(import_s=import_s, **_metrics(load_s, prefill_s, decode_s, batch_s, prompt_tokens, gen_tokens, batch))
 
 
 def _llama_greedy(llm, prompt: list[int], max_tokens: int) -> tuple[list[int], float]:
@@ -349,21 +401,83 @@ def llama_cpp_greedy(path: str, prompts: list[list[int]], max_tokens: int, threa
     return [_llama_greedy(llm, p, max_tokens)[0] for p in prompts]
 
 
+# ---------------------------------------------------------------- long prompts
+
+
+def run_long_prompt(path: str, tokens: int, threads: int, quant: str, repeats: int, vs_llama_cpp: bool):
+    """The --long-prompt figures of each engine: long_ttft_s, turn2_ttft_s, long_peak_rss_mb."""
+    job = dict(path=path, threads=threads, ids=bench_token_ids(path, tokens + TURN2_TOKENS), tokens=tokens)
+    engines = {"qcoder": (measure_long_qcoder, dict(job, quant=quant))}
+    if vs_llama_cpp:
+        engines["llama.cpp"] = (measure_long_llama_cpp, job)
+    return alternate(engines, repeats)
+
+
+def measure_long_qcoder(path, threads, ids, tokens, quant="auto") -> dict:
+    import_qcoder()
+    engine = load_engine(path, quant, threads, kv_cache_tokens=tokens + TURN2_TOKENS + 64, prefix_caching=True)
+    _run_engine(engine, [ids[:WARMUP_TOKENS]], 2)
+    ttft_s = _run_engine(engine, [ids[:tokens]], 1)[0]
+    engine.add_request("turn-2", ids[: tokens + TURN2_TOKENS], _greedy(1))
+    t0 = time.perf_counter()
+    out = None
+    while out is None:  # steps that only compute a prompt chunk return nothing
+        out = next(iter(engine.step()), None)
+    turn2_s = time.perf_counter() - t0
+    block = engine.block_manager.block_size
+    if out.cached_tokens < tokens // block * block:
+        raise QcoderError(f"turn 2 found only {out.cached_tokens} of its first {tokens} tokens in the prefix cache")
+    return dict(long_ttft_s=ttft_s, turn2_ttft_s=turn2_s, long_peak_rss_mb=_peak_rss_mb())
+
+
+def _greedy(max_tokens: int):
+    from qcoder.engine.sampling import SamplingParams
+
+    return SamplingParams(max_tokens=max_tokens, temperature=0, ignore_eos=True)
+
+
+def measure_long_llama_cpp(path, threads, ids, tokens) -> dict:
+    import_llama_cpp()
+    llm = load_llama(path, threads, n_ctx=LLAMA_LONG_CTX)
+    llm.eval(ids[:WARMUP_TOKENS])
+    llm.reset()
+    ttft_s = _llama_first_token(llm, ids[:tokens])
+    turn2_s = _llama_first_token(llm, ids[: tokens + TURN2_TOKENS])  # generate() keeps the common prefix
+    if llm.n_tokens != tokens + TURN2_TOKENS:
+        raise QcoderError(f"llama.cpp turn 2 ended at {llm.n_tokens} tokens, expected {tokens + TURN2_TOKENS}")
+    return dict(long_ttft_s=ttft_s, turn2_ttft_s=turn2_s, long_peak_rss_mb=_peak_rss_mb())
+
+
+def _llama_first_token(llm, prompt: list[int]) -> float:
+    """Seconds to llama.cpp's first greedy token of `prompt`, in its current context."""
+    t0 = time.perf_counter()
+    next(iter(llm.generate(prompt, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True)))
+    return time.perf_counter() - t0
+
+
 # ---------------------------------------------------------------- table
 
 ROWS = [
+    ("import_s", "import (s)", "{:.1f}", False),
     ("load_s", "load (s)", "{:.1f}", False),
     ("peak_rss_mb", "peak RSS (MiB)", "{:.0f}", False),
     ("prefill_tps", "prefill (tok/s)", "{:.1f}", True),
     ("decode_tps", "decode, 1 seq (tok/s)", "{:.1f}", True),
     ("batch_decode_tps", "decode, batch (tok/s, aggregate)", "{:.1f}", True),
 ]
+LONG_ROWS = [  # with --long-prompt
+    ("long_ttft_s", "TTFT, long prompt (s)", "{:.1f}", False),
+    ("turn2_ttft_s", f"TTFT, turn 2: +{TURN2_TOKENS} tokens (s)", "{:.2f}", False),
+    ("long_peak_rss_mb", "peak RSS, long prompt (MiB)", "{:.0f}", False),
+]
 
 
 def table_rows(results: dict[str, dict]) -> list[list[str]]:
     """[metric, qcoder, llama.cpp, qcoder/llama.cpp] per row (ratios > 1 favour qcoder: speed up, time down)."""
     rows = []
-    for key, label, fmt, higher_better in ROWS:
+    for key, label, fmt, higher_better in ROWS + LONG_ROWS:
+        if key not in results["qcoder"]:
+            continue
         row = [label] + [fmt.format(r[key]) for r in results.values()]
         if "llama.cpp" in results:
             q, ref = results["qcoder"][key], results["llama.cpp"][key]
@@ -384,7 +498,9 @@ def print_table(results: dict[str, dict], args: argparse.Namespace) -> None:
 
     title = (
         f"{args.model}: {args.threads} threads, qcoder --quant {args.quant}, prompt {args.prompt_tokens}, "
-        f"generate {args.gen_tokens}, batch {args.batch}, best of {args.repeats}, OMP {args.omp_wait_policy}, "
+        f"generate {args.gen_tokens}, batch {args.batch}, "
+        + (f"long prompt {args.long_prompt} (llama.cpp n_ctx {LLAMA_LONG_CTX}), " if args.long_prompt else "")
+        + f"best of {args.repeats}, OMP {args.omp_wait_policy}, "
         f"{cpu_kernels.describe()}"
     )
     table = Table(title=title)

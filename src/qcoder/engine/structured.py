@@ -243,7 +243,7 @@ def _vocabulary(tokenizer, vocab_size: int):
     model's padding rows, stand for nothing and are never allowed). Control tokens (<|im_end|>, ...) are special:
     no text matches them; <tool_call> and <think> are text, as our decoder treats them."""
     llg = _llguidance()
-    tokens = [tokenizer.token_bytes(i) for i in range(vocab_size)]
+    tokens = tokenizer.all_token_bytes(vocab_size)
     special = sorted(tokenizer.special_token_ids)
     eos = sorted(tokenizer.eos_token_ids)
     key = hashlib.sha256(b"\0".join(tokens) + json.dumps([vocab_size, special, eos]).encode()).digest()

@@ -104,7 +104,8 @@ class Tokenizer:
         self.generation_config = generation_config or {}
         self.vocab_size = backend.get_vocab_size(with_added_tokens=True)
         self.eos_token_ids = self._collect_eos_ids()
-        self._token_bytes = self._build_token_bytes()
+        self._added_ids = set(backend.get_added_tokens_decoder())
+        self._token_bytes: dict[int, bytes] = {}  # filled as ids are decoded: most of a vocabulary never is
 
     # ----- loading -----
 
@@ -141,9 +142,9 @@ class Tokenizer:
 
     @classmethod
     def _from_gguf(cls, path: Path) -> Tokenizer:
-        from qcoder.model.gguf import GGUFCheckpoint
+        from qcoder.model.gguf import open_checkpoint
 
-        meta = GGUFCheckpoint(path).tokenizer_metadata()
+        meta = open_checkpoint(path).tokenizer_metadata()
         if meta.get("pre") != "qwen2":
             raise QcoderError(f"{path}: unsupported GGUF tokenizer pre-tokenizer {meta.get('pre')!r} (need 'qwen2')")
         tokens = meta["tokens"]
@@ -191,7 +192,15 @@ class Tokenizer:
         """The raw bytes one token stands for (a byte-level token may hold part of a UTF-8 character).
 
         Ids past the vocabulary (the model's padding rows) stand for nothing, as in HF's decode."""
-        return self._token_bytes[token_id] if 0 <= token_id < len(self._token_bytes) else b""
+        raw = self._token_bytes.get(token_id)
+        if raw is None:
+            token = self._backend.id_to_token(token_id) if 0 <= token_id < self.vocab_size else None
+            if token is None:
+                raw = b""
+            else:
+                raw = token.encode() if token_id in self._added_ids else _token_to_bytes(token)
+            self._token_bytes[token_id] = raw
+        return raw
 
     # ----- derived tables -----
 
@@ -203,20 +212,35 @@ class Tokenizer:
         ids.discard(None)
         return ids
 
-    def _build_token_bytes(self) -> list[bytes]:
-        added = self._backend.get_added_tokens_decoder()
-        table = [b""] * self.vocab_size
+    def all_token_bytes(self, count: int) -> list[bytes]:
+        """token_bytes(i) for i in range(count), the whole vocabulary at once (structured output's token table)."""
+        added = self._added_ids
+        table = [b""] * max(count, self.vocab_size)
+        plain: list[tuple[int, str]] = []
         for token, token_id in self._backend.get_vocab(with_added_tokens=True).items():
             if token_id in added:
                 table[token_id] = token.encode()
-                continue
-            try:
-                table[token_id] = token.translate(_TO_LATIN1).encode("latin-1")
-            except UnicodeEncodeError:  # not a byte-level token: keep unknown characters as UTF-8
-                table[token_id] = b"".join(
-                    bytes([_BYTE_OF_CHAR[c]]) if c in _BYTE_OF_CHAR else c.encode() for c in token
-                )
-        return table
+            else:
+                plain.append((token_id, token))
+        try:  # every token byte-level (a character per byte): one translate for all of them, then slices
+            joined = "".join(token for _, token in plain).translate(_TO_LATIN1).encode("latin-1")
+        except UnicodeEncodeError:
+            joined = None
+        offset = 0
+        for token_id, token in plain:
+            if joined is not None:
+                table[token_id] = joined[offset : offset + len(token)]
+                offset += len(token)
+            else:
+                table[token_id] = _token_to_bytes(token)
+        return table[:count]
+
+
+def _token_to_bytes(token: str) -> bytes:
+    try:
+        return token.translate(_TO_LATIN1).encode("latin-1")
+    except UnicodeEncodeError:  # not a byte-level token: keep unknown characters as UTF-8
+        return b"".join(bytes([_BYTE_OF_CHAR[c]]) if c in _BYTE_OF_CHAR else c.encode() for c in token)
 
 
 class IncrementalDecoder:

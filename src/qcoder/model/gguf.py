@@ -12,7 +12,10 @@ for Qwen (both use NEOX-style rotary), so q_proj/k_proj are used as stored.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import re
+import struct
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -99,22 +102,30 @@ class _Reader(GGUFReader):
         return items.view(dtype).tolist()
 
 
+def _length_reader(order: str):
+    """unpack_from(buffer, offset) -> (length,) for the u64 before each string; struct reads it without a slice,
+    3x faster than int.from_bytes on the 300k strings of a Qwen vocabulary (loading time)."""
+    return struct.Struct("<Q" if order == "little" else ">Q").unpack_from
+
+
 def _skip_strings(data: np.ndarray, offset: int, count: int, order: str) -> int:
     """Offset just past `count` length-prefixed strings (u64 length, then UTF-8 bytes)."""
-    view, end = memoryview(data), len(data)
+    view, end, length = memoryview(data), len(data), _length_reader(order)
     for _ in range(count):
         if offset + 8 > end:
             raise ValueError("string array runs past the end of the file")
-        offset += 8 + int.from_bytes(view[offset : offset + 8], order)
+        offset += 8 + length(view, offset)[0]
     return offset
 
 
 def _read_strings(data: np.ndarray, count: int, order: str) -> list[str]:
-    view, offset, out = memoryview(data), 0, []
+    buffer, offset, length, out = bytes(data), 0, _length_reader(order), []
+    append = out.append
     for _ in range(count):
-        length = int.from_bytes(view[offset : offset + 8], order)
-        out.append(str(view[offset + 8 : offset + 8 + length], "utf-8"))
-        offset += 8 + length
+        size = length(buffer, offset)[0]
+        offset += 8
+        append(buffer[offset : offset + size].decode())
+        offset += size
     return out
 
 
@@ -153,6 +164,32 @@ def hf_name(gguf_name: str) -> str | None:
     if match and match[2] in _LAYER_NAMES:
         return f"model.layers.{match[1]}.{_LAYER_NAMES[match[2]]}.{leaf}"
     return None
+
+
+def open_checkpoint(path) -> GGUFCheckpoint:
+    """The GGUFCheckpoint of a file, shared by whoever opens the same unchanged file next (the loader, then the
+    tokenizer): parsing a Qwen file's metadata takes about 0.3 s of the load. Treat it as read-only.
+
+    "Unchanged": same inode, size and mtime, and the same bytes where the metadata lives (a file rewritten within
+    the file system's timestamp granularity must not come back stale; hashing them costs a few milliseconds)."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+        with open(path, "rb") as f:
+            head = hashlib.blake2b(f.read(_HEAD_BYTES), digest_size=16).digest()
+    except FileNotFoundError:
+        raise QcoderError(f"{path}: no such file") from None
+    except OSError as e:
+        raise QcoderError(f"{path}: cannot read ({e.strerror or e})") from None
+    return _open_unchanged(str(path), (stat.st_ino, stat.st_size, stat.st_mtime_ns, head))
+
+
+_HEAD_BYTES = 1 << 20  # all of a small file; the start of a real one (its vocabulary)
+
+
+@functools.lru_cache(maxsize=1)
+def _open_unchanged(path: str, identity: tuple) -> GGUFCheckpoint:
+    return GGUFCheckpoint(path)
 
 
 class GGUFCheckpoint:

@@ -34,9 +34,9 @@ def load_model(
     if path.is_file():
         if path.suffix != ".gguf":
             raise QcoderError(f"{path}: expected a Hugging Face model directory or a .gguf file")
-        from qcoder.model.gguf import GGUFCheckpoint
+        from qcoder.model.gguf import open_checkpoint
 
-        checkpoint = GGUFCheckpoint(path)
+        checkpoint = open_checkpoint(path)
         if quant == "auto":
             from qcoder.model.gguf_linear import load_native, why_not_native
 

@@ -28,7 +28,7 @@ from qcoder.engine.reasoning import ReasoningStream
 from qcoder.engine.tool_parsers import ArgumentsDelta, ContentDelta, ToolCallStart
 from qcoder.serve import constraints, convert
 from qcoder.serve.errors import bad_request
-from qcoder.serve.generation import Generation
+from qcoder.serve.generation import KEEPALIVE, Generation
 from qcoder.serve.protocol import (
     AssistantMessage,
     ChatChoice,
@@ -241,7 +241,10 @@ async def complete(
 async def stream(
     state: ServerState, req: ChatCompletionRequest, prompt: ChatPrompt, generation: Generation
 ) -> AsyncIterator[str]:
-    """SSE lines: a role delta per choice, content/reasoning/tool-call deltas, finish, optional usage, [DONE]."""
+    """SSE lines: a role delta per choice, content/reasoning/tool-call deltas, finish, optional usage, [DONE].
+
+    While no output arrives for state.stream_keepalive_s seconds, an empty delta (`"delta": {}`) for choice 0
+    is sent: valid OpenAI output that clients add nothing from, but that resets their idle timers."""
     chunk_id, created = random_id("chatcmpl-"), int(time.time())
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
@@ -254,8 +257,12 @@ async def stream(
     usage = convert.UsageCounter(req.n)  # one prompt, n samples
     for i in range(n):
         yield sse([ChatChunkChoice(index=i, delta=DeltaMessage(role="assistant", content=""))])
-    async with aclosing(generation.outputs()) as outputs:
-        async for index, out in outputs:
+    async with aclosing(generation.outputs(state.stream_keepalive_s)) as outputs:
+        async for item in outputs:
+            if item is KEEPALIVE:  # nothing yet (e.g. a long prompt in prefill): show the client we are alive
+                yield sse([ChatChunkChoice(index=0, delta=DeltaMessage())])
+                continue
+            index, out = item
             usage.add(index, out)
             parser = parsers[index]
             delta = parser.feed(out.text_delta)

@@ -15,6 +15,7 @@ from qcoder.errors import QcoderError
 
 TOOL_CALL_PARSERS = ("auto", "qwen3_coder", "hermes")
 DRAIN_SECONDS = 5
+STREAM_KEEPALIVE_S = 15.0  # well inside the idle timeouts of agent clients (Qwen Code gives up after 240 s)
 
 
 def register(subparsers) -> None:
@@ -57,6 +58,14 @@ def register(subparsers) -> None:
         default="auto",
         help="weights and KV-cache dtype; auto is bfloat16 on a GPU, float32 on CPU",
     )
+    p.add_argument(
+        "--stream-keepalive-s",
+        type=float,
+        default=STREAM_KEEPALIVE_S,
+        metavar="N",
+        help="while a stream has nothing to send (a long prompt in prefill), send an empty delta every N seconds, "
+        "so clients with an idle timeout keep waiting; 0 disables (default: %(default)s)",
+    )
     add_cpu_options(p)
     p.add_argument(
         "--drain-seconds",
@@ -74,6 +83,8 @@ def run(args) -> int:
         value = getattr(args, name)
         if value is not None and value < (0 if name == "max_waiting" else 1):
             raise QcoderError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+    if not 0 <= args.stream_keepalive_s < float("inf"):  # also refuses nan
+        raise QcoderError(f"--stream-keepalive-s must be 0 (off) or a number of seconds, got {args.stream_keepalive_s}")
     sock = _bind(socket, args.host, args.port)  # before the heavy imports and loading: a busy port fails fast
 
 
@@ -98,6 +109,7 @@ def run(args) -> int:
         max_waiting=args.max_waiting,
         api_key=api_key,
         tool_call_parser=args.tool_call_parser,
+        stream_keepalive_s=args.stream_keepalive_s,
     )
     app = create_app(state)
     host, port = sock.getsockname()[:2]

@@ -11,7 +11,7 @@ from contextlib import aclosing
 
 from qcoder.serve import constraints, convert
 from qcoder.serve.errors import bad_request
-from qcoder.serve.generation import Generation
+from qcoder.serve.generation import KEEPALIVE, Generation
 from qcoder.serve.protocol import CompletionChoice, CompletionLogprobs, CompletionRequest, CompletionResponse, random_id
 from qcoder.serve.state import ServerState
 
@@ -94,8 +94,12 @@ async def stream(state: ServerState, req: CompletionRequest, sequences, generati
     offsets = [0] * len(sequences)
     pending_echo = {i: _echo(state, req, sequences, i) for i in range(len(sequences))}
     usage = convert.UsageCounter(req.n)
-    async with aclosing(generation.outputs()) as outputs:
-        async for index, out in outputs:
+    async with aclosing(generation.outputs(state.stream_keepalive_s)) as outputs:
+        async for item in outputs:
+            if item is KEEPALIVE:  # nothing yet: an empty text chunk keeps idle-timeout clients waiting
+                yield sse([CompletionChoice(index=0, text="")])
+                continue
+            index, out = item
             usage.add(index, out)
             text = pending_echo.pop(index, "") + out.text_delta
             logprobs = None

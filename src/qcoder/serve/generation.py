@@ -4,6 +4,10 @@ A request with `n` choices is `n` engine sequences per prompt (the prefix cache 
 cheap). `Generation.outputs()` merges their outputs in arrival order. Whatever ends the
 iteration early (a client that disconnects cancels it, an error, the server shutting down), the
 `finally` aborts the sequences still running, so the engine frees their KV blocks at its next step.
+
+A stream can ask `outputs()` for KEEPALIVE markers: one whenever its sequences have produced nothing for a
+while (a long prompt still in prefill, a full batch still waiting), so that the route can send a chunk that
+keeps clients with an idle timeout from giving up on it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import AsyncIterator
 from qcoder.serve.state import ServerState
 
 _request_counter = itertools.count()
+KEEPALIVE = None  # what outputs(keepalive_s=...) yields after that many seconds without an output
 
 
 class Generation:
@@ -51,8 +56,9 @@ class Generation:
             self._held = False
             self.state.in_flight -= len(self.params)
 
-    async def outputs(self) -> AsyncIterator[tuple[int, object]]:
-        """(choice index, RequestOutput) as the engine produces them, until every sequence finished."""
+    async def outputs(self, keepalive_s: float = 0) -> AsyncIterator[tuple[int, object] | None]:
+        """(choice index, RequestOutput) as the engine produces them, until every sequence finished; with
+        `keepalive_s` > 0 also KEEPALIVE each time that many seconds pass without one."""
         self.admit(admitted=True)
         queue: asyncio.Queue = asyncio.Queue()
         done = object()
@@ -68,10 +74,17 @@ class Generation:
             queue.put_nowait((index, done))
 
         tasks = [asyncio.create_task(pump(i)) for i in range(len(self.params))]
+        getter = None  # one pending queue.get() across keepalive timeouts, so no output is ever dropped
         try:
             remaining = len(tasks)
             while remaining:
-                index, item = await queue.get()
+                if getter is None:
+                    getter = asyncio.ensure_future(queue.get())
+                ready, _ = await asyncio.wait({getter}, timeout=keepalive_s if keepalive_s > 0 else None)
+                if not ready:
+                    yield KEEPALIVE
+                    continue
+                (index, item), getter = getter.result(), None
                 if item is done:
                     remaining -= 1
                     continue
@@ -80,8 +93,9 @@ class Generation:
                 self._observe(index, item)
                 yield index, item
         finally:
-            for task in tasks:
-                task.cancel()
+            for task in [*tasks, getter]:
+                if task is not None:
+                    task.cancel()
             for index, request_id in enumerate(self.request_ids):
                 if not self._finished[index]:
                     self.state.async_engine.abort(request_id)

@@ -24,6 +24,7 @@ class ServerState:
     max_num_seqs: int
     max_waiting: int
     api_key: str | None = None
+    stream_keepalive_s: float = 15.0  # an empty-delta chunk after this many silent seconds of a stream; 0: never
     tool_parser: ToolParser | None = None  # resolved once from the chat template (or --tool-call-parser)
     metrics: ServerMetrics = field(default_factory=ServerMetrics)
     in_flight: int = 0  # engine sequences admitted and not yet finished or aborted
