@@ -209,13 +209,16 @@ def test_the_in_process_agent_client_gets_an_answer_or_one_valid_call(engine):
     ("The file has two functions.", True),
     ('<tool_call>\n{"name": "read_file", "arguments": {"path": "a.py"}}\n</tool_call>', True),
     ('I will look first.\n<tool_call>\n{"name": "stop", "arguments": {}}\n</tool_call>', True),
-    # a call written without its marker would be taken as the answer, its arguments never checked
-    ('{"name": "read_file", "arguments": {"path": "a.py"}}', False),
+    # the small models' habits, a call without its marker, bare or fenced, are calls held to the schema too
+    ('{"name": "read_file", "arguments": {"path": "a.py"}}', True),
+    ('Reading it:\n```json\n{"name": "read_file", "arguments": {"path": "a.py"}}\n```', True),
+    ('{"name": "read_file", "arguments": {"path": 7}}', False),
+    ('```json\n{"name": "read_file", "arguments" {"path": "a.py"}}\n```', False),
+    ('```json\n{"name": "delete", "arguments": {}}\n```', False),
     ('  {"name": "set_mode"', False),
-    ('Here it is:\n```json\n{"name": "read_file", "arguments": {"path": "a.py"}}\n```', False),
     ('<tool_call>\n{"name": "read_file", "arguments": {"path": 7}}\n</tool_call>', False),
 ])
-def test_the_answer_branch_refuses_calls_without_their_marker(engine, text, allowed):
+def test_answer_or_call_holds_every_call_form_to_the_schema(engine, text, allowed):
     matcher = engine.structured.matcher(Constraint.tool_call(TOOLS, allow_text=True))
     taken = all(matcher.advance(token) for token in engine.tokenizer.encode(text))
     assert (taken and matcher.can_end) is allowed

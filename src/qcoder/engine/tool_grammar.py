@@ -7,8 +7,8 @@
   minLength/maxLength), other values JSON valid against their schema (what the XML parser converts them with).
 
 Arguments a schema does not close (no `additionalProperties`) are closed here: the model may use the declared
-parameters only. With `allow_text` the reply is either a plain answer that mentions no call marker (and is no
-bare JSON call), or optional text followed by exactly one call; without it, exactly one call and nothing else.
+parameters only. With `allow_text` the reply is either a plain answer that mentions no call marker, or optional
+text followed by exactly one call (in the model's format, or as JSON bare or in a ```json fence); without it, exactly one call and nothing else.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from qcoder.errors import QcoderError
 # JSON layout the models write (json.dumps' separators); no free whitespace, so sampling cannot wander into it.
 JSON_LAYOUT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 
-# A text that contains no call marker, and is not a call written without one: small models often reply with a bare
-# or fenced `{"name": ..., "arguments": ...}`, which as an answer would escape the arguments' schema (and often
-# JSON itself). Masked out, that first `{` leaves the model its call marker. A string value of the XML format ends
-# at the first closing tag.
-NO_BARE_CALL = r'~/(?s:\s*[{\[].*)/ & ~/(?s:.*"arguments"\s*:.*)/'
-PLAIN_TEXT = rf"/(?s:.+)/ & ~/(?s:.*<tool_call>.*)/ & ~/(?s:.*<function=.*)/ & {NO_BARE_CALL}"
-UP_TO_CALL = rf"/(?s:.*)<tool_call>/ & ~/(?s:.*<function=.*)/ & {NO_BARE_CALL}"
+# A text that contains no call marker. Small models often write the call without its marker instead, as a bare
+# or fenced `{"name": ..., "arguments": ...}`; taken as an answer, such a call would escape the schema (and often
+# JSON itself), and merely forbidding it makes them write near-misses (`"arguments" {`). So those two habits are
+# calls too: a reply that opens with `{`, or whose text reaches a ```json fence, continues as a schema-valid call.
+PLAIN_TEXT = r"/(?s:.+)/ & ~/(?s:.*(<tool_call>|<function=|```json).*)/ & ~/(?s:\s*[{\[].*)/"
+UP_TO_CALL = r"/(?s:.*)<tool_call>/ & ~/(?s:.*(<function=|```json).*)/ & ~/(?s:\s*[{\[].*)/"
+UP_TO_FENCE = r"/(?s:.*)```json\n/ & ~/(?s:.*(<tool_call>|<function=).*)/ & ~/(?s:\s*[{\[].*)/"
 XML_STRING_VALUE = r"/(?s:.*)\n<\/parameter>/"
 
 
@@ -47,7 +47,10 @@ def tool_call_lark(tools: list, fmt: str, allow_text: bool = False) -> str:
     else:
         raise QcoderError(f"unknown tool-call format {fmt!r} (json or xml)")
     if allow_text:
-        start = ["start: ANSWER | call_start body", f"ANSWER: {PLAIN_TEXT}", f"call_start[lazy]: {UP_TO_CALL}"]
+        call = f"%json {json.dumps(_hermes_schema(functions))}"
+        start = ["start: ANSWER | call_start body | fence_start call_json \"\\n```\" | call_json",
+                 f"ANSWER: {PLAIN_TEXT}", f"call_start[lazy]: {UP_TO_CALL}", f"fence_start[lazy]: {UP_TO_FENCE}",
+                 f"call_json: {call}"]
     else:
         start = ['start: "<tool_call>" body']
     return "\n".join(start + body) + "\n"
