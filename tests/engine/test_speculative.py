@@ -197,6 +197,18 @@ def test_prefix_cache_chunked_prefill_and_a_tiny_cache(tiny_qwen2, llm):
     assert engine.block_manager.num_free_blocks == engine.block_manager.num_blocks
 
 
+def test_bench_measure_speculation_runs_the_edit_workload_both_ways(tiny_qwen2):
+    from qcoder import bench
+
+    """On a tiny random model: both runs give the same greedy tokens (else it raises) and the figures are filled."""
+    engine = bench.load_engine(str(tiny_qwen2), "auto", 1, kv_cache_tokens=2048)
+    plain = engine.tokenizer.encode("def fib(n):")
+    figures = bench.measure_speculation(engine, plain, 12, edit_max_tokens=24)
+    assert figures["edit_tokens"] >= 2 and 0 <= figures["edit_acceptance"] <= 1
+    assert figures["edit_decode_tps"] > 0 and figures["edit_spec_decode_tps"] > 0 and figures["spec_decode_tps"] > 0
+    assert figures["edit_tokens_per_step"] >= 1
+
+
 # ----- sampling keeps the exact distribution -----
 
 

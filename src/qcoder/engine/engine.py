@@ -34,7 +34,7 @@ from qcoder.engine.kv_cache import BlockManager, default_kv_cache_memory, kv_cac
 from qcoder.engine.markers import THINK_CLOSE, THINK_OPEN
 from qcoder.engine.sampling import Logprobs, Sampler, SampleRow, SamplingParams, SeenTokens
 from qcoder.engine.scheduler import ScheduledSeq, Scheduler, Sequence
-from qcoder.engine.speculative import DEFAULT_DRAFT_TOKENS, NgramDrafter, check_mode, verify_drafts
+from qcoder.engine.speculative import DEFAULT_DRAFT_TOKENS, DEFAULT_MODE, NgramDrafter, check_mode, verify_drafts
 from qcoder.engine.structured import GrammarMatcher, StructuredDecoding
 from qcoder.engine.tokenizer import IncrementalDecoder, Tokenizer
 from qcoder.errors import QcoderError
@@ -152,7 +152,7 @@ class LLMEngine:
         kv_cache_tokens: int | None = None,
         kv_cache_memory: int | None = None,
         enable_prefix_caching: bool = True,
-        speculative: str = "none",
+        speculative: str = DEFAULT_MODE,
         draft_tokens: int = DEFAULT_DRAFT_TOKENS,
     ) -> None:
         from qcoder.model.qwen import allocate_kv_cache

@@ -20,13 +20,17 @@ each drafted token), requests with a thinking budget or a forced token, and the 
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
-import torch
-
-from qcoder.engine.sampling import Logprobs, Sampler, SampleRow, token_logprobs
 from qcoder.errors import QcoderError
 
+if TYPE_CHECKING:  # torch is imported where drafts are verified: the CLI reads the modes without loading it
+    import torch
+
+    from qcoder.engine.sampling import Logprobs, Sampler, SampleRow
+
 SPECULATIVE_MODES = ("none", "ngram")
+DEFAULT_MODE = "none"  # the engine's and the CLI's default (see the README for the measurements behind it)
 DEFAULT_DRAFT_TOKENS = 6
 
 
@@ -82,6 +86,10 @@ def verify_drafts(
     draft[:i]. A sequence emits the accepted prefix of its draft plus one token of the model's (a replacement for
     the first rejected token, or the one after the whole draft).
     """
+    import torch
+
+    from qcoder.engine.sampling import token_logprobs
+
     positions = [
         dataclasses.replace(row, pending=row.pending + draft[:i])  # the penalties count the drafted tokens before
         for row, draft in zip(rows, drafts, strict=True)
@@ -121,6 +129,8 @@ def verify_drafts(
 def accept(probs: torch.Tensor, draft: list[int], generator: torch.Generator | None) -> list[int]:
     """Speculative sampling with a one-hot proposal. probs: [len(draft) + 1, vocab], the target distribution at
     each position; returns the accepted prefix of the draft and one token drawn from the target."""
+    import torch
+
     for i, token in enumerate(draft):
         p = float(probs[i, token])
         if p >= 1.0 or (p > 0.0 and torch.rand((), generator=generator, device=probs.device).item() < p):
@@ -133,6 +143,8 @@ def accept(probs: torch.Tensor, draft: list[int], generator: torch.Generator | N
 
 def _draw(probs: torch.Tensor, generator: torch.Generator | None) -> int:
     """One token from unnormalised probabilities; a one-hot row (greedy) without using the random stream."""
+    import torch
+
     candidates = probs.nonzero().flatten()  # after top_k / top_p usually a handful of the whole vocabulary
     if len(candidates) == 1:
         return int(candidates[0])
