@@ -209,6 +209,47 @@ def test_bench_measure_speculation_runs_the_edit_workload_both_ways(tiny_qwen2):
     assert figures["edit_tokens_per_step"] >= 1
 
 
+def test_server_streams_several_tokens_per_chunk(tiny_qwen2, llm):
+    """Through `qcoder serve`'s app and the openai SDK: one chunk may carry several tokens, the text and the
+    per-token logprobs stay those of plain greedy decoding."""
+    from qcoder.engine.engine import LLMEngine
+    from tests.serve.conftest import LiveServer, make_state
+
+    engine = LLMEngine(str(tiny_qwen2), max_model_len=512, kv_cache_tokens=4096, speculative="ngram")
+    server = LiveServer(make_state(engine))
+    try:
+        stream = server.client().completions.create(
+            model="tiny", prompt=ECHO, max_tokens=40, temperature=0, logprobs=1, stream=True,
+            extra_body={"ignore_eos": True},
+        )
+        chunks = [chunk.choices[0] for chunk in stream if chunk.choices]
+    finally:
+        server.stop()
+    expected = llm.generate(ECHO, SamplingParams(temperature=0, max_tokens=40, ignore_eos=True))[0]
+    assert "".join(c.text for c in chunks) == expected.text
+    per_chunk = [len(c.logprobs.tokens) for c in chunks if c.logprobs]
+    assert sum(per_chunk) == 40 and max(per_chunk) > 1
+
+
+def test_unknown_speculative_mode_is_one_clear_error(tiny_qwen2):
+    with pytest.raises(QcoderError, match="unknown speculative mode 'eagle'"):
+        make_llm(tiny_qwen2, speculative="eagle")
+
+
+def test_generate_cli_with_speculation_prints_the_same_text(tiny_qwen2, llm):
+    import subprocess
+    import sys
+
+    expected = llm.generate(ECHO, SamplingParams(temperature=0, max_tokens=24))[0].text
+    result = subprocess.run(
+        [sys.executable, "-m", "qcoder", "generate", "-m", str(tiny_qwen2), "-p", "-", "--max-tokens", "24",
+         "--temperature", "0", "--stream", "--speculative", "ngram"],
+        input=ECHO, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == expected + "\n"
+
+
 # ----- sampling keeps the exact distribution -----
 
 
