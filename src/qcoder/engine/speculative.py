@@ -32,6 +32,9 @@ if TYPE_CHECKING:  # torch is imported where drafts are verified: the CLI reads 
 SPECULATIVE_MODES = ("none", "ngram")
 DEFAULT_MODE = "none"  # the engine's and the CLI's default (see the README for the measurements behind it)
 DEFAULT_DRAFT_TOKENS = 6
+# A single matching token predicts the next ones too poorly: on the 0.5B, matching 2-3 tokens sped up the edit
+# workload 1.73x against 1.48x when single tokens also drafted (the wrong drafts cost more than they saved).
+DEFAULT_MIN_MATCH = 2
 
 
 def check_mode(mode: str) -> str:
@@ -48,7 +51,7 @@ class NgramDrafter:
     occurrence wins), extended with each new token, so a proposal costs a few dict lookups, not a scan.
     """
 
-    def __init__(self, k: int = DEFAULT_DRAFT_TOKENS, max_n: int = 3, min_n: int = 1):
+    def __init__(self, k: int = DEFAULT_DRAFT_TOKENS, max_n: int = 3, min_n: int = DEFAULT_MIN_MATCH):
         if k < 1 or not 1 <= min_n <= max_n:
             raise QcoderError(f"invalid n-gram drafter settings: k={k}, n={min_n}..{max_n}")
         self.k, self.max_n, self.min_n = k, max_n, min_n
