@@ -207,11 +207,17 @@ def test_bench_measure_speculation_runs_the_edit_workload_both_ways(tiny_qwen2):
     assert figures["edit_tokens_per_step"] >= 1
 
 
-def test_server_streams_several_tokens_per_chunk(tiny_qwen2, llm):
+def test_server_streams_several_tokens_per_chunk(tiny_qwen2, llm, monkeypatch):
     """Through `qcoder serve`'s app and the openai SDK: one chunk may carry several tokens, the text and the
     per-token logprobs stay those of plain greedy decoding."""
+    import functools
+
+    from qcoder.engine import engine as engine_module
     from qcoder.engine.engine import LLMEngine
     from tests.serve.conftest import LiveServer, make_state
+
+    # Draft from single matching tokens too: the tiny random model's output repeats single tokens, rarely pairs.
+    monkeypatch.setattr(engine_module, "NgramDrafter", functools.partial(NgramDrafter, min_n=1))
 
     engine = LLMEngine(str(tiny_qwen2), max_model_len=512, kv_cache_tokens=4096, speculative="ngram")
     server = LiveServer(make_state(engine))
