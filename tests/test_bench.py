@@ -37,3 +37,18 @@ def test_long_prompt_out_of_range_is_one_clear_error(tmp_path):
 
     with pytest.raises(QcoderError, match="--long-prompt must be 0"):
         bench.run_bench(tmp_path / "missing.gguf", long_prompt=10**6)
+
+
+def test_speculation_rows_compare_with_llama_cpp_without_speculation():
+    qcoder = dict(load_s=1.0, peak_rss_mb=800.0, prefill_tps=600.0, decode_tps=80.0, batch_decode_tps=200.0,
+                  edit_decode_tps=80.0, edit_spec_decode_tps=180.0, edit_acceptance=0.9, edit_tokens_per_step=3.5,
+                  spec_decode_tps=79.0)
+    llama = dict(load_s=0.5, peak_rss_mb=600.0, prefill_tps=300.0, decode_tps=60.0, batch_decode_tps=120.0,
+                 edit_decode_tps=60.0)
+    rows = {row[0]: row for row in bench.table_rows({"qcoder": qcoder, "llama.cpp": llama})}
+    assert rows["edit: decode, n-gram speculation (tok/s)"][1:] == ["180.0", "", "3.00x"]
+    assert rows["edit: decode, 1 seq (tok/s)"][1:] == ["80.0", "60.0", "1.33x"]
+    assert rows["edit: drafted tokens accepted"][1:] == ["90%", "", ""]
+    alone = {row[0]: row for row in bench.table_rows({"qcoder": qcoder})}
+    assert alone["decode, 1 seq, n-gram speculation (tok/s)"][1:] == ["79.0"]
+

@@ -45,7 +45,7 @@ def register(subparsers) -> None:
     p.add_argument("-m", "--model", default=DEFAULT_MODEL, help=f"model to measure (default: {DEFAULT_MODEL})")
     p.add_argument("--vs-llama-cpp", action="store_true", help="also measure llama.cpp on the same .gguf file")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for both engines (default: 2)")
-    add_cpu_options(p, threads=False)  # --threads is its own, for both engines
+    add_cpu_options(p, threads=False, speculative=False)  # --threads is its own; speculation is measured both ways
     p.add_argument("--prompt-tokens", type=int, default=512, help="prompt length for prefill (default: 512)")
     p.add_argument("--gen-tokens", type=int, default=128, help="tokens to generate per sequence (default: 128)")
     p.add_argument("--batch", type=int, default=8, help="concurrent sequences for batch decode (default: 8)")
@@ -225,11 +225,14 @@ def load_engine(path: str, quant: str, threads: int, kv_cache_tokens: int, prefi
     )
 
 
-def _run_engine(engine, prompts: list[list[int]], max_tokens: int) -> tuple[float, float, list[list[int]]]:
-    """(seconds to the first token, seconds of the rest, generated ids per prompt): greedy, no early stop."""
+def _run_engine(
+    engine, prompts: list[list[int]], max_tokens: int, stop_at_eos: bool = False
+) -> tuple[float, float, list[list[int]]]:
+    """(seconds to the first token, seconds of the rest, generated ids per prompt): greedy, no early stop unless
+    stop_at_eos."""
     from qcoder.engine.sampling import SamplingParams
 
-    params = SamplingParams(max_tokens=max_tokens, temperature=0, ignore_eos=True)
+    params = SamplingParams(max_tokens=max_tokens, temperature=0, ignore_eos=not stop_at_eos)
     for i, p in enumerate(prompts):
         engine.add_request(f"bench-{time.monotonic_ns()}-{i}", p, params)
     order = list(engine.requests)
@@ -270,7 +273,98 @@ def measure_qcoder(path, threads, ids, prompt_tokens, gen_tokens, batch, quant="
     prefill_s, _, _ = _run_engine(engine, [ids[:prompt_tokens]], 1)
     _, decode_s, _ = _run_engine(engine, [ids[:SHORT_PROMPT]], gen_tokens)
     _, batch_s, _ = _run_engine(engine, _batch_prompts(ids, batch), gen_tokens)
-    return dict(import_s=import_s, **_metrics(load_s, prefill_s, decode_s, batch_s, prompt_tokens, gen_tokens, batch))
+    metrics = _metrics(load_s, prefill_s, decode_s, batch_s, prompt_tokens, gen_tokens, batch)
+    return {"import_s": import_s, **metrics, **measure_speculation(engine, ids[:SHORT_PROMPT], gen_tokens)}
+
+
+# ---------------------------------------------------------------- speculative decoding
+
+# The edit workload: an agent's typical request, a function it has just read, to be written back with one change.
+EDIT_FUNCTION = '''def summarize_orders(orders, currency="EUR", min_total=0.0):
+    """Group paid orders by customer and return per-customer statistics, largest spender first."""
+    by_customer = {}
+    for order in orders:
+        if order.get("status") != "paid":
+            continue
+        if order.get("currency", currency) != currency:
+            continue
+        customer = order["customer_id"]
+        entry = by_customer.setdefault(
+            customer,
+            {"customer_id": customer, "orders": 0, "total": 0.0, "items": 0, "largest": 0.0},
+        )
+        amount = 0.0
+        for line in order.get("lines", []):
+            quantity = int(line.get("quantity", 1))
+            price = float(line["unit_price"])
+            discount = float(line.get("discount", 0.0))
+            amount += quantity * price * (1.0 - discount)
+            entry["items"] += quantity
+        entry["orders"] += 1
+        entry["total"] += amount
+        if amount > entry["largest"]:
+            entry["largest"] = amount
+    result = []
+    for entry in by_customer.values():
+        if entry["total"] < min_total:
+            continue
+        entry["average"] = entry["total"] / entry["orders"]
+        entry["total"] = round(entry["total"], 2)
+        entry["average"] = round(entry["average"], 2)
+        entry["largest"] = round(entry["largest"], 2)
+        result.append(entry)
+    result.sort(key=lambda e: (-e["total"], e["customer_id"]))
+    return result
+'''
+EDIT_REQUEST = (
+    "Here is a Python function:\n\n```python\n{function}```\n\n"
+    "Return the whole function with one change: rename the parameter `min_total` to `minimum_total` everywhere. "
+    "Reply with the complete function in one ```python block and nothing else."
+)
+EDIT_MAX_TOKENS = 512
+
+
+def edit_prompt_ids(tokenizer) -> list[int]:
+    """The edit workload's prompt, through the model's chat template."""
+    from qcoder.engine.chat_template import ChatTemplate
+
+    content = EDIT_REQUEST.format(function=EDIT_FUNCTION)
+    text = ChatTemplate.for_tokenizer(tokenizer).render([{"role": "user", "content": content}], add_generation_prompt=True)
+    return tokenizer.encode(text)
+
+
+def measure_speculation(
+    engine, plain_prompt: list[int], gen_tokens: int, edit_max_tokens: int = EDIT_MAX_TOKENS
+) -> dict:
+    """Greedy decode speed on the edit workload without and with n-gram speculation (same model, same output,
+    stopping at the model's end of turn), its acceptance rate, and plain generation with speculation."""
+    from qcoder.engine.engine import LLMEngine
+
+    spec = LLMEngine.from_parts(
+        engine.model,
+        engine.config,
+        engine.tokenizer,
+        kv_cache_tokens=engine.block_manager.num_blocks * engine.block_manager.block_size,
+        enable_prefix_caching=False,
+        speculative="ngram",
+    )
+    edit = edit_prompt_ids(engine.tokenizer)
+    _, edit_s, edit_out = _run_engine(engine, [edit], edit_max_tokens, stop_at_eos=True)
+    _, edit_spec_s, edit_spec_out = _run_engine(spec, [edit], edit_max_tokens, stop_at_eos=True)
+    if edit_spec_out != edit_out:
+        raise QcoderError("bench: greedy output with speculation differs from the output without it")
+    drafted, accepted = spec.counters["draft_tokens"], spec.counters["draft_tokens_accepted"]
+    _, plain_spec_s, _ = _run_engine(spec, [plain_prompt], gen_tokens)
+    generated = len(edit_out[0])
+    return dict(
+        edit_tokens=generated,
+        edit_decode_tps=(generated - 1) / edit_s,
+        edit_spec_decode_tps=(generated - 1) / edit_spec_s,
+        edit_acceptance=accepted / max(drafted, 1),
+        # each decode step emits one token of the model's plus the drafted ones it accepted
+        edit_tokens_per_step=(generated - 1) / max(generated - 1 - accepted, 1),
+        spec_decode_tps=(gen_tokens - 1) / plain_spec_s,
+    )
 
 
 def _batch_prompts(ids: list[int], batch: int) -> list[list[int]]:
@@ -320,7 +414,12 @@ def import_llama_cpp() -> float:
 def measure_llama_cpp(path, threads, ids, prompt_tokens, gen_tokens, batch) -> dict:
     import_s = import_llama_cpp()
     t0 = time.perf_counter()
-    llm = load_llama(path, threads, n_ctx=_kv_tokens(prompt_tokens, gen_tokens, batch))
+    from qcoder.engine.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.from_path(path)
+    edit = edit_prompt_ids(tokenizer)
+    n_ctx = max(_kv_tokens(prompt_tokens, gen_tokens, batch), len(edit) + EDIT_MAX_TOKENS + 16)
+    llm = load_llama(path, threads, n_ctx=n_ctx)
     load_s = time.perf_counter() - t0
     llm.eval(ids[:WARMUP_TOKENS])
     llm.reset()
@@ -330,11 +429,14 @@ def measure_llama_cpp(path, threads, ids, prompt_tokens, gen_tokens, batch) -> d
     llm.reset()
     decode_s = _llama_greedy(llm, ids[:SHORT_PROMPT], gen_tokens)[1]
     batch_s = _llama_batch_decode(llm, _batch_prompts(ids, batch), gen_tokens)
-    return dict(import_s=import_s, **_metrics(load_s, prefill_s, decode_s, batch_s, prompt_tokens, gen_tokens, batch))
+    edit_out, edit_s = _llama_greedy(llm, edit, EDIT_MAX_TOKENS, stop_ids=set(tokenizer.eos_token_ids))
+    metrics = _metrics(load_s, prefill_s, decode_s, batch_s, prompt_tokens, gen_tokens, batch)
+    return {"import_s": import_s, **metrics, "edit_tokens": len(edit_out), "edit_decode_tps": (len(edit_out) - 1) / edit_s}
 
 
-def _llama_greedy(llm, prompt: list[int], max_tokens: int) -> tuple[list[int], float]:
-    """(greedy ids, seconds after the first token) through llama.cpp's own argmax sampler."""
+def _llama_greedy(llm, prompt: list[int], max_tokens: int, stop_ids=frozenset()) -> tuple[list[int], float]:
+    """(greedy ids, seconds after the first token) through llama.cpp's own argmax sampler; a token of stop_ids
+    ends it (and is counted, as qcoder counts its end-of-turn token)."""
     out: list[int] = []
     llm.reset()
     t = None
@@ -342,7 +444,7 @@ def _llama_greedy(llm, prompt: list[int], max_tokens: int) -> tuple[list[int], f
         if t is None:
             t = time.perf_counter()
         out.append(token)
-        if len(out) == max_tokens:
+        if len(out) == max_tokens or token in stop_ids:
             break
     return out, time.perf_counter() - t
 
@@ -487,6 +589,31 @@ def table_rows(results: dict[str, dict]) -> list[list[str]]:
     if "llama.cpp" in results:  # the batch target is set against llama.cpp's single stream
         q, ref = results["qcoder"]["batch_decode_tps"], results["llama.cpp"]["decode_tps"]
         rows.append(["batch decode vs llama.cpp 1 seq", "", "", f"{q / ref:.2f}x"])
+    return rows + speculation_rows(results)
+
+
+# The edit workload and speculative decoding, qcoder's figures each set against llama.cpp's without speculation.
+SPECULATION_ROWS = [
+    ("edit_decode_tps", "edit: decode, 1 seq (tok/s)", "edit_decode_tps"),
+    ("edit_spec_decode_tps", "edit: decode, n-gram speculation (tok/s)", "edit_decode_tps"),
+    ("edit_acceptance", "edit: drafted tokens accepted", None),
+    ("edit_tokens_per_step", "edit: tokens per step, speculation", None),
+    ("spec_decode_tps", "decode, 1 seq, n-gram speculation (tok/s)", "decode_tps"),
+]
+
+
+def speculation_rows(results: dict[str, dict]) -> list[list[str]]:
+    rows = []
+    q, ref = results["qcoder"], results.get("llama.cpp")
+    for key, label, against in SPECULATION_ROWS:
+        if key not in q:
+            continue
+        fmt = "{:.0%}" if key == "edit_acceptance" else "{:.1f}" if key.endswith("tps") else "{:.2f}"
+        row = [label, fmt.format(q[key])]
+        if ref is not None:
+            row.append(fmt.format(ref[key]) if key in ref else "")
+            row.append(f"{q[key] / ref[against]:.2f}x" if against in ref else "")
+        rows.append(row)
     return rows
 
 

@@ -167,11 +167,12 @@ class EngineClient(ChatClient):
     exactly one call of an offered tool with schema-valid arguments; `constrain_tools=False` turns that off.
     """
 
-    def __init__(self, model: str | None = None, *, constrain_tools: bool = True):
+    def __init__(self, model: str | None = None, *, constrain_tools: bool = True, engine_opts: dict | None = None):
+        """engine_opts: LLMEngine options (e.g. speculative="ngram")."""
         import qcoder
         from qcoder.model.registry import DEFAULT_MODEL
 
-        self._start(qcoder.LLM(model or DEFAULT_MODEL), model or DEFAULT_MODEL, constrain_tools)
+        self._start(qcoder.LLM(model or DEFAULT_MODEL, **(engine_opts or {})), model or DEFAULT_MODEL, constrain_tools)
 
     @classmethod
     def from_llm(cls, llm, model: str, *, constrain_tools: bool = True) -> EngineClient:
@@ -296,9 +297,11 @@ def _parallel(request, n: int) -> list[ChatResponse]:
         return list(pool.map(lambda _: request(), range(n)))
 
 
-def make_client(model: str | None = None, base_url: str | None = None, api_key: str | None = None) -> ChatClient:
-    """HTTP when a base URL is given (or OPENAI_BASE_URL is set), else the in-process engine."""
+def make_client(
+    model: str | None = None, base_url: str | None = None, api_key: str | None = None, engine_opts: dict | None = None
+) -> ChatClient:
+    """HTTP when a base URL is given (or OPENAI_BASE_URL is set), else the in-process engine (with engine_opts)."""
     base_url = base_url or os.environ.get("OPENAI_BASE_URL")
     if base_url:
         return OpenAIClient(model=model, base_url=base_url, api_key=api_key)
-    return EngineClient(model or os.environ.get("OPENAI_MODEL"))
+    return EngineClient(model or os.environ.get("OPENAI_MODEL"), engine_opts=engine_opts)

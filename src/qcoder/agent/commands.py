@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from qcoder.engine.commands import add_speculative_option
 from qcoder.errors import QcoderError
 
 
@@ -16,6 +17,7 @@ def add_arguments(parser) -> None:
                                              "at --base-url; env OPENAI_MODEL")
     model.add_argument("--base-url", help="an OpenAI-compatible endpoint; env OPENAI_BASE_URL")
     model.add_argument("--api-key", help="key for --base-url; env OPENAI_API_KEY")
+    add_speculative_option(model)
     limits = parser.add_argument_group("limits")
     limits.add_argument("--max-turns", type=int, default=40, help="model calls per task (default 40)")
     limits.add_argument("--max-tokens", type=int, help="prompt + completion tokens per task")

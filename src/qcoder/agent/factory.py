@@ -91,7 +91,9 @@ def build(args, *, emit=None, ask=None, ask_trust=None, warn=None) -> Built:
         closers.append(servers.close)
         tools += servers.tools
 
-    client = make_client(args.model or settings.model, args.base_url, args.api_key)
+    client = make_client(
+        args.model or settings.model, args.base_url, args.api_key, engine_opts={"speculative": args.speculative}
+    )
     tester = Tester(workspace, test_command, shell, test_tool.timeout) if test_command else None
     if args.resume:
         session = Session.load(workspace, args.resume)

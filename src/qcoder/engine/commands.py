@@ -59,8 +59,8 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-model-len", type=int, help="context window in tokens (default: the model's)")
 
 
-def add_cpu_options(p: argparse.ArgumentParser, threads: bool = True) -> None:
-    """--quant and --threads, shared by every command that runs a model in-process."""
+def add_cpu_options(p: argparse.ArgumentParser, threads: bool = True, speculative: bool = True) -> None:
+    """--quant, --threads and --speculative, shared by every command that runs a model in-process."""
     p.add_argument(
         "--quant",
         default="auto",
@@ -70,6 +70,21 @@ def add_cpu_options(p: argparse.ArgumentParser, threads: bool = True) -> None:
     )
     if threads:
         p.add_argument("--threads", type=int, help="CPU threads for the kernels (default: the physical cores)")
+    if speculative:
+        add_speculative_option(p)
+
+
+def add_speculative_option(p) -> None:
+    """--speculative (an ArgumentParser or an argument group): the engine's speculative decoding mode."""
+    from qcoder.engine.speculative import DEFAULT_MODE, SPECULATIVE_MODES
+
+    p.add_argument(
+        "--speculative",
+        choices=SPECULATIVE_MODES,
+        default=DEFAULT_MODE,
+        help="speculative decoding: ngram drafts tokens from the prompt and output (fast when code is written "
+        f"back with small changes; output unchanged), none turns it off (default: {DEFAULT_MODE})",
+    )
 
 
 def _sampling_options(p: argparse.ArgumentParser) -> None:
@@ -92,7 +107,8 @@ def _load(args):
 
     if sys.stderr.isatty():  # loading takes a while; say so, but keep redirected stderr clean
         print(f"qcoder: loading {args.model} ...", file=sys.stderr, flush=True)
-    return LLM(args.model, dtype=args.dtype, device=args.device, quant=args.quant, threads=args.threads, max_model_len=args.max_model_len)
+    return LLM(args.model, dtype=args.dtype, device=args.device, quant=args.quant, threads=args.threads, max_model_len=args.max_model_len,
+               speculative=args.speculative)
 
 
 def _params(llm, args):

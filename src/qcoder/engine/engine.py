@@ -18,6 +18,9 @@ Thinking budget: inside <think> (opened by the prompt's generation prompt or by 
 `thinking_budget` tokens the engine feeds the tokens of "\\n</think>\\n\\n" one per step instead of sampling.
 Structured output (params.constraint, see structured.py): outside <think>, sampled tokens are masked to the
 request's grammar, the masks computed while the forward runs; the request stops ("stop") when the grammar is complete.
+Speculative decoding (speculative="ngram", see speculative.py): a decode also feeds tokens drafted from the
+sequence's own text, and one step may emit several tokens for it; the stop rules are applied token by token, so
+nothing past a stop or max_tokens is ever emitted.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from qcoder.engine.kv_cache import BlockManager, default_kv_cache_memory, kv_cac
 from qcoder.engine.markers import THINK_CLOSE, THINK_OPEN
 from qcoder.engine.sampling import Logprobs, Sampler, SampleRow, SamplingParams, SeenTokens
 from qcoder.engine.scheduler import ScheduledSeq, Scheduler, Sequence
+from qcoder.engine.speculative import DEFAULT_DRAFT_TOKENS, DEFAULT_MODE, NgramDrafter, check_mode, verify_drafts
 from qcoder.engine.structured import GrammarMatcher, StructuredDecoding
 from qcoder.engine.tokenizer import IncrementalDecoder, Tokenizer
 from qcoder.errors import QcoderError
@@ -68,6 +72,7 @@ class _Request:
     forced: list[int] = field(default_factory=list)  # tokens to feed instead of sampling (thinking budget)
     seen: SeenTokens = field(default_factory=SeenTokens)  # distinct tokens so far (repetition penalty)
     matcher: GrammarMatcher | None = None  # structured output: where the output is in its grammar
+    drafter: NgramDrafter | None = None  # speculative decoding
 
 
 DTYPES = {
@@ -112,7 +117,8 @@ class LLMEngine:
         opts: max_model_len, max_num_seqs (16), max_num_batched_tokens (512), block_size (16),
         kv_cache_tokens (default: what kv_cache_memory holds), kv_cache_memory (bytes; default 1 GiB on CPU,
         80% of the free memory on a GPU),
-        enable_prefix_caching (True).
+        enable_prefix_caching (True), speculative ("none" or "ngram": speculative.py), draft_tokens (the most
+        tokens drafted per step, default 6).
         """
         from qcoder.model.loader import load_model
         from qcoder.model.registry import resolve_model
@@ -146,6 +152,8 @@ class LLMEngine:
         kv_cache_tokens: int | None = None,
         kv_cache_memory: int | None = None,
         enable_prefix_caching: bool = True,
+        speculative: str = DEFAULT_MODE,
+        draft_tokens: int = DEFAULT_DRAFT_TOKENS,
     ) -> None:
         from qcoder.model.qwen import allocate_kv_cache
 
@@ -170,7 +178,11 @@ class LLMEngine:
         self.max_model_len = min(model_len, capacity)
 
         self.block_manager = BlockManager(num_blocks, block_size, enable_prefix_caching)
-        self.scheduler = Scheduler(self.block_manager, max_num_seqs, max_num_batched_tokens)
+        self.speculative = check_mode(speculative)
+        self.draft_tokens = draft_tokens
+        NgramDrafter(draft_tokens)  # an invalid draft_tokens fails here, not at the first request
+        drafter = self._draft if speculative != "none" else None
+        self.scheduler = Scheduler(self.block_manager, max_num_seqs, max_num_batched_tokens, drafter)
         self.kv_caches = allocate_kv_cache(config, capacity, self.kv_dtype, self.device)
         self.sampler = Sampler()
         self.structured = StructuredDecoding(tokenizer, config.vocab_size)
@@ -178,7 +190,14 @@ class LLMEngine:
         self.eos_token_ids = set(tokenizer.eos_token_ids)
         self.think_start = tokenizer.token_to_id(THINK_OPEN)
         self.think_end = tokenizer.token_to_id(THINK_CLOSE)
-        self.counters = {"prompt_tokens_computed": 0, "generation_tokens": 0, "requests_finished": 0, "steps": 0}
+        self.counters = {
+            "prompt_tokens_computed": 0,
+            "generation_tokens": 0,
+            "requests_finished": 0,
+            "steps": 0,
+            "draft_tokens": 0,  # drafted tokens verified (speculative decoding)
+            "draft_tokens_accepted": 0,
+        }
 
     @cached_property
     def chat_template(self):
@@ -223,6 +242,7 @@ class LLMEngine:
             max_stop_len=max((len(s) for s in params.stop), default=0),
             thinking=self.opens_thinking(prompt),
             matcher=matcher,
+            drafter=NgramDrafter(self.draft_tokens) if self.speculative == "ngram" else None,
         )
         self.scheduler.add(seq)
 
@@ -280,17 +300,18 @@ class LLMEngine:
         if not plan:
             return []
         batch = self._build_batch(plan)
-        sampling = [self.requests[item.seq.request_id] for item in plan if item.samples]
-        rows = [self._sample_row(req) for req in sampling]
+        sampling = [item for item in plan if item.samples]
+        reqs = [self.requests[item.seq.request_id] for item in sampling]
+        rows = [self._sample_row(req) for req in reqs]
         masks = self.structured.start_masks(  # filled in a worker thread while the model runs
-            [(i, req.matcher) for i, req in enumerate(sampling) if self._constrained(req, rows[i])]
+            [(i, req.matcher) for i, req in enumerate(reqs) if self._constrained(req, rows[i])]
         )
         with torch.inference_mode():
             logits = self.model(batch, self.kv_caches)
         if masks is not None:
             for i, mask in masks.result().items():
                 rows[i].token_mask = mask
-        tokens, logprobs = self.sampler(logits, rows) if sampling else ([], [])
+        tokens, logprobs = self._choose_tokens(logits, sampling, rows)
 
         for item in plan:
             start = item.seq.num_computed_tokens
@@ -300,9 +321,35 @@ class LLMEngine:
         self.scheduler.update(plan)
         self.counters["steps"] += 1
         return [
-            self._append(req, token, lp, row.token_mask is not None)
-            for req, row, token, lp in zip(sampling, rows, tokens, logprobs, strict=True)
+            self._append(req, toks, lps, row.token_mask is not None)
+            for req, row, toks, lps in zip(reqs, rows, tokens, logprobs, strict=True)
         ]
+
+    def _choose_tokens(
+        self, logits: torch.Tensor, sampling: list[ScheduledSeq], rows: list[SampleRow]
+    ) -> tuple[list[list[int]], list[list[Logprobs | None]]]:
+        """The tokens each sampling sequence emits this step: one sampled token, or (with a draft) the accepted
+        drafted tokens and one more. `logits` has one row per sampling sequence plus one per drafted token."""
+        starts = [0]
+        for item in sampling:
+            starts.append(starts[-1] + 1 + len(item.draft))
+        plain = [i for i, item in enumerate(sampling) if not item.draft]
+        tokens: list[list[int]] = [[] for _ in sampling]
+        logprobs: list[list[Logprobs | None]] = [[] for _ in sampling]
+        if plain:  # one batched sampler call for every sequence without a draft
+            sampled, sampled_lps = self.sampler(logits[[starts[i] for i in plain]], [rows[i] for i in plain])
+            for i, token, lp in zip(plain, sampled, sampled_lps, strict=True):
+                tokens[i], logprobs[i] = [token], [lp]
+        drafted = [i for i, item in enumerate(sampling) if item.draft]
+        if drafted:  # one verification for every sequence with a draft
+            block = logits[[j for i in drafted for j in range(starts[i], starts[i + 1])]]
+            drafts = [sampling[i].draft for i in drafted]
+            verified = verify_drafts(self.sampler, block, [rows[i] for i in drafted], drafts)
+            for i, draft, (toks, lps) in zip(drafted, drafts, verified, strict=True):
+                tokens[i], logprobs[i] = toks, lps
+                self.counters["draft_tokens"] += len(draft)
+                self.counters["draft_tokens_accepted"] += len(toks) - 1
+        return tokens, logprobs
 
     def _build_batch(self, plan: list[ScheduledSeq]):
         from qcoder.model.qwen import ForwardBatch
@@ -311,19 +358,39 @@ class LLMEngine:
         block_tables = torch.zeros(len(seqs), max(len(s.block_table) for s in seqs), dtype=torch.int64)
         for i, s in enumerate(seqs):
             block_tables[i, : len(s.block_table)] = torch.tensor(s.block_table)
+        start = [s.num_computed_tokens for s in seqs]
         batch = ForwardBatch.from_sequences(
             [
-                s.token_ids[s.num_computed_tokens : s.num_computed_tokens + item.num_new_tokens]
-                for s, item in zip(seqs, plan, strict=True)
+                s.token_ids[c : c + item.num_new_tokens - len(item.draft)] + item.draft
+                for s, c, item in zip(seqs, start, plan, strict=True)
             ],
-            [s.num_computed_tokens for s in seqs],
+            start,
             block_tables,
             self.block_manager.block_size,
         )
-        # Logits only for sequences that sample this step (a partial prefill chunk has nothing to sample).
-        keep = torch.tensor([i for i, item in enumerate(plan) if item.samples], dtype=torch.int64)
-        batch.logits_indices = batch.logits_indices[keep]
+        # Logits only for sequences that sample this step (a partial prefill chunk has nothing to sample): the last
+        # row, and the rows of drafted tokens before it.
+        keep = torch.tensor(
+            [
+                int(end) - k
+                for end, item in zip(batch.logits_indices, plan, strict=True)
+                if item.samples
+                for k in range(len(item.draft), -1, -1)
+            ],
+            dtype=torch.int64,
+        )
+        batch.logits_indices = keep
         return batch if self.device.type == "cpu" else batch.to(self.device)
+
+    def _draft(self, seq: Sequence, most: int) -> list[int]:
+        """The scheduler's drafter: tokens to verify after the decoding sequence's last one (speculative.py)."""
+        req = self.requests[seq.request_id]
+        params = seq.params
+        if req.drafter is None or req.matcher is not None or req.forced or params.thinking_budget is not None:
+            return []
+        # One emitted token is the model's own: draft at most max_tokens - 1 past the output so far.
+        room = seq.max_tokens - (len(seq.token_ids) - seq.num_prompt_tokens) - 1
+        return req.drafter.propose(seq.token_ids, min(most, room))
 
     def _sample_row(self, req: _Request) -> SampleRow:
         budget = req.seq.params.thinking_budget
@@ -344,7 +411,41 @@ class LLMEngine:
         """Whether this step's token is under the request's grammar: not while thinking, not a forced token."""
         return req.matcher is not None and not req.thinking and row.forced_token is None
 
-    def _append(self, req: _Request, token: int, logprobs: Logprobs | None, constrained: bool) -> RequestOutput:
+    def _append(
+        self, req: _Request, tokens: list[int], logprobs: list[Logprobs | None], constrained: bool
+    ) -> RequestOutput:
+        """Add a step's tokens to the request, stopping at the first that finishes it; returns its output."""
+        seq = req.seq
+        finish_reason, emitted = None, 0
+        for token in tokens:
+            emitted += 1
+            finish_reason = self._add_token(req, token, constrained)
+            if finish_reason is not None:
+                break
+        if finish_reason is None and emitted > 1:
+            self.scheduler.accept_drafted(seq, emitted - 1)  # all but the newest were fed to this step's forward
+        if finish_reason is None:
+            end = max(req.emitted, len(req.text) - max(req.max_stop_len - 1, 0))
+        else:
+            end = len(req.text)
+            self.requests.pop(seq.request_id)
+            self.scheduler.finish(seq)
+            self.counters["requests_finished"] += 1
+        delta, req.emitted = req.text[req.emitted : end], end
+        return RequestOutput(
+            request_id=seq.request_id,
+            new_token_ids=tokens[:emitted],
+            text_delta=delta,
+            finished=finish_reason is not None,
+            finish_reason=finish_reason,
+            logprobs=None if logprobs[0] is None else logprobs[:emitted],
+            prompt_tokens=seq.num_prompt_tokens,
+            completion_tokens=len(seq.token_ids) - seq.num_prompt_tokens,
+            cached_tokens=seq.num_cached_tokens,
+        )
+
+    def _add_token(self, req: _Request, token: int, constrained: bool) -> str | None:
+        """Append one token and its text; returns the finish reason it causes ("stop", "length") or None."""
         seq, params = req.seq, req.seq.params
         seq.token_ids.append(token)
         if constrained:
@@ -375,23 +476,4 @@ class LLMEngine:
             finish_reason = "length"
         if finish_reason is not None and not hits:
             req.text += req.decoder.flush()  # an incomplete UTF-8 tail becomes U+FFFD, as in a full decode
-
-        if finish_reason is None:
-            end = max(req.emitted, len(req.text) - max(req.max_stop_len - 1, 0))
-        else:
-            end = len(req.text)
-            self.requests.pop(seq.request_id)
-            self.scheduler.finish(seq)
-            self.counters["requests_finished"] += 1
-        delta, req.emitted = req.text[req.emitted : end], end
-        return RequestOutput(
-            request_id=seq.request_id,
-            new_token_ids=[token],
-            text_delta=delta,
-            finished=finish_reason is not None,
-            finish_reason=finish_reason,
-            logprobs=None if logprobs is None else [logprobs],
-            prompt_tokens=seq.num_prompt_tokens,
-            completion_tokens=len(seq.token_ids) - seq.num_prompt_tokens,
-            cached_tokens=seq.num_cached_tokens,
-        )
+        return finish_reason

@@ -117,12 +117,13 @@ class BlockManager:
         self.ref_counts[block] = 1
         return block
 
-    def can_append(self, seq: BlockOwner) -> bool:
-        return self.blocks_needed(len(seq.token_ids)) <= len(seq.block_table) or len(self.free) > 0
+    def can_append(self, seq: BlockOwner, extra: int = 0) -> bool:
+        """Whether there are slots for the sequence's tokens and `extra` more after them (a draft)."""
+        return self.blocks_needed(len(seq.token_ids) + extra) - len(seq.block_table) <= len(self.free)
 
-    def append_slot(self, seq: BlockOwner) -> None:
-        """Make room for the sequence's newest token (call after can_append)."""
-        if self.blocks_needed(len(seq.token_ids)) > len(seq.block_table):
+    def append_slot(self, seq: BlockOwner, extra: int = 0) -> None:
+        """Make room for the sequence's newest token and `extra` more (call after can_append)."""
+        while self.blocks_needed(len(seq.token_ids) + extra) > len(seq.block_table):
             seq.block_table.append(self._take_free_block())
 
     def cache_computed_blocks(self, seq: BlockOwner) -> None:

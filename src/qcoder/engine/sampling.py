@@ -139,6 +139,7 @@ class SampleRow:
     forced_token: int | None = None  # emit this token instead of sampling (thinking budget)
     seen: SeenTokens | None = None  # the request's distinct tokens so far (else computed from token_ids)
     token_mask: torch.Tensor | None = None  # structured output: the allowed tokens as a bitmask (int32 words)
+    pending: list[int] = field(default_factory=list)  # drafted tokens after token_ids, counted by the penalties
 
 
 Logprobs = tuple[float, list[tuple[int, float]]]  # (sampled token's logprob, top-N [(token_id, logprob)])
@@ -150,7 +151,33 @@ class Sampler:
         logits = logits.float()
         want_logprobs = [r.params.logprobs is not None for r in rows]
         raw_logprobs = torch.log_softmax(logits, dim=-1) if any(want_logprobs) else None
+        tokens = self._sample(self.process(logits, rows), rows)
+        for i, row in enumerate(rows):
+            if row.forced_token is not None:
+                tokens[i] = row.forced_token
+        logprobs: list[Logprobs | None] = [None] * len(rows)
+        for i, row in enumerate(rows):
+            if want_logprobs[i]:
+                logprobs[i] = token_logprobs(raw_logprobs[i], tokens[i], row.params.logprobs)
+        return tokens, logprobs
 
+    def distributions(self, logits: torch.Tensor, rows: list[SampleRow]) -> torch.Tensor:
+        """The distribution each row's token is drawn from, [B, vocab] fp32: after penalties, the grammar mask,
+        temperature, top_k, top_p and min_p; one-hot on the choice for greedy rows. Speculative decoding
+        (speculative.py) checks drafted tokens against it."""
+        logits = self.process(logits.float(), rows)
+        probs = torch.zeros_like(logits)
+        greedy = [i for i, r in enumerate(rows) if r.params.greedy]
+        if greedy:
+            probs[greedy, logits[greedy].argmax(dim=-1)] = 1.0
+        for group in self._random_groups(rows, logits.shape[1]):
+            group_probs, ids = _filtered_probs(logits[group], [rows[i] for i in group])
+            group_probs = group_probs / group_probs.sum(dim=-1, keepdim=True)  # min_p leaves them unnormalised
+            probs[group] = group_probs if ids is None else probs[group].scatter(1, ids, group_probs)
+        return probs
+
+    def process(self, logits: torch.Tensor, rows: list[SampleRow]) -> torch.Tensor:
+        """Penalties, then the grammar masks of constrained rows (fp32 logits in, new logits out)."""
         if any(
             r.params.repetition_penalty != 1 or r.params.presence_penalty or r.params.frequency_penalty for r in rows
         ):
@@ -162,20 +189,7 @@ class Sampler:
             index = torch.tensor(masked, device=logits.device)
             allowed = apply_bitmask(logits[index], torch.stack([rows[i].token_mask for i in masked]))
             logits = logits.index_put((index,), allowed)  # out of place: the model's logits are inference tensors
-        tokens = self._sample(logits, rows)
-        for i, row in enumerate(rows):
-            if row.forced_token is not None:
-                tokens[i] = row.forced_token
-
-        logprobs: list[Logprobs | None] = [None] * len(rows)
-        for i, row in enumerate(rows):
-            if want_logprobs[i]:
-                top: list[tuple[int, float]] = []
-                if row.params.logprobs:
-                    values, ids = raw_logprobs[i].topk(row.params.logprobs)
-                    top = list(zip(ids.tolist(), values.tolist(), strict=True))
-                logprobs[i] = (raw_logprobs[i, tokens[i]].item(), top)
-        return tokens, logprobs
+        return logits
 
     @staticmethod
     def _apply_penalties(logits: torch.Tensor, rows: list[SampleRow]) -> torch.Tensor:
@@ -188,9 +202,11 @@ class Sampler:
                     seen = row.seen.update(row.token_ids).to(device)
                 else:
                     seen = torch.tensor(sorted(set(row.token_ids)), dtype=torch.long, device=device)
+                if row.pending:  # a repeated id is harmless: every copy writes the same penalized value
+                    seen = torch.cat([seen, torch.tensor(row.pending, dtype=torch.long, device=device)])
                 values = logits[i, seen]
                 logits[i, seen] = torch.where(values > 0, values / p.repetition_penalty, values * p.repetition_penalty)
-            output = row.token_ids[row.num_prompt_tokens :]
+            output = row.token_ids[row.num_prompt_tokens :] + row.pending
             if (p.presence_penalty or p.frequency_penalty) and output:
                 # OpenAI semantics: logit -= frequency * count + presence * (count > 0), over output tokens.
                 ids, counts = torch.tensor(output, dtype=torch.long, device=device).unique(return_counts=True)
@@ -198,29 +214,61 @@ class Sampler:
         return logits
 
     @staticmethod
-    def _sample(logits: torch.Tensor, rows: list[SampleRow]) -> list[int]:
-        tokens = logits.argmax(dim=-1).tolist()  # the answer for greedy rows
-        vocab = logits.shape[1]
+    def _random_groups(rows: list[SampleRow], vocab: int) -> list[list[int]]:
+        """The sampled (non-greedy) rows in two groups: rows with a top_k only need their top candidates (a cheap
+        topk instead of sorting the vocabulary). The groups are sampled apart so that a row's random draws never
+        depend on its neighbours."""
         random_rows = [i for i, r in enumerate(rows) if not r.params.greedy]
-        # Rows with a top_k only need their top candidates (a cheap topk instead of sorting the vocabulary).
-        # The two groups are sampled apart so that a row's random draws never depend on its neighbours.
         with_k = [i for i in random_rows if 0 < rows[i].params.top_k < vocab]
         without_k = [i for i in random_rows if not 0 < rows[i].params.top_k < vocab]
-        for group in (with_k, without_k):
-            if group:
-                for i, token in zip(group, _sample_group(logits[group], [rows[i] for i in group]), strict=True):
-                    tokens[i] = token
+        return [group for group in (with_k, without_k) if group]
+
+    @classmethod
+    def _sample(cls, logits: torch.Tensor, rows: list[SampleRow]) -> list[int]:
+        tokens = logits.argmax(dim=-1).tolist()  # the answer for greedy rows
+        for group in cls._random_groups(rows, logits.shape[1]):
+            for i, token in zip(group, _sample_group(logits[group], [rows[i] for i in group]), strict=True):
+                tokens[i] = token
         return tokens
 
 
+def token_logprobs(raw: torch.Tensor, token: int, top_n: int) -> Logprobs:
+    """A token's entry from one row of the model's raw log-softmax: its logprob and the top `top_n` [(id, logprob)]."""
+    top: list[tuple[int, float]] = []
+    if top_n:
+        values, ids = raw.topk(top_n)
+        top = list(zip(ids.tolist(), values.tolist(), strict=True))
+    return raw[token].item(), top
+
+
 def _sample_group(logits: torch.Tensor, rows: list[SampleRow]) -> list[int]:
+    probs, ids = _filtered_probs(logits, rows)
+    # Exponential race: argmax(p / E) with E ~ Exp(1) draws from p (no renormalisation needed).
+    # Each row draws exactly as many numbers as it has candidates, from its own generator when seeded.
+    top_k = _top_k(rows, logits.shape[1])
+    noise = torch.ones_like(probs)
+    for i, (row, k) in enumerate(zip(rows, top_k, strict=True)):
+        noise[i, :k].exponential_(generator=row.generator)
+    choice = (probs / noise).argmax(dim=-1)
+    if ids is not None:
+        choice = ids.gather(1, choice[:, None]).squeeze(1)
+    return choice.tolist()
+
+
+def _top_k(rows: list[SampleRow], vocab: int) -> list[int]:
+    return [r.params.top_k if 0 < r.params.top_k < vocab else vocab for r in rows]
+
+
+def _filtered_probs(logits: torch.Tensor, rows: list[SampleRow]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """temperature -> top_k -> top_p -> min_p for rows that sample. Returns the probabilities (not renormalised
+    after min_p) and, when the columns are candidates sorted by logit, their token ids (else None: column = id)."""
     vocab = logits.shape[1]
     device = logits.device
     logits = logits / torch.tensor([r.params.temperature for r in rows], device=device)[:, None]
-    top_k = [r.params.top_k if 0 < r.params.top_k < vocab else vocab for r in rows]
+    top_k = _top_k(rows, vocab)
     top_p = [r.params.top_p for r in rows]
 
-    ids = None  # column -> token id, when the columns are candidates sorted by logit
+    ids = None
     if max(top_k) < vocab:
         logits, ids = logits.topk(max(top_k), dim=-1)
     elif min(top_p) < 1.0:
@@ -239,13 +287,4 @@ def _sample_group(logits: torch.Tensor, rows: list[SampleRow]) -> list[int]:
     if bool((min_p > 0).any()):
         threshold = min_p[:, None] * probs.max(dim=-1, keepdim=True).values
         probs = probs.masked_fill(probs < threshold, 0.0)
-
-    # Exponential race: argmax(p / E) with E ~ Exp(1) draws from p (no renormalisation needed).
-    # Each row draws exactly as many numbers as it has candidates, from its own generator when seeded.
-    noise = torch.ones_like(probs)
-    for i, (row, k) in enumerate(zip(rows, top_k, strict=True)):
-        noise[i, :k].exponential_(generator=row.generator)
-    choice = (probs / noise).argmax(dim=-1)
-    if ids is not None:
-        choice = ids.gather(1, choice[:, None]).squeeze(1)
-    return choice.tolist()
+    return probs, ids

@@ -8,12 +8,18 @@ Each `schedule()` builds one step under a token budget (`max_num_batched_tokens`
   3. waiting sequences are admitted in arrival order while the budget, `max_num_seqs` and the free
      blocks allow, taking their cached prefix blocks.
 A sequence whose chunk reaches its last token is sampled this step; a partial chunk is not.
+
+Speculative decoding (speculative.py): with a `drafter`, a decode may also feed drafted tokens after its last one,
+after every decode has its slot and within the token budget; a draft never preempts anything (without free blocks
+it is dropped). Only the last token counts as computed in `update`; the engine adds the drafted tokens it accepts
+with `accept_drafted`, and the cache slots of rejected ones are simply written again later.
 """
 
 from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from qcoder.engine.kv_cache import BlockManager
@@ -49,20 +55,29 @@ class Sequence:
 @dataclass
 class ScheduledSeq:
     seq: Sequence
-    num_new_tokens: int  # tokens computed this step: token_ids[num_computed_tokens : +num_new_tokens]
+    num_new_tokens: int  # tokens fed this step: token_ids[num_computed_tokens:][:num_new_tokens - len(draft)] + draft
+    draft: list[int] = field(default_factory=list)  # drafted tokens fed after a decode's last token
 
     @property
     def samples(self) -> bool:
-        return self.seq.num_computed_tokens + self.num_new_tokens == len(self.seq.token_ids)
+        return self.seq.num_computed_tokens + self.num_new_tokens - len(self.draft) == len(self.seq.token_ids)
 
 
 class Scheduler:
-    def __init__(self, block_manager: BlockManager, max_num_seqs: int = 16, max_num_batched_tokens: int = 512):
+    def __init__(
+        self,
+        block_manager: BlockManager,
+        max_num_seqs: int = 16,
+        max_num_batched_tokens: int = 512,
+        drafter: Callable[[Sequence, int], list[int]] | None = None,
+    ):
+        """drafter(seq, most): up to `most` tokens to feed after the decoding sequence's last one (speculation)."""
         if max_num_batched_tokens < max_num_seqs:
             raise QcoderError("max_num_batched_tokens must be >= max_num_seqs (each decode needs one token)")
         self.blocks = block_manager
         self.max_num_seqs = max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens
+        self.drafter = drafter
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.num_preemptions = 0
@@ -93,6 +108,8 @@ class Scheduler:
             self.blocks.append_slot(seq)
             scheduled.append(ScheduledSeq(seq, 1))
             budget -= 1
+        if self.drafter is not None:
+            budget = self._add_drafts(scheduled, budget)
 
         # 2. Running prefills continue with the next chunk.
         for seq in self.running:
@@ -120,6 +137,19 @@ class Scheduler:
             budget -= n
         return scheduled
 
+    def _add_drafts(self, decodes: list[ScheduledSeq], budget: int) -> int:
+        """Give decodes their drafted tokens while the budget and the free blocks allow; returns the budget left."""
+        for item in decodes:
+            if budget == 0:
+                break
+            draft = self.drafter(item.seq, budget)[:budget]
+            if draft and self.blocks.can_append(item.seq, len(draft)):
+                self.blocks.append_slot(item.seq, len(draft))
+                item.draft = draft
+                item.num_new_tokens += len(draft)
+                budget -= len(draft)
+        return budget
+
     def _preempt(self, seq: Sequence) -> None:
         self.running.remove(seq)
         self.blocks.free_sequence(seq)
@@ -130,8 +160,13 @@ class Scheduler:
     def update(self, scheduled: list[ScheduledSeq]) -> None:
         """Record that the scheduled tokens were computed (before any sampled token is appended)."""
         for item in scheduled:
-            item.seq.num_computed_tokens += item.num_new_tokens
+            item.seq.num_computed_tokens += item.num_new_tokens - len(item.draft)
             self.blocks.cache_computed_blocks(item.seq)
+
+    def accept_drafted(self, seq: Sequence, n: int) -> None:
+        """The sequence's newest n tokens (appended by the engine) are drafted ones this step computed."""
+        seq.num_computed_tokens += n
+        self.blocks.cache_computed_blocks(seq)
 
     def finish(self, seq: Sequence) -> None:
         """Remove a sequence (finished or aborted) and free its blocks at once."""

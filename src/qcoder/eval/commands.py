@@ -118,7 +118,7 @@ def _generator(args, sampling):
     from qcoder.model.registry import DEFAULT_MODEL
 
     model = args.model or DEFAULT_MODEL
-    return EngineGenerator(qcoder.LLM(model, quant=args.quant, threads=args.threads), model, sampling)
+    return EngineGenerator(qcoder.LLM(model, quant=args.quant, threads=args.threads, speculative=args.speculative), model, sampling)
 
 
 def _run_polyglot(args, output: Path, names: list[str] | None, temperature: float) -> int:

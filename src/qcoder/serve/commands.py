@@ -96,7 +96,7 @@ def run(args) -> int:
 
     model = args.model or DEFAULT_MODEL
     api_key = args.api_key or os.environ.get("QCODER_API_KEY") or None
-    opts = {"max_num_seqs": args.max_num_seqs}
+    opts = {"max_num_seqs": args.max_num_seqs, "speculative": args.speculative}
     if args.max_model_len:
         opts["max_model_len"] = args.max_model_len
     engine = LLMEngine(model, dtype=args.dtype, quant=args.quant, threads=args.threads, **opts)
