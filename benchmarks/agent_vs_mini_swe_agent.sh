@@ -2,6 +2,7 @@
 # The agent suite solved by qcoder and by mini-swe-agent (PyPI), same model, same tasks, one table each.
 #
 #   benchmarks/agent_vs_mini_swe_agent.sh MODEL [extra `qcoder eval agent` options, e.g. --tasks a,b --timeout 600]
+#   (the tasks are benchmarks/agent_tasks unless the options give another --dir)
 #
 # mini-swe-agent drives the model through `qcoder serve` (its litellm client speaks the OpenAI API with tool
 # calls); qcoder runs its own agent in-process on the same GGUF. Set MINI to the `mini` executable when it is
@@ -31,8 +32,9 @@ done
 MINI_CMD="env MSWEA_CONFIGURED=true MSWEA_COST_TRACKING=ignore_errors OPENAI_API_KEY=local $MINI -y --exit-immediately \
  -m openai/$MODEL -c mini.yaml -c model.model_kwargs.api_base=http://127.0.0.1:$PORT/v1 -c agent.step_limit=30 \
  -c agent.cost_limit=0 -o {workspace}/../mini.traj.json -t {task}"
-"$PY" -m qcoder eval agent --model "$MODEL" --agent-cmd "$MINI_CMD" --output "$OUT/mini-swe-agent" --allow-errors "$@"
+"$PY" -m qcoder eval agent --dir benchmarks/agent_tasks --agent-cmd "$MINI_CMD" \
+    --output "$OUT/mini-swe-agent" --allow-errors "$@"
 kill $SERVER; wait $SERVER 2>/dev/null || true; trap - EXIT
 
-"$PY" -m qcoder eval agent --model "$MODEL" --output "$OUT/qcoder" --allow-errors "$@"
+"$PY" -m qcoder eval agent --dir benchmarks/agent_tasks --model "$MODEL" --output "$OUT/qcoder" --allow-errors "$@"
 echo "tables above; results in $OUT/{mini-swe-agent,qcoder}/summary.json"
