@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import PurePosixPath
 
+from qcoder.agent.testing import is_test_file
+
 FENCE = re.compile(r"^[ \t]*```[ \t]*([^\n`]*)\n(.*?)^[ \t]*```[ \t]*$", re.S | re.M)
 PATH_LIKE = re.compile(r"[\w./-]+\.\w+")
 DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -114,17 +116,14 @@ def _parse(code: str) -> ast.Module | None:
     return None
 
 
-def _defining_file(code: str, known: list[str], read: Callable[[str], str | None]) -> str | None:
-    """The Python file that already defines most of the block's top-level names."""
+def _defining_file(code: str, sources: dict[str, str]) -> str | None:
+    """The Python file (of `sources`, path -> text) that already defines most of the block's top-level names."""
     tree = _parse(code)
     if tree is None:
         return None
     wanted = {n.name for n in tree.body if isinstance(n, DEFINITIONS) and not n.name.startswith("test")}
     best, best_hits = None, 0
-    for path in known:
-        if not path.endswith(".py") or not wanted:
-            continue
-        source = read(path) or ""
+    for path, source in sources.items():
         hits = sum(1 for name in wanted if _defines(source, name))
         if hits > best_hits:
             best, best_hits = path, hits
@@ -140,16 +139,18 @@ def _split_by_file(code: str, known: list[str], read: Callable[[str], str | None
     """The block cut into one piece per file: each top-level definition goes to the file that defines it (a reply
     often rewrites a function and its caller from another module together); new names, imports and other
     statements go to the file that defines most of the block."""
-    primary = _defining_file(code, known, read) or default
+    sources = {p: read(p) or "" for p in known if p.endswith(".py")}  # each file read once
+    primary = _defining_file(code, sources) or default
     tree = _parse(code)
     if primary is None or tree is None:
         return [(primary, code)] if primary else []
     lines = (code if _try_parse(code) else textwrap.dedent(code)).splitlines()
+    primary_source = sources.get(primary, read(primary) or "")
     pieces: dict[str, list[str]] = {}
     for node in tree.body:
         home = primary
-        if isinstance(node, DEFINITIONS) and not _defines(read(primary) or "", node.name):
-            home = next((p for p in known if p.endswith(".py") and _defines(read(p) or "", node.name)), primary)
+        if isinstance(node, DEFINITIONS) and not _defines(primary_source, node.name):
+            home = next((p for p, text in sources.items() if _defines(text, node.name)), primary)
         pieces.setdefault(home, []).extend([*_node_lines(node, lines), "", ""])
     return [(path, "\n".join(chunk).rstrip() + "\n") for path, chunk in pieces.items()]
 
@@ -333,10 +334,10 @@ def import_missing_names(source: str, path: str, known: list[str], read: Callabl
     missing = sorted(_unbound_globals(source))
     if not missing:
         return source
+    sources = {p: read(p) or "" for p in known if p.endswith(".py") and p != path and not is_test_file(p)}
     adds = []
     for name in missing:
-        homes = [p for p in known if p.endswith(".py") and p != path and not _is_test_path(p)
-                 and _binds_top_level(read(p) or "", name)]
+        homes = [p for p, text in sources.items() if _binds_top_level(text, name)]
         if len(homes) == 1:
             module = homes[0].removesuffix(".py").removesuffix("/__init__").replace("/", ".")
             adds.append(f"from {module} import {name}")
@@ -372,7 +373,3 @@ def _binds_top_level(source: str, name: str) -> bool:
 def _defines_top_level(source: str, name: str) -> bool:
     return re.search(rf"^(async\s+def|def|class)\s+{re.escape(name)}\b", source, re.M) is not None
 
-
-def _is_test_path(path: str) -> bool:
-    name = PurePosixPath(path).name
-    return name.startswith("test_") or name.endswith("_test.py") or "tests/" in f"/{path}" or name == "conftest.py"
