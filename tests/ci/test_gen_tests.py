@@ -88,8 +88,13 @@ class TestSignZero(unittest.TestCase):
         self.assertEqual(sign(0), 0)
 
 
+def test_calls_without_checking():
+    clamp(20, 0, 10)
+
+
 def test_cut_off_by_the_token_limit():
-    assert clamp('''  # the reply ends here: no closing fence, an unfinished function
+    assert clamp(20, 0, 10) == 10
+    assert clamp('''  # the reply ends here, inside a statement: the finished assert above is kept
 
 
 @pytest.fixture
@@ -116,8 +121,10 @@ def test_only_tests_that_earn_their_place_are_kept(project, capsys):
         "test_uses_the_clock": "nondeterministic",
         "test_sign_negative": "kept",  # parametrized, over a helper constant: both cases pass
         "TestSignZero": "kept",  # a unittest-style class is one candidate
+        "test_calls_without_checking": "unchecked",  # covers a new line, but could not fail on a wrong value
+        "test_cut_off_by_the_token_limit": "kept",  # its finished first line covers the `x > hi` branch
     }
-    assert (report["generated"], report["kept"]) == (9, 4)
+    assert (report["generated"], report["kept"]) == (11, 5)
     before, after = report["coverage"]
     assert before == 0 and 0 < after < 1
     assert report["mutants"] > 0 and report["mutation_score"][0] == 0 < report["mutation_score"][1]

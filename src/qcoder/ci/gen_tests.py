@@ -61,7 +61,7 @@ class Target:
 class Candidate:
     name: str
     code: str
-    status: str = "generated"  # generated, invalid, nondeterministic, failed, flaky, useless, kept
+    status: str = "generated"  # generated, unchecked, nondeterministic, failed, flaky, useless, kept
     detail: str = ""
     lines: set[int] = field(default_factory=set)
     kills: set[int] = field(default_factory=set)
@@ -122,7 +122,10 @@ def parse_candidates(reply: str) -> tuple[str, list[Candidate]]:
                 imports.append(ast.unparse(node))
             elif (isinstance(node, ast.FunctionDef) and node.name.startswith("test")) or _is_test_class(node):
                 if all(c.name != node.name for c in candidates):
-                    candidates.append(Candidate(node.name, ast.unparse(node)))
+                    candidate = Candidate(node.name, ast.unparse(node))
+                    if not _checks_something(node):
+                        candidate.status, candidate.detail = "unchecked", "asserts nothing"
+                    candidates.append(candidate)
             elif isinstance(node, HELPERS) and not _is_test_class(node):
                 code = ast.unparse(node)
                 if not NONDETERMINISTIC.search(code):
@@ -139,17 +142,27 @@ def _is_test_class(node: ast.AST) -> bool:
         ast.unparse(base).endswith("TestCase") for base in node.bases))
 
 
+def _checks_something(node: ast.AST) -> bool:
+    """A test earns a run only if it can fail on a wrong value: an assert, pytest.raises or a self.assert*."""
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Assert):
+            return True
+        if isinstance(sub, ast.Call):
+            name = ast.unparse(sub.func)
+            if name.endswith(("raises", "warns")) or name.startswith("self.assert"):
+                return True
+    return False
+
+
 def _parse_salvaging(block: str) -> ast.Module | None:
-    """The block's syntax tree; a reply cut off in the middle of a function loses that function, not the block."""
+    """The block's syntax tree. A reply cut off in the middle of a function keeps that function's finished
+    statements (trailing lines dropped until it parses); a test left with no check is dropped later."""
     lines = block.splitlines()
-    while lines:
+    for end in range(len(lines), 0, -1):
         try:
-            return ast.parse("\n".join(lines))
+            return ast.parse("\n".join(lines[:end]))
         except SyntaxError:
-            starts = [i for i, line in enumerate(lines) if i and re.match(r"(async def |def |class |@)", line)]
-            if not starts:
-                return None
-            lines = lines[:starts[-1]]
+            continue
     return None
 
 
@@ -273,7 +286,7 @@ def generate(client, target: Target, *, function: str | None = None, n: int = 8,
     report = GenReport(target.module, candidates)
     runner = Runner(target, baseline or {}, timeout)
     runnable = []
-    for c in candidates:
+    for c in (c for c in candidates if c.status == "generated"):
         hit = NONDETERMINISTIC.search(c.code)
         if hit:
             c.status, c.detail = "nondeterministic", f"uses {hit.group(0)}"
