@@ -14,7 +14,7 @@ from qcoder.agent.permissions import Permissions
 from qcoder.agent.plugins import plugin_tools
 from qcoder.agent.repair import Repair, RepairSettings
 from qcoder.agent.session import Session
-from qcoder.agent.settings import ProjectTool, Settings, load_settings, user_dir, user_settings, workspace_settings
+from qcoder.agent.settings import ProjectTool, load_settings, user_dir, user_settings, workspace_settings
 from qcoder.agent.testing import Tester, detect_test_command
 from qcoder.agent.tools.files import file_tools
 from qcoder.agent.tools.project import project_tools
@@ -46,8 +46,8 @@ def _readable(read, workspace: Path) -> dict:
 class Built:
     """The agent plus what must be closed when it is done (MCP connections)."""
 
-    def __init__(self, agent: Agent, settings: Settings, closers: list):
-        self.agent, self.settings, self._closers = agent, settings, closers
+    def __init__(self, agent: Agent, closers: list):
+        self.agent, self._closers = agent, closers
 
     def close(self) -> None:
         for close in self._closers:
@@ -115,4 +115,4 @@ def build(args, *, emit=None, ask=None, ask_trust=None, warn=None) -> Built:
         emit=emit or (lambda event, **data: None),
         repair=Repair(tester, RepairSettings.from_settings(settings.repair)),
     )
-    return Built(agent, settings, closers)
+    return Built(agent, closers)

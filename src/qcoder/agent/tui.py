@@ -144,7 +144,8 @@ class Tui:
             if rest:
                 from qcoder.client import make_client
 
-                self.agent.client = make_client(rest, self.args.base_url, self.args.api_key)
+                self.agent.client = make_client(rest, self.args.base_url, self.args.api_key,
+                                                engine_opts={"speculative": self.args.speculative})
                 if self.agent.compressor:
                     self.agent.compressor.client = self.agent.client
             self.console.print(f"model: {self.agent.client.model}")
