@@ -25,21 +25,25 @@ class ChatResponse:
 
 
 class ChatClient:
-    """Base: `chat(messages, tools=None, *, on_delta=None, **sampling) -> ChatResponse`."""
+    """Base: `chat(messages, tools=None, *, on_delta=None, json_schema=None, **sampling) -> ChatResponse`.
+    `json_schema`: the reply must be JSON valid against it (response_format json_schema; the built-in engine
+    enforces it while decoding)."""
 
     model: str
 
-    def chat(self, messages, tools=None, *, on_delta: Callable[[str], None] | None = None, **sampling) -> ChatResponse:
+    def chat(self, messages, tools=None, *, on_delta: Callable[[str], None] | None = None, json_schema: dict | None = None,
+             **sampling) -> ChatResponse:
         raise NotImplementedError
 
     def count_tokens(self, text: str) -> int:
         """Tokens in `text`; a chars/4 estimate unless the client knows the model's tokenizer."""
         return len(text) // 4 + 1
 
-    def sample(self, messages, n: int, *, prefix: str = "", **sampling) -> list[ChatResponse]:
+    def sample(self, messages, n: int, *, prefix: str = "", json_schema: dict | None = None,
+               **sampling) -> list[ChatResponse]:
         """`n` independent replies to the same messages, without tools (the repair path's candidates). `prefix` is
         how the replies should begin; clients that can force it (the built-in engine) do, the others ignore it."""
-        return _parallel(lambda: self.chat(messages, **sampling), n)
+        return _parallel(lambda: self.chat(messages, json_schema=json_schema, **sampling), n)
 
 
 class OpenAIClient(ChatClient):
@@ -58,14 +62,17 @@ class OpenAIClient(ChatClient):
             timeout=timeout,
         )
 
-    def chat(self, messages, tools=None, *, on_delta=None, **sampling) -> ChatResponse:
-        kwargs = self._kwargs(messages, tools, sampling)
+    def chat(self, messages, tools=None, *, on_delta=None, json_schema=None, **sampling) -> ChatResponse:
+        kwargs = self._kwargs(messages, tools, sampling, json_schema)
         return self._with_retries(lambda: self._stream(kwargs, on_delta) if on_delta else self._once(kwargs))
 
-    def _kwargs(self, messages, tools, sampling) -> dict:
+    def _kwargs(self, messages, tools, sampling, json_schema=None) -> dict:
         kwargs = {"model": self.model, "messages": messages}
         if tools:
             kwargs["tools"] = tools
+        if json_schema is not None:
+            kwargs["response_format"] = {"type": "json_schema",
+                                         "json_schema": {"name": "answer", "schema": json_schema, "strict": True}}
         from qcoder.engine.sampling_fields import EXTRA_SAMPLING_FIELDS, OPENAI_SAMPLING_FIELDS, check_sampling_names
 
         check_sampling_names(sampling)
@@ -75,12 +82,12 @@ class OpenAIClient(ChatClient):
             kwargs["extra_body"] = extra
         return kwargs
 
-    def sample(self, messages, n: int, *, prefix: str = "", **sampling) -> list[ChatResponse]:
+    def sample(self, messages, n: int, *, prefix: str = "", json_schema=None, **sampling) -> list[ChatResponse]:
         """One request with `n` choices; an endpoint that returns fewer (or rejects `n`) is topped up with
         parallel single requests. (`prefix` is not forced: the OpenAI API has no portable way to.)"""
         import openai
 
-        kwargs = self._kwargs(messages, None, sampling)
+        kwargs = self._kwargs(messages, None, sampling, json_schema)
         try:
             completion = self._with_retries(lambda: self._client.chat.completions.create(**kwargs, n=n))
             replies = [self._response(completion, choice) for choice in completion.choices[:n]]
@@ -195,13 +202,16 @@ class EngineClient(ChatClient):
         self._ids = itertools.count()
         self._prompt_lock = threading.Lock()  # template rendering and encoding: cheap, kept to one thread at a time
 
-    def chat(self, messages, tools=None, *, on_delta=None, **sampling) -> ChatResponse:
+    def chat(self, messages, tools=None, *, on_delta=None, json_schema=None, **sampling) -> ChatResponse:
         from qcoder.engine.assistant import finish_reason, parse_assistant
         from qcoder.engine.sampling import SamplingParams, check_sampling_names
+        from qcoder.engine.structured import Constraint
 
         check_sampling_names(sampling)
         params = SamplingParams(**{k: v for k, v in sampling.items() if v is not None})
-        if tools and self.constrain_tools:
+        if json_schema is not None:
+            params.constraint = Constraint.json_schema(json_schema)
+        elif tools and self.constrain_tools:
             params.constraint = self._answer_or_one_call(tools)
         engine = self._llm.engine
         with self._prompt_lock:
@@ -269,15 +279,18 @@ class EngineClient(ChatClient):
     def __del__(self):  # a dropped client (the TUI's /model switch) must not keep its model alive in its threads
         self.close()
 
-    def sample(self, messages, n: int, *, prefix: str = "", **sampling) -> list[ChatResponse]:
+    def sample(self, messages, n: int, *, prefix: str = "", json_schema=None, **sampling) -> list[ChatResponse]:
         """`n` sequences of one prompt decoded as one batch (a seed would make them identical: dropped). Each
         reply is forced to begin with `prefix` (e.g. "```python\ndef name("), which keeps small models from
         answering with a copy of the test instead of the function."""
         from qcoder.engine.reasoning import split_reasoning
         from qcoder.engine.sampling import SamplingParams, check_sampling_names
+        from qcoder.engine.structured import Constraint
 
         check_sampling_names(sampling)
         params = SamplingParams(**{k: v for k, v in sampling.items() if v is not None and k != "seed"})
+        if json_schema is not None:
+            params.constraint = Constraint.json_schema(json_schema)
         ids = self._llm.chat_prompt_ids(messages) + self._llm.tokenizer.encode(prefix)
         if n > 1:  # prefill the prompt once: the n sequences then share its blocks through the prefix cache
             self._llm.generate([ids], SamplingParams(max_tokens=1))

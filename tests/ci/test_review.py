@@ -102,6 +102,10 @@ def test_findings_are_checked_and_merged(changed_repo, capsys):
     average = next(p for p in prompts if "function `average`" in p)
     assert "app.py:3:" in average  # its caller
     assert "     -|     for v in values:\n    4+|     for v in values[1:]:" in average  # old line above new
+    # the reply is held to a JSON schema whose quotes are the lines shown (enforced by the built-in engine)
+    formats = {"function `average`" in r["messages"][-1]["content"]: r["response_format"] for r in fake.requests}
+    schema = formats[True]["json_schema"]["schema"]
+    assert schema["properties"]["findings"]["items"]["properties"]["quote"]["enum"] == NEW.splitlines()[:6]
 
 
 def test_samples_must_agree_on_a_line(changed_repo, capsys):

@@ -205,6 +205,25 @@ def test_the_in_process_agent_client_gets_an_answer_or_one_valid_call(engine):
             assert "<tool_call>" not in reply.content and "<function=" not in reply.content, reply.content
 
 
+def test_the_client_json_schema_option_holds_chat_and_samples_to_it(engine):
+    """`json_schema=` on the in-process client (what `qcoder review` uses): an enum of quotable lines is kept."""
+    from qcoder.ci.review import finding_schema
+    from qcoder.client import EngineClient
+
+    client = EngineClient.from_llm(LLM.from_engine(engine), "tiny")
+    schema = finding_schema(["def f(x):", "    return x + 1", ""])
+    messages = [{"role": "user", "content": "Review it."}]
+    replies = [client.chat(messages, json_schema=schema, temperature=1.0, seed=seed, max_tokens=200)
+               for seed in range(3)]
+    replies += client.sample(messages, 3, json_schema=schema, temperature=1.0, max_tokens=200)
+    finished = [r for r in replies if r.finish_reason == "stop"]
+    for reply in finished:
+        jsonschema.validate(json.loads(reply.content), schema)
+    for reply in replies:  # a reply cut by max_tokens is still a prefix of valid JSON: no quote outside the enum
+        for quote in re.findall(r'"quote":\s*"((?:[^"\\]|\\.)*)"', reply.content):
+            assert json.loads(f'"{quote}"') in ("def f(x):", "    return x + 1"), reply.content
+
+
 @pytest.mark.parametrize(("text", "allowed"), [
     ("The file has two functions.", True),
     ('<tool_call>\n{"name": "read_file", "arguments": {"path": "a.py"}}\n</tool_call>', True),

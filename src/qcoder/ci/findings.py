@@ -48,13 +48,16 @@ def parse_model_findings(text: str) -> list[dict]:
     text = re.sub(r"<think>.*?</think>", "", text, flags=re.S)
     candidates = re.findall(r"```(?:json)?\s*(.*?)```", text, flags=re.S) + [text]
     for chunk in candidates:
-        start, end = chunk.find("["), chunk.rfind("]")
+        whole = chunk.find("{") >= 0 and chunk.find("{") < chunk.find("[")
+        start, end = (chunk.find("{"), chunk.rfind("}")) if whole else (chunk.find("["), chunk.rfind("]"))
         if start < 0 or end <= start:
             continue
         try:
             data = json.loads(chunk[start:end + 1])
         except json.JSONDecodeError:
             continue
+        if isinstance(data, dict):  # {"findings": [...]}, the shape the review's JSON schema asks for
+            data = data.get("findings")
         if isinstance(data, list):
             return [item for item in data if isinstance(item, dict)]
     return []

@@ -15,18 +15,20 @@ from qcoder.agent.tools.shell import cap, scrubbed_env
 from qcoder.ci.bandit import run_bandit
 from qcoder.ci.context import Unit, review_units
 from qcoder.ci.diff import Change
-from qcoder.ci.findings import Finding, check_all, merge_duplicates, parse_model_findings
+from qcoder.ci.findings import CATEGORIES, SEVERITIES, Finding, check_all, merge_duplicates, parse_model_findings
 from qcoder.ci.witness import run_call
 
 REVIEW_PROMPT = """You review a change to `{path}` ({title}). Report real bugs and security problems that the \
 change introduces. Do not report things that are fine: a change that keeps the behaviour (a refactor) has no bug.
 Lines marked `+` are new or changed; lines marked `-` are the old code they replaced (gone from the new version).
 
-Answer with a JSON array only, one object per problem:
-[{{"quote": "the new line that is wrong, copied exactly", "call": "a call of the changed function whose result \
-the change breaks, e.g. name(1, 2)", "severity": "error|warning|note", "category": "bug|security|test gap|style",
-  "message": "what is wrong and why", "test": "optional: a test id (path::name) that fails because of this"}}]
-Answer [] when the change looks correct.
+Answer with JSON only: {{"findings": [...]}}, one object per problem, or {{"findings": []}} when the change looks \
+correct. Each object has "quote" (the new line that is wrong, copied exactly), "message" (what is wrong and \
+why), "call" (a call of the changed function whose result the change breaks), "severity" (error, warning or \
+note), "category" (bug, security, test gap or style) and "test" (a test id path::name that fails because of \
+it, or ""). For example, about another change:
+{{"findings": [{{"quote": "    return total / (len(xs) - 1)", "message": "Divides by one less than the count, \
+so the mean is too big.", "call": "mean([2, 4])", "severity": "error", "category": "bug", "test": ""}}]}}
 
 {code}"""
 
@@ -38,6 +40,7 @@ array only: [{{"id": 0, "verdict": "keep|dismiss", "explanation": "..."}}]
 
 MAX_UNITS = 60  # changed functions or blocks reviewed in one run; a bigger change is reviewed in part
 PARALLEL_UNITS = 4
+MAX_FINDINGS_PER_UNIT = 5
 SAMPLE_TEMPERATURE = 0.7
 TEST_ID = re.compile(r"^[\w./-]+\.py(::[\w\[\].-]+)*$")
 
@@ -86,10 +89,12 @@ def _review_unit(client, change: Change, unit: Unit, samples: int, agree: int,
     """(the findings on this unit that survive checking and agreement, the dropped ones with why)."""
     messages = [{"role": "user", "content": REVIEW_PROMPT.format(path=unit.path, title=unit.title,
                                                                    code=unit.render())}]
+    schema = finding_schema(change.file(unit.path).lines[unit.first - 1:unit.last])
     if samples > 1:
-        replies = client.sample(messages, samples, temperature=SAMPLE_TEMPERATURE, max_tokens=max_tokens)
+        replies = client.sample(messages, samples, temperature=SAMPLE_TEMPERATURE, max_tokens=max_tokens,
+                                json_schema=schema)
     else:
-        replies = [client.chat(messages, temperature=0.0, max_tokens=max_tokens)]
+        replies = [client.chat(messages, temperature=0.0, max_tokens=max_tokens, json_schema=schema)]
     votes: dict[int, list[Finding]] = {}  # line -> the findings on it, one per reply at most
     dropped = []
     for reply in replies:
@@ -108,6 +113,20 @@ def _review_unit(client, change: Change, unit: Unit, samples: int, agree: int,
         else:
             kept.append(findings[0])  # the others say the same in other words
     return kept, dropped
+
+
+def finding_schema(lines: list[str]) -> dict:
+    """The reply's JSON schema. A quote must be one of the lines shown, so it always names a real line; the
+    built-in engine enforces this while decoding (small models otherwise paraphrase, or copy the prompt)."""
+    quotes = list(dict.fromkeys(line for line in lines if line.strip()))
+    quote = {"type": "string", "enum": quotes} if quotes else {"type": "string"}
+    item = {"type": "object", "additionalProperties": False,
+            "required": ["quote", "message", "call", "severity", "category", "test"],
+            "properties": {"quote": quote, "message": {"type": "string"}, "call": {"type": "string"},
+                           "severity": {"type": "string", "enum": list(SEVERITIES)},
+                           "category": {"type": "string", "enum": list(CATEGORIES)}, "test": {"type": "string"}}}
+    return {"type": "object", "additionalProperties": False, "required": ["findings"],
+            "properties": {"findings": {"type": "array", "items": item, "maxItems": MAX_FINDINGS_PER_UNIT}}}
 
 
 def _refuted(change: Change, findings: list[Finding]) -> str:
