@@ -142,3 +142,15 @@ def test_candidates_from_an_endpoint_that_ignores_n_are_topped_up_with_parallel_
         fake.close()
     assert sorted(r.content for r in replies) == ["one", "three", "two"]
     assert fake.requests[0]["n"] == 3 and all("n" not in r for r in fake.requests[1:])
+
+
+def test_a_method_candidate_is_forced_to_keep_its_receiver():
+    from qcoder.agent.localize import Suspect
+    from qcoder.agent.repair import _reply_prefix
+
+    method = Suspect("bank.py", "Bank.transfer", 10, 14, "    def transfer(self, source, target, amount):\n        pass\n")
+    static = Suspect("bank.py", "Bank.rate", 16, 18, "    @staticmethod\n    def rate(x):\n        return x\n")
+    plain = Suspect("calc.py", "add", 1, 2, "def add(a, b):\n    return a - b\n")
+    assert _reply_prefix([method]) == "```python\ndef transfer(self"  # small models drop `self` otherwise
+    assert _reply_prefix([static]) == "```python\n"  # decorated: the reply starts with the decorator
+    assert _reply_prefix([plain]) == "```python\ndef add("

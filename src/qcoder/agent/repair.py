@@ -365,8 +365,20 @@ def _reply_prefix(suspects: list[Suspect]) -> str:
     if first.missing and "." in first.name:
         return f"```python\nclass {first.name.split('.')[0]}"
     if first.missing or first.source.lstrip().startswith("def "):
-        return f"```python\ndef {first.name.split('.')[-1]}("
+        return f"```python\ndef {first.name.split('.')[-1]}({_receiver(first)}"
     return "```python\n"
+
+
+def _receiver(suspect: Suspect) -> str:
+    """A method's first parameter (`self`, `cls`), which small models drop when they write the method alone."""
+    if suspect.missing or "." not in suspect.name:
+        return ""
+    try:
+        node = ast.parse(textwrap.dedent(suspect.source)).body[0]
+    except (SyntaxError, IndexError):
+        return ""
+    is_def = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    return node.args.args[0].arg if is_def and node.args.args else ""  # undecorated, so not a staticmethod
 
 
 def _cap(text: str, lines: int = 80) -> str:
