@@ -174,3 +174,19 @@ def test_diff_hunk_counts_decide_what_is_content():
     c, d = parse_unified(text)
     assert (c.path, c.added, c.removed) == ("c.txt", {2}, {2: ["-- old rule"]})  # not taken for file headers
     assert (d.path, d.added, d.removed) == ("d.txt", {5, 6}, {5: ["x"]})
+
+
+def test_a_finding_proven_by_its_call_moves_from_an_unchanged_line_to_the_change(repo, monkeypatch, capsys):
+    repo.commit("mean", **{"mean.py": "def mean(xs):\n    total = 0\n    for x in xs:\n        total += x\n"
+                                      "    return total / len(xs)\n"})
+    repo.write("mean.py", "def mean(xs):\n    total = 0\n    for x in xs[1:]:\n        total += x\n"
+                          "    return total / len(xs)\n")
+    monkeypatch.chdir(repo.root)
+    pointed_below = {"quote": "    return total / len(xs)", "message": "The mean is wrong.", "call": "mean([2, 4])",
+                     "severity": "error", "category": "bug", "test": ""}
+    with FakeModel(default=lambda body: {"content": json.dumps({"findings": [pointed_below]})}) as fake:
+        code, out = review(fake, "--format", "json", "--no-bandit", capsys=capsys)
+    [finding] = json.loads(out)["findings"]
+    assert (finding["line"], finding["quote"]) == (3, "for x in xs[1:]:")  # the only changed line
+    assert finding["evidence"] == "mean([2, 4]): 3.0 before the change, 2.0 after"
+    assert "pointed at line 5" in finding["message"]

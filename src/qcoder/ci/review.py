@@ -27,8 +27,9 @@ correct. Each object has "quote" (the new line that is wrong, copied exactly), "
 why), "call" (a call of the changed function whose result the change breaks), "severity" (error, warning or \
 note), "category" (bug, security, test gap or style) and "test" (a test id path::name that fails because of \
 it, or ""). For example, about another change:
-{{"findings": [{{"quote": "    return total / (len(xs) - 1)", "message": "Divides by one less than the count, \
-so the mean is too big.", "call": "mean([2, 4])", "severity": "error", "category": "bug", "test": ""}}]}}
+{{"findings": [{{"quote": "    return title.lower().replace(' ', '')", "message": "Drops the spaces instead of \
+turning them into dashes, so the words run together.", "call": "slugify('Hello World')", "severity": "error", \
+"category": "bug", "test": ""}}]}}
 
 {code}"""
 
@@ -108,7 +109,7 @@ def _review_unit(client, change: Change, unit: Unit, samples: int, agree: int,
         if len(findings) < agree:
             dropped += [{"finding": f.to_dict(), "reason": f"{len(findings)} of {len(replies)} replies flagged "
                                                            f"line {line}; {agree} needed"} for f in findings]
-        elif why := _refuted(change, findings):
+        elif why := _refuted(change, findings, (unit.first, unit.last)):
             dropped.append({"finding": findings[0].to_dict(), "reason": why})
         else:
             kept.append(findings[0])  # the others say the same in other words
@@ -129,10 +130,10 @@ def finding_schema(lines: list[str]) -> dict:
             "properties": {"findings": {"type": "array", "items": item, "maxItems": MAX_FINDINGS_PER_UNIT}}}
 
 
-def _refuted(change: Change, findings: list[Finding]) -> str:
+def _refuted(change: Change, findings: list[Finding], span: tuple[int, int]) -> str:
     """Why the findings' own example calls show no bug, or "" when they do not. A claimed bug in Python code
     is refuted when the calls given for it all return the same before and after the change; a differing
-    call becomes the first finding's evidence."""
+    call becomes the first finding's evidence (and puts it on a changed line: see _to_changed_line)."""
     first = findings[0]
     if first.category != "bug" or not first.file.endswith(".py"):
         return ""
@@ -143,9 +144,22 @@ def _refuted(change: Change, findings: list[Finding]) -> str:
             continue
         if not witness.same:
             first.evidence = f"{call}: {witness.old} before the change, {witness.new} after"
+            _to_changed_line(first, change.file(first.file), span)
             return ""
         same.append(f"{call} gives {witness.new} before and after the change")
     return "the model's example shows no change: " + "; ".join(same) if same else ""
+
+
+def _to_changed_line(finding: Finding, changed, span: tuple[int, int]) -> None:
+    """A call that behaves differently before and after the change proves the changed lines cause it: old and
+    new file differ only there. A finding quoted on an unchanged line of the unit (small models often point at
+    the `return` below the real culprit) moves to the nearest changed line, where the fix belongs."""
+    added = sorted(n for n in changed.added if span[0] <= n <= span[1]) if changed else []
+    if not added or finding.line in added:
+        return
+    nearest = min(added, key=lambda n: (abs(n - finding.line), n))
+    finding.message = f"{finding.message} (The model pointed at line {finding.line}; the changed line is {nearest}.)"
+    finding.line, finding.quote = nearest, changed.lines[nearest - 1].strip()
 
 
 def _back_test_claims(findings: list[Finding], repo: Path, test_cmd: str, dropped: list[dict]) -> list[Finding]:
