@@ -154,3 +154,15 @@ def test_a_method_candidate_is_forced_to_keep_its_receiver():
     assert _reply_prefix([method]) == "```python\ndef transfer(self"  # small models drop `self` otherwise
     assert _reply_prefix([static]) == "```python\n"  # decorated: the reply starts with the decorator
     assert _reply_prefix([plain]) == "```python\ndef add("
+
+
+def test_a_candidate_that_does_not_parse_says_so(tmp_path):
+    from qcoder.agent.repair import Repair
+
+    (tmp_path / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    repair = Repair(None)
+    repair._root = tmp_path
+    broken = repair._candidate(1, "```python\ndef add(a, b):\n    return a + b not\n```", ["calc.py"], "calc.py", [])
+    assert (broken.status, broken.reason) == ("rejected", "the code does not parse: invalid syntax (line 2)")
+    same = repair._candidate(2, "```python\ndef add(a, b):\n    return a - b\n```", ["calc.py"], "calc.py", [])
+    assert (same.status, same.reason) == ("rejected", "no change (the code came back as it was)")

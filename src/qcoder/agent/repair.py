@@ -167,7 +167,9 @@ class Repair:
         code = (FENCE.search(reply).group(2) if FENCE.search(reply) else reply).strip()
         candidate = Candidate(index, proposed, code)
         tests = sorted(p for p in proposed if is_test_file(p))
-        if not proposed and re.search(r"^\s*(async\s+)?def\s|^\s*class\s", code, re.M):
+        if not proposed and (problem := _syntax_error(code)):
+            candidate.status, candidate.reason = "rejected", f"the code does not parse: {problem}"
+        elif not proposed and re.search(r"^\s*(async\s+)?def\s|^\s*class\s", code, re.M):
             candidate.status, candidate.reason = "rejected", "no change (the code came back as it was)"
         elif not proposed:
             candidate.status, candidate.reason = "rejected", "no usable code for a workspace file"
@@ -318,6 +320,14 @@ def _prompt(task: str, lead: Lead, best: Candidate | None, fresh_start: bool = F
                      f"It failed: {best.reason}. Write a different fix.")
     parts.append(_ask(lead.suspects))
     return "\n\n".join(parts)
+
+
+def _syntax_error(code: str) -> str:
+    try:
+        ast.parse(textwrap.dedent(code))
+    except SyntaxError as exc:
+        return f"{exc.msg} (line {exc.lineno})"
+    return ""
 
 
 def _skeleton(source: str, max_lines: int = 30) -> str | None:
