@@ -101,19 +101,38 @@ def qwen3():
 
 
 @pytest.fixture(scope="module")
-def gguf_tokenizer(tmp_path_factory):
+def gguf_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("gguf") / "qwen25-tokenizer.gguf"
     write_qwen25_gguf(path)
-    return Tokenizer.from_path(path)
+    with pytest.MonkeyPatch.context() as env:  # the built tokenizer is cached per file: keep it out of ~/.cache
+        env.setenv("QCODER_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield path
 
 
-@pytest.fixture(scope="module", params=["qwen2.5 dir", "qwen3 dir", "qwen2.5 gguf"])
+@pytest.fixture(scope="module")
+def gguf_tokenizer(gguf_file):
+    """Built from the file's metadata (the first load of this file)."""
+    return Tokenizer.from_path(gguf_file)
+
+
+@pytest.fixture(scope="module")
+def gguf_tokenizer_cached(gguf_file, gguf_tokenizer):
+    """The same file loaded again: from the cached, serialized pipeline."""
+    from qcoder.engine import tokenizer
+
+    assert tokenizer._read_cache(tokenizer._gguf_cache_file(gguf_file)) is not None
+    return Tokenizer.from_path(gguf_file)
+
+
+@pytest.fixture(scope="module", params=["qwen2.5 dir", "qwen3 dir", "qwen2.5 gguf", "qwen2.5 gguf cached"])
 def pair(request, hf_qwen25, hf_qwen3):
     """(ours, HF's) for each way of loading."""
     if request.param == "qwen2.5 dir":
         return request.getfixturevalue("qwen25"), hf_qwen25
     if request.param == "qwen3 dir":
         return request.getfixturevalue("qwen3"), hf_qwen3
+    if request.param == "qwen2.5 gguf cached":
+        return request.getfixturevalue("gguf_tokenizer_cached"), hf_qwen25
     return request.getfixturevalue("gguf_tokenizer"), hf_qwen25
 
 
@@ -164,10 +183,27 @@ def test_generation_config_is_read(qwen3, qwen25):
     assert qwen25.generation_config == {}
 
 
-def test_gguf_special_token_names(gguf_tokenizer):
-    assert gguf_tokenizer.bos_token == "<|endoftext|>"
-    assert gguf_tokenizer.pad_token == "<|endoftext|>"
-    assert gguf_tokenizer.chat_template == (QWEN25 / "chat_template.jinja").read_text(encoding="utf-8")
+def test_gguf_special_token_names(gguf_tokenizer, gguf_tokenizer_cached):
+    for tokenizer in (gguf_tokenizer, gguf_tokenizer_cached):
+        assert tokenizer.bos_token == "<|endoftext|>"
+        assert tokenizer.pad_token == "<|endoftext|>"
+        assert tokenizer.chat_template == (QWEN25 / "chat_template.jinja").read_text(encoding="utf-8")
+        assert tokenizer.eos_token_ids == gguf_tokenizer.eos_token_ids
+        assert tokenizer.special_token_ids == gguf_tokenizer.special_token_ids
+
+
+def test_a_damaged_tokenizer_cache_is_rebuilt(gguf_file, gguf_tokenizer):
+    from qcoder.engine import tokenizer
+
+    cache = tokenizer._gguf_cache_file(gguf_file)
+    fields = tokenizer._fields_file(cache)
+    damages = [(cache, '{"model": {"type": "BPE", "vocab'), (cache, "{}"), (fields, "{"), (fields, '{"eos": 1}'),
+               (fields, "[]")]
+    for file, damage in damages:  # e.g. a disk that filled up under an older version
+        file.write_text(damage)
+        assert Tokenizer.from_path(gguf_file).encode("def f(): pass") == gguf_tokenizer.encode("def f(): pass")
+        backend, read = tokenizer._read_cache(cache)  # rewritten whole
+        assert read["eos_token"] == "<|im_end|>" and backend.get_vocab_size() == gguf_tokenizer.vocab_size
 
 
 def test_missing_path_is_a_clear_error(tmp_path):

@@ -12,10 +12,14 @@ and only ever emits complete UTF-8 characters.
 from __future__ import annotations
 
 import codecs
+import hashlib
 import json
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import tokenizers
 from tokenizers import AddedToken, Regex, decoders, normalizers, pre_tokenizers
 from tokenizers import Tokenizer as _Backend
 from tokenizers.models import BPE
@@ -83,6 +87,69 @@ def build_qwen2_backend(vocab: dict[str, int], merges: list, added: list[_Added]
     return backend
 
 
+# Rebuilding a GGUF file's tokenizer (151k strings and merges read and turned into a BPE) is most of a
+# model's load time, so the built pipeline is kept per file (path, size, mtime): the backend as tokenizers
+# saves it (read back by its own parser) and the token names beside it. A few files' worth.
+_CACHE_FORMAT = 2
+_CACHE_KEEP = 8
+
+
+def _gguf_cache_file(path: Path) -> Path | None:
+    """The cached backend's file; its fields sit beside it, in the same name ending .fields.json."""
+    from qcoder.model.registry import cache_dir
+
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{_CACHE_FORMAT}|{tokenizers.__version__}"
+    return cache_dir() / "tokenizers" / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".tokenizer.json")
+
+
+def _fields_file(backend_file: Path) -> Path:
+    return backend_file.with_name(backend_file.name.replace(".tokenizer.json", ".fields.json"))
+
+
+def _read_cache(file: Path | None) -> tuple[_Backend, dict] | None:
+    """(backend, fields), or None when there is no usable entry (absent, or damaged in any way: rebuilt)."""
+    if file is None or not file.is_file():
+        return None
+    try:
+        fields = json.loads(_fields_file(file).read_text(encoding="utf-8"))
+        backend = _Backend.from_file(str(file))
+    except Exception:  # noqa: BLE001 - the Rust parser raises plain Exceptions
+        return None
+    return (backend, fields) if isinstance(fields, dict) else None
+
+
+def _write_atomically(file: Path, text: str) -> None:
+    with tempfile.NamedTemporaryFile("w", dir=file.parent, suffix=".tmp", delete=False, encoding="utf-8") as out:
+        temp = out.name
+        try:
+            out.write(text)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+    os.replace(temp, file)
+
+
+def _write_cache(file: Path | None, backend: _Backend, fields: dict) -> None:
+    """Never an error: a read-only cache only costs load time. The fields go last, so an entry is read only
+    once both files are whole. Old entries are pruned."""
+    if file is None:
+        return
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(file, backend.to_str())
+        _write_atomically(_fields_file(file), json.dumps(fields))
+        entries = sorted(file.parent.glob("*.tokenizer.json"), key=lambda f: f.stat().st_mtime, reverse=True)
+        for old in entries[_CACHE_KEEP:]:
+            _fields_file(old).unlink(missing_ok=True)
+            old.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 class Tokenizer:
     """A checkpoint's tokenizer: encode/decode plus the special tokens and chat template that come with it."""
 
@@ -142,6 +209,19 @@ class Tokenizer:
 
     @classmethod
     def _from_gguf(cls, path: Path) -> Tokenizer:
+        cache = _gguf_cache_file(path)
+        cached = _read_cache(cache)
+        if cached is not None:
+            try:
+                return cls(cached[0], **cached[1])
+            except Exception:  # noqa: BLE001 - fields that do not fit: the entry is rebuilt
+                pass
+        tokenizer, fields = cls._build_from_gguf(path)
+        _write_cache(cache, tokenizer._backend, fields)
+        return tokenizer
+
+    @classmethod
+    def _build_from_gguf(cls, path: Path) -> tuple[Tokenizer, dict]:
         from qcoder.model.gguf import open_checkpoint
 
         meta = open_checkpoint(path).tokenizer_metadata()
@@ -160,13 +240,9 @@ class Tokenizer:
             token_id = meta.get(key)
             return tokens[token_id] if token_id is not None and 0 <= token_id < len(tokens) else None
 
-        return cls(
-            backend,
-            bos_token=name("bos_token_id"),
-            eos_token=name("eos_token_id"),
-            pad_token=name("padding_token_id"),
-            chat_template=meta.get("chat_template"),
-        )
+        fields = {"bos_token": name("bos_token_id"), "eos_token": name("eos_token_id"),
+                  "pad_token": name("padding_token_id"), "chat_template": meta.get("chat_template")}
+        return cls(backend, **fields), fields
 
     # ----- the API -----
 
