@@ -12,7 +12,10 @@ import pytest
 from qcoder.cli import main
 from tests.fake_openai import FakeModel
 
-MODULE = '''def clamp(x, lo, hi):
+MODULE = '''PERCENT = 100
+
+
+def clamp(x, lo, hi):
     """x limited to [lo, hi]."""
     if x < lo:
         return lo
@@ -88,6 +91,10 @@ class TestSignZero(unittest.TestCase):
         self.assertEqual(sign(0), 0)
 
 
+def test_percent_is_the_upper_bound():
+    assert clamp(250, 0, PERCENT) == 100  # PERCENT is not imported above: qcoder adds it from the module
+
+
 def test_calls_without_checking():
     clamp(20, 0, 10)
 
@@ -121,10 +128,11 @@ def test_only_tests_that_earn_their_place_are_kept(project, capsys):
         "test_uses_the_clock": "nondeterministic",
         "test_sign_negative": "kept",  # parametrized, over a helper constant: both cases pass
         "TestSignZero": "kept",  # a unittest-style class is one candidate
+        "test_percent_is_the_upper_bound": "useless",  # passes (not a NameError: PERCENT was imported), adds nothing
         "test_calls_without_checking": "unchecked",  # covers a new line, but could not fail on a wrong value
         "test_cut_off_by_the_token_limit": "kept",  # its finished first line covers the `x > hi` branch
     }
-    assert (report["generated"], report["kept"]) == (11, 5)
+    assert (report["generated"], report["kept"]) == (12, 5)
     before, after = report["coverage"]
     assert before == 0 and 0 < after < 1
     assert report["mutants"] > 0 and report["mutation_score"][0] == 0 < report["mutation_score"][1]

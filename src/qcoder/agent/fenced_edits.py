@@ -331,13 +331,13 @@ def import_missing_names(source: str, path: str, known: list[str], read: Callabl
     """`source` with `from module import NAME` added for each global name it uses but never binds, where exactly
     one other (non-test) workspace module defines NAME at its top level: rewritten code often raises or builds
     a class from a sibling module without importing it."""
-    missing = sorted(_unbound_globals(source))
+    missing = sorted(unbound_globals(source))
     if not missing:
         return source
     sources = {p: read(p) or "" for p in known if p.endswith(".py") and p != path and not is_test_file(p)}
     adds = []
     for name in missing:
-        homes = [p for p, text in sources.items() if _binds_top_level(text, name)]
+        homes = [p for p, text in sources.items() if binds_top_level(text, name)]
         if len(homes) == 1:
             module = homes[0].removesuffix(".py").removesuffix("/__init__").replace("/", ".")
             adds.append(f"from {module} import {name}")
@@ -349,7 +349,7 @@ def import_missing_names(source: str, path: str, known: list[str], read: Callabl
     return _finish("\n".join(lines), source) or source
 
 
-def _unbound_globals(source: str) -> set[str]:
+def unbound_globals(source: str) -> set[str]:
     """Global names read somewhere in `source` that the module never binds (and that are not builtins)."""
     try:
         top = symtable.symtable(source, "<candidate>", "exec")
@@ -366,7 +366,7 @@ def _unbound_globals(source: str) -> set[str]:
     return {n for n in used - bound if not hasattr(builtins, n) and not n.startswith("__")}
 
 
-def _binds_top_level(source: str, name: str) -> bool:
+def binds_top_level(source: str, name: str) -> bool:
     return _defines_top_level(source, name) or re.search(rf"^{re.escape(name)}\s*(:[^=]*)?=", source, re.M) is not None
 
 

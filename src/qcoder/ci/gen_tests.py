@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qcoder.agent.fenced_edits import binds_top_level, unbound_globals
 from qcoder.ci.mutate import Mutant, mutants
 from qcoder.ci.regress import parse_junit
 from qcoder.errors import QcoderError
@@ -166,6 +167,13 @@ def _parse_salvaging(block: str) -> ast.Module | None:
     return None
 
 
+def with_target_imports(header: str, candidates: list[Candidate], target: Target, source: str) -> str:
+    """The header plus `from module import NAME` for each name the tests use unbound that the target defines
+    at its top level (small models write `OutOfRangeError` having imported only the functions)."""
+    missing = sorted(n for n in unbound_globals(test_file(header, candidates)) if binds_top_level(source, n))
+    return f"{header}\nfrom {target.module} import {', '.join(missing)}".strip() if missing else header
+
+
 def test_file(header: str, candidates: list[Candidate]) -> str:
     return header + "\n\n\n" + "\n\n\n".join(c.code for c in candidates) + "\n"
 
@@ -280,6 +288,7 @@ def generate(client, target: Target, *, function: str | None = None, n: int = 8,
                                                                      source=source[:20000])}],
                         temperature=0.2, max_tokens=max_tokens)
     header, candidates = parse_candidates(reply.content)
+    header = with_target_imports(header, candidates, target, source)
     if not candidates:
         start = " ".join(reply.content.split())[:200]
         progress(f"the reply held no test function (finish: {reply.finish_reason}); it began: {start!r}")
