@@ -284,9 +284,12 @@ def generate(client, target: Target, *, function: str | None = None, n: int = 8,
     progress(f"asking the model for {n} candidate tests for {target.module}")
     # Room for n short tests: a small model that keeps writing past them is cut off, its finished tests kept.
     max_tokens = max_tokens or min(4096, 300 + TOKENS_PER_TEST * n)
-    reply = client.chat([{"role": "user", "content": PROMPT.format(module=target.module, focus=focus, n=n,
-                                                                     source=source[:20000])}],
-                        temperature=0.2, max_tokens=max_tokens)
+    # The reply is made to start as a test file (where the client can force it: the built-in engine); small
+    # models otherwise answer with a copy of the module.
+    prefix = f"```python\nimport pytest\n\nfrom {target.module} import "
+    [reply] = client.sample([{"role": "user", "content": PROMPT.format(module=target.module, focus=focus, n=n,
+                                                                       source=source[:20000])}],
+                            1, prefix=prefix, temperature=0.2, max_tokens=max_tokens)
     header, candidates = parse_candidates(reply.content)
     header = with_target_imports(header, candidates, target, source)
     if not candidates:
