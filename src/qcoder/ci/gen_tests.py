@@ -284,9 +284,10 @@ def generate(client, target: Target, *, function: str | None = None, n: int = 8,
     progress(f"asking the model for {n} candidate tests for {target.module}")
     # Room for n short tests: a small model that keeps writing past them is cut off, its finished tests kept.
     max_tokens = max_tokens or min(4096, 300 + TOKENS_PER_TEST * n)
-    # The reply is made to start as a test file (where the client can force it: the built-in engine); small
-    # models otherwise answer with a copy of the module.
-    prefix = f"```python\nimport pytest\n\nfrom {target.module} import "
+    # The reply is made to start as a test file, at its first test (where the client can force it: the built-in
+    # engine); small models otherwise answer with a copy of the module. The target's names that the tests use
+    # are imported afterwards (with_target_imports).
+    prefix = "```python\nimport pytest\n\n\ndef test_"
     [reply] = client.sample([{"role": "user", "content": PROMPT.format(module=target.module, focus=focus, n=n,
                                                                        source=source[:20000])}],
                             1, prefix=prefix, temperature=0.2, max_tokens=max_tokens)
