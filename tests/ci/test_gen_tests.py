@@ -164,3 +164,19 @@ def test_never_writes_over_an_existing_file(project, capsys):
     assert main(["gen-tests", "mathx.py", "--base-url", "http://127.0.0.1:9/v1"]) == 2
     assert "exists" in capsys.readouterr().err
     assert (project / "tests" / "test_mathx_generated.py").read_text() == "# mine\n"
+
+
+def test_a_mutant_that_loops_in_every_test_is_stopped_and_counts_as_killed(tmp_path):
+    from qcoder.ci.gen_tests import Candidate, Runner, find_target
+    from qcoder.ci.mutate import Mutant
+
+    source = "def countdown(n):\n    while n > 0:\n        n -= 1\n    return n\n"
+    (tmp_path / "loops.py").write_text(source)
+    tests = [Candidate(f"test_{i}", f"def test_{i}():\n    assert countdown({i}) == 0\n") for i in (3, 5)]
+    looping = Mutant(3, "removed statement", "n -= 1 removed", source.replace("        n -= 1\n", "        pass\n"))
+    wrong = Mutant(4, "constant", "return 1", source.replace("return n", "return 1"))
+    same = Mutant(2, "comparison", "n >= 1", source.replace("while n > 0", "while n >= 1"))  # equivalent on ints
+    kills = Runner(find_target(str(tmp_path / "loops.py")), {}, timeout=3).kills(
+        [looping, wrong, same], "from loops import countdown", tests)
+    # the mutants after the looping one still get their own verdicts (the run is not lost to its time limit)
+    assert kills == [{"test_3", "test_5"}, {"test_3", "test_5"}, set()]

@@ -213,7 +213,7 @@ class Runner:
         if not pool:
             return []
         tests = {**self.baseline, **({TEST_FILE: test_file(header, passing)} if passing else {})}
-        spec = {"target": self.target.rel, "package": self.target.rel.split("/")[0].removesuffix(".py"),
+        spec = {"target": self.target.rel,
                 "tests": sorted(tests), "timeout": self.limits.timeout_s, "mutants": [m.source for m in pool]}
         files = {**self.files, **tests, "mutants.json": json.dumps(spec),
                  "_qcoder_mutant_driver.py": MUTANT_DRIVER.read_text()}
