@@ -291,14 +291,21 @@ class EngineClient(ChatClient):
         params = SamplingParams(**{k: v for k, v in sampling.items() if v is not None and k != "seed"})
         if json_schema is not None:
             params.constraint = Constraint.json_schema(json_schema)
-        ids = self._llm.chat_prompt_ids(messages) + self._llm.tokenizer.encode(prefix)
-        if n > 1:  # prefill the prompt once: the n sequences then share its blocks through the prefix cache
-            self._llm.generate([ids], SamplingParams(max_tokens=1))
+        with self._prompt_lock:
+            ids = self._llm.chat_prompt_ids(messages) + self._llm.tokenizer.encode(prefix)
+        # Through the client's engine loop like every request (stepping the engine from here as well raced
+        # with that loop). The prompt is prefilled once first: the n sequences then share its cached blocks.
+        if n > 1:
+            self._generate(ids, SamplingParams(max_tokens=1), None)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=n) as pool:  # n requests in flight at once: one batch
+            outs = list(pool.map(lambda _: self._generate(ids, params, None), range(n)))
         replies = []
-        for out in self._llm.generate([ids] * n, params):
-            reasoning, content = split_reasoning(out.text, starts_in_thinking=self._llm.engine.opens_thinking(ids))
-            replies.append(ChatResponse(prefix + content, reasoning, [], out.finish_reason or "stop",
-                                        {"prompt_tokens": len(ids), "completion_tokens": len(out.token_ids)}))
+        for text, reason, generated in outs:
+            reasoning, content = split_reasoning(text, starts_in_thinking=self._llm.engine.opens_thinking(ids))
+            replies.append(ChatResponse(prefix + content, reasoning, [], reason or "stop",
+                                        {"prompt_tokens": len(ids), "completion_tokens": generated}))
         return replies
 
 
