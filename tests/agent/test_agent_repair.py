@@ -34,11 +34,13 @@ def fence(code: str, lead: str = "") -> dict:
     return {"content": f"{lead}```python\n{textwrap.dedent(code).strip()}\n```\n"}
 
 
-def project(workspace, candidates: int, rounds: int = 1):
+def project(workspace, candidates: int, rounds: int = 1, small_fixes: int = 0):
+    """calc.py with a one-token bug; the one-token search is off unless asked for, so the model's turn comes."""
     (workspace / "calc.py").write_text(CALC)
     (workspace / "test_calc.py").write_text(TESTS)
     (workspace / ".qcoder").mkdir()
-    (workspace / ".qcoder" / "settings.toml").write_text(f"[repair]\ncandidates = {candidates}\nrounds = {rounds}\n")
+    (workspace / ".qcoder" / "settings.toml").write_text(
+        f"[repair]\ncandidates = {candidates}\nrounds = {rounds}\nsmall_fixes = {small_fixes}\n")
 
 
 def events(proc) -> list[dict]:
@@ -82,6 +84,23 @@ def test_repair_rejects_test_edits_and_breakage_and_keeps_the_smallest_passing_d
     assert final["status"] == "success" and final["test_result"]["passed"] is True
     assert "+    return a + b" in final["final_message"]
     assert len(fake.requests) == 1  # verified and written without the general loop
+
+
+def test_a_one_token_fix_is_found_by_the_tests_before_the_model_is_asked(workspace, home):
+    project(workspace, candidates=2, small_fixes=60)
+    (workspace / "calc.py").write_text("# keep this comment\n" + CALC)
+    fake = FakeModel([])  # any request would fail the run
+    try:
+        proc = qcoder_cli(["-p", "Fix the failing test", "-y", "--trust", "--output-format", "stream-json"], workspace,
+                          fake, home)
+    finally:
+        fake.close()
+    assert proc.returncode == 0, proc.stderr
+    assert fake.requests == []
+    assert (workspace / "calc.py").read_text() == "# keep this comment\n" + CALC.replace("a - b", "a + b")
+    search = next(e for e in events(proc) if e["type"] == "repair" and e["phase"] == "small_fixes")
+    assert search["fixed"] and search["fix"] == "calc.py line 3: `-` -> `+`"
+    assert events(proc)[-1]["test_result"]["passed"] is True
 
 
 def test_no_passing_candidate_hands_over_with_notes_and_a_fenced_reply_becomes_an_edit(workspace, home):

@@ -55,6 +55,8 @@ def home(tmp_path, monkeypatch):
     """No developer settings reach the agents the harness starts."""
     path = tmp_path / "qcoder-config"
     path.mkdir()
+    # The scripted model plays the agent here; the repair path's one-token search would fix calc.py before it.
+    (path / "settings.toml").write_text("[repair]\nsmall_fixes = 0\n")
     monkeypatch.setenv("QCODER_CONFIG", str(path))
     for key in [k for k in os.environ if k.startswith("OPENAI_")]:
         monkeypatch.delenv(key)

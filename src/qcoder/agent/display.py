@@ -60,9 +60,14 @@ def test_line(data: dict) -> str:
 
 
 def repair_line(data: dict) -> str:
+    if data.get("phase") == "small_fixes":
+        found = f": {data['fix']} passes" if data.get("fixed") else ", none passed"
+        return f"repair: tried {data['tried']} one-token fixes{found}"
     if data.get("phase") == "start":
         return (f"repair: {len(data['tests'])} failing test(s) point at {', '.join(data['suspects'])}; "
-                f"asking for {data['candidates']} rewrites")
+                f"one-token fixes first, then {data['candidates']} rewrites")
+    if data.get("fixed") and not data.get("chosen"):
+        return f"repair: a one-token fix passes the tests ({', '.join(data['files'])})"
     if data.get("fixed"):
         return f"repair: candidate {data['chosen']} is the smallest passing fix ({', '.join(data['files'])})"
     return f"repair: none of {data.get('tried', 0)} candidates passed; the agent takes over"

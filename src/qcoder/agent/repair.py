@@ -1,7 +1,8 @@
 """The test-verified repair path, tried before the general loop when the project's tests fail.
 
 1. Run the tests (in a scratch copy). 2. Localize: traceback frames, missing names, functions the failing
-tests call. 3. Show the model the failing test, its error and the suspect code in full, and ask for the whole
+tests call. 2b. Try the one-token fixes of the suspects (small_fixes.py): no model call, a test run each.
+3. Show the model the failing test, its error and the suspect code in full, and ask for the whole
 function back (small models rewrite a function far more reliably than they copy an exact `old_string`).
 4. Sample N candidates in one batched request. 5. Try each in a scratch copy, smallest diff first. 6. Keep
 the first that makes the failing tests pass, breaks no passing test and leaves test files alone; write it.
@@ -17,12 +18,15 @@ import ast
 import difflib
 import re
 import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from qcoder.agent.fenced_edits import FENCE, proposed_files
-from qcoder.agent.localize import Lead, Suspect, localize
+from qcoder.agent.localize import FRAME, Lead, Suspect, localize
 from qcoder.agent.loop import Submitted
+from qcoder.agent.small_fixes import small_fixes
 from qcoder.agent.testing import SUITE, Tester, TestReport, is_test_file
 from qcoder.agent.tools.base import Tool
 
@@ -43,6 +47,8 @@ class RepairSettings:
     temperature: float = 0.8
     top_p: float = 0.95
     max_tokens: int = 768
+    small_fixes: int = 60  # one-token fixes tried before the model is asked (0: none)
+    small_fix_seconds: float = 90.0  # and the time they may take
 
     @classmethod
     def from_settings(cls, table: dict | None) -> RepairSettings:
@@ -96,8 +102,8 @@ class Repair:
                    suspects=[f"{s.path}:{s.start} {s.name}" + (" (missing)" if s.missing else "") for s in lead.suspects],
                    candidates=self.settings.candidates)
         tried: list[Candidate] = []
-        winner = None
-        for _ in range(max(self.settings.rounds, 1)):
+        winner = self._small_fix(agent, lead, baseline, targets)
+        for _ in range(max(self.settings.rounds, 1) if winner is None else 0):
             agent.check_limits()
             winner = self._round(agent, task, lead, baseline, targets, files, tried)
             if winner:
@@ -105,7 +111,7 @@ class Repair:
         agent.emit("repair", phase="done", fixed=winner is not None, chosen=winner.index if winner else None,
                    files=sorted(winner.files) if winner else [], tried=len(tried))
         if winner is None:
-            agent.add({"role": "user", "content": _notes(baseline, targets, lead, tried)})
+            agent.add({"role": "user", "content": _notes(baseline, targets, lead, tried, self._small_tried)})
             return
         diff = self._diff(winner.files)
         denied = self._write(agent, winner.files)
@@ -119,6 +125,46 @@ class Repair:
                   f"({winner.report.summary()}).\n\n{diff}")
         agent.add({"role": "assistant", "content": answer})
         raise Submitted("repaired: the failing tests pass", answer)
+
+    def _small_fix(self, agent, lead, baseline, targets) -> Candidate | None:
+        """The first one-token fix of a suspect that passes, tried two at a time within the time allowed."""
+        focus: dict[str, set[int]] = {}
+        for test in targets:
+            for match in FRAME.finditer(baseline.failures.get(test, "")):
+                path, line = (match.group(1) or match.group(4)).removeprefix("./"), match.group(2) or match.group(5)
+                focus.setdefault(path, set()).add(int(line))
+        fixes = []
+        for suspect in (s for s in lead.suspects if not s.missing):
+            text = self._read(suspect.path)
+            fixes += [(suspect.path, f) for f in small_fixes(text or "", suspect.start, suspect.end,
+                                                              tuple(focus.get(suspect.path, ())))]
+        fixes = fixes[:self.settings.small_fixes]
+        if not fixes:
+            return None
+        # A one-token change easily makes a loop endless: a shorter limit than a rewrite gets.
+        timeout = min(self.tester.timeout, max(10.0, 5 * baseline.elapsed_s))
+        deadline = time.monotonic() + self.settings.small_fix_seconds
+        workers = 2
+        winner = None
+        with ThreadPoolExecutor(workers) as pool:
+            for at in range(0, len(fixes), workers):
+                if time.monotonic() > deadline:
+                    break
+                agent.check_limits()
+                batch = fixes[at:at + workers]
+                reports = list(pool.map(lambda pf: self.tester.run({pf[0]: pf[1].text}, timeout), batch))
+                self._small_tried += len(batch)
+                for (path, fix), report in zip(batch, reports, strict=True):
+                    if _verdict(baseline, report, targets) is None:
+                        winner = Candidate(0, {path: fix.text}, f"{path} {fix.description}", 1, 1, "passed",
+                                           report=report)
+                        winner.reason = fix.description
+                        break
+                if winner:
+                    break
+        agent.emit("repair", phase="small_fixes", tried=self._small_tried, of=len(fixes), fixed=winner is not None,
+                   fix=winner.code if winner else None)
+        return winner
 
     def _round(self, agent, task, lead, baseline, targets, files, tried) -> Candidate | None:
         best = min((c for c in tried if c.status == "failed"), key=lambda c: len(c.report.failing), default=None)
@@ -230,6 +276,7 @@ class Repair:
     # -- helpers ------------------------------------------------------------------------------------------
     def __post_init__(self):
         self._seen: set = set()
+        self._small_tried = 0
         self._root: Path | None = None
 
     def _files(self, agent) -> list[str]:
@@ -396,7 +443,8 @@ def _cap(text: str, lines: int = 80) -> str:
     return text if len(rows) <= lines else "\n".join(rows[:lines]) + "\n# ..."
 
 
-def _notes(baseline: TestReport, targets: list[str], lead: Lead | None, tried: list[Candidate]) -> str:
+def _notes(baseline: TestReport, targets: list[str], lead: Lead | None, tried: list[Candidate],
+           small_tried: int = 0) -> str:
     """What the general loop should know: the failing tests, where they point, what the candidates showed."""
     lines = [f"Note: qcoder ran the tests (`{baseline.command}`) before you started: {baseline.summary()}."]
     lines += [f"- {t} fails: {baseline.error_line(t)}" for t in targets[:5]]
@@ -404,6 +452,9 @@ def _notes(baseline: TestReport, targets: list[str], lead: Lead | None, tried: l
         where = ", ".join(f"`{s.name}` in {s.path}" + (" (does not exist yet)" if s.missing else f" (line {s.start})")
                           for s in lead.suspects)
         lines.append(f"The failing tests point at {where}.")
+    if small_tried:
+        lines.append(f"{small_tried} one-token changes of that code (operators, comparisons, numbers off by one) "
+                     "were tested and none passed.")
     tested = [c for c in tried if c.report is not None]
     if tested:
         lines.append(f"{len(tested)} automatic rewrite(s) were tested and none passed; for example: {tested[0].reason}.")

@@ -1,0 +1,183 @@
+"""One-token fixes of a suspect function: tried by the repair path before it asks the model.
+
+Most bugs that one failing test pins down are a single token off; studies of one-line bug fixes ("simple stupid
+bugs") find the same few shapes again and again: a comparison's boundary (`<` for `<=`), a wrong operator (`+`
+for `-`, `and` for `or`), a number off by one, a flipped literal, a negation missing or extra, an index or a
+bound off by one, two arguments swapped. Checking one costs a test run and no model call, so a few dozen are
+cheaper than one round of sampled rewrites on a CPU, and they work the same with every model.
+
+Each fix replaces the text of one node (or just its operator) in the file, so the diff is that one change;
+comments and formatting elsewhere stay as they were. Fixes on the lines the traceback passes through come first.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+
+COMPARE = {ast.Lt: ("<", ["<=", ">"]), ast.LtE: ("<=", ["<", ">="]), ast.Gt: (">", [">=", "<"]),
+           ast.GtE: (">=", [">", "<="]), ast.Eq: ("==", ["!="]), ast.NotEq: ("!=", ["=="]),
+           ast.Is: ("is", ["is not"]), ast.IsNot: ("is not", ["is"]), ast.In: ("in", ["not in"]),
+           ast.NotIn: ("not in", ["in"])}
+ARITH = {ast.Add: ("+", ["-"]), ast.Sub: ("-", ["+"]), ast.Mult: ("*", ["/"]), ast.Div: ("/", ["//", "*"]),
+         ast.FloorDiv: ("//", ["/"]), ast.Mod: ("%", ["//"])}
+BOOL = {ast.And: ("and", ["or"]), ast.Or: ("or", ["and"])}
+# Kinds in the order they are tried on a line: the commonest one-token bugs first.
+ORDER = ("compare", "number", "arith", "bool", "literal", "negation", "bound", "swap")
+# Where `e + 1` needs no parentheses: the node is a whole argument, index, bound or value.
+LOOSE = (ast.Call, ast.Slice, ast.Subscript, ast.Return, ast.Assign, ast.keyword, ast.List, ast.Tuple)
+
+
+@dataclass
+class SmallFix:
+    line: int
+    kind: str
+    description: str  # "line 7: `<` -> `<=`"
+    text: str  # the whole file with the fix
+
+
+def small_fixes(source: str, start: int, end: int, focus: tuple[int, ...] = (), limit: int = 60) -> list[SmallFix]:
+    """Up to `limit` one-token variants of the code on lines start..end of `source` (a whole file), each a
+    whole new file text that parses. Lines in `focus` (the traceback's) first, then the rest by distance."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    lines = source.splitlines(keepends=True)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line.encode("utf-8")))
+    data = source.encode("utf-8")
+    at = lambda line, col: offsets[line - 1] + col  # noqa: E731  (ast columns are UTF-8 byte offsets)
+    skip = _docstrings_and_annotations(tree)
+    edits: list[tuple[int, str, int, int, bytes, str]] = []  # line, kind, begin, stop, replacement, description
+    for parent in ast.walk(tree):
+        for node in ast.iter_child_nodes(parent):
+            if id(node) in skip or not hasattr(node, "lineno") or not start <= node.lineno <= end:
+                continue
+            for kind, begin, stop, new, what in _edits(node, parent, data, at):
+                edits.append((node.lineno, kind, begin, stop, new.encode("utf-8"), what))
+    focus_lines = [f for f in focus if start <= f <= end]
+    distance = lambda line: min((abs(line - f) for f in focus_lines), default=0)  # noqa: E731
+    edits.sort(key=lambda e: (distance(e[0]), ORDER.index(e[1]), e[0], e[2]))
+    out, seen = [], {source}
+    for line, kind, begin, stop, new, what in edits:
+        text = (data[:begin] + new + data[stop:]).decode("utf-8")
+        if text in seen:
+            continue
+        try:
+            ast.parse(text)
+        except SyntaxError:
+            continue
+        seen.add(text)
+        out.append(SmallFix(line, kind, f"line {line}: {what}", text))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _edits(node, parent, data: bytes, at):
+    """(kind, begin, stop, replacement, description) for each one-token change of `node`."""
+    span = lambda n: (at(n.lineno, n.col_offset), at(n.end_lineno, n.end_col_offset))  # noqa: E731
+    text = lambda n: data[slice(*span(n))].decode("utf-8")  # noqa: E731
+    if isinstance(node, ast.Compare):
+        for i, op in enumerate(node.ops):
+            left = node.left if i == 0 else node.comparators[i - 1]
+            old, news = COMPARE[type(op)]
+            for new in news:
+                yield from _operator(data, span(left)[1], span(node.comparators[i])[0], old, new, "compare")
+    elif isinstance(node, (ast.BinOp, ast.AugAssign)) and type(node.op) in ARITH:
+        left, right = (node.left, node.right) if isinstance(node, ast.BinOp) else (node.target, node.value)
+        old, news = ARITH[type(node.op)]
+        if isinstance(node, ast.AugAssign):
+            old, news = old + "=", [n + "=" for n in news]
+        if not (isinstance(node.op, ast.Add) and _is_text(left, right)):  # "a" + "b" has no minus
+            for new in news:
+                yield from _operator(data, span(left)[1], span(right)[0], old, new, "arith")
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)) and _is_one(right):
+            yield "number", *span(node), text(left), f"`{text(node)}` -> `{text(left)}`"  # x - 1 -> x, not x - 0
+    elif isinstance(node, ast.BoolOp):
+        old, (new,) = BOOL[type(node.op)]
+        for a, b in zip(node.values, node.values[1:], strict=False):
+            yield from _operator(data, span(a)[1], span(b)[0], old, new, "bool")
+    elif isinstance(node, ast.Constant) and isinstance(node.value, bool):
+        yield "literal", *span(node), str(not node.value), f"`{node.value}` -> `{not node.value}`"
+    elif isinstance(node, ast.Constant) and type(node.value) in (int, float) and not isinstance(parent, ast.UnaryOp):
+        value = node.value
+        dropped = isinstance(parent, ast.BinOp) and isinstance(parent.op, (ast.Add, ast.Sub)) and node is parent.right
+        for new in (value + 1, value - 1):
+            if (isinstance(value, int) or value == int(value)) and not (dropped and new == 0):
+                yield "number", *span(node), repr(new), f"`{text(node)}` -> `{new!r}`"
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.USub)):
+        yield "negation", *span(node), _wrapped(text(node.operand), node.operand, parent), \
+            f"`{text(node)}` -> `{text(node.operand)}`"
+    if isinstance(parent, (ast.If, ast.While, ast.IfExp)) and node is parent.test and not (
+            isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not)):
+        inner = text(node) if isinstance(node, (ast.Name, ast.Attribute, ast.Call, ast.Subscript, ast.Compare)) \
+            else f"({text(node)})"
+        yield "negation", *span(node), f"not {inner}", f"`{text(node)}` -> `not {inner}`"
+    if _is_bound(node, parent):
+        for sign in ("+", "-"):
+            new = f"{text(node)} {sign} 1"
+            yield "bound", *span(node), new if isinstance(parent, LOOSE) else f"({new})", f"`{text(node)}` -> `{new}`"
+    if isinstance(node, ast.Call) and len(node.args) == 2 and not node.keywords and not any(
+            isinstance(a, ast.Starred) for a in node.args):
+        a, b = node.args
+        (a0, a1), (b0, b1) = span(a), span(b)
+        swapped = data[b0:b1] + data[a1:b0] + data[a0:a1]
+        yield "swap", a0, b1, swapped.decode("utf-8"), f"`{text(a)}, {text(b)}` -> `{text(b)}, {text(a)}`"
+
+
+def _operator(data: bytes, begin: int, stop: int, old: str, new: str, kind: str):
+    """The operator token `old` in the text between two operands (parentheses and spaces around it), as `new`."""
+    gap = data[begin:stop].decode("utf-8")
+    pattern = r"\b" + re.escape(old).replace(r"\ ", r"\s+") + r"\b" if old[0].isalpha() else \
+        r"(?<![<>=!*/%+-])" + re.escape(old) + r"(?![<>=*/])"
+    match = re.search(pattern, gap)
+    if match:
+        b, e = begin + len(gap[:match.start()].encode("utf-8")), begin + len(gap[:match.end()].encode("utf-8"))
+        yield kind, b, e, new, f"`{old}` -> `{new}`"
+
+
+def _is_bound(node, parent) -> bool:
+    """An index, slice bound or range() argument that is an expression (numbers have their own edit), or a
+    variable, attribute or call in arithmetic (`number * size` where `(number - 1) * size` was meant)."""
+    if isinstance(node, ast.Constant) or not isinstance(node, ast.expr):
+        return False
+    if isinstance(parent, ast.BinOp) and isinstance(node, (ast.Name, ast.Attribute, ast.Call)):
+        return not _is_text(parent.left, parent.right)
+    if isinstance(parent, ast.Slice):
+        return True
+    if isinstance(parent, ast.Subscript) and node is parent.slice and isinstance(parent.ctx, ast.Load):
+        return not isinstance(node, (ast.Tuple, ast.Slice)) and not _is_text(node)
+    return (isinstance(parent, ast.Call) and isinstance(parent.func, ast.Name) and parent.func.id == "range"
+            and node in parent.args)
+
+
+def _is_one(node) -> bool:
+    return isinstance(node, ast.Constant) and type(node.value) is int and node.value == 1
+
+
+def _is_text(*nodes) -> bool:
+    return any(isinstance(n, (ast.JoinedStr,)) or (isinstance(n, ast.Constant) and isinstance(n.value, str))
+               for n in nodes)
+
+
+def _wrapped(text: str, node, parent) -> str:
+    simple = isinstance(node, (ast.Name, ast.Attribute, ast.Call, ast.Subscript, ast.Constant))
+    return text if simple or isinstance(parent, LOOSE + (ast.If, ast.While, ast.BoolOp)) else f"({text})"
+
+
+def _docstrings_and_annotations(tree) -> set[int]:
+    """ids of the nodes no fix may touch: docstrings and every part of a type annotation."""
+    skip = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(body[0].value,
+                                                                                           ast.Constant):
+            skip.update(id(n) for n in ast.walk(body[0]))
+        for annotation in (getattr(node, "annotation", None), getattr(node, "returns", None)):
+            if isinstance(annotation, ast.AST):
+                skip.update(id(n) for n in ast.walk(annotation))
+    return skip

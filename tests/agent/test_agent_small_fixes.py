@@ -1,0 +1,68 @@
+"""One-token fixes: each is one change of the suspect's lines, the rest of the file byte for byte as it was."""
+
+import ast
+import difflib
+
+from qcoder.agent.small_fixes import small_fixes
+
+SOURCE = '''import math
+
+LIMIT = 10  # outside the suspect: never changed
+
+
+def page(items, number: int = 1, size=10) -> list:
+    """Items of 1-based page `number` (size 10 keeps the docstring's 10 and 1 alone)."""
+    start = (number - 1) * size
+    if start < 0 or not items:
+        return []
+    return items[start:start + size - 1]  # the comment stays
+
+
+def label(ok):
+    return "yes" + "!" if ok is True else "no"
+'''
+
+
+def changed_lines(old: str, new: str) -> list[str]:
+    return [d for d in difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=0)
+            if d[:1] in "+-" and not d.startswith(("+++", "---"))]
+
+
+def test_every_fix_changes_one_line_of_the_suspect_and_parses():
+    fixes = small_fixes(SOURCE, 6, 11, limit=200)
+    assert len(fixes) > 15
+    for fix in fixes:
+        ast.parse(fix.text)
+        diff = changed_lines(SOURCE, fix.text)
+        assert len(diff) == 2, (fix.description, diff)
+        assert diff[0][1:].split("#")[0].strip() != diff[1][1:].split("#")[0].strip()
+        assert 6 <= fix.line <= 11
+        assert "Items of 1-based page" in fix.text and "LIMIT = 10  #" in fix.text
+        if "# the comment stays" in diff[0]:
+            assert "# the comment stays" in diff[1]
+    assert len({f.text for f in fixes}) == len(fixes)
+
+
+def test_the_common_one_token_bugs_are_among_the_fixes():
+    texts = {f.text for f in small_fixes(SOURCE, 6, 11, limit=200)}
+    for old, new in [("start + size - 1]", "start + size]"),  # off by one in a bound
+                     ("start < 0", "start <= 0"),  # a boundary
+                     ("(number - 1)", "(number + 1)"),  # an operator
+                     ("or not items", "and not items"),  # and/or
+                     ("or not items", "or items"),  # a negation too many
+                     ("size=10", "size=9")]:  # a default
+        assert SOURCE.replace(old, new) in texts, (old, new)
+    assert "def page(items, number: int = 0, size=10)" in "".join(texts)  # defaults are code too
+    assert not any("size 11" in t or "and 0 alone" in t for t in texts)  # docstrings are not
+
+
+def test_fixes_on_the_traceback_line_come_first_and_strings_are_not_subtracted():
+    first = small_fixes(SOURCE, 6, 11, focus=(11,))[0]
+    assert first.line == 11
+    label = small_fixes(SOURCE, 14, 15, limit=200)
+    assert not any('"yes" - "!"' in f.text for f in label)
+    assert any("ok is not True" in f.text for f in label)
+
+
+def test_code_that_does_not_parse_gives_no_fixes():
+    assert small_fixes("def f(:\n    pass\n", 1, 2) == []
