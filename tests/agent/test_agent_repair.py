@@ -103,6 +103,29 @@ def test_a_one_token_fix_is_found_by_the_tests_before_the_model_is_asked(workspa
     assert events(proc)[-1]["test_result"]["passed"] is True
 
 
+def test_a_candidate_one_token_from_passing_is_finished_by_the_search(workspace, home):
+    (workspace / "clamp.py").write_text("def clamp(x, lo, hi):\n    return x\n")
+    (workspace / "test_clamp.py").write_text(
+        "from clamp import clamp\n\n\ndef test_low():\n    assert clamp(-5, 0, 10) == 0\n\n\n"
+        "def test_high():\n    assert clamp(50, 0, 10) == 10\n\n\ndef test_inside():\n    assert clamp(5, 0, 10) == 5\n")
+    (workspace / ".qcoder").mkdir()
+    (workspace / ".qcoder" / "settings.toml").write_text("[repair]\ncandidates = 2\nrounds = 1\n")
+    fake = FakeModel([{"choices": [
+        fence("def clamp(x, lo, hi):\n    return max(lo, min(x, hi - 1))"),  # fixes test_low, not test_high
+        fence("def clamp(x, lo, hi):\n    return lo"),  # breaks test_inside: not worth a search
+    ]}])
+    try:
+        proc = qcoder_cli(["-p", "Fix clamp", "-y", "--trust", "--output-format", "stream-json"], workspace, fake, home)
+    finally:
+        fake.close()
+    assert proc.returncode == 0, proc.stderr
+    assert (workspace / "clamp.py").read_text() == "def clamp(x, lo, hi):\n    return max(lo, min(x, hi))\n"
+    searches = [e for e in events(proc) if e["type"] == "repair" and e["phase"] == "small_fixes"]
+    assert [s["candidate"] for s in searches] == [1]  # the code as it was offers no one-token change
+    assert searches[0]["fix"] == "clamp.py line 2: `hi - 1` -> `hi` of candidate 1"
+    assert len(fake.requests) == 1
+
+
 def test_no_passing_candidate_hands_over_with_notes_and_a_fenced_reply_becomes_an_edit(workspace, home):
     project(workspace, candidates=2, rounds=2)
     fake = FakeModel([
@@ -185,3 +208,20 @@ def test_a_candidate_that_does_not_parse_says_so(tmp_path):
     assert (broken.status, broken.reason) == ("rejected", "the code does not parse: invalid syntax (line 2)")
     same = repair._candidate(2, "```python\ndef add(a, b):\n    return a - b\n```", ["calc.py"], "calc.py", [])
     assert (same.status, same.reason) == ("rejected", "no change (the code came back as it was)")
+
+
+def test_rounds_past_the_minimum_run_only_while_the_time_limit_leaves_room_for_the_loop():
+    import time
+    from types import SimpleNamespace
+
+    from qcoder.agent.repair import Repair, RepairSettings
+
+    repair = Repair(None, RepairSettings(rounds=2, max_rounds=6, loop_share=0.25))
+    now = time.monotonic()
+    agent = lambda spent, limit=100.0: SimpleNamespace(limits=SimpleNamespace(timeout=limit),  # noqa: E731
+                                                       started=now - spent)
+    assert repair._another_round(agent(500.0), 1, now - 5)  # the minimum, whatever the clock says
+    assert repair._another_round(agent(10.0), 2, now - 20)  # 10 s a round, 90 s left: room for one more
+    assert not repair._another_round(agent(70.0), 2, now - 20)  # 30 s left: one more round would eat the loop's
+    assert not repair._another_round(agent(10.0), 6, now - 20)  # max_rounds
+    assert not repair._another_round(agent(10.0, limit=None), 2, now - 20)  # no time limit: the minimum only

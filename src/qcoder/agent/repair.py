@@ -47,8 +47,10 @@ class RepairSettings:
     temperature: float = 0.8
     top_p: float = 0.95
     max_tokens: int = 768
-    small_fixes: int = 60  # one-token fixes tried before the model is asked (0: none)
-    small_fix_seconds: float = 90.0  # and the time they may take
+    max_rounds: int = 6  # rounds past `rounds` run while the time limit allows, leaving `loop_share` of it
+    loop_share: float = 0.25  # for the general loop
+    small_fixes: int = 60  # one-token fixes tried before the model is asked (0: none); a third as many
+    small_fix_seconds: float = 90.0  # and a third the time on each candidate that fixed some failing tests
 
     @classmethod
     def from_settings(cls, table: dict | None) -> RepairSettings:
@@ -103,11 +105,17 @@ class Repair:
                    candidates=self.settings.candidates)
         tried: list[Candidate] = []
         winner = self._small_fix(agent, lead, baseline, targets)
-        for _ in range(max(self.settings.rounds, 1) if winner is None else 0):
+        started, number = time.monotonic(), 0
+        while winner is None and self._another_round(agent, number, started):
             agent.check_limits()
-            winner = self._round(agent, task, lead, baseline, targets, files, tried)
-            if winner:
-                break
+            fresh = self._round(agent, task, lead, baseline, targets, files, tried, number)
+            winner = next((c for c in fresh if c.status == "passed"), None)
+            # A candidate that fixes some of the failing tests may be one token from fixing them all.
+            for near in [] if winner else _near_misses(fresh, baseline):
+                winner = self._small_fix(agent, lead, baseline, targets, base=near)
+                if winner:
+                    break
+            number += 1
         agent.emit("repair", phase="done", fixed=winner is not None, chosen=winner.index if winner else None,
                    files=sorted(winner.files) if winner else [], tried=len(tried))
         if winner is None:
@@ -126,52 +134,74 @@ class Repair:
         agent.add({"role": "assistant", "content": answer})
         raise Submitted("repaired: the failing tests pass", answer)
 
-    def _small_fix(self, agent, lead, baseline, targets) -> Candidate | None:
-        """The first one-token fix of a suspect that passes, tried two at a time within the time allowed."""
+    def _small_fix(self, agent, lead, baseline, targets, base: Candidate | None = None) -> Candidate | None:
+        """The first one-token fix that passes, of the suspects as they are or (`base`) of a candidate that came
+        close; tried two at a time within the time allowed."""
+        files = dict(base.files) if base else {}
+        report = base.report if base else baseline
         focus: dict[str, set[int]] = {}
         for test in targets:
-            for match in FRAME.finditer(baseline.failures.get(test, "")):
+            for match in FRAME.finditer(report.failures.get(test, "")):
                 path, line = (match.group(1) or match.group(4)).removeprefix("./"), match.group(2) or match.group(5)
                 focus.setdefault(path, set()).add(int(line))
         fixes = []
         for suspect in (s for s in lead.suspects if not s.missing):
-            text = self._read(suspect.path)
-            fixes += [(suspect.path, f) for f in small_fixes(text or "", suspect.start, suspect.end,
-                                                              tuple(focus.get(suspect.path, ())))]
-        fixes = fixes[:self.settings.small_fixes]
+            text = files.get(suspect.path) if base else self._read(suspect.path)
+            span = _span(text or "", suspect.name) if base else (suspect.start, suspect.end)
+            if text and span:
+                fixes += [(suspect.path, f) for f in small_fixes(text, *span, tuple(focus.get(suspect.path, ())))]
+        limit = self.settings.small_fixes // (3 if base else 1)  # a near miss gets a shorter search
+        fixes = fixes[:limit]
         if not fixes:
             return None
         # A one-token change easily makes a loop endless: a shorter limit than a rewrite gets.
         timeout = min(self.tester.timeout, max(10.0, 5 * baseline.elapsed_s))
-        deadline = time.monotonic() + self.settings.small_fix_seconds
-        workers = 2
-        winner = None
+        deadline = time.monotonic() + self.settings.small_fix_seconds / (3 if base else 1)
+        workers, tried, winner = 2, 0, None
         with ThreadPoolExecutor(workers) as pool:
             for at in range(0, len(fixes), workers):
                 if time.monotonic() > deadline:
                     break
                 agent.check_limits()
                 batch = fixes[at:at + workers]
-                reports = list(pool.map(lambda pf: self.tester.run({pf[0]: pf[1].text}, timeout), batch))
-                self._small_tried += len(batch)
-                for (path, fix), report in zip(batch, reports, strict=True):
-                    if _verdict(baseline, report, targets) is None:
-                        winner = Candidate(0, {path: fix.text}, f"{path} {fix.description}", 1, 1, "passed",
-                                           report=report)
-                        winner.reason = fix.description
+                reports = list(pool.map(lambda pf: self.tester.run({**files, pf[0]: pf[1].text}, timeout), batch))
+                tried += len(batch)
+                for (path, fix), run in zip(batch, reports, strict=True):
+                    if _verdict(baseline, run, targets) is None:
+                        what = f"{path} {fix.description}" + (f" of candidate {base.index}" if base else "")
+                        winner = Candidate(base.index if base else 0, {**files, path: fix.text}, what,
+                                           status="passed", reason=fix.description, report=run)
                         break
                 if winner:
                     break
-        agent.emit("repair", phase="small_fixes", tried=self._small_tried, of=len(fixes), fixed=winner is not None,
-                   fix=winner.code if winner else None)
+        self._small_tried += tried
+        agent.emit("repair", phase="small_fixes", tried=tried, of=len(fixes), fixed=winner is not None,
+                   fix=winner.code if winner else None, candidate=base.index if base else None)
+        if winner:
+            self._count(winner)
         return winner
 
-    def _round(self, agent, task, lead, baseline, targets, files, tried) -> Candidate | None:
+    def _another_round(self, agent, number: int, started: float) -> bool:
+        """`rounds` rounds, then more (up to `max_rounds`) while the run's time limit leaves room for one more
+        and for the general loop after it: more samples are the surest gain with a small model."""
+        if number < max(self.settings.rounds, 1):
+            return True
+        if number >= self.settings.max_rounds or not agent.limits.timeout:
+            return False
+        per_round = (time.monotonic() - started) / number
+        left = agent.limits.timeout - (time.monotonic() - agent.started)
+        return left - per_round > self.settings.loop_share * agent.limits.timeout
+
+    def _round(self, agent, task, lead, baseline, targets, files, tried, number: int = 0) -> list[Candidate]:
         best = min((c for c in tried if c.status == "failed"), key=lambda c: len(c.report.failing), default=None)
         # After a round without a passing candidate, short functions are shown without their body: small models
         # tend to copy the bug back, and a fresh start from the signature, docstring and test often gets it right.
-        fresh_start = bool(tried) and all(_skeleton(s.source) for s in lead.suspects)
-        prompt = _prompt(task, lead, None if fresh_start else best, fresh_start)
+        # Later rounds alternate between the code as it is and the fresh start; a failed attempt is shown once
+        # (round 2, where there is no fresh start), since small models copy what they are shown.
+        can_skeleton = all(_skeleton(s.source) for s in lead.suspects)
+        fresh_start = can_skeleton and number % 2 == 1
+        show_best = best if number == 1 and not fresh_start else None
+        prompt = _prompt(task, lead, show_best, fresh_start)
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
         size = sum(s.source.count("\n") + 1 for s in lead.suspects)
         limit = min(self.settings.max_tokens, 200 + 40 * size)
@@ -203,7 +233,7 @@ class Repair:
             winner = None if problem else candidate
         for candidate in fresh:
             agent.emit("candidate", **candidate.event())
-        return winner
+        return fresh
 
     def _candidate(self, index, reply, files, default, earlier) -> Candidate:
         read = lambda path: self._read(path)  # noqa: E731
@@ -225,14 +255,18 @@ class Repair:
             same = next((c for c in earlier if c.files == proposed), None)
             if same:
                 candidate.status, candidate.reason = "duplicate", f"same as candidate {same.index}"
-        for path, text in proposed.items():
+        self._count(candidate)
+        return candidate
+
+    def _count(self, candidate: Candidate) -> None:
+        """The candidate's lines added and removed, against the workspace."""
+        for path, text in candidate.files.items():
             for line in difflib.unified_diff((self._read(path) or "").splitlines(), text.splitlines(), lineterm="",
                                              n=0):
                 if line.startswith("+") and not line.startswith("+++"):
                     candidate.added += 1
                 elif line.startswith("-") and not line.startswith("---"):
                     candidate.removed += 1
-        return candidate
 
     # -- a reply with code in it ---------------------------------------------------------------------------
     def take_code_reply(self, agent, content: str) -> bool:
@@ -367,6 +401,28 @@ def _prompt(task: str, lead: Lead, best: Candidate | None, fresh_start: bool = F
                      f"It failed: {best.reason}. Write a different fix.")
     parts.append(_ask(lead.suspects))
     return "\n\n".join(parts)
+
+
+def _near_misses(candidates: list[Candidate], baseline: TestReport, most: int = 2) -> list[Candidate]:
+    """Failed candidates that fix some of the failing tests and break none that passed, closest first."""
+    close = [c for c in candidates if c.status == "failed" and c.report and not c.report.timed_out
+             and not (baseline.passed - c.report.passed) and len(c.report.failing) < len(baseline.failing)]
+    return sorted(close, key=lambda c: (len(c.report.failing), c.size))[:most]
+
+
+def _span(text: str, name: str) -> tuple[int, int] | None:
+    """Lines of the definition `name` (`f` or `Class.f`) in `text`, decorators included."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return None
+    *owners, last = name.split(".")
+    body = tree.body
+    for owner in owners:
+        body = next((n.body for n in body if isinstance(n, ast.ClassDef) and n.name == owner), [])
+    node = next((n for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                 and n.name == last), None)
+    return (min([node.lineno, *(d.lineno for d in node.decorator_list)]), node.end_lineno) if node else None
 
 
 def _syntax_error(code: str) -> str:
