@@ -66,3 +66,18 @@ def test_fixes_on_the_traceback_line_come_first_and_strings_are_not_subtracted()
 
 def test_code_that_does_not_parse_gives_no_fixes():
     assert small_fixes("def f(:\n    pass\n", 1, 2) == []
+
+
+def test_a_missing_name_close_to_a_defined_one_becomes_a_rename_everywhere_but_in_strings_and_comments():
+    from qcoder.agent.small_fixes import renames
+
+    sources = {"store.py": "def get_usr(uid):\n    return {'id': uid, 'via': 'get_usr'}  # get_usr: old\n\n\nCACHE = get_usr\n",
+               "app.py": "from store import get_usr\n\n\ndef show(uid):\n    return get_usr(uid)['id']\n",
+               "other.py": "x = 1\n"}
+    old, changed = renames("get_user", "store.py", sources)
+    assert old == "get_usr" and sorted(changed) == ["app.py", "store.py"]
+    assert changed["store.py"] == ("def get_user(uid):\n    return {'id': uid, 'via': 'get_usr'}  # get_usr: old\n\n\n"
+                                   "CACHE = get_user\n")
+    assert changed["app.py"] == "from store import get_user\n\n\ndef show(uid):\n    return get_user(uid)['id']\n"
+    assert renames("MAX_RETRIES", "settings.py", {"settings.py": "MAX_RETRY = 3\nTIMEOUT = 5\n"})[0] == "MAX_RETRY"
+    assert renames("frobnicate", "store.py", sources) is None

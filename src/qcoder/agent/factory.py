@@ -44,7 +44,7 @@ def _readable(read, workspace: Path) -> dict:
 
 
 class Built:
-    """The agent plus what must be closed when it is done (MCP connections)."""
+    """The agent plus what must be closed when it is done (MCP connections, the in-process engine)."""
 
     def __init__(self, agent: Agent, closers: list):
         self.agent, self._closers = agent, closers
@@ -52,6 +52,12 @@ class Built:
     def close(self) -> None:
         for close in self._closers:
             close()
+        # The engine's loop thread must stop before the interpreter does: left to the client's __del__ at exit,
+        # torch's threads were torn down under it and the process aborted after its result ("terminate called
+        # without an active exception", seen when a run ended at its time limit).
+        close_client = getattr(self.agent.client, "close", None)  # the current one: the TUI's /model swaps it
+        if close_client:
+            close_client()
 
 
 def build(args, *, emit=None, ask=None, ask_trust=None, warn=None) -> Built:

@@ -26,7 +26,7 @@ from pathlib import Path
 from qcoder.agent.fenced_edits import FENCE, proposed_files
 from qcoder.agent.localize import FRAME, Lead, Suspect, localize
 from qcoder.agent.loop import Submitted
-from qcoder.agent.small_fixes import small_fixes
+from qcoder.agent.small_fixes import renames, small_fixes
 from qcoder.agent.testing import SUITE, Tester, TestReport, is_test_file
 from qcoder.agent.tools.base import Tool
 
@@ -144,12 +144,18 @@ class Repair:
             for match in FRAME.finditer(report.failures.get(test, "")):
                 path, line = (match.group(1) or match.group(4)).removeprefix("./"), match.group(2) or match.group(5)
                 focus.setdefault(path, set()).add(int(line))
-        fixes = []
+        fixes: list[tuple[dict[str, str], str]] = []  # (new file texts, what changed)
         for suspect in (s for s in lead.suspects if not s.missing):
             text = files.get(suspect.path) if base else self._read(suspect.path)
             span = _span(text or "", suspect.name) if base else (suspect.start, suspect.end)
             if text and span:
-                fixes += [(suspect.path, f) for f in small_fixes(text, *span, tuple(focus.get(suspect.path, ())))]
+                fixes += [({suspect.path: f.text}, f"{suspect.path} {f.description}")
+                          for f in small_fixes(text, *span, tuple(focus.get(suspect.path, ())))]
+        for suspect in [] if base else (s for s in lead.suspects if s.missing and "." not in s.name):
+            sources = {p: t for p in self._python_files if (t := self._read(p)) is not None}
+            found = renames(suspect.name, suspect.path, sources)
+            if found and found[1]:
+                fixes.insert(0, (found[1], f"renamed `{found[0]}` to `{suspect.name}` in {', '.join(found[1])}"))
         limit = self.settings.small_fixes // (3 if base else 1)  # a near miss gets a shorter search
         fixes = fixes[:limit]
         if not fixes:
@@ -164,13 +170,13 @@ class Repair:
                     break
                 agent.check_limits()
                 batch = fixes[at:at + workers]
-                reports = list(pool.map(lambda pf: self.tester.run({**files, pf[0]: pf[1].text}, timeout), batch))
+                reports = list(pool.map(lambda fix: self.tester.run({**files, **fix[0]}, timeout), batch))
                 tried += len(batch)
-                for (path, fix), run in zip(batch, reports, strict=True):
+                for (changed, description), run in zip(batch, reports, strict=True):
                     if _verdict(baseline, run, targets) is None:
-                        what = f"{path} {fix.description}" + (f" of candidate {base.index}" if base else "")
-                        winner = Candidate(base.index if base else 0, {**files, path: fix.text}, what,
-                                           status="passed", reason=fix.description, report=run)
+                        what = description + (f" of candidate {base.index}" if base else "")
+                        winner = Candidate(base.index if base else 0, {**files, **changed}, what,
+                                           status="passed", reason=description, report=run)
                         break
                 if winner:
                     break
@@ -311,12 +317,15 @@ class Repair:
     def __post_init__(self):
         self._seen: set = set()
         self._small_tried = 0
+        self._python_files: list[str] = []
         self._root: Path | None = None
 
     def _files(self, agent) -> list[str]:
         ws = agent.workspace
         self._root = ws.root
-        return [ws.rel(p) for p in ws.files(ws.root)[:5000]]
+        files = [ws.rel(p) for p in ws.files(ws.root)[:5000]]
+        self._python_files = [f for f in files if f.endswith(".py") and not is_test_file(f)]
+        return files
 
     def _read(self, path: str) -> str | None:
         target = self._root / path

@@ -8,12 +8,19 @@ cheaper than one round of sampled rewrites on a CPU, and they work the same with
 
 Each fix replaces the text of one node (or just its operator) in the file, so the diff is that one change;
 comments and formatting elsewhere stay as they were. Fixes on the lines the traceback passes through come first.
+
+`renames` covers the other name-level bug: the tests use a name the project lacks while it defines a close one
+(`get_user` against `get_usr`), so the rename refactoring, applied to every identifier in every source file, is
+the candidate.
 """
 
 from __future__ import annotations
 
 import ast
+import difflib
+import io
 import re
+import tokenize
 from dataclasses import dataclass
 
 COMPARE = {ast.Lt: ("<", ["<=", ">"]), ast.LtE: ("<=", ["<", ">="]), ast.Gt: (">", [">=", "<"]),
@@ -181,3 +188,36 @@ def _docstrings_and_annotations(tree) -> set[int]:
             if isinstance(annotation, ast.AST):
                 skip.update(id(n) for n in ast.walk(annotation))
     return skip
+
+
+def renames(missing: str, home: str, sources: dict[str, str]) -> tuple[str, dict[str, str]] | None:
+    """(old name, new file texts) renaming the top-level name of `home` (a path in `sources`) closest to the
+    missing name to it, in every file of `sources` that uses it; None when no name is close."""
+    try:
+        tree = ast.parse(sources[home])
+    except (KeyError, SyntaxError):
+        return None
+    names = {t.id for n in tree.body for t in ast.walk(n) if isinstance(n, (ast.Assign, ast.AnnAssign))
+             and isinstance(t, ast.Name) and isinstance(t.ctx, ast.Store)}
+    names |= {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    close = difflib.get_close_matches(missing, sorted(names - {missing}), n=1, cutoff=0.75)
+    if not close:
+        return None
+    changed = {path: text for path, text in ((p, renamed(t, close[0], missing)) for p, t in sources.items())
+               if text != sources[path]}
+    return close[0], changed
+
+
+def renamed(text: str, old: str, new: str) -> str:
+    """`text` with every identifier `old` spelled `new`; strings and comments are left alone."""
+    try:
+        tokens = [t for t in tokenize.generate_tokens(io.StringIO(text).readline)
+                  if t.type == tokenize.NAME and t.string == old]
+    except (tokenize.TokenError, SyntaxError):
+        return text
+    lines = text.splitlines(keepends=True)
+    for token in reversed(tokens):  # from the end, so earlier columns stay valid
+        row, col = token.start
+        line = lines[row - 1]
+        lines[row - 1] = line[:col] + new + line[col + len(old):]
+    return "".join(lines)
