@@ -116,6 +116,24 @@ def test_search_honours_gitignore(ws):
     assert list_directory(ws).splitlines() == ["build/", ".gitignore", "app.py", "debug.log"]
 
 
+def test_a_workspace_in_an_ignored_folder_of_a_repository_still_has_its_files(tmp_path):
+    """`make run` copies the demo into the repository's ignored runs/: git lists none of its files."""
+    import subprocess
+
+    from qcoder.agent.tools.workspace import Workspace
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("/runs/\n")
+    root = tmp_path / "runs" / "demo"
+    root.mkdir(parents=True)
+    (root / "calc.py").write_text("x = 1\n")
+    (root / "test_calc.py").write_text("def test_x():\n    pass\n")
+    (root / ".gitignore").write_text("*.log\n")
+    (root / "debug.log").write_text("noise\n")
+    ws = Workspace(root)
+    assert sorted(ws.rel(p) for p in ws.files(root)) == [".gitignore", "calc.py", "test_calc.py"]
+
+
 def test_shell_reports_exit_code_and_caps_output(ws):
     shell = Shell(ws.root, timeout=30)
     result = shell.run("echo hi; exit 3")

@@ -88,7 +88,16 @@ class Workspace:
         if proc.returncode != 0:
             return None
         paths = [under / p for p in proc.stdout.decode("utf-8", "replace").split("\0") if p]
+        if not paths and self._ignored_by_enclosing_repo():
+            return None  # a workspace in an ignored folder of a bigger repository (`make run`'s runs/): walk it
         return sorted(p for p in paths if p.is_file() and not SKIP_DIRS.intersection(p.relative_to(self.root).parts))
+
+    def _ignored_by_enclosing_repo(self) -> bool:
+        try:
+            return subprocess.run(["git", "check-ignore", "-q", "."], cwd=self.root, capture_output=True,
+                                  timeout=30).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            return False
 
     def _ignore_patterns(self) -> list[str]:
         gitignore = self.root / ".gitignore"
