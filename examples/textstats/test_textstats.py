@@ -17,4 +17,7 @@ def test_average_word_length():
 
 def test_longest_word():
     assert longest_word("a quick brown fox") == "quick"
+    assert longest_word("pear banana") == "banana"  # the longest, not the last in alphabetical order
+    assert longest_word("An elephant, obviously!") == "obviously"  # a word, without its punctuation
+    assert longest_word("abc xyz") == "abc"  # the first one wins a tie
     assert longest_word("") is None

@@ -142,6 +142,7 @@ def test_no_passing_candidate_hands_over_with_notes_and_a_fenced_reply_becomes_a
     assert proc.returncode == 0, proc.stderr
     second_round = fake.requests[1]["messages"][-1]["content"]  # a fresh start: the signature, not the buggy body
     assert "the signature of `add`" in second_round and "return a - b" not in second_round
+    assert "It can use these functions of calc.py:\n```python\ndef mul(a, b): ...\n```" in second_round
     notes = fake.requests[2]["messages"][2]["content"]
     assert "test_add fails" in notes and "`add` in calc.py" in notes and "2 automatic rewrite(s)" in notes
     assert (workspace / "calc.py").read_text() == CALC.replace("a - b", "b + a")

@@ -207,7 +207,8 @@ class Repair:
         can_skeleton = all(_skeleton(s.source) for s in lead.suspects)
         fresh_start = can_skeleton and number % 2 == 1
         show_best = best if number == 1 and not fresh_start else None
-        prompt = _prompt(task, lead, show_best, fresh_start)
+        helpers = {s.path: _helpers(self._read(s.path) or "", s.name) for s in lead.suspects} if fresh_start else {}
+        prompt = _prompt(task, lead, show_best, fresh_start, helpers)
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
         size = sum(s.source.count("\n") + 1 for s in lead.suspects)
         limit = min(self.settings.max_tokens, 200 + 40 * size)
@@ -385,7 +386,8 @@ def _verdict(baseline: TestReport, report: TestReport, targets: list[str]) -> st
     return None
 
 
-def _prompt(task: str, lead: Lead, best: Candidate | None, fresh_start: bool = False) -> str:
+def _prompt(task: str, lead: Lead, best: Candidate | None, fresh_start: bool = False,
+            helpers: dict[str, str] | None = None) -> str:
     """The task, then the failing test and its error, then the code to rewrite last, right before the ask."""
     parts = [task.strip()[:1500]]
     for test in lead.tests[:3]:
@@ -402,6 +404,8 @@ def _prompt(task: str, lead: Lead, best: Candidate | None, fresh_start: bool = F
         elif fresh_start:
             parts.append(f"Here is the signature of `{suspect.name}` in {suspect.path}; its body has the bug that "
                          f"makes the test fail:\n```python\n{_skeleton(suspect.source)}\n```")
+            if (helpers or {}).get(suspect.path):  # written from scratch, it should still use what the module has
+                parts.append(f"It can use these functions of {suspect.path}:\n```python\n{helpers[suspect.path]}\n```")
         else:
             parts.append(f"Here is `{suspect.name}` from {suspect.path}. It has the bug that makes the test fail:\n"
                          f"```python\n{suspect.source}\n```")
@@ -432,6 +436,20 @@ def _span(text: str, name: str) -> tuple[int, int] | None:
     node = next((n for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
                  and n.name == last), None)
     return (min([node.lineno, *(d.lineno for d in node.decorator_list)]), node.end_lineno) if node else None
+
+
+def _helpers(text: str, name: str, most: int = 8) -> str:
+    """The other top-level functions of a module, as signatures with the first line of their docstrings."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return ""
+    out = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name != name.split(".")[-1]:
+            doc = (ast.get_docstring(node) or "").strip().splitlines()
+            out.append(f"def {node.name}({ast.unparse(node.args)}): ..." + (f"  # {doc[0]}" if doc else ""))
+    return "\n".join(out[:most])
 
 
 def _syntax_error(code: str) -> str:
