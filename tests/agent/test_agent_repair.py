@@ -226,3 +226,12 @@ def test_rounds_past_the_minimum_run_only_while_the_time_limit_leaves_room_for_t
     assert not repair._another_round(agent(70.0), 2, now - 20)  # 30 s left: one more round would eat the loop's
     assert not repair._another_round(agent(10.0), 6, now - 20)  # max_rounds
     assert not repair._another_round(agent(10.0, limit=None), 2, now - 20)  # no time limit: the minimum only
+
+
+def test_the_space_a_forced_def_prefix_leaves_is_taken_out():
+    from qcoder.agent.repair import _heal
+
+    assert _heal("```python\ndef longest_word( text ):\n    return f( x )\n") == \
+        "```python\ndef longest_word(text):\n    return f( x )\n"
+    wrapped = "```python\ndef add(\n    a,\n    b,\n):\n    pass\n"
+    assert _heal(wrapped) == wrapped

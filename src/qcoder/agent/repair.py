@@ -225,7 +225,8 @@ class Repair:
         default = lead.suspects[0].path
         fresh = []
         for reply in replies:
-            candidate = self._candidate(len(tried) + len(fresh) + 1, reply.content, files, default, tried + fresh)
+            candidate = self._candidate(len(tried) + len(fresh) + 1, _heal(reply.content), files, default,
+                                        tried + fresh)
             fresh.append(candidate)
         tried += fresh
         timeout = min(self.tester.timeout, max(30.0, 10 * baseline.elapsed_s))
@@ -507,6 +508,12 @@ def _reply_prefix(suspects: list[Suspect]) -> str:
     if first.missing or first.source.lstrip().startswith("def "):
         return f"```python\ndef {first.name.split('.')[-1]}({_receiver(first)}"
     return "```python\n"
+
+
+def _heal(reply: str) -> str:
+    """`def f( text ):` -> `def f(text):` on the first def line: the forced prefix ends at `(`, where the model's
+    own tokens would have merged it with the name after it, so it tends to add a space."""
+    return re.sub(r"^(\s*def \w+\()\s+([^)\n]*?)\s*\)", r"\1\2)", reply, count=1, flags=re.M)
 
 
 def _receiver(suspect: Suspect) -> str:
