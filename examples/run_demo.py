@@ -37,6 +37,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model for the agent (default: the registry default)")
     parser.add_argument("--max-turns", type=int, default=20)
+    parser.add_argument("--timeout", type=float, default=300,
+                        help="the agent's time limit in seconds; within it the repair path may sample more rounds")
     parser.add_argument("--out", type=Path, default=Path("runs"), help="where the project copy goes")
     args = parser.parse_args()
     console = Console()
@@ -59,7 +61,8 @@ def main() -> int:
     # the task carries the failing test's report, as a user pasting it would: small models need the pointer
     failure = "\n".join(line for line in first.stdout.splitlines() if line.startswith(("E ", "FAILED", ">")))
     agent = subprocess.Popen([sys.executable, "-m", "qcoder", "-p", TASK.format(failure=failure), "-y", "--trust",
-                              "--model", model, "--max-turns", str(args.max_turns), "--workspace", str(workspace)],
+                              "--model", model, "--max-turns", str(args.max_turns), "--timeout", f"{args.timeout:g}",
+                              "--workspace", str(workspace)],
                              stdout=subprocess.PIPE, text=True, bufsize=1)
     answer = []
     for line in agent.stdout:  # shown as it streams, and kept: the agent's answer may already carry the diff
