@@ -164,13 +164,14 @@ def _test_source(defs: Definitions, test: str) -> str:
     return "\n".join([*imports, "", "", *lines[start - 1:node.end_lineno]]).strip()
 
 
+def frame_lines(failure: str) -> list[tuple[str, int]]:
+    """(path, line) of every traceback frame in a failure's text, outermost first."""
+    return [((m.group(1) or m.group(4)).removeprefix("./"), int(m.group(2) or m.group(5)))
+            for m in FRAME.finditer(failure)]
+
+
 def _from_frames(defs: Definitions, failure: str) -> list[Suspect]:
-    frames = []
-    for match in FRAME.finditer(failure):
-        path, line = (match.group(1) or match.group(4)), int(match.group(2) or match.group(5))
-        path = path.removeprefix("./")
-        if path in defs.files and not is_test_file(path):
-            frames.append((path, line))
+    frames = [(path, line) for path, line in frame_lines(failure) if path in defs.files and not is_test_file(path)]
     found = [defs.enclosing(path, line) for path, line in reversed(frames)]  # innermost first
     return [s for s in found if s]
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qcoder.agent.fenced_edits import FENCE, proposed_files
-from qcoder.agent.localize import FRAME, Lead, Suspect, localize
+from qcoder.agent.localize import Lead, Suspect, frame_lines, localize
 from qcoder.agent.loop import Submitted
 from qcoder.agent.small_fixes import renames, small_fixes
 from qcoder.agent.testing import SUITE, Tester, TestReport, is_test_file
@@ -141,9 +141,8 @@ class Repair:
         report = base.report if base else baseline
         focus: dict[str, set[int]] = {}
         for test in targets:
-            for match in FRAME.finditer(report.failures.get(test, "")):
-                path, line = (match.group(1) or match.group(4)).removeprefix("./"), match.group(2) or match.group(5)
-                focus.setdefault(path, set()).add(int(line))
+            for path, line in frame_lines(report.failures.get(test, "")):
+                focus.setdefault(path, set()).add(line)
         fixes: list[tuple[dict[str, str], str]] = []  # (new file texts, what changed)
         for suspect in (s for s in lead.suspects if not s.missing):
             text = files.get(suspect.path) if base else self._read(suspect.path)
