@@ -126,6 +126,34 @@ def test_a_candidate_one_token_from_passing_is_finished_by_the_search(workspace,
     assert len(fake.requests) == 1
 
 
+def test_a_candidate_that_makes_some_tests_pass_is_shown_back_with_the_test_it_still_fails(workspace, home):
+    (workspace / "clamp.py").write_text("def clamp(x, lo, hi):\n    return x\n")
+    (workspace / "test_clamp.py").write_text(
+        "from clamp import clamp\n\n\ndef test_low():\n    assert clamp(-5, 0, 10) == 0\n\n\n"
+        "def test_high():\n    assert clamp(50, 0, 10) == 10\n\n\ndef test_inside():\n    assert clamp(5, 0, 10) == 5\n")
+    (workspace / ".qcoder").mkdir()
+    (workspace / ".qcoder" / "settings.toml").write_text("[repair]\ncandidates = 2\nrounds = 2\nsmall_fixes = 0\n")
+    fake = FakeModel([
+        {"choices": [fence("def clamp(x, lo, hi):\n    return max(lo, x)"),  # fixes test_low only
+                     fence("def clamp(x, lo, hi):\n    return hi")]},  # breaks test_inside
+        {"choices": [fence("def clamp(x, lo, hi):\n    return max(lo, min(x, hi))"),
+                     fence("def clamp(x, lo, hi):\n    return max(lo, x)")]},  # the version it was shown
+    ])
+    try:
+        proc = qcoder_cli(["-p", "Fix clamp", "-y", "--trust", "--output-format", "stream-json"], workspace, fake, home)
+    finally:
+        fake.close()
+    assert proc.returncode == 0, proc.stderr
+    assert (workspace / "clamp.py").read_text() == "def clamp(x, lo, hi):\n    return max(lo, min(x, hi))\n"
+    second = fake.requests[1]["messages"][-1]["content"]
+    assert "is close: 2 test(s) pass" in second and "return max(lo, x)" in second
+    assert "Test test_high in test_clamp.py still fails" in second and "assert clamp(50, 0, 10) == 10" in second
+    assert "assert 50 == 10" in second and "test_low" not in second  # only what still fails
+    got = {e["index"]: e for e in events(proc) if e["type"] == "candidate"}
+    assert got[3]["status"] == "passed" and got[4]["status"] == "rejected"  # no change to the version shown
+    assert len(fake.requests) == 2
+
+
 def test_no_passing_candidate_hands_over_with_notes_and_a_fenced_reply_becomes_an_edit(workspace, home):
     project(workspace, candidates=2, rounds=2)
     fake = FakeModel([

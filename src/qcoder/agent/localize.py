@@ -119,7 +119,7 @@ def localize(report: TestReport, root: Path, files: list[str], tests: list[str])
     for test in tests[:3]:
         failure = report.failures.get(test) or report.output[-3000:]
         lead.errors[test] = _trim(failure)
-        lead.test_sources[test] = _test_source(defs, test)
+        lead.test_sources[test] = test_source(defs.root, test)
         suspects += _from_frames(defs, failure)
         suspects += _missing(defs, failure)
         suspects += _called(defs, test)
@@ -142,10 +142,11 @@ def _trim(failure: str, limit: int = 1500) -> str:
     return text if len(text) <= limit else "...\n" + text[-limit:]
 
 
-def _test_source(defs: Definitions, test: str) -> str:
+def test_source(root: Path, test: str) -> str:
+    """A test function's source with its module's imports (a whole small module for a file-level id)."""
     path, *names = test.split("::")
     try:
-        text = (defs.root / path).read_text(encoding="utf-8")
+        text = (Path(root) / path).read_text(encoding="utf-8")
         tree = ast.parse(text)
     except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
         return ""

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qcoder.agent.fenced_edits import FENCE, proposed_files
-from qcoder.agent.localize import Lead, Suspect, frame_lines, localize
+from qcoder.agent.localize import Lead, Suspect, frame_lines, localize, test_source
 from qcoder.agent.loop import Submitted
 from qcoder.agent.small_fixes import renames, small_fixes
 from qcoder.agent.testing import SUITE, Tester, TestReport, is_test_file
@@ -105,10 +105,16 @@ class Repair:
                    candidates=self.settings.candidates)
         tried: list[Candidate] = []
         winner = self._small_fix(agent, lead, baseline, targets)
-        started, number = time.monotonic(), 0
+        started, number, regular, refined = time.monotonic(), 0, 0, set()
         while winner is None and self._another_round(agent, number, started):
             agent.check_limits()
-            fresh = self._round(agent, task, lead, baseline, targets, files, tried, number)
+            # A candidate that fixes some of the failing tests is worth a round of its own: shown with the test
+            # it still fails, the model corrects it (hill-climbing) rather than starting over.
+            close = next((c for c in _near_misses(tried, baseline) if c.index not in refined), None)
+            if close is not None:
+                refined.add(close.index)
+            fresh = self._round(agent, task, lead, baseline, targets, files, tried, regular, refine=close)
+            regular += close is None
             winner = next((c for c in fresh if c.status == "passed"), None)
             # A candidate that fixes some of the failing tests may be one token from fixing them all.
             for near in [] if winner else _near_misses(fresh, baseline):
@@ -197,7 +203,10 @@ class Repair:
         left = agent.limits.timeout - (time.monotonic() - agent.started)
         return left - per_round > self.settings.loop_share * agent.limits.timeout
 
-    def _round(self, agent, task, lead, baseline, targets, files, tried, number: int = 0) -> list[Candidate]:
+    def _round(self, agent, task, lead, baseline, targets, files, tried, number: int = 0,
+               refine: Candidate | None = None) -> list[Candidate]:
+        """One batch of sampled rewrites, tested; `number` counts the regular rounds, `refine` asks instead for a
+        correction of a candidate that came close."""
         best = min((c for c in tried if c.status == "failed"), key=lambda c: len(c.report.failing), default=None)
         # After a round without a passing candidate, short functions are shown without their body: small models
         # tend to copy the bug back, and a fresh start from the signature, docstring and test often gets it right.
@@ -207,7 +216,8 @@ class Repair:
         fresh_start = can_skeleton and number % 2 == 1
         show_best = best if number == 1 and not fresh_start else None
         helpers = {s.path: _helpers(self._read(s.path) or "", s.name) for s in lead.suspects} if fresh_start else {}
-        prompt = _prompt(task, lead, show_best, fresh_start, helpers)
+        prompt = (_refine_prompt(task, lead, refine, self._test_source) if refine else
+                  _prompt(task, lead, show_best, fresh_start, helpers))
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
         size = sum(s.source.count("\n") + 1 for s in lead.suspects)
         limit = min(self.settings.max_tokens, 200 + 40 * size)
@@ -225,7 +235,7 @@ class Repair:
         fresh = []
         for reply in replies:
             candidate = self._candidate(len(tried) + len(fresh) + 1, _heal(reply.content), files, default,
-                                        tried + fresh)
+                                        tried + fresh, base=refine)
             fresh.append(candidate)
         tried += fresh
         timeout = min(self.tester.timeout, max(30.0, 10 * baseline.elapsed_s))
@@ -242,11 +252,13 @@ class Repair:
             agent.emit("candidate", **candidate.event())
         return fresh
 
-    def _candidate(self, index, reply, files, default, earlier) -> Candidate:
-        read = lambda path: self._read(path)  # noqa: E731
+    def _candidate(self, index, reply, files, default, earlier, base: Candidate | None = None) -> Candidate:
+        """A reply as files to test; with `base`, the reply corrects that candidate's files."""
+        read = lambda path: base.files[path] if base and path in base.files else self._read(path)  # noqa: E731
         if reply.count("```") % 2:  # cut at the stop sequence, or at max_tokens: close the block
             reply = reply.rstrip() + "\n```\n"
         proposed = proposed_files(reply, files, read, default)
+        proposed = {**base.files, **proposed} if base and proposed else proposed
         code = (FENCE.search(reply).group(2) if FENCE.search(reply) else reply).strip()
         candidate = Candidate(index, proposed, code)
         tests = sorted(p for p in proposed if is_test_file(p))
@@ -320,6 +332,9 @@ class Repair:
         self._small_tried = 0
         self._python_files: list[str] = []
         self._root: Path | None = None
+
+    def _test_source(self, test: str) -> str:
+        return test_source(self._root, test) if self._root else ""
 
     def _files(self, agent) -> list[str]:
         ws = agent.workspace
@@ -417,10 +432,28 @@ def _prompt(task: str, lead: Lead, best: Candidate | None, fresh_start: bool = F
 
 
 def _near_misses(candidates: list[Candidate], baseline: TestReport, most: int = 2) -> list[Candidate]:
-    """Failed candidates that fix some of the failing tests and break none that passed, closest first."""
+    """Failed candidates that make more tests pass and break none that passed, closest first. (More passing, not
+    fewer failing: a module that failed to import counts as one failure before, and as each test after.)"""
     close = [c for c in candidates if c.status == "failed" and c.report and not c.report.timed_out
-             and not (baseline.passed - c.report.passed) and len(c.report.failing) < len(baseline.failing)]
-    return sorted(close, key=lambda c: (len(c.report.failing), c.size))[:most]
+             and not (baseline.passed - c.report.passed) and len(c.report.passed) > len(baseline.passed)]
+    return sorted(close, key=lambda c: (len(c.report.failing), -len(c.report.passed), c.size))[:most]
+
+
+def _refine_prompt(task: str, lead: Lead, near: Candidate, test_source) -> str:
+    """Ask for a correction of a candidate that made some failing tests pass: the candidate, then the tests it
+    still fails with their errors."""
+    names = " and ".join(f"`{s.name}`" for s in lead.suspects if not s.missing) or f"`{lead.suspects[0].name}`"
+    passing = len(near.report.passed)
+    parts = [task.strip()[:1500],
+             f"This version of {names} is close: {passing} test(s) pass with it.\n```python\n{_cap(near.code)}\n```"]
+    for test in near.report.failing[:2]:
+        source = _without_imports(test_source(test))
+        if source:
+            parts.append(f"Test {test.split('::')[-1]} in {test.split('::')[0]} still fails:\n```python\n{source}\n```")
+        parts.append(f"Error:\n```\n{_error_lines(near.report.failures.get(test, ''))}\n```")
+    parts.append("Correct that version so that these tests pass too, keeping what already works. Reply with the whole "
+                 "corrected code in one ```python block.")
+    return "\n\n".join(parts)
 
 
 def _span(text: str, name: str) -> tuple[int, int] | None:
