@@ -297,10 +297,7 @@ class EngineClient(ChatClient):
         # with that loop). The prompt is prefilled once first: the n sequences then share its cached blocks.
         if n > 1:
             self._generate(ids, SamplingParams(max_tokens=1), None)
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=n) as pool:  # n requests in flight at once: one batch
-            outs = list(pool.map(lambda _: self._generate(ids, params, None), range(n)))
+        outs = _parallel(lambda: self._generate(ids, params, None), n, most=n)  # all n in flight: one batch
         replies = []
         for text, reason, generated in outs:
             reasoning, content = split_reasoning(text, starts_in_thinking=self._llm.engine.opens_thinking(ids))
@@ -309,11 +306,12 @@ class EngineClient(ChatClient):
         return replies
 
 
-def _parallel(request, n: int) -> list[ChatResponse]:
-    """`n` calls of `request()` at once, on threads (for endpoints without `n`)."""
+def _parallel(request, n: int, most: int = 8) -> list:
+    """`n` calls of `request()`, `most` at a time, on threads (for endpoints without `n`, and for the engine's
+    batch)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=min(n, 8)) as pool:
+    with ThreadPoolExecutor(max_workers=min(n, most)) as pool:
         return list(pool.map(lambda _: request(), range(n)))
 
 

@@ -225,6 +225,10 @@ def test_a_method_candidate_is_forced_to_keep_its_receiver():
     assert _reply_prefix([method]) == "```python\ndef transfer(self"  # small models drop `self` otherwise
     assert _reply_prefix([static]) == "```python\n"  # decorated: the reply starts with the decorator
     assert _reply_prefix([plain]) == "```python\ndef add("
+    documented = Suspect("text.py", "longest", 1, 3, 'def longest(text: str):\n    """The longest word."""\n    return ""\n')
+    # a fresh start rewrites the body only: the parameters and the docstring stay as they were
+    assert _reply_prefix([documented], fresh_start=True) == '```python\ndef longest(text: str):\n    """The longest word."""\n'
+    assert _reply_prefix([plain], fresh_start=True) == "```python\ndef add(a, b):\n"
 
 
 def test_a_candidate_that_does_not_parse_says_so(tmp_path):

@@ -66,21 +66,13 @@ class Definitions:
     def nodes(self, path: str):
         """(qualified name, node) for every function, class and method of one file."""
         parsed = self.tree(path)
-        if parsed is None:
-            return
-        for node in parsed[0].body:
-            if isinstance(node, (*FUNCTIONS, ast.ClassDef)):
-                yield node.name, node
-            if isinstance(node, ast.ClassDef):
-                for member in node.body:
-                    if isinstance(member, FUNCTIONS):
-                        yield f"{node.name}.{member.name}", member
+        return named_nodes(parsed[0]) if parsed else iter(())
 
     def suspect(self, path: str, name: str) -> Suspect | None:
         for qualname, node in self.nodes(path):
             if qualname == name:
                 lines = self.tree(path)[1]
-                start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                start = _first_line(node)
                 return Suspect(path, qualname, start, node.end_lineno, "\n".join(lines[start - 1:node.end_lineno]))
         return None
 
@@ -110,6 +102,31 @@ class Definitions:
             if candidate in self.files:
                 return candidate
         return None
+
+
+def named_nodes(tree: ast.Module):
+    """(qualified name, node) for every top-level function and class of a module, and every method."""
+    for node in tree.body:
+        if isinstance(node, (*FUNCTIONS, ast.ClassDef)):
+            yield node.name, node
+        if isinstance(node, ast.ClassDef):
+            for member in node.body:
+                if isinstance(member, FUNCTIONS):
+                    yield f"{node.name}.{member.name}", member
+
+
+def span(text: str, name: str) -> tuple[int, int] | None:
+    """The lines (1-based, decorators included) of the definition `name` (`f` or `Class.f`) in a module's text."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return None
+    node = next((n for qualname, n in named_nodes(tree) if qualname == name), None)
+    return (_first_line(node), node.end_lineno) if node else None
+
+
+def _first_line(node: ast.AST) -> int:
+    return min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
 
 
 def localize(report: TestReport, root: Path, files: list[str], tests: list[str]) -> Lead:
@@ -161,7 +178,7 @@ def test_source(root: Path, test: str) -> str:
             return ""
         body = node.body
     imports = [ast.get_source_segment(text, n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-    start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+    start = _first_line(node)
     return "\n".join([*imports, "", "", *lines[start - 1:node.end_lineno]]).strip()
 
 

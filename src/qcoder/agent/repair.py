@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qcoder.agent.fenced_edits import FENCE, proposed_files
-from qcoder.agent.localize import Lead, Suspect, frame_lines, localize, test_source
+from qcoder.agent.localize import Lead, Suspect, frame_lines, localize, span, test_source
 from qcoder.agent.loop import Submitted
 from qcoder.agent.small_fixes import renames, small_fixes
 from qcoder.agent.testing import SUITE, Tester, TestReport, is_test_file
@@ -152,10 +152,10 @@ class Repair:
         fixes: list[tuple[dict[str, str], str]] = []  # (new file texts, what changed)
         for suspect in (s for s in lead.suspects if not s.missing):
             text = files.get(suspect.path) if base else self._read(suspect.path)
-            span = _span(text or "", suspect.name) if base else (suspect.start, suspect.end)
-            if text and span:
+            lines = span(text or "", suspect.name) if base else (suspect.start, suspect.end)
+            if text and lines:
                 fixes += [({suspect.path: f.text}, f"{suspect.path} {f.description}")
-                          for f in small_fixes(text, *span, tuple(focus.get(suspect.path, ())))]
+                          for f in small_fixes(text, *lines, tuple(focus.get(suspect.path, ())))]
         for suspect in [] if base else (s for s in lead.suspects if s.missing and "." not in s.name):
             sources = {p: t for p in self._python_files if (t := self._read(p)) is not None}
             found = renames(suspect.name, suspect.path, sources)
@@ -225,7 +225,7 @@ class Repair:
         # A round whose replies were (nearly) all the same gets a hotter second try: small models are confident.
         distinct = len({c.code for c in tried if c.status != "duplicate"})
         temperature = max(self.settings.temperature, 1.0) if tried and distinct <= 2 else self.settings.temperature
-        replies = agent.client.sample(messages, self.settings.candidates, prefix=_reply_prefix(lead.suspects),
+        replies = agent.client.sample(messages, self.settings.candidates, prefix=_reply_prefix(lead.suspects, fresh_start and not refine),
                                       temperature=temperature, top_p=self.settings.top_p,
                                       max_tokens=limit, stop=["\n```\n"])
         for reply in replies:
@@ -456,21 +456,6 @@ def _refine_prompt(task: str, lead: Lead, near: Candidate, test_source) -> str:
     return "\n\n".join(parts)
 
 
-def _span(text: str, name: str) -> tuple[int, int] | None:
-    """Lines of the definition `name` (`f` or `Class.f`) in `text`, decorators included."""
-    try:
-        tree = ast.parse(text)
-    except SyntaxError:
-        return None
-    *owners, last = name.split(".")
-    body = tree.body
-    for owner in owners:
-        body = next((n.body for n in body if isinstance(n, ast.ClassDef) and n.name == owner), [])
-    node = next((n for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-                 and n.name == last), None)
-    return (min([node.lineno, *(d.lineno for d in node.decorator_list)]), node.end_lineno) if node else None
-
-
 def _helpers(text: str, name: str, most: int = 8) -> str:
     """The other top-level functions of a module, as signatures with the first line of their docstrings."""
     try:
@@ -532,9 +517,13 @@ def _ask(suspects: list[Suspect]) -> str:
             "function in one ```python block.")
 
 
-def _reply_prefix(suspects: list[Suspect]) -> str:
-    """How a candidate must begin: the fence and the first suspect's `def` line, where that is certain."""
+def _reply_prefix(suspects: list[Suspect], fresh_start: bool = False) -> str:
+    """How a candidate must begin: the fence and the first suspect's `def` line, where that is certain. A fresh
+    start keeps the signature and docstring it was shown (only the body is rewritten): written from scratch, small
+    models rename parameters and restate the docstring, changing an API the tests may not cover."""
     first = suspects[0]
+    if fresh_start and not first.missing and (skeleton := _skeleton(first.source)):
+        return f"```python\n{skeleton}\n"
     if first.missing and "." in first.name:
         return f"```python\nclass {first.name.split('.')[0]}"
     if first.missing or first.source.lstrip().startswith("def "):
