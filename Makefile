@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-MODEL  ?= qwen2.5-coder-0.5b-instruct
+# the agent's default model (README: the agent suite); MODEL=qwen2.5-coder-0.5b-instruct is faster, weaker
+MODEL  ?= qwen2.5-coder-1.5b-instruct
 
 .PHONY: run test lint venv dev clean
 

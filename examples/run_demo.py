@@ -35,7 +35,7 @@ def snapshot(workspace: Path) -> dict[str, str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="model for the agent (default: the registry default)")
+    parser.add_argument("--model", default=None, help="model for the agent (default: the agent's default, qwen2.5-coder-1.5b-instruct)")
     parser.add_argument("--max-turns", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=300,
                         help="the agent's time limit in seconds; within it the repair path may sample more rounds")
@@ -43,9 +43,9 @@ def main() -> int:
     args = parser.parse_args()
     console = Console()
 
-    from qcoder.model.registry import DEFAULT_MODEL, resolve_model
+    from qcoder.model.registry import AGENT_MODEL, resolve_model
 
-    model = args.model or DEFAULT_MODEL
+    model = args.model or AGENT_MODEL
     console.rule(f"[bold]qcoder main job[/]: fix a failing test with {model}")
     resolve_model(model)  # pulls the model into the cache on first use (with a progress bar)
 

@@ -6,6 +6,7 @@ import sys
 
 from qcoder.engine.commands import add_speculative_option
 from qcoder.errors import QcoderError
+from qcoder.model.registry import AGENT_MODEL
 
 
 def add_arguments(parser) -> None:
@@ -13,8 +14,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--output-format", choices=("text", "json", "stream-json"), default="text",
                         help="headless output: text, one JSON object, or one JSON event per line")
     model = parser.add_argument_group("model")
-    model.add_argument("-m", "--model", help="registry name or local path (built-in engine), or the model name "
-                                             "at --base-url; env OPENAI_MODEL")
+    model.add_argument("-m", "--model", help="registry name or local path (built-in engine; default "
+                                             f"{AGENT_MODEL}), or the model name at --base-url; env OPENAI_MODEL")
     model.add_argument("--base-url", help="an OpenAI-compatible endpoint; env OPENAI_BASE_URL")
     model.add_argument("--api-key", help="key for --base-url; env OPENAI_API_KEY")
     add_speculative_option(model)

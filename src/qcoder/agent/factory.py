@@ -23,6 +23,7 @@ from qcoder.agent.tools.shell import Shell
 from qcoder.agent.tools.workspace import Workspace
 from qcoder.client import EngineClient, make_client
 from qcoder.errors import QcoderError
+from qcoder.model.registry import AGENT_MODEL
 
 # Low temperature keeps small models on the rails; settings `[sampling]` may change any of these. The
 # built-in engine also gets a mild repetition penalty and a tighter reply cap, because a degenerate 0.5B
@@ -97,9 +98,11 @@ def build(args, *, emit=None, ask=None, ask_trust=None, warn=None) -> Built:
         closers.append(servers.close)
         tools += servers.tools
 
-    client = make_client(
-        args.model or settings.model, args.base_url, args.api_key, engine_opts={"speculative": args.speculative}
-    )
+    # The built-in engine's default is the agent's own (larger than the completion default); an endpoint's is
+    # OPENAI_MODEL or the endpoint's.
+    remote = args.base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_MODEL")
+    client = make_client(args.model or settings.model or (None if remote else AGENT_MODEL), args.base_url,
+                         args.api_key, engine_opts={"speculative": args.speculative})
     tester = Tester(workspace, test_command, shell, test_tool.timeout) if test_command else None
     if args.resume:
         session = Session.load(workspace, args.resume)

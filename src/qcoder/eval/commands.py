@@ -157,11 +157,11 @@ def _run_agent(args, output: Path, names: list[str] | None) -> int:
         tasks = agent_tasks.load_instances(source, names, args.limit)
     if args.check:
         return _check_tasks(tasks, args.workers or 4)
-    from qcoder.model.registry import DEFAULT_MODEL
+    from qcoder.model.registry import AGENT_MODEL
 
-    # qcoder with neither picks the registry default: name it, so the report says which model ran
+    # qcoder with neither picks the agent's default model: name it, so the report says which model ran
     remote = args.base_url or os.environ.get("OPENAI_BASE_URL")  # the agent reads the variable too
-    model = args.model or (None if remote or args.agent_cmd else DEFAULT_MODEL)
+    model = args.model or (None if remote or args.agent_cmd else AGENT_MODEL)
     settings = agent.AgentSettings(model=model, base_url=args.base_url, api_key=args.api_key,
                                    agent_cmd=args.agent_cmd, max_turns=args.max_turns,
                                    timeout_s=args.timeout or agent_tasks.DEFAULT_TIMEOUT_S)

@@ -52,7 +52,7 @@ def _models(args) -> int:
     for column in ("name", "source", "size", "present", "path"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        name = row["name"] + (" (default)" if row["default"] else "")
+        name = row["name"] + (" (default)" if row["default"] else "") + (" (agent)" if row.get("agent_default") else "")
         size = f"{row['size'] / 1e6:,.0f} MB" if row["size"] is not None else "-"
         table.add_row(name, row["source"], size, "yes" if row["present"] else "no", row["path"] or "-")
     # Piped output gets a wide table instead of rich's 80-column default, so names and paths stay on one line.
