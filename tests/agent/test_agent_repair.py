@@ -170,7 +170,8 @@ def test_no_passing_candidate_hands_over_with_notes_and_a_fenced_reply_becomes_a
     assert proc.returncode == 0, proc.stderr
     second_round = fake.requests[1]["messages"][-1]["content"]  # a fresh start: the signature, not the buggy body
     assert "the signature of `add`" in second_round and "return a - b" not in second_round
-    assert "It can use these functions of calc.py:\n```python\ndef mul(a, b): ...\n```" in second_round
+    outline = "calc.py also defines (use these, do not rewrite them):\n```python\ndef mul(a, b): ...\n```"
+    assert outline in second_round and outline in fake.requests[0]["messages"][-1]["content"]
     notes = fake.requests[2]["messages"][2]["content"]
     assert "test_add fails" in notes and "`add` in calc.py" in notes and "2 automatic rewrite(s)" in notes
     assert (workspace / "calc.py").read_text() == CALC.replace("a - b", "b + a")
@@ -229,6 +230,40 @@ def test_a_method_candidate_is_forced_to_keep_its_receiver():
     # a fresh start rewrites the body only: the parameters and the docstring stay as they were
     assert _reply_prefix([documented], fresh_start=True) == '```python\ndef longest(text: str):\n    """The longest word."""\n'
     assert _reply_prefix([plain], fresh_start=True) == "```python\ndef add(a, b):\n"
+
+
+def test_the_prompt_outlines_what_else_the_module_defines():
+    from qcoder.agent.repair import _outline
+
+    module = '''"""Stock."""
+from dataclasses import dataclass
+
+
+class OutOfStock(Exception):
+    def __init__(self, sku: str, wanted: int):
+        super().__init__(sku)
+
+
+@dataclass
+class Line:
+    sku: str
+    quantity: int = 1
+
+
+def total(lines: list[Line]) -> int:
+    """How many items."""
+    return sum(line.quantity for line in lines)
+
+
+class Inventory:
+    def remove(self, sku, quantity):
+        pass
+'''
+    # an exception's constructor, a data class's fields, a function's signature: what a rewrite must not guess
+    assert _outline(module, {"Inventory"}) == (
+        "class OutOfStock(Exception):\n    def __init__(self, sku: str, wanted: int): ...\n"
+        "class Line:\n    sku: str\n    quantity: int = 1\n"
+        "def total(lines: list[Line]): ...  # How many items.")
 
 
 def test_a_candidate_that_does_not_parse_says_so(tmp_path):

@@ -215,9 +215,8 @@ class Repair:
         can_skeleton = all(_skeleton(s.source) for s in lead.suspects)
         fresh_start = can_skeleton and number % 2 == 1
         show_best = best if number == 1 and not fresh_start else None
-        helpers = {s.path: _helpers(self._read(s.path) or "", s.name) for s in lead.suspects} if fresh_start else {}
         prompt = (_refine_prompt(task, lead, refine, self._test_source) if refine else
-                  _prompt(task, lead, show_best, fresh_start, helpers))
+                  _prompt(task, lead, show_best, fresh_start, self._outlines(lead)))
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
         size = sum(s.source.count("\n") + 1 for s in lead.suspects)
         limit = min(self.settings.max_tokens, 200 + 40 * size)
@@ -333,6 +332,13 @@ class Repair:
         self._python_files: list[str] = []
         self._root: Path | None = None
 
+    def _outlines(self, lead: Lead) -> dict[str, str]:
+        """path -> the outline of its other definitions, for each file with a suspect shown as a definition (a
+        missing name's file is shown whole)."""
+        paths = dict.fromkeys(s.path for s in lead.suspects if not s.missing)
+        skip = {s.name.split(".")[0] for s in lead.suspects}
+        return {path: outline for path in paths if (outline := _outline(self._read(path) or "", skip))}
+
     def _test_source(self, test: str) -> str:
         return test_source(self._root, test) if self._root else ""
 
@@ -402,8 +408,9 @@ def _verdict(baseline: TestReport, report: TestReport, targets: list[str]) -> st
 
 
 def _prompt(task: str, lead: Lead, best: Candidate | None, fresh_start: bool = False,
-            helpers: dict[str, str] | None = None) -> str:
-    """The task, then the failing test and its error, then the code to rewrite last, right before the ask."""
+            outlines: dict[str, str] | None = None) -> str:
+    """The task, then the failing test and its error, what else the suspects' files define, then the code to
+    rewrite last, right before the ask."""
     parts = [task.strip()[:1500]]
     for test in lead.tests[:3]:
         source = _without_imports(lead.test_sources.get(test, ""))
@@ -411,6 +418,8 @@ def _prompt(task: str, lead: Lead, best: Candidate | None, fresh_start: bool = F
         parts.append(f"Test {test.split('::')[-1]} in {where} fails:\n```python\n{source}\n```" if source else
                      f"The tests in {where} fail.")
         parts.append(f"Error:\n```\n{_error_lines(lead.errors.get(test, ''))}\n```")
+    for path, outline in (outlines or {}).items():  # so that a rewrite uses what exists instead of guessing it
+        parts.append(f"{path} also defines (use these, do not rewrite them):\n```python\n{outline}\n```")
     for suspect in lead.suspects:
         if suspect.missing:
             owner = f"class `{suspect.name.split('.')[0]}`" if "." in suspect.name else suspect.path
@@ -419,8 +428,6 @@ def _prompt(task: str, lead: Lead, best: Candidate | None, fresh_start: bool = F
         elif fresh_start:
             parts.append(f"Here is the signature of `{suspect.name}` in {suspect.path}; its body has the bug that "
                          f"makes the test fail:\n```python\n{_skeleton(suspect.source)}\n```")
-            if (helpers or {}).get(suspect.path):  # written from scratch, it should still use what the module has
-                parts.append(f"It can use these functions of {suspect.path}:\n```python\n{helpers[suspect.path]}\n```")
         else:
             parts.append(f"Here is `{suspect.name}` from {suspect.path}. It has the bug that makes the test fail:\n"
                          f"```python\n{suspect.source}\n```")
@@ -456,17 +463,27 @@ def _refine_prompt(task: str, lead: Lead, near: Candidate, test_source) -> str:
     return "\n\n".join(parts)
 
 
-def _helpers(text: str, name: str, most: int = 8) -> str:
-    """The other top-level functions of a module, as signatures with the first line of their docstrings."""
+def _outline(text: str, skip: set[str], most: int = 12) -> str:
+    """A module's top-level definitions other than `skip`, in brief: functions as their signature and the first line
+    of their docstring, classes as their bases and constructor (or their annotated fields)."""
     try:
         tree = ast.parse(text)
-    except SyntaxError:
+    except (SyntaxError, ValueError):
         return ""
     out = []
     for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name != name.split(".")[-1]:
+        if getattr(node, "name", None) in skip:
+            continue
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             doc = (ast.get_docstring(node) or "").strip().splitlines()
             out.append(f"def {node.name}({ast.unparse(node.args)}): ..." + (f"  # {doc[0]}" if doc else ""))
+        elif isinstance(node, ast.ClassDef):
+            bases = ", ".join(ast.unparse(b) for b in node.bases)
+            init = next((m for m in node.body if isinstance(m, ast.FunctionDef) and m.name == "__init__"), None)
+            fields = [ast.unparse(m) for m in node.body if isinstance(m, ast.AnnAssign)][:8]
+            body = [f"    def __init__({ast.unparse(init.args)}): ..."] if init else [f"    {f}" for f in fields]
+            out.append("\n".join([f"class {node.name}({bases}):" if bases else f"class {node.name}:",
+                                   *(body or ["    ..."])]))
     return "\n".join(out[:most])
 
 
