@@ -43,7 +43,7 @@ class RepairSettings:
 
     enabled: bool = True
     candidates: int = 6  # per round, sampled in one batched request
-    rounds: int = 2  # a second round sees why the first round's best candidate failed
+    rounds: int = 2  # at least (a second round may start over from the signature)
     temperature: float = 0.8
     top_p: float = 0.95
     max_tokens: int = 768
@@ -207,16 +207,14 @@ class Repair:
                refine: Candidate | None = None) -> list[Candidate]:
         """One batch of sampled rewrites, tested; `number` counts the regular rounds, `refine` asks instead for a
         correction of a candidate that came close."""
-        best = min((c for c in tried if c.status == "failed"), key=lambda c: len(c.report.failing), default=None)
         # After a round without a passing candidate, short functions are shown without their body: small models
         # tend to copy the bug back, and a fresh start from the signature, docstring and test often gets it right.
-        # Later rounds alternate between the code as it is and the fresh start; a failed attempt is shown once
-        # (round 2, where there is no fresh start), since small models copy what they are shown.
-        can_skeleton = all(_skeleton(s.source) for s in lead.suspects)
-        fresh_start = can_skeleton and number % 2 == 1
-        show_best = best if number == 1 and not fresh_start else None
+        # Later rounds alternate between the code as it is and the fresh start. A failed attempt is shown only when
+        # it came close (`refine`): small models copy what they are shown (shown a failed attempt with "write a
+        # different fix", the 1.5B sent back 6 copies of it).
+        fresh_start = all(_skeleton(s.source) for s in lead.suspects) and number % 2 == 1
         prompt = (_refine_prompt(task, lead, refine, self._test_source) if refine else
-                  _prompt(task, lead, show_best, fresh_start, self._outlines(lead)))
+                  _prompt(task, lead, fresh_start, self._outlines(lead)))
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
         size = sum(s.source.count("\n") + 1 for s in lead.suspects)
         limit = min(self.settings.max_tokens, 200 + 40 * size)
@@ -407,8 +405,7 @@ def _verdict(baseline: TestReport, report: TestReport, targets: list[str]) -> st
     return None
 
 
-def _prompt(task: str, lead: Lead, best: Candidate | None, fresh_start: bool = False,
-            outlines: dict[str, str] | None = None) -> str:
+def _prompt(task: str, lead: Lead, fresh_start: bool = False, outlines: dict[str, str] | None = None) -> str:
     """The task, then the failing test and its error, what else the suspects' files define, then the code to
     rewrite last, right before the ask."""
     parts = [task.strip()[:1500]]
@@ -431,9 +428,6 @@ def _prompt(task: str, lead: Lead, best: Candidate | None, fresh_start: bool = F
         else:
             parts.append(f"Here is `{suspect.name}` from {suspect.path}. It has the bug that makes the test fail:\n"
                          f"```python\n{suspect.source}\n```")
-    if best is not None:
-        parts.append(f"This attempt did not work:\n```python\n{_cap(best.code, 60)}\n```\n"
-                     f"It failed: {best.reason}. Write a different fix.")
     parts.append(_ask(lead.suspects))
     return "\n\n".join(parts)
 
