@@ -89,3 +89,25 @@ def test_rmsnorm_rope_and_silu_mul_match_the_pytorch_code():
     gate_up = torch.randn(4, 2 * 100) * 5  # 100: a tail after the 8-wide vectors
     expected = torch.nn.functional.silu(gate_up[:, :100]) * gate_up[:, 100:]
     assert torch.allclose(cpu_kernels.silu_mul(gate_up), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("rows", [1, 2])
+def test_decode_rows_match_the_dequantized_weights(rows):
+    """One or two activation rows take their own kernels (four weight rows at a time, scales gathered eight blocks
+    at a time): every type, block counts that are not a multiple of eight, and part boundaries inside a tile."""
+    import numpy as np
+
+    from qcoder.model.gguf_linear import NATIVE_TYPES, GGUFLinear
+
+    from .test_gguf_linear import assert_matches, dequantized, int8_blocks, raw_tensor
+
+    rng = np.random.default_rng(rows)
+    for kind in NATIVE_TYPES:
+        cols = 1280 if kind.endswith("_K") else 896  # 40 and 28 blocks of 32
+        raw = raw_tensor(kind, 13, cols, rng)
+        x = rng.standard_normal((rows, cols)).astype(np.float32)
+        assert_matches(GGUFLinear([raw])(torch.from_numpy(x)), int8_blocks(x) @ dequantized(raw).T)
+    parts = [raw_tensor("Q5_0", 6, 768, rng), raw_tensor("Q8_0", 5, 768, rng), raw_tensor("Q6_K", 9, 768, rng)]
+    x = rng.standard_normal((rows, 768)).astype(np.float32)
+    weight = np.concatenate([dequantized(p) for p in parts])
+    assert_matches(GGUFLinear(parts)(torch.from_numpy(x)), int8_blocks(x) @ weight.T)

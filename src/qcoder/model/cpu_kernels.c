@@ -87,11 +87,13 @@ INLINE __m256i fifth_bits(const uint8_t *p) {
 #endif
 }
 
-/* 16 bytes of nibbles -> 32 values: the low nibbles first, then the high ones (Q4_0 / Q4_1 / Q5_x order) */
+/* 16 bytes of nibbles -> 32 values: the low nibbles first, then the high ones (Q4_0 / Q4_1 / Q5_x order). The bytes
+ * are loaded into both halves (a load, no shuffle), and the upper half shifted by 4 as 32-bit lanes: the mask drops
+ * what crosses from one byte into the next. */
 INLINE __m256i nibbles16(const uint8_t *p) {
-    __m128i q = _mm_loadu_si128((const __m128i *)p);
-    __m256i both = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
-    return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+    const __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p));
+    const __m256i shifted = _mm256_srlv_epi32(both, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
+    return _mm256_and_si256(shifted, _mm256_set1_epi8(0x0F));
 }
 
 /* Q4_K / Q5_K: 8 six-bit scales and mins packed in 12 bytes s. Sub-block j < 4: scale s[j] & 63, min s[j+4] & 63;
@@ -121,9 +123,12 @@ INLINE __m256i k_values(const uint8_t *qs, __m256i high, int j, int q5) {
  * (the half's 32 bytes of them) */
 INLINE __m256i q6k_values(const uint8_t *p, __m256i qh, int h, int k) {
     const __m256i ql = _mm256_loadu_si256((const __m256i *)(p + 64 * h + 32 * (k & 1)));
-    const __m256i lo = _mm256_and_si256(k >> 1 ? _mm256_srli_epi16(ql, 4) : ql, _mm256_set1_epi8(0x0F));
-    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), _mm256_set1_epi8(3));
-    return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+    const __m256i lo = k >> 1 ? _mm256_srli_epi16(ql, 4) : ql;
+    /* the two bits at 2k moved to bits 4-5 in one shift (k = 2: already there) instead of down and back up */
+    const __m256i hi = k == 0 ? _mm256_slli_epi16(qh, 4) : k == 1 ? _mm256_slli_epi16(qh, 2)
+                     : k == 2 ? qh : _mm256_srli_epi16(qh, 2);
+    const __m256i low4 = _mm256_set1_epi8(0x0F), bits45 = _mm256_set1_epi8(0x30);
+    return _mm256_or_si256(_mm256_and_si256(lo, low4), _mm256_and_si256(hi, bits45));
 }
 
 /* ------------------------------------------------------------------ walking a row's chunks
@@ -229,6 +234,7 @@ typedef struct {      /* one or eight activation rows */
     const int8_t *q;  /* [rows, K] */
     const float *d;   /* [nb, rows]: block scale */
     const float *s;   /* [nb, 2, rows]: scale * sum of each half block */
+    const __m256i *xs; /* one row: [nb], minus the sums of x's four-byte lanes (dot_u8s8 of ones), else NULL */
     int K, nb;
 } qc_rows;
 
@@ -248,90 +254,195 @@ INLINE __m256i sum_lanes8(const __m256i v[8]) { /* lane i = sum of the 8 lanes o
         v_;                                                                                                    \
     })
 
-/* One activation row of a Q4_K / Q5_K weight row: a super-block's eight sub-block dot products are summed into one
- * vector (lane = sub-block), then scaled by d * sc * dx and biased by -dmin * mn * sum(x) with one FMA each. */
-INLINE float row_dot1_k(const uint8_t *w, const qc_rows *a, const int Q5) {
-    __m256 acc = _mm256_setzero_ps(), acc_bias = _mm256_setzero_ps();
+/* ------------------------------------------------------------------ one activation row (decode)
+ * A weight row's chunks go one at a time into fp32 accumulators, each with its scale (the weight block's times the
+ * activation block's) broadcast from a small table that vector ops fill for eight chunks at once: per chunk there
+ * remain the integer dot product, one conversion and one FMA. Values centred on an offset (Q4_0 and Q5_0 on 8 and
+ * 16, Q6_K on 32, Q8_0 with VNNI shifted by 128 to be unsigned) are corrected in the integers: the dot product
+ * starts from -offset * (the lane's sum of x, qc_rows.xs), exactly sum((u - offset) * x) with u unsigned, and x
+ * needs no per-row sign flips. */
+
+/* acc + dot_u8s8(u, x) */
+INLINE __m256i dot_u8s8_acc(__m256i acc, __m256i u, __m256i x) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(acc, u, x);
+#elif defined(__AVXVNNI__)
+    return _mm256_dpbusd_avx_epi32(acc, u, x);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1)));
+#endif
+}
+
+#if (defined(__AVX512VNNI__) && defined(__AVX512VL__)) || defined(__AVXVNNI__)
+#define Q8_UNSIGNED 1 /* Q8_0 as u + 128 (VNNI sums 255 * 127 products exactly; maddubs' 16-bit pairs would not) */
+#else
+#define Q8_UNSIGNED 0
+#endif
+
+/* After filling a table of scales: the compiler must read them back from memory, where a broadcast is a plain load
+ * (folded into the FMA), instead of shuffling them out of the register they were computed in. */
+#define TABLE_BARRIER(table) __asm__("" : "+m"(table))
+
+/* Software prefetch of n bytes at p: the weights stream from memory, and the hardware prefetchers alone left
+ * decode waiting on them (measured: +13% decode tokens/s for the small types' next rows, +10% more with the
+ * K-quants'; twice as far ahead was no better) */
+INLINE void prefetch(const uint8_t *p, int n) {
+    for (int o = 0; o < n; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T0);
+}
+
+/* Eight fp16 numbers `stride` bytes apart (the scales of eight blocks), as fp32: one gather */
+INLINE __m256 halves8(const uint8_t *p, int stride, __m256i lanes) {
+    const __m256i at = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(stride));
+    const __m256i g = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), (const int *)p, at, lanes, 1);
+#if defined(__AVX512VL__)
+    const __m128i h = _mm256_cvtepi32_epi16(g);
+#else
+    const __m256i lo = _mm256_and_si256(g, _mm256_set1_epi32(0xFFFF));
+    const __m128i h = _mm_packus_epi32(_mm256_castsi256_si128(lo), _mm256_extracti128_si256(lo, 1));
+#endif
+    return _mm256_cvtph_ps(h);
+}
+
+#ifndef QC_ROWS /* weight rows per pass of small_rows1: 8 accumulators and their operands fit AVX-512's registers */
+#if defined(__AVX512VL__)
+#define QC_ROWS 8
+#else
+#define QC_ROWS 4
+#endif
+#endif
+
+/* R consecutive rows (`stride` bytes apart) of a small-block type (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) against one
+ * activation row: each activation chunk is loaded once for the R rows, whose accumulators are independent chains.
+ * A row's numbers do not depend on R. */
+INLINE void small_rows1(const int type, const int R, const uint8_t *w, int64_t stride, const qc_rows *a, float *out) {
+    const int five = type == Q5_0 || type == Q5_1, has_min = type == Q4_1 || type == Q5_1, q8 = type == Q8_0;
+    const int size = q8 ? 34 : 18 + 2 * has_min + 4 * five;
+    const int shift = q8 ? (Q8_UNSIGNED ? 7 : 0) : has_min ? 0 : five ? 4 : 3; /* log2 of the offset, 0: none */
+    const int nb = a->nb;
+    __m256 acc[QC_ROWS];
+    float bias[QC_ROWS], scale[QC_ROWS][8] __attribute__((aligned(32)));
+    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps(), bias[r] = 0.0f;
+    for (int b0 = 0; b0 < nb; b0 += 8) {
+        const int n = nb - b0 < 8 ? nb - b0 : 8;
+        const __m256i lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        const __m256 dx = _mm256_maskload_ps(a->d + b0, lanes);
+        for (int r = 0; r < R; r++) {
+            const uint8_t *p = w + r * stride + (int64_t)size * b0;
+            prefetch(p + R * stride, 8 * size); /* the same blocks of the next R rows */
+            _mm256_store_ps(scale[r], _mm256_mul_ps(halves8(p, size, lanes), dx));
+        }
+        TABLE_BARRIER(scale);
+        for (int j = 0; j < n; j++) {
+            const int b = b0 + j;
+            const __m256i x = _mm256_loadu_si256((const __m256i *)(a->q + 32 * b));
+            const __m256i off = shift ? _mm256_slli_epi32(a->xs[b], shift) : _mm256_setzero_si256();
+            for (int r = 0; r < R; r++) {
+                const uint8_t *p = w + r * stride + (int64_t)size * b;
+                __m256i v;
+                if (q8) {
+                    const __m256i u = _mm256_loadu_si256((const __m256i *)(p + 2));
+                    v = Q8_UNSIGNED ? dot_u8s8_acc(off, _mm256_xor_si256(u, _mm256_set1_epi8((char)0x80)), x)
+                                    : dot_u8s8(_mm256_abs_epi8(u), _mm256_sign_epi8(x, u));
+                } else {
+                    __m256i u = nibbles16(p + 2 + 2 * has_min + 4 * five);
+                    if (five) u = _mm256_or_si256(u, fifth_bits(p + 2 + 2 * has_min));
+                    v = dot_u8s8_acc(off, u, x);
+                }
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(scale[r][j]), acc[r]);
+                if (has_min) bias[r] = fmaf(half(p + 2), a->s[2 * b] + a->s[2 * b + 1], bias[r]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++) out[r] = hsum(acc[r]) + bias[r];
+}
+
+/* One row of Q4_K / Q5_K: per super-block, the eight sub-block scales d * sc * dx in one vector (a table for the
+ * chunks' broadcasts), the min terms -dmin * mn * sum(x) in one FMA; four accumulators for the chunks. */
+INLINE float k_row1(const uint8_t *w, int64_t stride, const qc_rows *a, const int Q5) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 acc_bias = _mm256_setzero_ps();
+    float scale[8] __attribute__((aligned(32)));
     for (int sb = 0; sb < a->nb / 8; sb++) {
         const uint8_t *p = w + (int64_t)(Q5 ? 176 : 144) * sb, *qs = p + (Q5 ? 48 : 16);
+        prefetch(p + stride, Q5 ? 176 : 144); /* the next row's */
         uint8_t scales[8], mins[8];
         k_scales_mins(p + 4, scales, mins);
         const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)scales)));
         const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)mins)));
-        const __m256i high = Q5 ? _mm256_loadu_si256((const __m256i *)(p + 16)) : _mm256_setzero_si256();
-        __m256i v[8];
-        for (int j = 0; j < 8; j++)
-            v[j] = dot_u8s8(k_values(qs, high, j, Q5), _mm256_loadu_si256((const __m256i *)(a->q + 32 * (sb * 8 + j))));
         const __m256 dx = _mm256_loadu_ps(a->d + 8 * sb);
-        const __m256 scale = _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(half(p))), dx);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum_lanes8(v)), scale, acc);
+        _mm256_store_ps(scale, _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(half(p))), dx));
+        TABLE_BARRIER(scale);
+        const __m256i high = Q5 ? _mm256_loadu_si256((const __m256i *)(p + 16)) : _mm256_setzero_si256();
+        for (int j = 0; j < 8; j++) {
+            const __m256i x = _mm256_loadu_si256((const __m256i *)(a->q + 32 * (sb * 8 + j)));
+            const __m256i v = dot_u8s8(k_values(qs, high, j, Q5), x);
+            acc[j & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(scale[j]), acc[j & 3]);
+        }
         /* sums of x per sub-block: the [block][half] pairs added, hadd's lane order undone */
         const __m256 pairs = _mm256_hadd_ps(_mm256_loadu_ps(a->s + 16 * sb), _mm256_loadu_ps(a->s + 16 * sb + 8));
         const __m256 xsum = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(pairs), 0xD8));
         acc_bias = _mm256_fmadd_ps(_mm256_mul_ps(mn, _mm256_set1_ps(-half(p + 2))), xsum, acc_bias);
     }
-    return hsum(_mm256_add_ps(acc, acc_bias));
+    return hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]))) + hsum(acc_bias);
 }
 
-/* One activation row of a Q6_K weight row: for each super-block, the 16 sub-block (16-value) dot products come out
- * of sum_lanes8's first two levels (low 128 bits: first halves, high: second halves), then one FMA per four chunks
- * applies the int8 sub-block scales. Values are centred (q - 32), so there is no bias term. */
-INLINE float row_dot1_q6k(const uint8_t *w, const qc_rows *a) {
-    __m256 acc = _mm256_setzero_ps();
-    /* sub-block scales of chunks 0-3 (first halves, then second halves), and of chunks 4-7 */
-    const __m128i even_odd = _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15);
+/* One row of Q6_K: values 0-63 centred on 32 in the integers (see above). A chunk's lanes 0-3 are its first 16
+ * values, 4-7 the second, each with its own int8 sub-block scale: the 16 scales d * sc * dx of a super-block are
+ * two vectors, and each chunk picks its pair with one permute. */
+INLINE float q6k_row1(const uint8_t *w, int64_t stride, const qc_rows *a) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int sb = 0; sb < a->nb / 8; sb++) {
         const uint8_t *p = w + 210 * (int64_t)sb;
-        __m256i v[8];
+        prefetch(p + stride, 210); /* the next row's */
+        const __m256 d = _mm256_set1_ps(half(p + 208)), dx = _mm256_loadu_ps(a->d + 8 * sb);
+        __m256 f[2]; /* sub-blocks 0-7 (chunks 0-3) and 8-15 (chunks 4-7) */
+        for (int h = 0; h < 2; h++) {
+            const __m128i sc8 = _mm_loadl_epi64((const __m128i *)(p + 192 + 8 * h));
+            const __m256i pairs = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3); /* sub-block i: chunk i / 2 */
+            const __m256 dxh = _mm256_permutevar8x32_ps(dx, _mm256_add_epi32(pairs, _mm256_set1_epi32(4 * h)));
+            f[h] = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc8)), d), dxh);
+        }
         for (int h = 0; h < 2; h++) {
             const __m256i qh = _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h));
             for (int k = 0; k < 4; k++) {
-                const int j = 4 * h + k;
-                const __m256i c = _mm256_sub_epi8(q6k_values(p, qh, h, k), _mm256_set1_epi8(32));
-                const __m256i x = _mm256_loadu_si256((const __m256i *)(a->q + 32 * (sb * 8 + j)));
-                v[j] = dot_u8s8(_mm256_abs_epi8(c), _mm256_sign_epi8(x, c));
+                const int blk = sb * 8 + 4 * h + k;
+                const __m256i x = _mm256_loadu_si256((const __m256i *)(a->q + 32 * blk));
+                const __m256i off = _mm256_slli_epi32(a->xs[blk], 5);
+                const __m256i v = dot_u8s8_acc(off, q6k_values(p, qh, h, k), x);
+                const __m256i pick = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1); /* values 0-15, 16-31 */
+                const __m256 s = _mm256_permutevar8x32_ps(f[h], _mm256_add_epi32(pick, _mm256_set1_epi32(2 * k)));
+                acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), s, acc[k]);
             }
         }
-        const __m256i h03 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
-        const __m256i h47 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
-        const __m128i sc = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 192)), even_odd);
-        const __m256 d = _mm256_set1_ps(half(p + 208));
-        const __m128 dx03 = _mm_loadu_ps(a->d + 8 * sb), dx47 = _mm_loadu_ps(a->d + 8 * sb + 4);
-        const __m256 s03 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)), d);
-        const __m256 s47 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8))), d);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h03), _mm256_mul_ps(s03, _mm256_set_m128(dx03, dx03)), acc);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h47), _mm256_mul_ps(s47, _mm256_set_m128(dx47, dx47)), acc);
     }
-    return hsum(acc);
+    return hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
 }
 
-/* One activation row: per-lane fp32 accumulators, summed at the end (the fastest order for one row); K-quants take
- * their super-block paths above. Types centred on an OFFSET (Q4_0, Q5_0) subtract it and use signed products, which
- * drops their bias term. The body stays right for every type the walker yields. */
-static float row_dot1(int type, const uint8_t *w, const qc_rows *a) {
-    if (type == Q4_K) return row_dot1_k(w, a, 0);
-    if (type == Q5_K) return row_dot1_k(w, a, 1);
-    if (type == Q6_K) return row_dot1_q6k(w, a);
-    __m256 acc = _mm256_setzero_ps();
-    float bias = 0.0f;
-    const int nb = a->nb;
-    FOR_EACH_CHUNK(type, w, nb, {
-        __m256i v;
-        if (OFFSET) {
-            const __m256i c = _mm256_sub_epi8(u, _mm256_set1_epi8((char)OFFSET));
-            const __m256i x = _mm256_loadu_si256((const __m256i *)(a->q + 32 * blk));
-            v = dot_u8s8(_mm256_abs_epi8(c), _mm256_sign_epi8(x, c));
-            if (HALVES) v = _mm256_mullo_epi32(v, _mm256_set_m128i(_mm_set1_epi32(isc1), _mm_set1_epi32(isc0)));
-        } else {
-            v = CHUNK_DOT(a->q + 32 * blk);
-        }
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(a->d[blk] * dscale), acc);
-        if (!SIGNED && !OFFSET) {
-            const float h0 = a->s[2 * blk], h1 = a->s[2 * blk + 1];
-            bias = HALVES ? fmaf(b1, h1, fmaf(b0, h0, bias)) : fmaf(b0, h0 + h1, bias);
-        }
-    })
-    return hsum(acc) + bias;
+/* rows consecutive rows of one part against one activation row: four at a time where the type allows */
+static void rows1(int type, const uint8_t *w, int64_t stride, int64_t rows, const qc_rows *a, float *out) {
+    int64_t i = 0;
+    switch (type) {
+#define SMALL(T)                                                                                               \
+    case T:                                                                                                    \
+        for (; i + QC_ROWS <= rows; i += QC_ROWS) small_rows1(T, QC_ROWS, w + i * stride, stride, a, out + i); \
+        for (; i < rows; i++) small_rows1(T, 1, w + i * stride, stride, a, out + i);                          \
+        break;
+        SMALL(Q4_0)
+        SMALL(Q4_1)
+        SMALL(Q5_0)
+        SMALL(Q5_1)
+        SMALL(Q8_0)
+#undef SMALL
+    case Q4_K:
+        for (; i < rows; i++) out[i] = k_row1(w + i * stride, stride, a, 0);
+        break;
+    case Q5_K:
+        for (; i < rows; i++) out[i] = k_row1(w + i * stride, stride, a, 1);
+        break;
+    case Q6_K:
+        for (; i < rows; i++) out[i] = q6k_row1(w + i * stride, stride, a);
+        break;
+    }
 }
 
 /* Eight activation rows (interleaved scales): lane m of the accumulators is row m, the same operations as
@@ -360,8 +471,9 @@ static void row_dot8(int type, const uint8_t *w, const qc_rows *a, int rows, flo
 /* ------------------------------------------------------------------ activations */
 
 /* Row m of x into group m / 8 (groups of 8 rows, or single rows when the groups are 1 wide): int8 values in q,
- * and per block the scale and the scaled sums of both halves, interleaved across the group's rows. */
-static void quantize_row(const float *x, int K, int m, int width, int8_t *q, float *d, float *s) {
+ * and per block the scale and the scaled sums of both halves, interleaved across the group's rows; for single rows
+ * also xs (qc_rows), else NULL. */
+static void quantize_row(const float *x, int K, int m, int width, int8_t *q, float *d, float *s, __m256i *xs) {
     const int nb = K / 32, g = m / width, lane = m % width;
     float *dg = d + (int64_t)g * nb * width, *sg = s + (int64_t)g * nb * 2 * width;
     const __m256 sign = _mm256_set1_ps(-0.0f);
@@ -390,6 +502,7 @@ static void quantize_row(const float *x, int K, int m, int width, int8_t *q, flo
         __m256i p8 = _mm256_packs_epi16(p16a, p16b);
         p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         _mm256_storeu_si256((__m256i *)(q + (int64_t)m * K + 32 * b), p8);
+        if (xs) xs[b] = _mm256_sub_epi32(_mm256_setzero_si256(), dot_u8s8(_mm256_set1_epi8(1), p8));
         dg[b * width + lane] = scale;
         sg[(2 * b) * width + lane] = scale * (float)(sv[0] + sv[4]);
         sg[(2 * b + 1) * width + lane] = scale * (float)(sv[1] + sv[5]);
@@ -410,11 +523,55 @@ int qc_features(void) {
     return f;
 }
 
+/* qc_matmul for one or two activation rows (decode), each on its own: the rows are quantized before the threads
+ * start (a few hundred ns), into buffers that the calling thread keeps between calls (this runs for every
+ * projection of every layer of every token); then tiles of eight weight rows, each as runs of rows of one part. */
+static void matmul_rows1(const qc_part *parts, int nparts, int K, const float *x, int M, float *y, int64_t ldy,
+                         int threads) {
+    static __thread void *buffer;
+    static __thread size_t capacity;
+    const int nb = K / 32;
+    const size_t need = ((size_t)M * nb * (32 + 32 + 4 + 8) + 63) / 64 * 64; /* xs, q, d, s */
+    if (need > capacity) {
+        free(buffer);
+        buffer = aligned_alloc(64, need);
+        capacity = need;
+    }
+    __m256i *xs = buffer;
+    int8_t *q = (int8_t *)(xs + (int64_t)M * nb);
+    float *d = (float *)(q + (int64_t)M * K), *s = d + (int64_t)M * nb;
+    for (int m = 0; m < M; m++) quantize_row(x, K, m, 1, q, d, s, xs + (int64_t)m * nb);
+    int64_t total = 0;
+    for (int p = 0; p < nparts; p++) total += parts[p].rows;
+    const int64_t tile = 8, tiles = (total + tile - 1) / tile;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t t = 0; t < tiles; t++) {
+        const int64_t end = (t + 1) * tile < total ? (t + 1) * tile : total;
+        for (int64_t n = t * tile; n < end;) {
+            int p = 0;
+            int64_t r = n;
+            while (r >= parts[p].rows) r -= parts[p++].rows;
+            const int64_t run = end - n < parts[p].rows - r ? end - n : parts[p].rows - r;
+            for (int m = 0; m < M; m++) {
+                const qc_rows a = {q + (int64_t)m * K, d + (int64_t)m * nb, s + (int64_t)m * nb * 2,
+                                   xs + (int64_t)m * nb, K, nb};
+                rows1(parts[p].type, parts[p].data + r * parts[p].row_bytes, parts[p].row_bytes, run, &a,
+                      y + m * ldy + n);
+            }
+            n += run;
+        }
+    }
+}
+
 /* y[M, ldy] (columns 0..sum(rows)) = x[M, K] . concat(parts)^T.  K must be a multiple of 256 when any part is a
- * K-quant, else of 32 (the Python side checks). One or two rows go one at a time (row_dot1); more are padded with
- * zero rows to groups of eight (row_dot8 costs about 3 one-row passes). */
+ * K-quant, else of 32 (the Python side checks). One or two rows go one at a time (matmul_rows1); more are padded
+ * with zero rows to groups of eight (row_dot8 costs about 3 one-row passes). */
 void qc_matmul(const qc_part *parts, int nparts, int K, const float *x, int M, float *y, int64_t ldy, int threads) {
-    const int nb = K / 32, width = M <= 2 ? 1 : 8, groups = (M + width - 1) / width, padded = groups * width;
+    if (M <= 2) {
+        matmul_rows1(parts, nparts, K, x, M, y, ldy, threads);
+        return;
+    }
+    const int nb = K / 32, width = 8, groups = (M + width - 1) / width, padded = groups * width;
     int8_t *q = aligned_alloc(64, ((size_t)padded * K + 63) / 64 * 64);
     float *d = calloc((size_t)padded * nb, sizeof(float));
     float *s = calloc((size_t)padded * nb * 2, sizeof(float));
@@ -430,7 +587,7 @@ void qc_matmul(const qc_part *parts, int nparts, int K, const float *x, int M, f
 #pragma omp parallel num_threads(threads)
     {
 #pragma omp for schedule(static)
-        for (int m = 0; m < M; m++) quantize_row(x, K, m, width, q, d, s);
+        for (int m = 0; m < M; m++) quantize_row(x, K, m, width, q, d, s, NULL);
         for (int g0 = 0; g0 < groups; g0 += block) {
             const int g1 = g0 + block < groups ? g0 + block : groups;
 #pragma omp for schedule(static)
@@ -442,12 +599,9 @@ void qc_matmul(const qc_part *parts, int nparts, int K, const float *x, int M, f
                     const uint8_t *w = parts[p].data + r * parts[p].row_bytes;
                     for (int g = g0; g < g1; g++) {
                         const qc_rows a = {q + (int64_t)g * width * K, d + (int64_t)g * nb * width,
-                                           s + (int64_t)g * nb * 2 * width, K, nb};
-                        float *out = y + (int64_t)g * width * ldy + n;
-                        if (width == 1)
-                            *out = row_dot1(parts[p].type, w, &a);
-                        else
-                            row_dot8(parts[p].type, w, &a, M - g * 8 < 8 ? M - g * 8 : 8, out, ldy);
+                                           s + (int64_t)g * nb * 2 * width, NULL, K, nb};
+                        row_dot8(parts[p].type, w, &a, M - g * 8 < 8 ? M - g * 8 : 8, y + (int64_t)g * width * ldy + n,
+                                 ldy);
                     }
                 }
             }
