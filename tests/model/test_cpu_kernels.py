@@ -91,9 +91,9 @@ def test_rmsnorm_rope_and_silu_mul_match_the_pytorch_code():
     assert torch.allclose(cpu_kernels.silu_mul(gate_up), expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("rows", [1, 2])
+@pytest.mark.parametrize("rows", [1, 2, 5, 8])
 def test_decode_rows_match_the_dequantized_weights(rows):
-    """One or two activation rows take their own kernels (four weight rows at a time, scales gathered eight blocks
+    """Up to eight activation rows take their own kernels (four weight rows at a time, scales gathered eight blocks
     at a time): every type, block counts that are not a multiple of eight, and part boundaries inside a tile."""
     import numpy as np
 
