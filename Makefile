@@ -22,13 +22,14 @@ run: venv
 
 # Tests run many small engines and servers side by side: idle OpenMP threads sleep at once (see qcoder/threads.py).
 # The quantization and kernel tests then run twice more, for the CPUs this machine is not: PyTorch's AVX2 dispatch
-# with the C kernels built for Haswell (no AVX-512), and PyTorch's kernels alone (as on aarch64).
+# with the C kernels built for Haswell (no AVX-512) and oneDNN held to AVX2 (else its bf16 GEMM stays native), and
+# PyTorch's kernels alone (as on aarch64).
 KERNEL_TESTS := tests/model/test_quant.py tests/model/test_cpu_kernels.py tests/model/test_gguf_linear.py \
 	tests/model/test_cpu_fallback.py tests/model/test_attention.py
 test: venv
 	$(VENV)/bin/ruff check src tests benchmarks
 	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest
-	ATEN_CPU_CAPABILITY=avx2 QCODER_KERNEL_ARCH=haswell OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q $(KERNEL_TESTS)
+	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 QCODER_KERNEL_ARCH=haswell OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q $(KERNEL_TESTS)
 	QCODER_NATIVE_KERNELS=0 OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q $(KERNEL_TESTS)
 
 lint: venv
