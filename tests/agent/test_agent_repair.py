@@ -43,6 +43,16 @@ def project(workspace, candidates: int, rounds: int = 1, small_fixes: int = 0):
         f"[repair]\ncandidates = {candidates}\nrounds = {rounds}\nsmall_fixes = {small_fixes}\n")
 
 
+def clamp_project(workspace, repair_settings: str):
+    """clamp.py returning x unclamped: test_low and test_high fail, test_inside passes."""
+    (workspace / "clamp.py").write_text("def clamp(x, lo, hi):\n    return x\n")
+    (workspace / "test_clamp.py").write_text(
+        "from clamp import clamp\n\n\ndef test_low():\n    assert clamp(-5, 0, 10) == 0\n\n\n"
+        "def test_high():\n    assert clamp(50, 0, 10) == 10\n\n\ndef test_inside():\n    assert clamp(5, 0, 10) == 5\n")
+    (workspace / ".qcoder").mkdir()
+    (workspace / ".qcoder" / "settings.toml").write_text(f"[repair]\n{repair_settings}")
+
+
 def events(proc) -> list[dict]:
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
@@ -104,12 +114,7 @@ def test_a_one_token_fix_is_found_by_the_tests_before_the_model_is_asked(workspa
 
 
 def test_a_candidate_one_token_from_passing_is_finished_by_the_search(workspace, home):
-    (workspace / "clamp.py").write_text("def clamp(x, lo, hi):\n    return x\n")
-    (workspace / "test_clamp.py").write_text(
-        "from clamp import clamp\n\n\ndef test_low():\n    assert clamp(-5, 0, 10) == 0\n\n\n"
-        "def test_high():\n    assert clamp(50, 0, 10) == 10\n\n\ndef test_inside():\n    assert clamp(5, 0, 10) == 5\n")
-    (workspace / ".qcoder").mkdir()
-    (workspace / ".qcoder" / "settings.toml").write_text("[repair]\ncandidates = 2\nrounds = 1\n")
+    clamp_project(workspace, "candidates = 2\nrounds = 1\n")
     fake = FakeModel([{"choices": [
         fence("def clamp(x, lo, hi):\n    return max(lo, min(x, hi - 1))"),  # fixes test_low, not test_high
         fence("def clamp(x, lo, hi):\n    return lo"),  # breaks test_inside: not worth a search
@@ -127,12 +132,7 @@ def test_a_candidate_one_token_from_passing_is_finished_by_the_search(workspace,
 
 
 def test_a_candidate_that_makes_some_tests_pass_is_shown_back_with_the_test_it_still_fails(workspace, home):
-    (workspace / "clamp.py").write_text("def clamp(x, lo, hi):\n    return x\n")
-    (workspace / "test_clamp.py").write_text(
-        "from clamp import clamp\n\n\ndef test_low():\n    assert clamp(-5, 0, 10) == 0\n\n\n"
-        "def test_high():\n    assert clamp(50, 0, 10) == 10\n\n\ndef test_inside():\n    assert clamp(5, 0, 10) == 5\n")
-    (workspace / ".qcoder").mkdir()
-    (workspace / ".qcoder" / "settings.toml").write_text("[repair]\ncandidates = 2\nrounds = 2\nsmall_fixes = 0\n")
+    clamp_project(workspace, "candidates = 2\nrounds = 2\nsmall_fixes = 0\n")
     fake = FakeModel([
         {"choices": [fence("def clamp(x, lo, hi):\n    return max(lo, x)"),  # fixes test_low only
                      fence("def clamp(x, lo, hi):\n    return hi")]},  # breaks test_inside

@@ -224,9 +224,9 @@ class Repair:
         distinct = len({c.code for c in tried if c.status != "duplicate"})
         hotter = refine is not None or (tried and distinct <= 2)
         temperature = max(self.settings.temperature, 1.0) if hotter else self.settings.temperature
-        replies = agent.client.sample(messages, self.settings.candidates, prefix=_reply_prefix(lead.suspects, fresh_start and not refine),
-                                      temperature=temperature, top_p=self.settings.top_p,
-                                      max_tokens=limit, stop=["\n```\n"])
+        prefix = _reply_prefix(lead.suspects, fresh_start and not refine)
+        replies = agent.client.sample(messages, self.settings.candidates, prefix=prefix, temperature=temperature,
+                                      top_p=self.settings.top_p, max_tokens=limit, stop=["\n```\n"])
         for reply in replies:
             for key in agent.tokens:
                 agent.tokens[key] += reply.usage.get(key, 0)
@@ -412,11 +412,7 @@ def _prompt(task: str, lead: Lead, fresh_start: bool = False, outlines: dict[str
     rewrite last, right before the ask."""
     parts = [task.strip()[:1500]]
     for test in lead.tests[:3]:
-        source = _without_imports(lead.test_sources.get(test, ""))
-        where = test.split("::")[0]
-        parts.append(f"Test {test.split('::')[-1]} in {where} fails:\n```python\n{source}\n```" if source else
-                     f"The tests in {where} fail.")
-        parts.append(f"Error:\n```\n{_error_lines(lead.errors.get(test, ''))}\n```")
+        parts += _failing_test(test, lead.test_sources.get(test, ""), lead.errors.get(test, ""))
     for path, outline in (outlines or {}).items():  # so that a rewrite uses what exists instead of guessing it
         parts.append(f"{path} also defines (use these, do not rewrite them):\n```python\n{outline}\n```")
     for suspect in lead.suspects:
@@ -432,6 +428,16 @@ def _prompt(task: str, lead: Lead, fresh_start: bool = False, outlines: dict[str
                          f"```python\n{suspect.source}\n```")
     parts.append(_ask(lead.suspects))
     return "\n\n".join(parts)
+
+
+def _failing_test(test: str, source: str, failure: str, still: bool = False) -> list[str]:
+    """A failing test's source (imports left out) and its error lines, as prompt parts."""
+    source, where = _without_imports(source), test.split("::")[0]
+    if source:
+        head = f"Test {test.split('::')[-1]} in {where} {'still fails' if still else 'fails'}:\n```python\n{source}\n```"
+    else:
+        head = "" if still else f"The tests in {where} fail."
+    return [part for part in (head, f"Error:\n```\n{_error_lines(failure)}\n```") if part]
 
 
 def _near_misses(candidates: list[Candidate], baseline: TestReport, most: int = 2) -> list[Candidate]:
@@ -450,10 +456,7 @@ def _refine_prompt(task: str, lead: Lead, near: Candidate, test_source) -> str:
     parts = [task.strip()[:1500],
              f"This version of {names} is close: {passing} test(s) pass with it.\n```python\n{_cap(near.code)}\n```"]
     for test in near.report.failing[:2]:
-        source = _without_imports(test_source(test))
-        if source:
-            parts.append(f"Test {test.split('::')[-1]} in {test.split('::')[0]} still fails:\n```python\n{source}\n```")
-        parts.append(f"Error:\n```\n{_error_lines(near.report.failures.get(test, ''))}\n```")
+        parts += _failing_test(test, test_source(test), near.report.failures.get(test, ""), still=True)
     parts.append("Correct that version so that these tests pass too, keeping what already works. Reply with the whole "
                  "corrected code in one ```python block.")
     return "\n\n".join(parts)
