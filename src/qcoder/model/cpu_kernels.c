@@ -445,8 +445,8 @@ static void rows1(int type, const uint8_t *w, int64_t stride, int64_t rows, cons
     }
 }
 
-/* Eight activation rows (interleaved scales): lane m of the accumulators is row m, the same operations as
- * row_dot1 per lane, and one FMA per chunk for all eight. */
+/* Eight activation rows (interleaved scales), for batches of more than eight: lane m of the accumulators is row m,
+ * one FMA per chunk for all eight. */
 static void row_dot8(int type, const uint8_t *w, const qc_rows *a, int rows, float *out, int64_t ldo) {
     __m256 acc = _mm256_setzero_ps(), bias = _mm256_setzero_ps();
     const int nb = a->nb;
