@@ -257,3 +257,23 @@ def test_batch_refuses_a_sequence_longer_than_its_blocks():
     assert (batch.positions.tolist(), batch.slot_mapping.tolist(), batch.context_lens) == ([3], [3], [4])
     with pytest.raises(ValueError, match="does not fit"):
         batch.decode_step([5])
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_long_prompt_attention_dtype_keeps_parity(tiny_model_dir, monkeypatch, native_bf16):
+    """A prompt past BF16_CONTEXT is attended in bf16 where the CPU has it natively (faster, error ~1e-3), and in
+    fp32 elsewhere (there, to the usual tolerance)."""
+    from qcoder.model import attention, cpu_kernels
+
+    monkeypatch.setattr(cpu_kernels, "has_bf16", lambda: native_bf16)
+    arch, overrides = VARIANTS["qwen2"]
+    model, config = load_model(tiny_model_dir("qwen2"))
+    prompt = prompts([attention.BF16_CONTEXT + 30])
+    batch = ForwardBatch.for_new_prompts(prompt, all_logits=True)
+    logits = model(batch, allocate_kv_cache(config, batch.num_slots, torch.float32))
+    expected = hf_padded_logits(tiny_hf_model(arch, **overrides), prompt)[0]
+    if native_bf16:  # bf16 inputs to the scores: about 2% of the logits' range here, and the same top token nearly always
+        assert (logits - expected).abs().max() < 0.05 * expected.abs().max()
+        assert (logits.argmax(-1) == expected.argmax(-1)).float().mean() > 0.97
+    else:
+        torch.testing.assert_close(logits, expected, atol=ATOL, rtol=0)

@@ -136,9 +136,10 @@ def cpu_isa() -> dict[str, bool]:
 
 def has_bf16() -> bool:
     """Whether the CPU multiplies bf16 in hardware (AVX-512 BF16 or AMX): elsewhere a bf16 GEMM is emulated, and
-    slower than fp32."""
+    slower than fp32. PyTorch's dispatch capped at AVX2 (ATEN_CPU_CAPABILITY, to mimic an older CPU) counts as none."""
     isa = cpu_isa()
-    return isa["avx512_bf16"] or isa["amx_bf16"]
+    capped = torch.backends.cpu.get_cpu_capability() in ("AVX2", "DEFAULT", "NO AVX")
+    return (isa["avx512_bf16"] or isa["amx_bf16"]) and not capped
 
 
 def unavailable() -> str | None:

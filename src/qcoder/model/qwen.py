@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qcoder.model import cpu_kernels
-from qcoder.model.attention import attention_after_prefix
+from qcoder.model.attention import attention_after_prefix, prefill_dtype
 from qcoder.model.config import ModelConfig
 from qcoder.model.rope import RotaryEmbedding, apply_rope
 
@@ -199,13 +199,13 @@ class Attention(nn.Module):
         for b, (q_len, ctx_len) in enumerate(zip(batch.query_lens, batch.context_lens, strict=True)):
             slots = plan.context_slots[b, :ctx_len]
             k, v = cache[0].index_select(0, slots), cache[1].index_select(0, slots)  # [ctx_len, kv_heads, head_dim]
-            qb = q[start : start + q_len]
+            qb = q[start : start + q_len].to(prefill_dtype(q, ctx_len))
             if q_len == ctx_len:  # nothing cached before: plain causal attention
-                kb, vb = k.transpose(0, 1)[None].to(q.dtype), v.transpose(0, 1)[None].to(q.dtype)
+                kb, vb = k.transpose(0, 1)[None].to(qb.dtype), v.transpose(0, 1)[None].to(qb.dtype)
                 o = F.scaled_dot_product_attention(qb.transpose(0, 1)[None], kb, vb, is_causal=True, enable_gqa=True)
-                outs.append(o[0].transpose(0, 1))
+                outs.append(o[0].transpose(0, 1).to(q.dtype))
             else:  # query i sits at position ctx_len - q_len + i and sees every key up to it
-                outs.append(attention_after_prefix(qb, k, v))
+                outs.append(attention_after_prefix(qb, k, v).to(q.dtype))
             start += q_len
         return torch.cat(outs)
 
