@@ -81,3 +81,17 @@ def test_a_missing_name_close_to_a_defined_one_becomes_a_rename_everywhere_but_i
     assert changed["app.py"] == "from store import get_user\n\n\ndef show(uid):\n    return get_user(uid)['id']\n"
     assert renames("MAX_RETRIES", "settings.py", {"settings.py": "MAX_RETRY = 3\nTIMEOUT = 5\n"})[0] == "MAX_RETRY"
     assert renames("frobnicate", "store.py", sources) is None
+
+
+def test_a_rename_in_strings_too_keeps_each_string_s_case_and_whole_words():
+    from qcoder.agent.small_fixes import renamed
+
+    text = ('import os\n\nMAX_RETRY = int(os.environ.get("APP_MAX_RETRY", "3"))  # MAX_RETRY\n'
+            'REPORT = {"max_retry": MAX_RETRY, "max_retry_delay": 1, "MAX_RETRYX": 2}\n'
+            'DOC = """Max_Retry\nis MAX_RETRY"""\n')
+    assert renamed(text, "MAX_RETRY", "MAX_RETRIES", strings=True) == (
+        'import os\n\nMAX_RETRIES = int(os.environ.get("APP_MAX_RETRIES", "3"))  # MAX_RETRY\n'
+        'REPORT = {"max_retries": MAX_RETRIES, "max_retries_delay": 1, "MAX_RETRYX": 2}\n'
+        'DOC = """MAX_RETRIES\nis MAX_RETRIES"""\n')
+    assert renamed(text, "MAX_RETRY", "MAX_RETRIES") == text.replace("MAX_RETRY =", "MAX_RETRIES =").replace(
+        ": MAX_RETRY,", ": MAX_RETRIES,")

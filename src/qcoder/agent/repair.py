@@ -160,7 +160,12 @@ class Repair:
             sources = {p: t for p in self._python_files if (t := self._read(p)) is not None}
             found = renames(suspect.name, suspect.path, sources)
             if found and found[1]:
-                fixes.insert(0, (found[1], f"renamed `{found[0]}` to `{suspect.name}` in {', '.join(found[1])}"))
+                old, changed = found
+                # then in strings too: an environment variable or a dict key named after a setting
+                wide = renames(suspect.name, suspect.path, sources, strings=True)[1]
+                fixes[:0] = [(changed, f"renamed `{old}` to `{suspect.name}` in {', '.join(changed)}")] + (
+                    [(wide, f"renamed `{old}` to `{suspect.name}` in {', '.join(wide)}, strings included")]
+                    if wide != changed else [])
         limit = self.settings.small_fixes // (3 if base else 1)  # a near miss gets a shorter search
         fixes = fixes[:limit]
         if not fixes:

@@ -190,9 +190,10 @@ def _docstrings_and_annotations(tree) -> set[int]:
     return skip
 
 
-def renames(missing: str, home: str, sources: dict[str, str]) -> tuple[str, dict[str, str]] | None:
+def renames(missing: str, home: str, sources: dict[str, str], strings: bool = False) -> tuple[str, dict[str, str]] | None:
     """(old name, new file texts) renaming the top-level name of `home` (a path in `sources`) closest to the
-    missing name to it, in every file of `sources` that uses it; None when no name is close."""
+    missing name to it, in every file of `sources` that uses it (`strings`: in string literals too); None when no
+    name is close."""
     try:
         tree = ast.parse(sources[home])
     except (KeyError, SyntaxError):
@@ -203,21 +204,34 @@ def renames(missing: str, home: str, sources: dict[str, str]) -> tuple[str, dict
     close = difflib.get_close_matches(missing, sorted(names - {missing}), n=1, cutoff=0.75)
     if not close:
         return None
-    changed = {path: text for path, text in ((p, renamed(t, close[0], missing)) for p, t in sources.items())
+    changed = {path: text for path, text in ((p, renamed(t, close[0], missing, strings)) for p, t in sources.items())
                if text != sources[path]}
     return close[0], changed
 
 
-def renamed(text: str, old: str, new: str) -> str:
-    """`text` with every identifier `old` spelled `new`; strings and comments are left alone."""
+STRING_TOKENS = {tokenize.STRING, *(getattr(tokenize, t) for t in ("FSTRING_MIDDLE",) if hasattr(tokenize, t))}
+
+
+def renamed(text: str, old: str, new: str, strings: bool = False) -> str:
+    """`text` with every identifier `old` spelled `new`; comments are left alone, and so are strings unless
+    `strings`: then a string's `old` as a word of its own or in snake case (`APP_MAX_RETRY`, `max_retry`) is
+    renamed in the case it is written in, as an IDE's "rename in strings too" does."""
+    word = re.compile(rf"(?<![A-Za-z0-9]){re.escape(old)}(?![A-Za-z0-9])", re.I)
+
+    def in_case(match: re.Match) -> str:
+        found = match.group(0)
+        return new.upper() if found.isupper() else new.lower() if found.islower() else new
+
     try:
         tokens = [t for t in tokenize.generate_tokens(io.StringIO(text).readline)
-                  if t.type == tokenize.NAME and t.string == old]
+                  if (t.type == tokenize.NAME and t.string == old) or (strings and t.type in STRING_TOKENS)]
     except (tokenize.TokenError, SyntaxError):
         return text
-    lines = text.splitlines(keepends=True)
-    for token in reversed(tokens):  # from the end, so earlier columns stay valid
-        row, col = token.start
-        line = lines[row - 1]
-        lines[row - 1] = line[:col] + new + line[col + len(old):]
-    return "".join(lines)
+    starts = [0]  # offset of each line, for the tokens' (row, column) positions
+    for line in text.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+    for token in reversed(tokens):  # from the end, so earlier offsets stay valid
+        begin, end = starts[token.start[0] - 1] + token.start[1], starts[token.end[0] - 1] + token.end[1]
+        replacement = new if token.type == tokenize.NAME else word.sub(in_case, text[begin:end])
+        text = text[:begin] + replacement + text[end:]
+    return text
