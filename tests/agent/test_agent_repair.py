@@ -113,6 +113,25 @@ def test_a_one_token_fix_is_found_by_the_tests_before_the_model_is_asked(workspa
     assert events(proc)[-1]["test_result"]["passed"] is True
 
 
+def test_a_one_token_fix_of_one_bug_of_two_is_handed_to_the_model_to_finish(workspace, home):
+    project(workspace, candidates=1, small_fixes=60)
+    (workspace / "calc.py").write_text(CALC.replace("a * b", "a + b"))  # mul's bug is no one-token change
+    fake = FakeModel([{"choices": [fence("def mul(a, b):\n    return a * b")]}])
+    try:
+        proc = qcoder_cli(["-p", "Fix the failing tests", "-y", "--trust", "--output-format", "stream-json"], workspace,
+                          fake, home)
+    finally:
+        fake.close()
+    assert proc.returncode == 0, proc.stderr
+    assert (workspace / "calc.py").read_text() == CALC.replace("a - b", "a + b")
+    partial = next(e for e in events(proc) if e["type"] == "candidate")
+    assert partial["index"] == 1 and partial["code"].startswith("def add(a, b):\n    return a + b")
+    prompt = fake.requests[0]["messages"][-1]["content"]
+    assert "return a + b" in prompt and "return a - b" not in prompt  # the model starts from the partial fix
+    assert "Test test_mul in test_calc.py still fails" in prompt
+    assert len(fake.requests) == 1
+
+
 def test_a_candidate_one_token_from_passing_is_finished_by_the_search(workspace, home):
     clamp_project(workspace, "candidates = 2\nrounds = 1\n")
     fake = FakeModel([{"choices": [
@@ -170,7 +189,7 @@ def test_no_passing_candidate_hands_over_with_notes_and_a_fenced_reply_becomes_a
     assert proc.returncode == 0, proc.stderr
     second_round = fake.requests[1]["messages"][-1]["content"]  # a fresh start: the signature, not the buggy body
     assert "the signature of `add`" in second_round and "return a - b" not in second_round
-    outline = "calc.py also defines (use these, do not rewrite them):\n```python\ndef mul(a, b): ...\n```"
+    outline = "What else calc.py has (use it, do not rewrite it):\n```python\ndef mul(a, b): ...\n```"
     assert outline in second_round and outline in fake.requests[0]["messages"][-1]["content"]
     notes = fake.requests[2]["messages"][2]["content"]
     assert "test_add fails" in notes and "`add` in calc.py" in notes and "2 automatic rewrite(s)" in notes
@@ -258,12 +277,19 @@ def total(lines: list[Line]) -> int:
 class Inventory:
     def remove(self, sku, quantity):
         pass
+
+
+class Kind(Enum):
+    A = "a"
 '''
-    # an exception's constructor, a data class's fields, a function's signature: what a rewrite must not guess
+    # the imports, an exception's constructor, a data class's fields, a function's signature: what a rewrite must
+    # not guess
     assert _outline(module, {"Inventory"}) == (
+        "from dataclasses import dataclass\n\n"
         "class OutOfStock(Exception):\n    def __init__(self, sku: str, wanted: int): ...\n"
         "class Line:\n    sku: str\n    quantity: int = 1\n"
-        "def total(lines: list[Line]): ...  # How many items.")
+        "def total(lines: list[Line]): ...  # How many items.\n"
+        "class Kind(Enum):\n    A = 'a'")
 
 
 def test_a_candidate_that_does_not_parse_says_so(tmp_path):
@@ -302,3 +328,34 @@ def test_the_space_a_forced_def_prefix_leaves_is_taken_out():
         "```python\ndef longest_word(text):\n    return f( x )\n"
     wrapped = "```python\ndef add(\n    a,\n    b,\n):\n    pass\n"
     assert _heal(wrapped) == wrapped
+
+
+def test_the_ask_names_every_missing_member_and_the_code_to_change_with_a_new_name():
+    from qcoder.agent.localize import Suspect
+    from qcoder.agent.repair import _ask
+
+    cls = Suspect("matrix.py", "Matrix", 4, 9, "class Matrix:\n    pass")
+    ask = _ask([Suspect("matrix.py", "Matrix.transpose", 0, 0, cls.source, True), cls,
+                Suspect("matrix.py", "Matrix.T", 0, 0, cls.source, True)])
+    assert ask.startswith("Add `transpose` and `T` to class `Matrix`")  # asked for one, small models write one
+    ask = _ask([Suspect("money.py", "CurrencyMismatch", 0, 0, "", True),
+                Suspect("ledger.py", "Ledger.add", 4, 9, "def add(self, m):\n    pass"), cls])
+    assert ask.startswith("Write `CurrencyMismatch` for money.py, and change `Ledger.add` and `Matrix` as needed,")
+
+
+def test_data_classes_a_test_builds_are_context_not_suspects(tmp_path):
+    from qcoder.agent.localize import localize
+    from qcoder.agent.testing import TestReport
+
+    (tmp_path / "contacts.py").write_text(
+        "import json\nfrom dataclasses import asdict, dataclass\n\n\n@dataclass\nclass Contact:\n    name: str\n\n\n"
+        "class Book:\n    def __init__(self):\n        self.items = []\n\n\n"
+        "def to_json(c):\n    return json.dumps(asdict(c))\n\n\ndef from_json(text):\n    return json.loads(text)\n")
+    (tmp_path / "test_contacts.py").write_text(
+        "from contacts import Book, Contact, from_json, to_json\n\n\ndef test_round_trip():\n"
+        "    Book()\n    c = Contact('Ann')\n    assert from_json(to_json(c)) == c\n")
+    test = "test_contacts.py::test_round_trip"
+    report = TestReport("pytest", 1, "", {test: "failed"}, {test: "E   AssertionError"})
+    lead = localize(report, tmp_path, ["contacts.py", "test_contacts.py"], [test])
+    # Contact has no code of its own to fix (the outline shows its fields); Book has
+    assert [s.name for s in lead.suspects] == ["Book", "from_json", "to_json"]

@@ -248,10 +248,20 @@ def _called(defs: Definitions, test: str) -> list[Suspect]:
             continue
         func = node.func
         if isinstance(func, ast.Name) and func.id in imported:
-            out += defs.defining(func.id, [imported[func.id]])[:1]
+            # a class with no methods (a data class, an enum) has no code to fix: the prompt's outline shows it
+            out += [s for s in defs.defining(func.id, [imported[func.id]])[:1] if not _data_only(s.source)]
         elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in modules:
             out += defs.defining(func.attr, [modules[func.value.id]])[:1]
         elif isinstance(func, ast.Attribute) and not func.attr.startswith("assert"):
             found = [s for s in defs.defining(func.attr, sorted(set(imported.values()))) if "." in s.name]
             out += found[:1] if len(found) == 1 else []
     return out
+
+
+def _data_only(source: str) -> bool:
+    """Whether a definition is a class without a function of its own."""
+    try:
+        node = ast.parse(source.strip()).body[0]  # a top-level definition: decorators at column 0
+    except (SyntaxError, IndexError):
+        return False
+    return isinstance(node, ast.ClassDef) and not any(isinstance(n, FUNCTIONS) for n in node.body)

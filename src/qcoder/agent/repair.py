@@ -105,6 +105,9 @@ class Repair:
                    candidates=self.settings.candidates)
         tried: list[Candidate] = []
         winner = self._small_fix(agent, lead, baseline, targets)
+        if winner is None and self._partial:  # one bug of two fixed by a token: the model is asked to finish it
+            tried.append(self._partial)
+            agent.emit("candidate", **self._partial.event())
         started, number, regular, refined = time.monotonic(), 0, 0, set()
         while winner is None and self._another_round(agent, number, started):
             agent.check_limits()
@@ -183,11 +186,16 @@ class Repair:
                 reports = list(pool.map(lambda fix: self.tester.run({**files, **fix[0]}, timeout), batch))
                 tried += len(batch)
                 for (changed, description), run in zip(batch, reports, strict=True):
-                    if _verdict(baseline, run, targets) is None:
+                    problem = _verdict(baseline, run, targets)
+                    if problem is None:
                         what = description + (f" of candidate {base.index}" if base else "")
                         winner = Candidate(base.index if base else 0, {**files, **changed}, what,
                                            status="passed", reason=description, report=run)
                         break
+                    if not base and _progress(baseline, run) > _progress(baseline, self._partial and self._partial.report):
+                        self._partial = Candidate(1, dict(changed), _definitions(changed, lead.suspects), status="failed",
+                                                  reason=f"{description}: {problem}", report=run)
+                        self._count(self._partial)
                 if winner:
                     break
         self._small_tried += tried
@@ -334,6 +342,7 @@ class Repair:
     def __post_init__(self):
         self._seen: set = set()
         self._small_tried = 0
+        self._partial: Candidate | None = None  # the one-token fix that made the most failing tests pass, if any
         self._python_files: list[str] = []
         self._root: Path | None = None
 
@@ -419,7 +428,7 @@ def _prompt(task: str, lead: Lead, fresh_start: bool = False, outlines: dict[str
     for test in lead.tests[:3]:
         parts += _failing_test(test, lead.test_sources.get(test, ""), lead.errors.get(test, ""))
     for path, outline in (outlines or {}).items():  # so that a rewrite uses what exists instead of guessing it
-        parts.append(f"{path} also defines (use these, do not rewrite them):\n```python\n{outline}\n```")
+        parts.append(f"What else {path} has (use it, do not rewrite it):\n```python\n{outline}\n```")
     for suspect in lead.suspects:
         if suspect.missing:
             owner = f"class `{suspect.name.split('.')[0]}`" if "." in suspect.name else suspect.path
@@ -448,9 +457,26 @@ def _failing_test(test: str, source: str, failure: str, still: bool = False) -> 
 def _near_misses(candidates: list[Candidate], baseline: TestReport, most: int = 2) -> list[Candidate]:
     """Failed candidates that make more tests pass and break none that passed, closest first. (More passing, not
     fewer failing: a module that failed to import counts as one failure before, and as each test after.)"""
-    close = [c for c in candidates if c.status == "failed" and c.report and not c.report.timed_out
-             and not (baseline.passed - c.report.passed) and len(c.report.passed) > len(baseline.passed)]
+    close = [c for c in candidates if c.status == "failed" and _progress(baseline, c.report)]
     return sorted(close, key=lambda c: (len(c.report.failing), -len(c.report.passed), c.size))[:most]
+
+
+def _progress(baseline: TestReport, report: TestReport | None) -> int:
+    """How many more tests pass in `report` than before; 0 when it breaks one that passed (or timed out)."""
+    if report is None or report.timed_out or baseline.passed - report.passed:
+        return 0
+    return max(0, len(report.passed) - len(baseline.passed))
+
+
+def _definitions(files: dict[str, str], suspects: list[Suspect]) -> str:
+    """The suspects' definitions as they read in `files`, for a prompt."""
+    parts = []
+    for suspect in suspects:
+        text = files.get(suspect.path)
+        lines = span(text, suspect.name) if text and not suspect.missing else None
+        if lines:
+            parts.append("\n".join(text.splitlines()[lines[0] - 1:lines[1]]))
+    return "\n\n\n".join(parts)
 
 
 def _refine_prompt(task: str, lead: Lead, near: Candidate, test_source) -> str:
@@ -468,12 +494,14 @@ def _refine_prompt(task: str, lead: Lead, near: Candidate, test_source) -> str:
 
 
 def _outline(text: str, skip: set[str], most: int = 12) -> str:
-    """A module's top-level definitions other than `skip`, in brief: functions as their signature and the first line
-    of their docstring, classes as their bases and constructor (or their annotated fields)."""
+    """A module's imports and its top-level definitions other than `skip`, in brief: functions as their signature
+    and the first line of their docstring, classes as their bases and constructor (or their fields)."""
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError):
         return ""
+    # the imports, so that a rewrite uses them as they are (`from datetime import datetime`: not `datetime.datetime`)
+    imports = [ast.unparse(node) for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
     out = []
     for node in tree.body:
         if getattr(node, "name", None) in skip:
@@ -484,11 +512,11 @@ def _outline(text: str, skip: set[str], most: int = 12) -> str:
         elif isinstance(node, ast.ClassDef):
             bases = ", ".join(ast.unparse(b) for b in node.bases)
             init = next((m for m in node.body if isinstance(m, ast.FunctionDef) and m.name == "__init__"), None)
-            fields = [ast.unparse(m) for m in node.body if isinstance(m, ast.AnnAssign)][:8]
+            fields = [ast.unparse(m) for m in node.body if isinstance(m, (ast.AnnAssign, ast.Assign))][:8]
             body = [f"    def __init__({ast.unparse(init.args)}): ..."] if init else [f"    {f}" for f in fields]
             out.append("\n".join([f"class {node.name}({bases}):" if bases else f"class {node.name}:",
                                    *(body or ["    ..."])]))
-    return "\n".join(out[:most])
+    return "\n".join([*imports, *([""] if imports and out else []), *out[:most]])
 
 
 def _syntax_error(code: str) -> str:
@@ -525,17 +553,29 @@ def _error_lines(failure: str, limit: int = 15) -> str:
 
 
 def _ask(suspects: list[Suspect]) -> str:
+    """What to write, naming every missing name of the first one's class or file (a method and a property the tests
+    use both: asked for one, small models write that one) and the existing suspects to change with them."""
     first = suspects[0]
     if first.missing and "." in first.name:
-        cls, method = first.name.split(".", 1)
-        return (f"Add the method `{method}` to class `{cls}` so that the test passes. Reply with the whole class "
-                f"`{cls}`, with the new method, in one ```python block.")
+        cls = first.name.split(".")[0]
+        members = [s.name.split(".", 1)[1] for s in suspects if s.missing and s.name.startswith(cls + ".")]
+        return (f"Add {_names(members)} to class `{cls}` so that the tests pass. Reply with the whole class "
+                f"`{cls}`, with what you add, in one ```python block.")
     if first.missing:
-        return (f"Write `{first.name}` for {first.path} so that the test passes. Reply with the complete new "
-                "definition (and any imports it needs) in one ```python block.")
+        new = [s.name for s in suspects if s.missing and "." not in s.name and s.path == first.path]
+        change = [s.name for s in suspects if not s.missing]
+        also = f", and change {_names(change)} as needed," if change else ""
+        return (f"Write {_names(new)} for {first.path}{also} so that the tests pass. Reply with the complete new "
+                "definitions" + (" and the changed ones" if change else "") + " (and any imports they need) in one "
+                "```python block.")
     names = " or ".join(f"`{s.name.split('.')[-1]}`" for s in suspects if not s.missing)
     return (f"Write the corrected {names} so that the test passes (and its docstring holds). Reply with the whole "
             "function in one ```python block.")
+
+
+def _names(names: list[str]) -> str:
+    quoted = [f"`{n}`" for n in dict.fromkeys(names)]
+    return ", ".join(quoted[:-1]) + " and " + quoted[-1] if len(quoted) > 1 else quoted[0]
 
 
 def _reply_prefix(suspects: list[Suspect], fresh_start: bool = False) -> str:
