@@ -359,3 +359,34 @@ def test_data_classes_a_test_builds_are_context_not_suspects(tmp_path):
     lead = localize(report, tmp_path, ["contacts.py", "test_contacts.py"], [test])
     # Contact has no code of its own to fix (the outline shows its fields); Book has
     assert [s.name for s in lead.suspects] == ["Book", "from_json", "to_json"]
+
+
+def test_the_handlers_a_suspect_dispatches_to_are_suspects_too(tmp_path):
+    from qcoder.agent.localize import localize
+    from qcoder.agent.testing import TestReport
+
+    (tmp_path / "todo.py").write_text(
+        "import argparse\n\n\ndef helper():\n    return 1\n\n\ndef cmd_list(args):\n    print(helper())\n\n\n"
+        "def main(argv=None):\n    p = argparse.ArgumentParser()\n    p.set_defaults(func=cmd_list)\n"
+        "    helper()\n    args = p.parse_args(argv)\n    return args.func(args)\n")
+    (tmp_path / "test_todo.py").write_text("from todo import main\n\n\ndef test_json():\n    main(['--json'])\n")
+    test = "test_todo.py::test_json"
+    report = TestReport("pytest", 1, "", {test: "failed"}, {test: "todo.py:16: in main\nE   SystemExit: 2"})
+    lead = localize(report, tmp_path, ["todo.py", "test_todo.py"], [test])
+    # helper is called (the outline shows it); cmd_list is where the new flag acts, and no traceback reaches it
+    assert [s.name for s in lead.suspects] == ["main", "cmd_list"]
+
+
+def test_a_class_shown_by_its_methods_alone_is_outlined_with_its_fields(tmp_path):
+    from qcoder.agent.localize import Lead, Suspect
+    from qcoder.agent.repair import Repair
+
+    (tmp_path / "orders.py").write_text("from dataclasses import dataclass\n\n\n@dataclass\nclass Order:\n"
+                                        "    order_id: str\n\n    def to_dict(self):\n        return {}\n")
+    repair = Repair(None)
+    repair._root = tmp_path
+    method = Suspect("orders.py", "Order.to_dict", 8, 9, "    def to_dict(self):\n        return {}")
+    outline = repair._outlines(Lead([], {}, {}, [method]))["orders.py"]
+    assert "class Order:\n    order_id: str" in outline  # the fields a rewrite of to_dict must use
+    whole = Suspect("orders.py", "Order", 4, 9, "")
+    assert "class Order" not in repair._outlines(Lead([], {}, {}, [whole])).get("orders.py", "")

@@ -2,13 +2,15 @@
 
 Three sources, strongest first: the workspace frames of the failure's traceback (innermost first), the names
 the error says are missing (`cannot import name 'slugify'`, `has no attribute 'to_dict'`), and the functions
-the failing test calls, resolved through the test module's imports. Test files are never suspects.
+the failing test calls, resolved through the test module's imports; then, with what room is left, the functions
+those hand on as values (a command's handler). Test files are never suspects, and nor are classes without code.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,6 +142,9 @@ def localize(report: TestReport, root: Path, files: list[str], tests: list[str])
         suspects += _from_frames(defs, failure)
         suspects += _missing(defs, failure)
         suspects += _called(defs, test)
+    # last, the functions a suspect hands on as values (`set_defaults(func=cmd_list)`, a handler table): a new option
+    # is parsed in `main` but acted on there, and no traceback reaches them
+    suspects += [d for s in suspects if not s.missing for d in _dispatched(defs, s)]
     seen, lines = set(), 0
     for suspect in suspects:
         key = (suspect.path, suspect.name)
@@ -256,6 +261,20 @@ def _called(defs: Definitions, test: str) -> list[Suspect]:
             found = [s for s in defs.defining(func.attr, sorted(set(imported.values()))) if "." in s.name]
             out += found[:1] if len(found) == 1 else []
     return out
+
+
+def _dispatched(defs: Definitions, suspect: Suspect) -> list[Suspect]:
+    """The top-level functions of the suspect's module that it names without calling them."""
+    try:
+        node = ast.parse(textwrap.dedent(suspect.source)).body[0]
+    except (SyntaxError, IndexError):
+        return []
+    called = {id(n.func) for n in ast.walk(node) if isinstance(n, ast.Call)}
+    named = [n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+             and id(n) not in called]
+    parsed = defs.tree(suspect.path)
+    functions = {n.name for n in parsed[0].body if isinstance(n, FUNCTIONS)} if parsed else set()
+    return [s for name in dict.fromkeys(named) if name in functions and (s := defs.suspect(suspect.path, name))]
 
 
 def _data_only(source: str) -> bool:

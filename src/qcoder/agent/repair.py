@@ -225,7 +225,8 @@ class Repair:
         # Later rounds alternate between the code as it is and the fresh start. A failed attempt is shown only when
         # it came close (`refine`): small models copy what they are shown (shown a failed attempt with "write a
         # different fix", the 1.5B sent back 6 copies of it).
-        fresh_start = all(_skeleton(s.source) for s in lead.suspects) and number % 2 == 1
+        # (Two functions at most: from the signatures of more, small models rewrite the module and stub the rest.)
+        fresh_start = len(lead.suspects) <= 2 and all(_skeleton(s.source) for s in lead.suspects) and number % 2 == 1
         prompt = (_refine_prompt(task, lead, refine, self._test_source) if refine else
                   _prompt(task, lead, fresh_start, self._outlines(lead)))
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
@@ -350,7 +351,8 @@ class Repair:
         """path -> the outline of its other definitions, for each file with a suspect shown as a definition (a
         missing name's file is shown whole)."""
         paths = dict.fromkeys(s.path for s in lead.suspects if not s.missing)
-        skip = {s.name.split(".")[0] for s in lead.suspects}
+        # a class shown whole is left out, but not one shown by its methods alone: its fields are what they use
+        skip = {s.name.split(".")[0] for s in lead.suspects if "." not in s.name or s.missing}
         return {path: outline for path in paths if (outline := _outline(self._read(path) or "", skip))}
 
     def _test_source(self, test: str) -> str:
@@ -568,9 +570,12 @@ def _ask(suspects: list[Suspect]) -> str:
         return (f"Write {_names(new)} for {first.path}{also} so that the tests pass. Reply with the complete new "
                 "definitions" + (" and the changed ones" if change else "") + " (and any imports they need) in one "
                 "```python block.")
-    names = " or ".join(f"`{s.name.split('.')[-1]}`" for s in suspects if not s.missing)
-    return (f"Write the corrected {names} so that the test passes (and its docstring holds). Reply with the whole "
-            "function in one ```python block.")
+    names = [s.name.split(".")[-1] for s in suspects if not s.missing]
+    if len(names) == 1:
+        return (f"Write the corrected `{names[0]}` so that the test passes (and its docstring holds). Reply with the "
+                "whole function in one ```python block.")
+    return (f"Correct {_names(names).replace(' and ', ' or ')} (one or several of them) so that the test passes. Reply "
+            "with each function you change, whole, in one ```python block.")
 
 
 def _names(names: list[str]) -> str:
