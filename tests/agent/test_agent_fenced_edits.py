@@ -128,3 +128,9 @@ def test_a_name_from_a_sibling_module_is_imported_when_the_rewrite_uses_it():
     assert "from accounts import InsufficientFunds\n" in out["bank.py"]
     assert "Helper" not in out["bank.py"].split("def move")[0]  # names from tests are never imported
     assert out["bank.py"].index("from accounts import InsufficientFunds") < out["bank.py"].index("def move")
+
+
+def test_a_rewritten_class_keeps_the_decorators_the_reply_left_out():
+    old = "from dataclasses import dataclass\n\n\n@dataclass\nclass Order:\n    oid: str\n\n    def key(self):\n        return self.oid\n"
+    new = merge_python(old, "class Order:\n    oid: str\n\n    def key(self):\n        return self.oid.upper()\n")
+    assert new == old.replace("return self.oid", "return self.oid.upper()")

@@ -287,7 +287,7 @@ class Kind(Enum):
     assert _outline(module, {"Inventory"}) == (
         "from dataclasses import dataclass\n\n"
         "class OutOfStock(Exception):\n    def __init__(self, sku: str, wanted: int): ...\n"
-        "class Line:\n    sku: str\n    quantity: int = 1\n"
+        "@dataclass\nclass Line:\n    sku: str\n    quantity: int = 1\n"
         "def total(lines: list[Line]): ...  # How many items.\n"
         "class Kind(Enum):\n    A = 'a'")
 
@@ -387,6 +387,6 @@ def test_a_class_shown_by_its_methods_alone_is_outlined_with_its_fields(tmp_path
     repair._root = tmp_path
     method = Suspect("orders.py", "Order.to_dict", 8, 9, "    def to_dict(self):\n        return {}")
     outline = repair._outlines(Lead([], {}, {}, [method]))["orders.py"]
-    assert "class Order:\n    order_id: str" in outline  # the fields a rewrite of to_dict must use
+    assert "@dataclass\nclass Order:\n    order_id: str" in outline  # the fields a rewrite of to_dict must use
     whole = Suspect("orders.py", "Order", 4, 9, "")
     assert "class Order" not in repair._outlines(Lead([], {}, {}, [whole])).get("orders.py", "")

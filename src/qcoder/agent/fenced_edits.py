@@ -266,7 +266,10 @@ def _merge_class(old: ast.ClassDef, new: ast.ClassDef, lines: list[str], block_l
     old_methods = {m.name: m for m in old.body if isinstance(m, FUNCTIONS)}
     new_methods = [m for m in new.body if isinstance(m, FUNCTIONS)]
     if set(old_methods) <= {m.name for m in new_methods}:
-        return [(_start(old), old.end_lineno - 1, _node_lines(new, block_lines))]
+        source = _node_lines(new, block_lines)
+        if old.decorator_list and not new.decorator_list:  # small models drop `@dataclass` when they rewrite a class
+            source = lines[_start(old):old.lineno - 1] + source
+        return [(_start(old), old.end_lineno - 1, source)]
     indent = _indent_of(lines[old.body[0].lineno - 1])
     edits, added = [], []
     for method in new_methods:

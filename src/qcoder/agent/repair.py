@@ -516,7 +516,8 @@ def _outline(text: str, skip: set[str], most: int = 12) -> str:
             init = next((m for m in node.body if isinstance(m, ast.FunctionDef) and m.name == "__init__"), None)
             fields = [ast.unparse(m) for m in node.body if isinstance(m, (ast.AnnAssign, ast.Assign))][:8]
             body = [f"    def __init__({ast.unparse(init.args)}): ..."] if init else [f"    {f}" for f in fields]
-            out.append("\n".join([f"class {node.name}({bases}):" if bases else f"class {node.name}:",
+            decorators = [f"@{ast.unparse(d)}" for d in node.decorator_list]
+            out.append("\n".join([*decorators, f"class {node.name}({bases}):" if bases else f"class {node.name}:",
                                    *(body or ["    ..."])]))
     return "\n".join([*imports, *([""] if imports and out else []), *out[:most]])
 
