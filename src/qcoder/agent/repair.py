@@ -1,7 +1,8 @@
 """The test-verified repair path, tried before the general loop when the project's tests fail.
 
 1. Run the tests (in a scratch copy). 2. Localize: traceback frames, missing names, functions the failing
-tests call. 2b. Try the one-token fixes of the suspects (small_fixes.py): no model call, a test run each.
+tests call. 2b. Try the one-token fixes of the suspects (small_fixes.py): no model call, a test run each; one that
+fixes some of the failing tests and breaks none is where the model starts (two bugs: one token fixes one).
 3. Show the model the failing test, its error and the suspect code in full, and ask for the whole
 function back (small models rewrite a function far more reliably than they copy an exact `old_string`).
 4. Sample N candidates in one batched request. 5. Try each in a scratch copy, smallest diff first. 6. Keep
@@ -104,6 +105,7 @@ class Repair:
                    suspects=[f"{s.path}:{s.start} {s.name}" + (" (missing)" if s.missing else "") for s in lead.suspects],
                    candidates=self.settings.candidates)
         tried: list[Candidate] = []
+        self._partial = None
         winner = self._small_fix(agent, lead, baseline, targets)
         if winner is None and self._partial:  # one bug of two fixed by a token: the model is asked to finish it
             tried.append(self._partial)
