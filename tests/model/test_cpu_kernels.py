@@ -48,6 +48,7 @@ def test_describe_says_where_and_what_runs():
     assert listed == [flag if present else f"-{flag}" for flag, present in isa.items()]  # missing ones marked
     assert f"torch {torch.backends.cpu.get_cpu_capability()}" in text
     assert cpu_kernels.describe_kernels() in text and "prefill: " in text
+    assert text.endswith(f"long-context attention: {'bf16' if cpu_kernels.has_bf16() else 'fp32'}")
 
 
 def test_an_explicit_march_builds_and_says_so(monkeypatch):

@@ -176,13 +176,16 @@ def describe_kernels() -> str:
 
 def describe() -> str:
     """Where a figure was measured and what ran there, for reports: the CPU model, the instruction sets that matter
-    (a - marks one it lacks), PyTorch's dispatch level, the kernels and the prefill kernel chosen."""
+    (a - marks one it lacks), PyTorch's dispatch level, the kernels, the prefill kernel chosen and the dtype of
+    long-context prefill attention."""
     from qcoder.model.gguf_linear import prefill_kernel
 
     cpu = _cpuinfo_field("model name") or platform.processor() or machine()
     flags = " ".join(("" if present else "-") + flag for flag, present in cpu_isa().items())
     torch_isa = torch.backends.cpu.get_cpu_capability()
-    return f"{cpu} [{flags}], torch {torch_isa}, {describe_kernels()}, prefill: {prefill_kernel().describe()}"
+    attention = "bf16" if has_bf16() else "fp32"  # past attention.BF16_CONTEXT keys
+    return (f"{cpu} [{flags}], torch {torch_isa}, {describe_kernels()}, prefill: {prefill_kernel().describe()}, "
+            f"long-context attention: {attention}")
 
 
 def lib() -> ctypes.CDLL:
