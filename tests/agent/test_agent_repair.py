@@ -53,6 +53,14 @@ def clamp_project(workspace, repair_settings: str):
     (workspace / ".qcoder" / "settings.toml").write_text(f"[repair]\n{repair_settings}")
 
 
+def headless(workspace, fake, home, task: str):
+    """`qcoder -p TASK` in yolo mode with stream-json output against the scripted model, which is closed after."""
+    try:
+        return qcoder_cli(["-p", task, "-y", "--trust", "--output-format", "stream-json"], workspace, fake, home)
+    finally:
+        fake.close()
+
+
 def events(proc) -> list[dict]:
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
@@ -72,11 +80,7 @@ def test_repair_rejects_test_edits_and_breakage_and_keeps_the_smallest_passing_d
         '''),  # passes, but a bigger change
         fence("def add(a, b):\n    return a + b", "Here is the fix:\n\n"),  # passes, smallest
     ]}])
-    try:
-        proc = qcoder_cli(["-p", "Fix the failing test", "-y", "--trust", "--output-format", "stream-json"], workspace,
-                          fake, home)
-    finally:
-        fake.close()
+    proc = headless(workspace, fake, home, "Fix the failing test")
     assert proc.returncode == 0, proc.stderr
     assert (workspace / "test_calc.py").read_text() == TESTS
     assert (workspace / "calc.py").read_text() == CALC.replace("a - b", "a + b")
@@ -100,11 +104,7 @@ def test_a_one_token_fix_is_found_by_the_tests_before_the_model_is_asked(workspa
     project(workspace, candidates=2, small_fixes=60)
     (workspace / "calc.py").write_text("# keep this comment\n" + CALC)
     fake = FakeModel([])  # any request would fail the run
-    try:
-        proc = qcoder_cli(["-p", "Fix the failing test", "-y", "--trust", "--output-format", "stream-json"], workspace,
-                          fake, home)
-    finally:
-        fake.close()
+    proc = headless(workspace, fake, home, "Fix the failing test")
     assert proc.returncode == 0, proc.stderr
     assert fake.requests == []
     assert (workspace / "calc.py").read_text() == "# keep this comment\n" + CALC.replace("a - b", "a + b")
@@ -117,11 +117,7 @@ def test_a_one_token_fix_of_one_bug_of_two_is_handed_to_the_model_to_finish(work
     project(workspace, candidates=1, small_fixes=60)
     (workspace / "calc.py").write_text(CALC.replace("a * b", "a + b"))  # mul's bug is no one-token change
     fake = FakeModel([{"choices": [fence("def mul(a, b):\n    return a * b")]}])
-    try:
-        proc = qcoder_cli(["-p", "Fix the failing tests", "-y", "--trust", "--output-format", "stream-json"], workspace,
-                          fake, home)
-    finally:
-        fake.close()
+    proc = headless(workspace, fake, home, "Fix the failing tests")
     assert proc.returncode == 0, proc.stderr
     assert (workspace / "calc.py").read_text() == CALC.replace("a - b", "a + b")
     partial = next(e for e in events(proc) if e["type"] == "candidate")
@@ -138,10 +134,7 @@ def test_a_candidate_one_token_from_passing_is_finished_by_the_search(workspace,
         fence("def clamp(x, lo, hi):\n    return max(lo, min(x, hi - 1))"),  # fixes test_low, not test_high
         fence("def clamp(x, lo, hi):\n    return lo"),  # breaks test_inside: not worth a search
     ]}])
-    try:
-        proc = qcoder_cli(["-p", "Fix clamp", "-y", "--trust", "--output-format", "stream-json"], workspace, fake, home)
-    finally:
-        fake.close()
+    proc = headless(workspace, fake, home, "Fix clamp")
     assert proc.returncode == 0, proc.stderr
     assert (workspace / "clamp.py").read_text() == "def clamp(x, lo, hi):\n    return max(lo, min(x, hi))\n"
     searches = [e for e in events(proc) if e["type"] == "repair" and e["phase"] == "small_fixes"]
@@ -158,10 +151,7 @@ def test_a_candidate_that_makes_some_tests_pass_is_shown_back_with_the_test_it_s
         {"choices": [fence("def clamp(x, lo, hi):\n    return max(lo, min(x, hi))"),
                      fence("def clamp(x, lo, hi):\n    return max(lo, x)")]},  # the version it was shown
     ])
-    try:
-        proc = qcoder_cli(["-p", "Fix clamp", "-y", "--trust", "--output-format", "stream-json"], workspace, fake, home)
-    finally:
-        fake.close()
+    proc = headless(workspace, fake, home, "Fix clamp")
     assert proc.returncode == 0, proc.stderr
     assert (workspace / "clamp.py").read_text() == "def clamp(x, lo, hi):\n    return max(lo, min(x, hi))\n"
     second = fake.requests[1]["messages"][-1]["content"]
@@ -181,11 +171,7 @@ def test_no_passing_candidate_hands_over_with_notes_and_a_fenced_reply_becomes_a
         # The general loop: the model answers in prose with the fixed function in a fenced block.
         fence("def add(a, b):\n    return b + a", "The bug is in calc.py. Here's how you can fix it:\n\n"),
     ])
-    try:
-        proc = qcoder_cli(["-p", "Fix the failing test", "-y", "--trust", "--output-format", "stream-json"], workspace,
-                          fake, home)
-    finally:
-        fake.close()
+    proc = headless(workspace, fake, home, "Fix the failing test")
     assert proc.returncode == 0, proc.stderr
     second_round = fake.requests[1]["messages"][-1]["content"]  # a fresh start: the signature, not the buggy body
     assert "the signature of `add`" in second_round and "return a - b" not in second_round
