@@ -300,6 +300,31 @@ def test_runaway_reply_is_cut_off(project, fake_model, home):
     assert history[-1]["role"] == "user" and "ran away" in history[-1]["content"]
 
 
+def test_a_loop_inside_a_json_string_is_cut_off_and_counted_invalid(project, fake_model, home):
+    # The 0.5B's runaway edits: a block of escaped lines repeated in `new_string` until the token limit.
+    block = "if stock < 3: raise OutOfStock\\nstock -= 1\\nreturn stock\\n"
+    start = '{"name": "edit", "arguments": {"path": "textstats.py", "old_string": "x", "new_string": "'
+    fake_model.plan = [{"content": start + block * 60}, {"content": "Stopping."}]
+    proc = qcoder_cli(["-p", "Fix", "--output-format", "json"], project, fake_model, home)
+    assert proc.returncode == 0, proc.stderr
+    history = fake_model.requests[1]["messages"]
+    assert history[-1]["role"] == "user" and "ran away" in history[-1]["content"]
+    result = json_result(proc)
+    assert result["call_checks"]["invalid"] == 1
+    assert result["tokens"]["completion_tokens"] < 400  # cut after a few copies, not the 60 sent
+
+
+def test_repeats_itself_needs_three_copies_of_a_long_enough_block():
+    from qcoder.agent.loop import repeats_itself
+
+    block = "    total += item.price * item.quantity\\n"
+    assert repeats_itself("def f():\\n" + block * 6)
+    assert not repeats_itself("def f():\\n" + block * 2)  # an old_string copied into new_string is normal
+    assert not repeats_itself("x = '" + "=" * 79 + "'\n" + "print(x)\n" * 2)  # short repeats stay
+    code = "".join(f"    assert add({n}, {n}) == {2 * n}\n" for n in range(40))
+    assert not repeats_itself(code)  # similar lines are not the same line
+
+
 def test_repeating_lines_are_cut_off_and_the_first_call_kept(project, fake_model, home):
     line = '{"name": "read_file", "arguments": {"path": "textstats.py"}}\n'
     fake_model.plan = [{"content": line * 50}, {"content": "Read it."}]

@@ -163,6 +163,33 @@ def test_a_candidate_that_makes_some_tests_pass_is_shown_back_with_the_test_it_s
     assert len(fake.requests) == 2
 
 
+def test_corrections_that_come_back_unchanged_end_the_refining(workspace, home):
+    clamp_project(workspace, "candidates = 2\nrounds = 3\nsmall_fixes = 0\n")
+    low, high = "def clamp(x, lo, hi):\n    return max(lo, x)", "def clamp(x, lo, hi):\n    return min(x, hi)"
+    fake = FakeModel([
+        {"choices": [fence(low), fence(high)]},  # two near misses, each fixing one test
+        {"choices": [fence(low), fence(low)]},  # asked to correct the first: sent back as it was, twice
+        {"choices": [fence("def clamp(x, lo, hi):\n    return max(lo, min(x, hi))"), fence(low)]},
+    ])
+    proc = headless(workspace, fake, home, "Fix clamp")
+    assert proc.returncode == 0, proc.stderr
+    assert "is close" in fake.requests[1]["messages"][-1]["content"]
+    third = fake.requests[2]["messages"][-1]["content"]
+    assert "is close" not in third and "Here is the signature of `clamp`" in third  # regular, not the 2nd near miss
+    assert "max(lo, min(x, hi))" in (workspace / "clamp.py").read_text()
+
+
+def test_error_lines_keep_the_workspace_frames_with_their_code():
+    from qcoder.agent.repair import _error_lines
+
+    failure = ("tests/test_cli.py:27: in test_count\n    assert main(['--count', log]) == 0\n"
+               "           ^^^^^^^^^^^^^^^^^^^^^^^^\ncli.py:18: in main\n    args = parser.parse_args(argv)\n"
+               "/usr/lib/python3.11/argparse.py:1872: in parse_args\n    self.error(msg % ' '.join(argv))\n"
+               "E   SystemExit: 2")
+    assert _error_lines(failure) == ("tests/test_cli.py:27: in test_count\n    assert main(['--count', log]) == 0\n"
+                                     "cli.py:18: in main\n    args = parser.parse_args(argv)\nE   SystemExit: 2")
+
+
 def test_no_passing_candidate_hands_over_with_notes_and_a_fenced_reply_becomes_an_edit(workspace, home):
     project(workspace, candidates=2, rounds=2)
     fake = FakeModel([

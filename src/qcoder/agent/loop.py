@@ -39,11 +39,14 @@ class Runaway(Exception):
 
 
 class RunawayGuard:
-    """Passes deltas on, and stops a reply whose last 200 characters use hardly any distinct characters."""
+    """Passes deltas on, and stops a reply that has started repeating itself: its last 200 characters use hardly
+    any distinct characters, its last three lines are the same, or it ends in one block written three times (a
+    loop inside a JSON string, where the lines are `\\n` escapes, runs to the token limit otherwise)."""
 
     def __init__(self, emit):
         self.emit = emit
         self.text = ""
+        self.checked = 0
 
     def __call__(self, delta: str) -> None:
         self.text += delta
@@ -53,6 +56,29 @@ class RunawayGuard:
         lines = self.text.split("\n")[:-1]  # complete lines only
         if len(lines) >= 3 and len(lines[-1]) > 10 and lines[-1] == lines[-2] == lines[-3]:
             raise Runaway()
+        if len(self.text) - self.checked >= 64:
+            self.checked = len(self.text)
+            if repeats_itself(self.text):
+                raise Runaway()
+
+
+def repeats_itself(text: str, times: int = 3, span: int = 200, probe: int = 24) -> bool:
+    """Whether `text` ends in one block written `times` times in a row, the repeats `span` characters at least."""
+    if len(text) < max(span, 2 * probe):
+        return False
+    tail, end = text[-probe:], len(text) - probe
+    at = text.rfind(tail, 0, end - 1 + probe)  # earlier copies of the tail: each gives a period to check
+    for _ in range(64):
+        if at < 0:
+            return False
+        period = end - at
+        count = max(times, -(-span // period))
+        if period * count > len(text):
+            return False
+        if all(text[len(text) - (k + 1) * period:len(text) - k * period] == text[-period:] for k in range(1, count)):
+            return True
+        at = text.rfind(tail, 0, at - 1 + probe)
+    return False
 
 
 @dataclass
@@ -202,6 +228,7 @@ class Agent:
             calls, content = rescued.tool_calls, rescued.content
             self.call_checks["rescued"] += len(calls)
         if not calls and response.finish_reason == "runaway":
+            self.call_checks["invalid"] += self.unusable_call(content) is not None  # a call that never closed
             content = content[:300] + " ..."
         message = {"role": "assistant", "content": content}
         if calls:
