@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -38,7 +39,8 @@ class Script:
         self.tasks_seen: list[str] = []
 
     def __call__(self, body: dict) -> dict:
-        task = first_user_text(body).split(":")[0]
+        # the task text opens the agent's prompt and closes the repair path's ("The task: gamma: ...")
+        task = re.search(r"(\w+): add\(2, 3\)", first_user_text(body)).group(1)
         step = sum(m["role"] == "assistant" for m in body["messages"])
         self.tasks_seen.append(task)
         if step > 0:
