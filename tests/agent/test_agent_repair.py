@@ -390,6 +390,22 @@ def test_the_handlers_a_suspect_dispatches_to_are_suspects_too(tmp_path):
     assert [s.name for s in lead.suspects] == ["main", "cmd_list"]
 
 
+def test_of_several_handlers_those_the_failing_test_names_are_suspects(tmp_path):
+    from qcoder.agent.localize import localize
+    from qcoder.agent.testing import TestReport
+
+    (tmp_path / "todo.py").write_text(
+        "import argparse\n\n\ndef cmd_add(args):\n    pass\n\n\ndef cmd_list(args):\n    pass\n\n\n"
+        "def main(argv=None):\n    p = argparse.ArgumentParser()\n    sub = p.add_subparsers()\n"
+        "    sub.add_parser('add').set_defaults(func=cmd_add)\n    sub.add_parser('list').set_defaults(func=cmd_list)\n"
+        "    args = p.parse_args(argv)\n    return args.func(args)\n")
+    (tmp_path / "test_todo.py").write_text("from todo import main\n\n\ndef test_json():\n    main(['list', '--json'])\n")
+    test = "test_todo.py::test_json"
+    report = TestReport("pytest", 1, "", {test: "failed"}, {test: "todo.py:18: in main\nE   SystemExit: 2"})
+    lead = localize(report, tmp_path, ["todo.py", "test_todo.py"], [test])
+    assert [s.name for s in lead.suspects] == ["main", "cmd_list"]  # `add` is not what the test runs
+
+
 def test_a_class_shown_by_its_methods_alone_is_outlined_with_its_fields(tmp_path):
     from qcoder.agent.localize import Lead, Suspect
     from qcoder.agent.repair import Repair

@@ -95,3 +95,11 @@ def test_a_rename_in_strings_too_keeps_each_string_s_case_and_whole_words():
         'DOC = """MAX_RETRIES\nis MAX_RETRIES"""\n')
     assert renamed(text, "MAX_RETRY", "MAX_RETRIES") == text.replace("MAX_RETRY =", "MAX_RETRIES =").replace(
         ": MAX_RETRY,", ": MAX_RETRIES,")
+
+
+def test_a_separator_string_is_tried_as_the_other_common_separators():
+    source = 'def show(parts):\n    label = f"{parts[0]}: "\n    return " ".join(parts) + label\n'
+    texts = {f.text for f in small_fixes(source, 1, 3, limit=200)}
+    for new in ('"".join', '",".join', '", ".join'):
+        assert source.replace('" ".join', new) in texts, new
+    assert all(']}: "' in t for t in texts)  # an f-string's text is left alone

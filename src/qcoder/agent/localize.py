@@ -144,7 +144,8 @@ def localize(report: TestReport, root: Path, files: list[str], tests: list[str])
         suspects += _called(defs, test)
     # last, the functions a suspect hands on as values (`set_defaults(func=cmd_list)`, a handler table): a new option
     # is parsed in `main` but acted on there, and no traceback reaches them
-    suspects += [d for s in suspects if not s.missing for d in _dispatched(defs, s)]
+    handlers = [d for s in suspects if not s.missing for d in _dispatched(defs, s)]
+    suspects += _named_by(handlers, " ".join(lead.test_sources.values()))
     seen, lines = set(), 0
     for suspect in suspects:
         key = (suspect.path, suspect.name)
@@ -275,6 +276,16 @@ def _dispatched(defs: Definitions, suspect: Suspect) -> list[Suspect]:
     parsed = defs.tree(suspect.path)
     functions = {n.name for n in parsed[0].body if isinstance(n, FUNCTIONS)} if parsed else set()
     return [s for name in dict.fromkeys(named) if name in functions and (s := defs.suspect(suspect.path, name))]
+
+
+def _named_by(handlers: list[Suspect], tests: str) -> list[Suspect]:
+    """The handlers whose own word (`list` of `cmd_list`, not the `cmd` they all share) the failing tests use, or
+    all of them when the tests use none: a test of `list --json` has nothing to fix in `cmd_add`."""
+    words = [set(re.findall(r"[a-z0-9]+", h.name.split(".")[-1].lower())) for h in handlers]
+    shared = set.intersection(*words) if words else set()
+    used = set(re.findall(r"[a-z0-9]+", tests.lower()))
+    named = [h for h, w in zip(handlers, words, strict=True) if (w - shared) & used]
+    return named or handlers
 
 
 def _data_only(source: str) -> bool:

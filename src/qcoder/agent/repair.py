@@ -106,11 +106,10 @@ class Repair:
                    suspects=[f"{s.path}:{s.start} {s.name}" + (" (missing)" if s.missing else "") for s in lead.suspects],
                    candidates=self.settings.candidates)
         tried: list[Candidate] = []
-        self._partial = None
-        winner = self._small_fix(agent, lead, baseline, targets)
-        if winner is None and self._partial:  # one bug of two fixed by a token: the model is asked to finish it
-            tried.append(self._partial)
-            agent.emit("candidate", **self._partial.event())
+        winner, partial = self._small_fix(agent, lead, baseline, targets)
+        if winner is None and partial:  # one bug of two fixed by a token: the model is asked to finish it
+            tried.append(partial)
+            agent.emit("candidate", **partial.event())
         started, number, regular, refined, refining = time.monotonic(), 0, 0, set(), True
         while winner is None and self._another_round(agent, number, started):
             agent.check_limits()
@@ -129,7 +128,7 @@ class Repair:
             winner = next((c for c in fresh if c.status == "passed"), None)
             # A candidate that fixes some of the failing tests may be one token from fixing them all.
             for near in [] if winner else _near_misses(fresh, baseline):
-                winner = self._small_fix(agent, lead, baseline, targets, base=near)
+                winner, _ = self._small_fix(agent, lead, baseline, targets, base=near)
                 if winner:
                     break
             number += 1
@@ -151,9 +150,11 @@ class Repair:
         agent.add({"role": "assistant", "content": answer})
         raise Submitted("repaired: the failing tests pass", answer)
 
-    def _small_fix(self, agent, lead, baseline, targets, base: Candidate | None = None) -> Candidate | None:
+    def _small_fix(self, agent, lead, baseline, targets,
+                   base: Candidate | None = None) -> tuple[Candidate | None, Candidate | None]:
         """The first one-token fix that passes, of the suspects as they are or (`base`) of a candidate that came
-        close; tried two at a time within the time allowed."""
+        close, tried two at a time within the time allowed; and, of the suspects as they are, the fix that made
+        the most failing tests pass without passing them all (a near miss, as candidate 1)."""
         files = dict(base.files) if base else {}
         report = base.report if base else baseline
         focus: dict[str, set[int]] = {}
@@ -180,11 +181,11 @@ class Repair:
         limit = self.settings.small_fixes // (3 if base else 1)  # a near miss gets a shorter search
         fixes = fixes[:limit]
         if not fixes:
-            return None
+            return None, None
         # A one-token change easily makes a loop endless: a shorter limit than a rewrite gets.
         timeout = min(self.tester.timeout, max(10.0, 5 * baseline.elapsed_s))
         deadline = time.monotonic() + self.settings.small_fix_seconds / (3 if base else 1)
-        workers, tried, winner = 2, 0, None
+        workers, tried, winner, partial = 2, 0, None, None
         with ThreadPoolExecutor(workers) as pool:
             for at in range(0, len(fixes), workers):
                 if time.monotonic() > deadline:
@@ -200,10 +201,10 @@ class Repair:
                         winner = Candidate(base.index if base else 0, {**files, **changed}, what,
                                            status="passed", reason=description, report=run)
                         break
-                    if not base and _progress(baseline, run) > _progress(baseline, self._partial and self._partial.report):
-                        self._partial = Candidate(1, dict(changed), _definitions(changed, lead.suspects), status="failed",
-                                                  reason=f"{description}: {problem}", report=run)
-                        self._count(self._partial)
+                    if not base and _progress(baseline, run) > _progress(baseline, partial and partial.report):
+                        partial = Candidate(1, dict(changed), _definitions(changed, lead.suspects), status="failed",
+                                            reason=f"{description}: {problem}", report=run)
+                        self._count(partial)
                 if winner:
                     break
         self._small_tried += tried
@@ -211,7 +212,7 @@ class Repair:
                    fix=winner.code if winner else None, candidate=base.index if base else None)
         if winner:
             self._count(winner)
-        return winner
+        return winner, partial
 
     def _another_round(self, agent, number: int, started: float) -> bool:
         """`rounds` rounds, then more (up to `max_rounds`) while the run's time limit leaves room for one more
@@ -351,7 +352,6 @@ class Repair:
     def __post_init__(self):
         self._seen: set = set()
         self._small_tried = 0
-        self._partial: Candidate | None = None  # the one-token fix that made the most failing tests pass, if any
         self._python_files: list[str] = []
         self._root: Path | None = None
 

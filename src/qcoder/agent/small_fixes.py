@@ -2,8 +2,8 @@
 
 Most bugs that one failing test pins down are a single token off; studies of one-line bug fixes ("simple stupid
 bugs") find the same few shapes again and again: a comparison's boundary (`<` for `<=`), a wrong operator (`+`
-for `-`, `and` for `or`), a number off by one, a flipped literal, a negation missing or extra, an index or a
-bound off by one, two arguments swapped. Checking one costs a test run and no model call, so a few dozen are
+for `-`, `and` for `or`), a number off by one, a flipped literal or separator (`" ".join` for `"".join`), a
+negation missing or extra, an index or a bound off by one, two arguments swapped. Checking one costs a test run and no model call, so a few dozen are
 cheaper than one round of sampled rewrites on a CPU, and they work the same with every model.
 
 Each fix replaces the text of one node (or just its operator) in the file, so the diff is that one change;
@@ -30,6 +30,8 @@ COMPARE = {ast.Lt: ("<", ["<=", ">"]), ast.LtE: ("<=", ["<", ">="]), ast.Gt: (">
 ARITH = {ast.Add: ("+", ["-"]), ast.Sub: ("-", ["+"]), ast.Mult: ("*", ["/"]), ast.Div: ("/", ["//", "*"]),
          ast.FloorDiv: ("//", ["/"]), ast.Mod: ("%", ["//"])}
 BOOL = {ast.And: ("and", ["or"]), ast.Or: ("or", ["and"])}
+# What a separator string may have been meant to be: none, a space, a comma, or both.
+SEPARATORS = ("", " ", ",", ", ")
 # Kinds in the order they are tried on a line: the commonest one-token bugs first.
 ORDER = ("compare", "number", "arith", "bool", "literal", "negation", "bound", "swap")
 # Where `e + 1` needs no parentheses: the node is a whole argument, index, bound or value.
@@ -110,6 +112,11 @@ def _edits(node, parent, data: bytes, at):
             yield from _operator(data, span(a)[1], span(b)[0], old, new, "bool")
     elif isinstance(node, ast.Constant) and isinstance(node.value, bool):
         yield "literal", *span(node), str(not node.value), f"`{node.value}` -> `{not node.value}`"
+    elif _is_separator(node, parent):  # `" ".join(parts)` where "1h30m" is wanted
+        quote = text(node)[-1]
+        for new in SEPARATORS:
+            if new != node.value:
+                yield "literal", *span(node), quote + new + quote, f"`{text(node)}` -> `{quote + new + quote}`"
     elif isinstance(node, ast.Constant) and type(node.value) in (int, float) and not isinstance(parent, ast.UnaryOp):
         value = node.value
         dropped = isinstance(parent, ast.BinOp) and isinstance(parent.op, (ast.Add, ast.Sub)) and node is parent.right
@@ -134,6 +141,12 @@ def _edits(node, parent, data: bytes, at):
         (a0, a1), (b0, b1) = span(a), span(b)
         swapped = data[b0:b1] + data[a1:b0] + data[a0:a1]
         yield "swap", a0, b1, swapped.decode("utf-8"), f"`{text(a)}, {text(b)}` -> `{text(b)}, {text(a)}`"
+
+
+def _is_separator(node, parent) -> bool:
+    """A short plain string of spaces and punctuation that joins or splits text (not part of an f-string)."""
+    return (isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) <= 2
+            and set(node.value) <= set(" ,;:-_/|") and not isinstance(parent, ast.JoinedStr))
 
 
 def _operator(data: bytes, begin: int, stop: int, old: str, new: str, kind: str):
