@@ -419,3 +419,75 @@ def test_a_class_shown_by_its_methods_alone_is_outlined_with_its_fields(tmp_path
     assert "@dataclass\nclass Order:\n    order_id: str" in outline  # the fields a rewrite of to_dict must use
     whole = Suspect("orders.py", "Order", 4, 9, "")
     assert "class Order" not in repair._outlines(Lead([], {}, {}, [whole])).get("orders.py", "")
+
+
+TODO = """import argparse
+import json
+
+
+def cmd_list(args):
+    for title in ["milk", "tea"]:
+        print(title)
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    commands = parser.add_subparsers(dest="command", required=True)
+    listing = commands.add_parser("list")
+    listing.add_argument("--all", action="store_true")
+    listing.set_defaults(func=cmd_list)
+    args = parser.parse_args(argv)
+    return args.func(args)
+"""
+
+
+def test_a_flag_the_tests_pass_is_declared_by_the_search_and_the_model_writes_what_it_does(workspace, home):
+    (workspace / "todo.py").write_text(TODO)
+    (workspace / "test_todo.py").write_text(
+        "import json\n\nfrom todo import main\n\n\ndef test_text(capsys):\n    main(['list'])\n"
+        "    assert capsys.readouterr().out == 'milk\\ntea\\n'\n\n\ndef test_json(capsys):\n"
+        "    assert main(['list', '--json']) == 0\n    assert json.loads(capsys.readouterr().out) == ['milk', 'tea']\n")
+    (workspace / ".qcoder").mkdir()
+    (workspace / ".qcoder" / "settings.toml").write_text("[repair]\ncandidates = 1\nrounds = 1\n")
+    handler = """
+        def cmd_list(args):
+            titles = ["milk", "tea"]
+            if args.json:
+                print(json.dumps(titles))
+                return 0
+            for title in titles:
+                print(title)
+            return 0
+        """
+    fake = FakeModel([{"choices": [fence(handler)]}])  # only the handler: the flag is declared already
+    proc = headless(workspace, fake, home, "Add a --json flag to list")
+    assert proc.returncode == 0, proc.stderr
+    written = (workspace / "todo.py").read_text()
+    assert '    listing.add_argument("--json", action="store_true")\n' in written and "json.dumps(titles)" in written
+    prompt = fake.requests[0]["messages"][-1]["content"]
+    assert "declares the new option" in prompt and 'listing.add_argument("--json"' in prompt
+    assert "unrecognized arguments" not in prompt  # the test's error is the one past argparse
+    scaffold = next(e for e in events(proc) if e["type"] == "candidate")
+    assert scaffold["index"] == 1 and "added `--json` to `listing`" in scaffold["reason"]
+    assert len(fake.requests) == 1
+
+
+def test_missing_options_are_declared_on_each_parser_as_a_switch_or_with_a_value():
+    from qcoder.agent.small_fixes import missing_options
+
+    def added(failures, tests=()):
+        return [(f.description, f.text.splitlines()[f.line - 1].strip())
+                for f in missing_options(TODO, 11, 18, failures, list(tests))]
+
+    said = ["E   SystemExit: 2\n--- captured output ---\ntodo: error: unrecognized arguments: --json --top 3 --since=mon"]
+    assert added(said)[:2] == [("added `--json` to `listing`", 'listing.add_argument("--json", action="store_true")'),
+                               ("added `--json` to `parser`", 'parser.add_argument("--json", action="store_true")')]
+    assert ("added `--top` to `listing`", 'listing.add_argument("--top", type=int)') in added(said)
+    assert ("added `--since` to `listing`", 'listing.add_argument("--since")') in added(said)
+    # stderr captured by the test itself (capsys): the options come from the test's arguments
+    test = "def test_it(capsys, log):\n    main(['list', '--all', '--json', '--top', '3', '--by', log])\n"
+    assert [line for _, line in added(["E   SystemExit: 2"], [test])][::2] == [
+        'listing.add_argument("--json", action="store_true")', 'listing.add_argument("--top", type=int)',
+        'listing.add_argument("--by", action="store_true")', 'listing.add_argument("--by")']  # `log`: either
+    assert added(["E   AssertionError"], [test]) == []  # no exit from argparse: no option to add

@@ -21,13 +21,13 @@ import re
 import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from qcoder.agent.fenced_edits import FENCE, proposed_files
 from qcoder.agent.localize import Lead, Suspect, frame_lines, localize, span, test_source
 from qcoder.agent.loop import Submitted
-from qcoder.agent.small_fixes import renames, small_fixes
+from qcoder.agent.small_fixes import UNRECOGNIZED, missing_options, renames, small_fixes
 from qcoder.agent.testing import SUITE, Tester, TestReport, is_test_file
 from qcoder.agent.tools.base import Tool
 
@@ -70,6 +70,7 @@ class Candidate:
     status: str = "untested"  # passed | failed | rejected | duplicate | untested
     reason: str = ""
     report: TestReport | None = None
+    scaffold: bool = False  # a declared flag that no test passes with yet, but that the model builds on
 
     @property
     def size(self) -> int:
@@ -110,6 +111,10 @@ class Repair:
         if winner is None and partial:  # one bug of two fixed by a token: the model is asked to finish it
             tried.append(partial)
             agent.emit("candidate", **partial.event())
+        # A declared flag is where every round starts: the model is left with what the flag does.
+        start = partial if winner is None and partial and partial.scaffold else None
+        if start:
+            lead = _rebased(lead, start.files, start.report)
         started, number, regular, refined, refining = time.monotonic(), 0, 0, set(), True
         while winner is None and self._another_round(agent, number, started):
             agent.check_limits()
@@ -118,7 +123,7 @@ class Repair:
             close = next((c for c in _near_misses(tried, baseline) if c.index not in refined), None) if refining else None
             if close is not None:
                 refined.add(close.index)
-            fresh = self._round(agent, task, lead, baseline, targets, files, tried, regular, refine=close)
+            fresh = self._round(agent, task, lead, baseline, targets, files, tried, regular, refine=close, base=start)
             regular += close is None
             # Half the corrections came back as the near miss itself: the model cannot see past it, and its
             # rounds are better spent on fresh samples (dedupe_emails: 12 of 12 unchanged, in two rounds).
@@ -162,12 +167,18 @@ class Repair:
             for path, line in frame_lines(report.failures.get(test, "")):
                 focus.setdefault(path, set()).add(line)
         fixes: list[tuple[dict[str, str], str]] = []  # (new file texts, what changed)
+        options: list[tuple[dict[str, str], str]] = []  # a new flag declared: the tests get past argparse
         for suspect in (s for s in lead.suspects if not s.missing):
             text = files.get(suspect.path) if base else self._read(suspect.path)
             lines = span(text or "", suspect.name) if base else (suspect.start, suspect.end)
             if text and lines:
                 fixes += [({suspect.path: f.text}, f"{suspect.path} {f.description}")
                           for f in small_fixes(text, *lines, tuple(focus.get(suspect.path, ())))]
+                if not base:
+                    options += [({suspect.path: f.text}, f"{suspect.path}: {f.description}") for f in missing_options(
+                        text, *lines, [report.failures.get(t, "") for t in targets],
+                        [lead.test_sources.get(t, "") for t in targets])]
+        fixes[:0] = options
         for suspect in [] if base else (s for s in lead.suspects if s.missing and "." not in s.name):
             sources = {p: t for p in self._python_files if (t := self._read(p)) is not None}
             found = renames(suspect.name, suspect.path, sources)
@@ -201,9 +212,12 @@ class Repair:
                         winner = Candidate(base.index if base else 0, {**files, **changed}, what,
                                            status="passed", reason=description, report=run)
                         break
-                    if not base and _progress(baseline, run) > _progress(baseline, partial and partial.report):
+                    if not base and (_progress(baseline, run) > _progress(baseline, partial and partial.report)
+                                     or (changed, description) in options and partial is None
+                                     and _gets_past_argparse(baseline, run, targets)):
                         partial = Candidate(1, dict(changed), _definitions(changed, lead.suspects), status="failed",
-                                            reason=f"{description}: {problem}", report=run)
+                                            reason=f"{description}: {problem}", report=run,
+                                            scaffold=not _progress(baseline, run))
                         self._count(partial)
                 if winner:
                     break
@@ -226,9 +240,9 @@ class Repair:
         return left - per_round > self.settings.loop_share * agent.limits.timeout
 
     def _round(self, agent, task, lead, baseline, targets, files, tried, number: int = 0,
-               refine: Candidate | None = None) -> list[Candidate]:
+               refine: Candidate | None = None, base: Candidate | None = None) -> list[Candidate]:
         """One batch of sampled rewrites, tested; `number` counts the regular rounds, `refine` asks instead for a
-        correction of a candidate that came close."""
+        correction of a candidate that came close; the rewrites apply to `base`'s files if given."""
         # After a round without a passing candidate, short functions are shown without their body: small models
         # tend to copy the bug back, and a fresh start from the signature, docstring and test often gets it right.
         # Later rounds alternate between the code as it is and the fresh start. A failed attempt is shown only when
@@ -257,7 +271,7 @@ class Repair:
         fresh = []
         for reply in replies:
             candidate = self._candidate(len(tried) + len(fresh) + 1, _heal(reply.content), files, default,
-                                        tried + fresh, base=refine)
+                                        tried + fresh, base=refine or base)
             fresh.append(candidate)
         tried += fresh
         timeout = min(self.tester.timeout, max(30.0, 10 * baseline.elapsed_s))
@@ -469,7 +483,7 @@ def _failing_test(test: str, source: str, failure: str, still: bool = False) -> 
 def _near_misses(candidates: list[Candidate], baseline: TestReport, most: int = 2) -> list[Candidate]:
     """Failed candidates that make more tests pass and break none that passed, closest first. (More passing, not
     fewer failing: a module that failed to import counts as one failure before, and as each test after.)"""
-    close = [c for c in candidates if c.status == "failed" and _progress(baseline, c.report)]
+    close = [c for c in candidates if c.status == "failed" and (c.scaffold or _progress(baseline, c.report))]
     return sorted(close, key=lambda c: (len(c.report.failing), -len(c.report.passed), c.size))[:most]
 
 
@@ -478,6 +492,26 @@ def _progress(baseline: TestReport, report: TestReport | None) -> int:
     if report is None or report.timed_out or baseline.passed - report.passed:
         return 0
     return max(0, len(report.passed) - len(baseline.passed))
+
+
+def _gets_past_argparse(baseline: TestReport, report: TestReport, targets: list[str]) -> bool:
+    """`report` breaks nothing that passed, and no target fails on an option argparse rejects any more."""
+    return not (report.timed_out or baseline.passed - report.passed) and not any(
+        UNRECOGNIZED.search(report.failures.get(t, "")) for t in targets)
+
+
+def _rebased(lead: Lead, files: dict[str, str], report: TestReport) -> Lead:
+    """The lead as it reads with `files` written: the suspects' code and the failing tests' errors."""
+    suspects = []
+    for suspect in lead.suspects:
+        text = files.get(suspect.path)
+        lines = span(text, suspect.name) if text and not suspect.missing else None
+        if lines:
+            source = "\n".join(text.splitlines()[lines[0] - 1:lines[1]])
+            suspect = replace(suspect, start=lines[0], end=lines[1], source=source)
+        suspects.append(suspect)
+    errors = {test: report.failures.get(test, error) for test, error in lead.errors.items()}
+    return replace(lead, suspects=suspects, errors=errors)
 
 
 def _definitions(files: dict[str, str], suspects: list[Suspect]) -> str:
@@ -496,7 +530,8 @@ def _refine_prompt(task: str, lead: Lead, near: Candidate, test_source) -> str:
     still fails with their errors."""
     names = " and ".join(f"`{s.name}`" for s in lead.suspects if not s.missing) or f"`{lead.suspects[0].name}`"
     passing = len(near.report.passed)
-    parts = [f"This version of {names} is close: {passing} test(s) pass with it.\n```python\n{_cap(near.code)}\n```"]
+    state = "declares the new option" if near.scaffold else f"is close: {passing} test(s) pass with it"
+    parts = [f"This version of {names} {state}.\n```python\n{_cap(near.code)}\n```"]
     for test in near.report.failing[:2]:
         parts += _failing_test(test, test_source(test), near.report.failures.get(test, ""), still=True)
     parts.append(f"The task: {task.strip()[:1500]}")

@@ -20,6 +20,7 @@ import ast
 import difflib
 import io
 import re
+import textwrap
 import tokenize
 from dataclasses import dataclass
 
@@ -248,3 +249,92 @@ def renamed(text: str, old: str, new: str, strings: bool = False) -> str:
         replacement = new if token.type == tokenize.NAME else word.sub(in_case, text[begin:end])
         text = text[:begin] + replacement + text[end:]
     return text
+
+
+# argparse's complaint about options the parser does not know: "error: unrecognized arguments: --json 3"; a test
+# that captures stderr itself (capsys) shows only the exit.
+UNRECOGNIZED = re.compile(r"error: unrecognized arguments: (.+)|^E\s+SystemExit: 2$", re.M)
+OPTION = re.compile(r"--[A-Za-z][\w-]*")
+SWITCH, VALUE, NUMBER = ', action="store_true"', "", ", type=int"
+
+
+def missing_options(source: str, start: int, end: int, failures: list[str], tests: list[str]) -> list[SmallFix]:
+    """The options the failing tests pass that argparse rejects, each added to each parser that lines start..end
+    of `source` build, as whole new file texts: a new flag's declaration is mechanical, so the search finds the
+    parser that takes it and the model is left with what the flag does. The options are those argparse names
+    ("unrecognized arguments: --json"), else those in the tests' argument lists (`main(["list", "--json"])`) that
+    `source` never mentions. One followed by a value takes one (`type=int` for a number), else it is a switch."""
+    options: dict[str, list[str]] = {}  # option -> how to declare it, in the order to try
+    for failure in failures:
+        for match in UNRECOGNIZED.finditer(failure):
+            words = (match.group(1) or "").split()
+            for at, word in enumerate(words):
+                name, _, value = word.partition("=")
+                if OPTION.fullmatch(name):
+                    value = value or (words[at + 1] if at + 1 < len(words) and not words[at + 1].startswith("-")
+                                      else None)
+                    options.setdefault(name, [SWITCH if value is None else NUMBER if value.isdigit() else VALUE])
+    if not options and any(UNRECOGNIZED.search(f) for f in failures):
+        for test in tests:
+            for name, after in _arguments(test):
+                if f'"{name}"' not in source and f"'{name}'" not in source:
+                    options.setdefault(name, after)
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    last: dict[str, ast.stmt] = {}  # parser variable -> the statement after which an option goes
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.Expr, ast.Assign)) or not start <= node.lineno <= end:
+            continue
+        call = node.value
+        if not (isinstance(call, ast.Call) and isinstance(call.func, (ast.Attribute, ast.Name))):
+            continue
+        name = call.func.attr if isinstance(call.func, ast.Attribute) else call.func.id
+        if isinstance(node, ast.Expr) and name == "add_argument" and isinstance(call.func.value, ast.Name):
+            last[call.func.value.id] = node
+        elif (isinstance(node, ast.Assign) and name in ("ArgumentParser", "add_parser")
+              and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            last.setdefault(node.targets[0].id, node)
+    lines = source.splitlines(keepends=True)
+    out = []
+    for option, ways in options.items():
+        for how in ways:
+            for parser, after in sorted(last.items(), key=lambda item: -item[1].lineno):  # innermost parser first
+                indent = re.match(r"\s*", lines[after.lineno - 1]).group(0)
+                line = f'{indent}{parser}.add_argument("{option}"{how})\n'
+                text = "".join(lines[:after.end_lineno] + [line] + lines[after.end_lineno:])
+                out.append(SmallFix(after.end_lineno + 1, "option", f"added `{option}` to `{parser}`", text))
+    return out
+
+
+def _arguments(test: str) -> list[tuple[str, list[str]]]:
+    """(option, how to declare it) for each option string in a list or tuple of the test's code: a switch when
+    the next item is another option or there is none, a value when it is a string; either when it is not a
+    constant (`[log, "--count"]` against `["--count", log]`: the file may be a positional)."""
+    try:
+        tree = ast.parse(textwrap.dedent(test))
+    except SyntaxError:
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.List, ast.Tuple)):
+            continue
+        items = node.elts
+        for at, item in enumerate(items):
+            if not (isinstance(item, ast.Constant) and isinstance(item.value, str)):
+                continue
+            name, _, value = item.value.partition("=")
+            if not OPTION.fullmatch(name):
+                continue
+            after = items[at + 1] if at + 1 < len(items) else None
+            if value:
+                ways = [NUMBER if value.isdigit() else VALUE]
+            elif after is None or isinstance(after, ast.Constant) and str(after.value).startswith("-"):
+                ways = [SWITCH]
+            elif isinstance(after, ast.Constant):
+                ways = [NUMBER if str(after.value).isdigit() else VALUE]
+            else:
+                ways = [SWITCH, VALUE]
+            found.append((name, ways))
+    return found
