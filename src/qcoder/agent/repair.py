@@ -2,7 +2,8 @@
 
 1. Run the tests (in a scratch copy). 2. Localize: traceback frames, missing names, functions the failing
 tests call. 2b. Try the one-token fixes of the suspects (small_fixes.py): no model call, a test run each; one that
-fixes some of the failing tests and breaks none is where the model starts (two bugs: one token fixes one).
+fixes some of the failing tests and breaks none is where the model starts (two bugs: one token fixes one), and so
+is a flag the tests pass, declared on the parser that then accepts it.
 3. Show the model the failing test, its error and the suspect code in full, and ask for the whole
 function back (small models rewrite a function far more reliably than they copy an exact `old_string`).
 4. Sample N candidates in one batched request. 5. Try each in a scratch copy, smallest diff first. 6. Keep

@@ -12,6 +12,9 @@ comments and formatting elsewhere stay as they were. Fixes on the lines the trac
 `renames` covers the other name-level bug: the tests use a name the project lacks while it defines a close one
 (`get_user` against `get_usr`), so the rename refactoring, applied to every identifier in every source file, is
 the candidate.
+
+`missing_options` covers a new command-line flag: the tests pass an option argparse rejects, so declaring it on
+the right parser is the mechanical half of the change; the tests pick the parser, and the model writes the rest.
 """
 
 from __future__ import annotations
