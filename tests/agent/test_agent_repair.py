@@ -190,6 +190,21 @@ def test_error_lines_keep_the_workspace_frames_with_their_code():
                                      "cli.py:18: in main\n    args = parser.parse_args(argv)\nE   SystemExit: 2")
 
 
+def test_compared_values_reach_the_prompt_in_full_without_the_diff_that_repeats_them(tmp_path):
+    from qcoder.agent.repair import _error_lines
+    from qcoder.agent.testing import Tester
+    from qcoder.agent.tools.shell import Shell
+
+    (tmp_path / "test_mail.py").write_text(
+        "def test_dedupe():\n    assert ['Ann@Example.com', 'ann@example.com', 'bob@x.org'] == "
+        "['Ann@Example.com', 'bob@x.org']\n")
+    report = Tester(tmp_path, "python -m pytest -q", Shell(tmp_path)).run()
+    lines = _error_lines(report.failures["test_mail.py::test_dedupe"])
+    # pytest's default shows `['Ann@Example..., 'bob@x.org'] == ['Ann@Example..., 'bob@x.org']`
+    assert "['Ann@Example.com', 'ann@example.com', 'bob@x.org'] == ['Ann@Example.com', 'bob@x.org']" in lines
+    assert "Full diff" not in lines and "Use -v" not in lines
+
+
 def test_no_passing_candidate_hands_over_with_notes_and_a_fenced_reply_becomes_an_edit(workspace, home):
     project(workspace, candidates=2, rounds=2)
     fake = FakeModel([

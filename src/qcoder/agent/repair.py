@@ -597,13 +597,16 @@ def _without_imports(source: str) -> str:
 def _error_lines(failure: str, limit: int = 15) -> str:
     """pytest's `E` lines (the exception and the compared values), else the end of the failure."""
     lines = failure.splitlines()
-    chosen = []
+    chosen, diff = [], False
     for at, line in enumerate(lines):
         if line.startswith("E "):
-            chosen.append(line)
+            # pytest's "Full diff" repeats what the values shown in full already say, at length
+            diff = diff or re.match(r"E\s+Full diff:", line) is not None
+            chosen += [] if diff else [line if len(line) <= 800 else line[:800] + " ..."]
         # the workspace's frames (relative paths) with their line of code, not the standard library's or
         # site-packages' (absolute paths): `parser.parse_args(argv)` says where a bare `SystemExit: 2` came from
         elif re.match(r"^[^\s/\\]\S*\.py:\d+: in ", line):
+            diff = False
             code = lines[at + 1] if at + 1 < len(lines) else ""
             chosen += [line] + ([code] if code.startswith(" ") and code.strip().strip("^~") else [])
     return "\n".join((chosen or lines)[-limit:])

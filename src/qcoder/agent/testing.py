@@ -23,8 +23,11 @@ from qcoder.agent.tools.shell import Shell, ShellResult
 from qcoder.agent.tools.workspace import Workspace
 
 JUNIT_FILE = ".qcoder-junit.xml"
-# Appended to a plain pytest command: per-test results in a file, short tracebacks (`path:line: in name`).
-PYTEST_EXTRA = f" -p no:cacheprovider -o junit_family=xunit1 --junitxml={JUNIT_FILE} --tb=short"
+# Appended to a plain pytest command: per-test results in a file, short tracebacks (`path:line: in name`), and
+# compared values in full (pytest >= 8; older ones warn): `assert ['Ann@Example..., 'bob@x.org'] == ['Ann@Exa...`
+# hides the very difference a fix needs.
+PYTEST_EXTRA = (f" -p no:cacheprovider -o junit_family=xunit1 --junitxml={JUNIT_FILE} --tb=short"
+                " -o verbosity_assertions=2")
 PYTEST_COMMAND = re.compile(r"^\s*(\S*python[\d.]*\s+-m\s+pytest|\S*pytest)(\s[^;&|`<>$]*)?$")
 UNITTEST_LINE = re.compile(r"^(\w+) \(([\w.]+)\)(?:\n.*)? \.\.\. (ok|FAIL|ERROR|skipped.*|expected failure)$", re.M)
 # Linked, not copied, into scratch copies: installed dependencies the tests need but never change.
