@@ -506,3 +506,19 @@ def test_missing_options_are_declared_on_each_parser_as_a_switch_or_with_a_value
         'listing.add_argument("--json", action="store_true")', 'listing.add_argument("--top", type=int)',
         'listing.add_argument("--by", action="store_true")', 'listing.add_argument("--by")']  # `log`: either
     assert added(["E   AssertionError"], [test]) == []  # no exit from argparse: no option to add
+
+
+def test_a_new_function_one_token_from_passing_is_finished_by_the_search(workspace, home):
+    (workspace / "words.py").write_text('"""Words."""\n\n\ndef split_words(text):\n    return text.split()\n')
+    (workspace / "test_words.py").write_text(
+        "from words import join_words\n\n\ndef test_one():\n    assert join_words(['a']) == 'a'\n\n\n"
+        "def test_two():\n    assert join_words(['a', 'b']) == 'ab'\n")
+    (workspace / ".qcoder").mkdir()
+    (workspace / ".qcoder" / "settings.toml").write_text("[repair]\ncandidates = 1\nrounds = 1\n")
+    fake = FakeModel([{"choices": [fence("def join_words(words):\n    return ' '.join(words)")]}])
+    proc = headless(workspace, fake, home, "Add join_words")
+    assert proc.returncode == 0, proc.stderr
+    assert "def join_words(words):\n    return ''.join(words)\n" in (workspace / "words.py").read_text()
+    search = [e for e in events(proc) if e["type"] == "repair" and e["phase"] == "small_fixes"][-1]
+    assert search["candidate"] == 1 and search["fix"] == "words.py line 9: `' '` -> `''` of candidate 1"
+    assert len(fake.requests) == 1

@@ -169,7 +169,8 @@ class Repair:
                 focus.setdefault(path, set()).add(line)
         fixes: list[tuple[dict[str, str], str]] = []  # (new file texts, what changed)
         options: list[tuple[dict[str, str], str]] = []  # a new flag declared: the tests get past argparse
-        for suspect in (s for s in lead.suspects if not s.missing):
+        # a candidate's new definitions (of the missing names) first: they are the code least tested yet
+        for suspect in sorted((s for s in lead.suspects if base or not s.missing), key=lambda s: not s.missing):
             text = files.get(suspect.path) if base else self._read(suspect.path)
             lines = span(text or "", suspect.name) if base else (suspect.start, suspect.end)
             if text and lines:
