@@ -130,6 +130,15 @@ def test_a_name_from_a_sibling_module_is_imported_when_the_rewrite_uses_it():
     assert out["bank.py"].index("from accounts import InsufficientFunds") < out["bank.py"].index("def move")
 
 
+def test_a_standard_module_the_rewrite_uses_unimported_is_imported():
+    files = {"todo.py": '"""Todos."""\n\nimport sys\n\n\ndef show(items):\n    print(items, file=sys.stderr)\n'}
+    reply = "```python\ndef show(items, as_json=False):\n    print(json.dumps(items) if as_json else items)\n```"
+    out = proposed_files(reply, sorted(files), files.get)["todo.py"]
+    assert out.startswith('"""Todos."""\n\nimport sys\nimport json\n\n\ndef show(items, as_json=False):')
+    unknown = "```python\ndef show(items):\n    print(yaml.dump(items))\n```"  # not in the standard library
+    assert "import yaml" not in proposed_files(unknown, sorted(files), files.get)["todo.py"]
+
+
 def test_a_rewritten_class_keeps_the_decorators_the_reply_left_out():
     old = "from dataclasses import dataclass\n\n\n@dataclass\nclass Order:\n    oid: str\n\n    def key(self):\n        return self.oid\n"
     new = merge_python(old, "class Order:\n    oid: str\n\n    def key(self):\n        return self.oid.upper()\n")

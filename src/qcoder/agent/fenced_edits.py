@@ -15,6 +15,7 @@ import ast
 import builtins
 import re
 import symtable
+import sys
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -332,8 +333,9 @@ def _import_position(original: str) -> int:
 
 def import_missing_names(source: str, path: str, known: list[str], read: Callable[[str], str | None]) -> str:
     """`source` with `from module import NAME` added for each global name it uses but never binds, where exactly
-    one other (non-test) workspace module defines NAME at its top level: rewritten code often raises or builds
-    a class from a sibling module without importing it."""
+    one other (non-test) workspace module defines NAME at its top level, else `import NAME` where NAME is a
+    standard library module: rewritten code often raises or builds a class from a sibling module without
+    importing it, or calls `json.dumps` in a module that never imported json."""
     missing = sorted(unbound_globals(source))
     if not missing:
         return source
@@ -344,6 +346,8 @@ def import_missing_names(source: str, path: str, known: list[str], read: Callabl
         if len(homes) == 1:
             module = homes[0].removesuffix(".py").removesuffix("/__init__").replace("/", ".")
             adds.append(f"from {module} import {name}")
+        elif not homes and name in sys.stdlib_module_names and not name.startswith("_"):
+            adds.append(f"import {name}")
     if not adds:
         return source
     lines = source.splitlines()
