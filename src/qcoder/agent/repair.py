@@ -169,6 +169,7 @@ class Repair:
                 focus.setdefault(path, set()).add(line)
         fixes: list[tuple[dict[str, str], str]] = []  # (new file texts, what changed)
         options: list[tuple[dict[str, str], str]] = []  # a new flag declared: the tests get past argparse
+        failures, tests = [report.failures.get(t, "") for t in targets], [lead.test_sources.get(t, "") for t in targets]
         # a candidate's new definitions (of the missing names) first: they are the code least tested yet
         for suspect in sorted((s for s in lead.suspects if base or not s.missing), key=lambda s: not s.missing):
             text = files.get(suspect.path) if base else self._read(suspect.path)
@@ -177,9 +178,8 @@ class Repair:
                 fixes += [({suspect.path: f.text}, f"{suspect.path} {f.description}")
                           for f in small_fixes(text, *lines, tuple(focus.get(suspect.path, ())))]
                 if not base:
-                    options += [({suspect.path: f.text}, f"{suspect.path}: {f.description}") for f in missing_options(
-                        text, *lines, [report.failures.get(t, "") for t in targets],
-                        [lead.test_sources.get(t, "") for t in targets])]
+                    options += [({suspect.path: f.text}, f"{suspect.path}: {f.description}")
+                                for f in missing_options(text, *lines, failures, tests)]
         fixes[:0] = options
         for suspect in [] if base else (s for s in lead.suspects if s.missing and "." not in s.name):
             sources = {p: t for p in self._python_files if (t := self._read(p)) is not None}
@@ -491,40 +491,39 @@ def _near_misses(candidates: list[Candidate], baseline: TestReport, most: int = 
 
 def _progress(baseline: TestReport, report: TestReport | None) -> int:
     """How many more tests pass in `report` than before; 0 when it breaks one that passed (or timed out)."""
-    if report is None or report.timed_out or baseline.passed - report.passed:
+    if report is None or _breaks(baseline, report):
         return 0
     return max(0, len(report.passed) - len(baseline.passed))
 
 
+def _breaks(baseline: TestReport, report: TestReport) -> bool:
+    """Whether `report` timed out or fails a test that passed in `baseline`."""
+    return report.timed_out or bool(baseline.passed - report.passed)
+
+
 def _gets_past_argparse(baseline: TestReport, report: TestReport, targets: list[str]) -> bool:
     """`report` breaks nothing that passed, and no target fails on an option argparse rejects any more."""
-    return not (report.timed_out or baseline.passed - report.passed) and not any(
-        UNRECOGNIZED.search(report.failures.get(t, "")) for t in targets)
+    return not _breaks(baseline, report) and not any(UNRECOGNIZED.search(report.failures.get(t, "")) for t in targets)
 
 
 def _rebased(lead: Lead, files: dict[str, str], report: TestReport) -> Lead:
     """The lead as it reads with `files` written: the suspects' code and the failing tests' errors."""
-    suspects = []
-    for suspect in lead.suspects:
-        text = files.get(suspect.path)
-        lines = span(text, suspect.name) if text and not suspect.missing else None
-        if lines:
-            source = "\n".join(text.splitlines()[lines[0] - 1:lines[1]])
-            suspect = replace(suspect, start=lines[0], end=lines[1], source=source)
-        suspects.append(suspect)
     errors = {test: report.failures.get(test, error) for test, error in lead.errors.items()}
-    return replace(lead, suspects=suspects, errors=errors)
+    return replace(lead, suspects=[_reread(s, files) or s for s in lead.suspects], errors=errors)
+
+
+def _reread(suspect: Suspect, files: dict[str, str]) -> Suspect | None:
+    """The (existing) suspect as its definition reads in `files`; None when `files` lacks it."""
+    text = files.get(suspect.path)
+    lines = span(text, suspect.name) if text and not suspect.missing else None
+    if not lines:
+        return None
+    return replace(suspect, start=lines[0], end=lines[1], source="\n".join(text.splitlines()[lines[0] - 1:lines[1]]))
 
 
 def _definitions(files: dict[str, str], suspects: list[Suspect]) -> str:
     """The suspects' definitions as they read in `files`, for a prompt."""
-    parts = []
-    for suspect in suspects:
-        text = files.get(suspect.path)
-        lines = span(text, suspect.name) if text and not suspect.missing else None
-        if lines:
-            parts.append("\n".join(text.splitlines()[lines[0] - 1:lines[1]]))
-    return "\n\n\n".join(parts)
+    return "\n\n\n".join(found.source for s in suspects if (found := _reread(s, files)))
 
 
 def _refine_prompt(task: str, lead: Lead, near: Candidate, test_source) -> str:

@@ -276,7 +276,7 @@ def missing_options(source: str, start: int, end: int, failures: list[str], test
                 if OPTION.fullmatch(name):
                     value = value or (words[at + 1] if at + 1 < len(words) and not words[at + 1].startswith("-")
                                       else None)
-                    options.setdefault(name, [SWITCH if value is None else NUMBER if value.isdigit() else VALUE])
+                    options.setdefault(name, [_declared(value)])
     if not options and any(UNRECOGNIZED.search(f) for f in failures):
         for test in tests:
             for name, after in _arguments(test):
@@ -332,12 +332,17 @@ def _arguments(test: str) -> list[tuple[str, list[str]]]:
                 continue
             after = items[at + 1] if at + 1 < len(items) else None
             if value:
-                ways = [NUMBER if value.isdigit() else VALUE]
+                ways = [_declared(value)]
             elif after is None or isinstance(after, ast.Constant) and str(after.value).startswith("-"):
                 ways = [SWITCH]
             elif isinstance(after, ast.Constant):
-                ways = [NUMBER if str(after.value).isdigit() else VALUE]
+                ways = [_declared(str(after.value))]
             else:
                 ways = [SWITCH, VALUE]
             found.append((name, ways))
     return found
+
+
+def _declared(value: str | None) -> str:
+    """How to declare an option passed with `value` (None: with none)."""
+    return SWITCH if value is None else NUMBER if value.isdigit() else VALUE
