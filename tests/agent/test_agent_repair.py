@@ -389,36 +389,32 @@ def test_data_classes_a_test_builds_are_context_not_suspects(tmp_path):
     assert [s.name for s in lead.suspects] == ["Book", "from_json", "to_json"]
 
 
-def test_the_handlers_a_suspect_dispatches_to_are_suspects_too(tmp_path):
+def todo_suspects(tmp_path, todo: str, argv: str, line: int) -> list[str]:
+    """The suspects localize names when test_todo.py's `main(argv)` exits 2 at line `line` of todo.py's main."""
     from qcoder.agent.localize import localize
     from qcoder.agent.testing import TestReport
 
-    (tmp_path / "todo.py").write_text(
-        "import argparse\n\n\ndef helper():\n    return 1\n\n\ndef cmd_list(args):\n    print(helper())\n\n\n"
-        "def main(argv=None):\n    p = argparse.ArgumentParser()\n    p.set_defaults(func=cmd_list)\n"
-        "    helper()\n    args = p.parse_args(argv)\n    return args.func(args)\n")
-    (tmp_path / "test_todo.py").write_text("from todo import main\n\n\ndef test_json():\n    main(['--json'])\n")
+    (tmp_path / "todo.py").write_text(todo)
+    (tmp_path / "test_todo.py").write_text(f"from todo import main\n\n\ndef test_json():\n    main({argv})\n")
     test = "test_todo.py::test_json"
-    report = TestReport("pytest", 1, "", {test: "failed"}, {test: "todo.py:16: in main\nE   SystemExit: 2"})
-    lead = localize(report, tmp_path, ["todo.py", "test_todo.py"], [test])
+    report = TestReport("pytest", 1, "", {test: "failed"}, {test: f"todo.py:{line}: in main\nE   SystemExit: 2"})
+    return [s.name for s in localize(report, tmp_path, ["todo.py", "test_todo.py"], [test]).suspects]
+
+
+def test_the_handlers_a_suspect_dispatches_to_are_suspects_too(tmp_path):
+    todo = ("import argparse\n\n\ndef helper():\n    return 1\n\n\ndef cmd_list(args):\n    print(helper())\n\n\n"
+            "def main(argv=None):\n    p = argparse.ArgumentParser()\n    p.set_defaults(func=cmd_list)\n"
+            "    helper()\n    args = p.parse_args(argv)\n    return args.func(args)\n")
     # helper is called (the outline shows it); cmd_list is where the new flag acts, and no traceback reaches it
-    assert [s.name for s in lead.suspects] == ["main", "cmd_list"]
+    assert todo_suspects(tmp_path, todo, "['--json']", 16) == ["main", "cmd_list"]
 
 
 def test_of_several_handlers_those_the_failing_test_names_are_suspects(tmp_path):
-    from qcoder.agent.localize import localize
-    from qcoder.agent.testing import TestReport
-
-    (tmp_path / "todo.py").write_text(
-        "import argparse\n\n\ndef cmd_add(args):\n    pass\n\n\ndef cmd_list(args):\n    pass\n\n\n"
-        "def main(argv=None):\n    p = argparse.ArgumentParser()\n    sub = p.add_subparsers()\n"
-        "    sub.add_parser('add').set_defaults(func=cmd_add)\n    sub.add_parser('list').set_defaults(func=cmd_list)\n"
-        "    args = p.parse_args(argv)\n    return args.func(args)\n")
-    (tmp_path / "test_todo.py").write_text("from todo import main\n\n\ndef test_json():\n    main(['list', '--json'])\n")
-    test = "test_todo.py::test_json"
-    report = TestReport("pytest", 1, "", {test: "failed"}, {test: "todo.py:18: in main\nE   SystemExit: 2"})
-    lead = localize(report, tmp_path, ["todo.py", "test_todo.py"], [test])
-    assert [s.name for s in lead.suspects] == ["main", "cmd_list"]  # `add` is not what the test runs
+    todo = ("import argparse\n\n\ndef cmd_add(args):\n    pass\n\n\ndef cmd_list(args):\n    pass\n\n\n"
+            "def main(argv=None):\n    p = argparse.ArgumentParser()\n    sub = p.add_subparsers()\n"
+            "    sub.add_parser('add').set_defaults(func=cmd_add)\n    sub.add_parser('list').set_defaults(func=cmd_list)\n"
+            "    args = p.parse_args(argv)\n    return args.func(args)\n")
+    assert todo_suspects(tmp_path, todo, "['list', '--json']", 18) == ["main", "cmd_list"]  # `add` is not what runs
 
 
 def test_a_class_shown_by_its_methods_alone_is_outlined_with_its_fields(tmp_path):
