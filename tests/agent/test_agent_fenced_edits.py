@@ -116,6 +116,19 @@ def test_a_block_rewriting_functions_of_two_files_is_split_between_them():
     assert "def mean" not in out["report.py"] and "n/a" in out["report.py"] and "def header" in out["report.py"]
 
 
+def test_a_constant_in_a_split_block_goes_to_the_file_that_binds_it():
+    files = {
+        "units.py": "def to_c(v, u):\n    return v\n\n\ndef from_c(v, u):\n    return v\n",
+        "report.py": "SYMBOLS = {'C': 'C'}\n\n\ndef fmt(v, u):\n    return f'{v} {SYMBOLS[u]}'\n",
+    }
+    reply = ("```python\nSYMBOLS = {'C': 'C', 'K': 'K'}\n\n\ndef to_c(v, u):\n    return v - 273.15\n\n\n"
+             "def from_c(v, u):\n    return v + 273.15\n\n\ndef fmt(v, u):\n    return f'{v:.2f} {SYMBOLS[u]}'\n```")
+    out = proposed_files(reply, sorted(files), files.get)
+    # units.py defines most of the block, but SYMBOLS is report.py's: replaced there, not added to units.py
+    assert "SYMBOLS" not in out["units.py"] and "273.15" in out["units.py"]
+    assert out["report.py"].count("SYMBOLS =") == 1 and "'K': 'K'" in out["report.py"] and ":.2f" in out["report.py"]
+
+
 def test_a_name_from_a_sibling_module_is_imported_when_the_rewrite_uses_it():
     files = {
         "accounts.py": "class InsufficientFunds(Exception):\n    pass\n\n\nLIMIT = 10\n",

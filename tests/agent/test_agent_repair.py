@@ -389,6 +389,32 @@ def test_data_classes_a_test_builds_are_context_not_suspects(tmp_path):
     assert [s.name for s in lead.suspects] == ["Book", "from_json", "to_json"]
 
 
+def test_the_functions_called_beside_a_frame_are_suspects_and_shown_with_the_values_they_read(tmp_path):
+    from qcoder.agent.localize import localize
+    from qcoder.agent.repair import Repair, _prompt
+    from qcoder.agent.testing import TestReport
+
+    (tmp_path / "units.py").write_text(
+        "SYMBOLS = {'C': 'C'}\n\n\ndef to_c(v, u):\n    if u == 'C':\n        return v\n    raise ValueError(u)\n\n\n"
+        "def from_c(v, u):\n    if u == 'C':\n        return v\n    raise ValueError(u)\n\n\n"
+        "def convert(v, a, b):\n    return from_c(to_c(v, a), b)\n\n\ndef label(u):\n    return SYMBOLS[u]\n")
+    (tmp_path / "test_units.py").write_text("from units import convert\n\n\ndef test_k():\n    convert(0, 'C', 'K')\n")
+    test = "test_units.py::test_k"
+    failure = ("test_units.py:5: in test_k\nunits.py:17: in convert\n    return from_c(to_c(v, a), b)\n"
+               "units.py:13: in from_c\n    raise ValueError(u)\nE   ValueError: K")
+    lead = localize(TestReport("pytest", 1, "", {test: "failed"}, {test: failure}), tmp_path,
+                    ["units.py", "test_units.py"], [test])
+    # to_c returned, so no frame names it; but a unit from_c lacks, to_c lacks too
+    assert [s.name for s in lead.suspects] == ["from_c", "convert", "to_c"]
+    repair = Repair(None)
+    repair._root = tmp_path
+    lead.suspects.append(next(s for s in localize(  # a reader of a constant shows it as code to change with it
+        TestReport("pytest", 1, "", {test: "failed"}, {test: "units.py:21: in label\nE   KeyError"}), tmp_path,
+        ["units.py", "test_units.py"], [test]).suspects if s.name == "label"))
+    prompt = _prompt("Add Kelvin.", lead, outlines=repair._outlines(lead), constants=repair._constants(lead))
+    assert "```python\nSYMBOLS = {'C': 'C'}\n\n\ndef label(u):" in prompt and prompt.count("SYMBOLS = ") == 1
+
+
 def todo_suspects(tmp_path, todo: str, argv: str, line: int) -> list[str]:
     """The suspects localize names when test_todo.py's `main(argv)` exits 2 at line `line` of todo.py's main."""
     from qcoder.agent.localize import localize

@@ -139,7 +139,7 @@ def _split_by_file(code: str, known: list[str], read: Callable[[str], str | None
                    default: str | None) -> list[tuple[str, str]]:
     """The block cut into one piece per file: each top-level definition goes to the file that defines it (a reply
     often rewrites a function and its caller from another module together); new names, imports and other
-    statements go to the file that defines most of the block."""
+    statements go to the file that defines most of the block, but for a constant that another file binds."""
     sources = {p: read(p) or "" for p in known if p.endswith(".py")}  # each file read once
     primary = _defining_file(code, sources) or default
     tree = _parse(code)
@@ -152,6 +152,9 @@ def _split_by_file(code: str, known: list[str], read: Callable[[str], str | None
         home = primary
         if isinstance(node, DEFINITIONS) and not _defines(primary_source, node.name):
             home = next((p for p, text in sources.items() if _defines(text, node.name)), primary)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)) and (name := assigned_name(node)) and not binds_top_level(
+                primary_source, name):  # a constant shown with the function of another file that reads it
+            home = next((p for p, text in sources.items() if binds_top_level(text, name)), primary)
         pieces.setdefault(home, []).extend([*_node_lines(node, lines), "", ""])
     return [(path, "\n".join(chunk).rstrip() + "\n") for path, chunk in pieces.items()]
 
@@ -190,9 +193,9 @@ def merge_python(original: str, code: str, module: str = "") -> str | None:
             else:
                 appended += ["", "", *source]
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):
-            name = _assigned_name(node)
+            name = assigned_name(node)
             old = next((n for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
-                        and _assigned_name(n) == name), None)
+                        and assigned_name(n) == name), None)
             if old is not None:
                 replacements.append((old.lineno - 1, old.end_lineno - 1, source))
             elif name and name in _names_used(block_defs):
@@ -295,7 +298,7 @@ def _keep_docstring(old, new, source: list[str], lines: list[str]) -> list[str]:
     return [*source[:at], *_reindent(doc, indent), *source[at:]]
 
 
-def _assigned_name(node) -> str | None:
+def assigned_name(node) -> str | None:
     target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else getattr(node, "target", None)
     return target.id if isinstance(target, ast.Name) else None
 

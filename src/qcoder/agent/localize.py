@@ -1,9 +1,10 @@
 """Where a failing Python test points: the code to show the model, whole, and the names that do not exist yet.
 
-Three sources, strongest first: the workspace frames of the failure's traceback (innermost first), the names
-the error says are missing (`cannot import name 'slugify'`, `has no attribute 'to_dict'`), and the functions
-the failing test calls, resolved through the test module's imports; then, with what room is left, the functions
-those hand on as values (a command's handler). Test files are never suspects, and nor are classes without code.
+Three sources, strongest first: the workspace frames of the failure's traceback (innermost first, then the
+functions called beside an inner frame on an outer frame's line), the names the error says are missing
+(`cannot import name 'slugify'`, `has no attribute 'to_dict'`), and the functions the failing test calls,
+resolved through the test module's imports; then, with what room is left, the functions those hand on as values
+(a command's handler). Test files are never suspects, and nor are classes without code.
 """
 
 from __future__ import annotations
@@ -195,9 +196,24 @@ def frame_lines(failure: str) -> list[tuple[str, int]]:
 
 
 def _from_frames(defs: Definitions, failure: str) -> list[Suspect]:
+    """The functions of the workspace frames, innermost first; then the others called on an outer frame's line:
+    in `from_celsius(to_celsius(v, a), b)`, a Kelvin the first rejects the second lacks too, and no traceback
+    reaches it."""
     frames = [(path, line) for path, line in frame_lines(failure) if path in defs.files and not is_test_file(path)]
     found = [defs.enclosing(path, line) for path, line in reversed(frames)]  # innermost first
-    return [s for s in found if s]
+    callees = [c for path, line in frames[:-1] for c in _called_on(defs, path, line)]
+    return [s for s in found + callees if s]
+
+
+def _called_on(defs: Definitions, path: str, line: int) -> list[Suspect]:
+    """The module's own top-level functions called on one line of it."""
+    parsed = defs.tree(path)
+    if parsed is None:
+        return []
+    functions = {n.name for n in parsed[0].body if isinstance(n, FUNCTIONS)}
+    calls = sorted((n.lineno, n.col_offset, n.func.id) for n in ast.walk(parsed[0])
+                   if isinstance(n, ast.Call) and n.lineno == line and isinstance(n.func, ast.Name))
+    return [s for *_, name in calls if name in functions and (s := defs.suspect(path, name))]
 
 
 def _missing(defs: Definitions, failure: str) -> list[Suspect]:

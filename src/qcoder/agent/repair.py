@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from qcoder.agent.fenced_edits import FENCE, proposed_files
+from qcoder.agent.fenced_edits import FENCE, assigned_name, proposed_files
 from qcoder.agent.localize import Lead, Suspect, frame_lines, localize, span, test_source
 from qcoder.agent.loop import Submitted
 from qcoder.agent.small_fixes import UNRECOGNIZED, missing_options, renames, small_fixes
@@ -253,7 +253,7 @@ class Repair:
         # (Two functions at most: from the signatures of more, small models rewrite the module and stub the rest.)
         fresh_start = len(lead.suspects) <= 2 and all(_skeleton(s.source) for s in lead.suspects) and number % 2 == 1
         prompt = (_refine_prompt(task, lead, refine, self._test_source) if refine else
-                  _prompt(task, lead, fresh_start, self._outlines(lead)))
+                  _prompt(task, lead, fresh_start, self._outlines(lead), self._constants(lead)))
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
         size = sum(s.source.count("\n") + 1 for s in lead.suspects)
         limit = min(self.settings.max_tokens, 200 + 40 * size)
@@ -379,6 +379,27 @@ class Repair:
         skip = {s.name.split(".")[0] for s in lead.suspects if "." not in s.name or s.missing}
         return {path: outline for path in paths if (outline := _outline(self._read(path) or "", skip))}
 
+    def _constants(self, lead: Lead) -> dict[str, str]:
+        """suspect name -> the short module-level values it reads (each shown once, with its first reader), as
+        code to change with it: a new unit needs its `SYMBOLS` entry, and a guess at the dict gets it wrong."""
+        out, shown = {}, set()
+        for suspect in lead.suspects:
+            if suspect.missing:
+                continue
+            text = self._read(suspect.path) or ""
+            try:
+                tree = ast.parse(text)
+            except (SyntaxError, ValueError):
+                continue
+            used = set(re.findall(r"\b[A-Za-z_]\w*\b", suspect.source))
+            found = [n for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign)) and n.end_lineno - n.lineno < 3
+                     and assigned_name(n) in used and (suspect.path, assigned_name(n)) not in shown]
+            shown |= {(suspect.path, assigned_name(n)) for n in found}
+            lines = text.splitlines()
+            if found:
+                out[suspect.name] = "\n".join(line for n in found for line in lines[n.lineno - 1:n.end_lineno])
+        return out
+
     def _test_source(self, test: str) -> str:
         return test_source(self._root, test) if self._root else ""
 
@@ -447,7 +468,8 @@ def _verdict(baseline: TestReport, report: TestReport, targets: list[str]) -> st
     return None
 
 
-def _prompt(task: str, lead: Lead, fresh_start: bool = False, outlines: dict[str, str] | None = None) -> str:
+def _prompt(task: str, lead: Lead, fresh_start: bool = False, outlines: dict[str, str] | None = None,
+            constants: dict[str, str] | None = None) -> str:
     """The failing test and its error, what else the suspects' files define, the code to rewrite, then the task
     and the ask: small models follow what they read last (a new flag's task first, the 1.5B rewrote `main` without
     the flag in 11 of 12 samples; last, 7 of 12)."""
@@ -465,8 +487,9 @@ def _prompt(task: str, lead: Lead, fresh_start: bool = False, outlines: dict[str
             parts.append(f"Here is the signature of `{suspect.name}` in {suspect.path}; its body has the bug that "
                          f"makes the test fail:\n```python\n{_skeleton(suspect.source)}\n```")
         else:
-            parts.append(f"Here is `{suspect.name}` from {suspect.path}, the code to change:\n"
-                         f"```python\n{suspect.source}\n```")
+            values = (constants or {}).get(suspect.name)
+            parts.append(f"Here is `{suspect.name}` from {suspect.path}, the code to change:\n```python\n"
+                         + (f"{values}\n\n\n" if values else "") + f"{suspect.source}\n```")
     parts.append(f"The task: {task.strip()[:1500]}")
     parts.append(_ask(lead.suspects))
     return "\n\n".join(parts)
