@@ -47,3 +47,14 @@ def test_threads_must_be_positive():
 
     with pytest.raises(QcoderError, match="threads must be at least 1"):
         LLMEngine("no-such-model", threads=0)
+
+
+def test_the_users_malloc_settings_win(monkeypatch):
+    from qcoder.threads import configure_malloc
+
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
+    configure_malloc.cache_clear()
+    try:
+        assert configure_malloc() is False
+    finally:
+        configure_malloc.cache_clear()

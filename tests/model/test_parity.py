@@ -49,6 +49,18 @@ def test_prefill_logits_match_transformers(tiny_model_dir, variant):
     torch.testing.assert_close(logits, expected, atol=ATOL, rtol=0)
 
 
+def test_a_long_step_through_the_mlp_in_parts_matches_transformers(tiny_model_dir, monkeypatch):
+    from qcoder.model import qwen
+
+    monkeypatch.setattr(qwen, "MLP_PART_BYTES", 1)  # parts of 64 rows: the 68 prompt tokens take two
+    model, config = load_model(tiny_model_dir("qwen2"))
+    batch = ForwardBatch.for_new_prompts(prompts(), all_logits=True)
+    logits = model(batch, allocate_kv_cache(config, batch.num_slots, torch.float32))
+    arch, overrides = VARIANTS["qwen2"]
+    expected = torch.cat(hf_padded_logits(tiny_hf_model(arch, **overrides), prompts()))
+    torch.testing.assert_close(logits, expected, atol=ATOL, rtol=0)
+
+
 def generate_greedy(model: QwenForCausalLM, config: ModelConfig, batch_prompts, new_tokens: int) -> list[list[int]]:
     """Prefill then one decode step per token through the KV cache, with the blocks handed out shuffled."""
     block_size = 8

@@ -16,6 +16,7 @@ import torch
 from qcoder.errors import QcoderError
 from qcoder.model.config import ModelConfig
 from qcoder.model.qwen import QwenForCausalLM
+from qcoder.threads import configure_malloc
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,8 @@ def load_model(
     path = Path(path)
     if quant == "auto" and torch.device(device).type != "cpu":
         quant = "none"
+    if torch.device(device).type == "cpu":
+        configure_malloc()
     if not path.exists():
         raise QcoderError(f"{path}: no such file or directory")
     if path.is_file():

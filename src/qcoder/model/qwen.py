@@ -210,6 +210,9 @@ class Attention(nn.Module):
         return torch.cat(outs)
 
 
+MLP_PART_BYTES = 24 << 20
+
+
 class MLP(nn.Module):
     def __init__(self, hidden_size: int, intermediate_size: int):
         super().__init__()
@@ -217,6 +220,14 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # A long step's rows in parts: each part's gate|up product stays under glibc's mmap threshold and reuses
+        # the heap (qcoder.threads.configure_malloc) instead of being zero-filled afresh; rows are independent.
+        rows = max(64, MLP_PART_BYTES // (self.gate_up_proj.out_features * x.element_size()))
+        if x.device.type == "cpu" and x.dim() == 2 and x.shape[0] > rows:
+            return torch.cat([self._forward(part) for part in x.split(rows)])
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         gate_up = self.gate_up_proj(x)
         if _c_kernels(gate_up):
             act = cpu_kernels.silu_mul(gate_up)
