@@ -415,6 +415,33 @@ def test_the_functions_called_beside_a_frame_are_suspects_and_shown_with_the_val
     assert "```python\nSYMBOLS = {'C': 'C'}\n\n\ndef label(u):" in prompt and prompt.count("SYMBOLS = ") == 1
 
 
+def test_a_near_miss_is_shown_back_with_the_code_its_still_failing_tests_reach(tmp_path):
+    from qcoder.agent.localize import Lead, Suspect
+    from qcoder.agent.repair import Candidate, Repair, _refine_prompt
+    from qcoder.agent.testing import TestReport
+
+    (tmp_path / "money.py").write_text("class Money:\n    def __init__(self, cents):\n        self.cents = cents\n")
+    (tmp_path / "ledger.py").write_text(
+        "from money import Money\n\n\nclass Ledger:\n    def __init__(self, currency):\n        self.currency = currency\n"
+        "\n    def balance(self):\n        return Money(0)\n")
+    (tmp_path / "test_ledger.py").write_text(
+        "from ledger import Ledger\nfrom money import Money\n\n\ndef test_balance():\n"
+        "    assert Ledger('USD').balance().currency == 'USD'\n")
+    money = "class Money:\n    def __init__(self, cents, currency='EUR'):\n        self.cents = cents\n" \
+            "        self.currency = currency\n"
+    test = "test_ledger.py::test_balance"
+    report = TestReport("pytest", 1, "", {test: "failed"}, {test: "E   AssertionError: assert 'EUR' == 'USD'"})
+    near = Candidate(3, {"money.py": money}, money, status="failed", report=report)
+    repair = Repair(None)
+    repair._root, repair._python_files = tmp_path, ["money.py", "ledger.py"]
+    reached = repair._reached(near)
+    # Money is the near miss's own code; the class Ledger holds what is shown already
+    assert [s.name for s in reached] == ["Ledger.balance"]
+    lead = Lead([test], {}, {}, [Suspect("money.py", "Money", 1, 3, "")])
+    prompt = _refine_prompt("Money carries its currency.", lead, near, lambda t: "", reached)
+    assert "Those tests also reach `Ledger.balance` in ledger.py:" in prompt and "return Money(0)" in prompt
+
+
 def todo_suspects(tmp_path, todo: str, argv: str, line: int) -> list[str]:
     """The suspects localize names when test_todo.py's `main(argv)` exits 2 at line `line` of todo.py's main."""
     from qcoder.agent.localize import localize
@@ -503,11 +530,33 @@ def test_a_flag_the_tests_pass_is_declared_by_the_search_and_the_model_writes_wh
     written = (workspace / "todo.py").read_text()
     assert '    listing.add_argument("--json", action="store_true")\n' in written and "json.dumps(titles)" in written
     prompt = fake.requests[0]["messages"][-1]["content"]
-    assert "declares the new option" in prompt and 'listing.add_argument("--json"' in prompt
+    # main, which now declares the flag and hands the arguments on to cmd_list, is not shown: what is left is cmd_list
+    assert 'The new option is declared now (`listing.add_argument("--json", action="store_true")`)' in prompt
+    assert "Here is `cmd_list`, which must act on it" in prompt and "def main" not in prompt
     assert "unrecognized arguments" not in prompt  # the test's error is the one past argparse
     scaffold = next(e for e in events(proc) if e["type"] == "candidate")
     assert scaffold["index"] == 1 and "added `--json` to `listing`" in scaffold["reason"]
     assert len(fake.requests) == 1
+
+
+def test_a_parser_that_declares_the_flag_stays_a_suspect_unless_it_hands_the_arguments_on():
+    from qcoder.agent.localize import Lead, Suspect
+    from qcoder.agent.repair import _past_the_parser
+
+    def lead(main: str, *others: Suspect) -> Lead:
+        return Lead([], {}, {}, [Suspect("cli.py", "main", 1, 3, main), *others])
+
+    handler = Suspect("cli.py", "cmd_list", 5, 6, "def cmd_list(args):\n    return 0")
+    helper = Suspect("cli.py", "matching", 5, 6, "def matching(lines):\n    return lines")
+    before = "def main(argv):\n    p.set_defaults(func=cmd_list)\n    return matching(p.parse_args(argv))"
+    after = before.replace("\n", "\n    p.add_argument('--json')\n", 1)
+    assert [s.name for s in _past_the_parser(lead(after, handler), lead(before, handler)).suspects] == ["cmd_list"]
+    # a function main calls is not where it hands the arguments on: main still has to act on the flag
+    called = before.replace("set_defaults(func=cmd_list)", "x = 1")
+    assert len(_past_the_parser(lead(called + "\n    p.add_argument('--json')", helper),
+                                lead(called, helper)).suspects) == 2
+    # nor is a parser the declaration did not change
+    assert len(_past_the_parser(lead(before, handler), lead(before, handler)).suspects) == 2
 
 
 def test_missing_options_are_declared_on_each_parser_as_a_switch_or_with_a_value():

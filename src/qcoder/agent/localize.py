@@ -52,15 +52,16 @@ class Lead:
 class Definitions:
     """Functions, classes and methods of the workspace's Python files (not the tests), by file."""
 
-    def __init__(self, root: Path, files: list[str]):
+    def __init__(self, root: Path, files: list[str], overlay: dict[str, str] | None = None):
         self.root = Path(root)
-        self.files = [f for f in files if f.endswith(".py")]
+        self.overlay = overlay or {}  # path -> text that stands in for the file's (a candidate's)
+        self.files = [f for f in dict.fromkeys([*files, *self.overlay]) if f.endswith(".py")]
         self._trees: dict[str, tuple[ast.Module, list[str]] | None] = {}
 
     def tree(self, path: str) -> tuple[ast.Module, list[str]] | None:
         if path not in self._trees:
             try:
-                text = (self.root / path).read_text(encoding="utf-8")
+                text = self.overlay.get(path) or (self.root / path).read_text(encoding="utf-8")
                 self._trees[path] = (ast.parse(text), text.splitlines())
             except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
                 self._trees[path] = None
@@ -132,8 +133,10 @@ def _first_line(node: ast.AST) -> int:
     return min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
 
 
-def localize(report: TestReport, root: Path, files: list[str], tests: list[str]) -> Lead:
-    defs = Definitions(root, files)
+def localize(report: TestReport, root: Path, files: list[str], tests: list[str],
+             overlay: dict[str, str] | None = None) -> Lead:
+    """`overlay`: path -> text, the files as a candidate (whose test run `report` is) left them."""
+    defs = Definitions(root, files, overlay)
     lead = Lead(tests=list(tests), test_sources={}, errors={})
     suspects: list[Suspect] = []
     for test in tests[:3]:
