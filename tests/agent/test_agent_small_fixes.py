@@ -103,3 +103,22 @@ def test_a_separator_string_is_tried_as_the_other_common_separators():
     for new in ('"".join', '",".join', '", ".join'):
         assert source.replace('" ".join', new) in texts, new
     assert all(']}: "' in t for t in texts)  # an f-string's text is left alone
+
+
+def test_values_that_differ_only_in_whitespace_get_what_is_collected_or_returned_stripped():
+    from qcoder.agent.small_fixes import trimmed_values
+
+    source = ("def dedupe(emails):\n    seen, out = set(), []\n    for email in emails:\n"
+              "        key = email.strip().lower()\n        if key not in seen:\n            seen.add(key)\n"
+              "            out.append(email)\n    return out\n")
+    failure = ["E   AssertionError: assert ['  Zoe@Mail.net '] == ['Zoe@Mail.net']"]
+    fixes = trimmed_values(source, 1, 8, failure)
+    assert [f.description for f in fixes] == ["line 6: `key` -> `key.strip()`", "line 7: `email` -> `email.strip()`",
+                                              "line 8: `out` -> `out.strip()`"]
+    assert "            out.append(email.strip())\n" in fixes[1].text and fixes[1].text.count(".strip()") == 2
+    namespace = {}
+    exec(fixes[1].text, namespace)
+    assert namespace["dedupe"](["  Zoe@Mail.net ", "zoe@mail.net"]) == ["Zoe@Mail.net"]
+    # values that differ in more than whitespace, or no compared values at all: nothing to strip
+    assert trimmed_values(source, 1, 8, ["E   AssertionError: assert ['zoe@mail.net'] == ['Zoe@Mail.net']"]) == []
+    assert trimmed_values(source, 1, 8, ["E   KeyError: 'x'"]) == []

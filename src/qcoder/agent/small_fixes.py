@@ -13,6 +13,9 @@ comments and formatting elsewhere stay as they were. Fixes on the lines the trac
 (`get_user` against `get_usr`), so the rename refactoring, applied to every identifier in every source file, is
 the candidate.
 
+`trimmed_values` covers input kept as it came where the tests want it trimmed: their compared values differ only
+in whitespace, so the value collected or returned gets a `.strip()`.
+
 `missing_options` covers a new command-line flag: the tests pass an option argparse rejects, so declaring it on
 the right parser is the mechanical half of the change; the tests pick the parser, and the model writes the rest.
 """
@@ -346,3 +349,39 @@ def _arguments(test: str) -> list[tuple[str, list[str]]]:
 def _declared(value: str | None) -> str:
     """How to declare an option passed with `value` (None: with none)."""
     return SWITCH if value is None else NUMBER if value.isdigit() else VALUE
+
+
+# pytest's comparison of the values: "E   AssertionError: assert ['  Zoe@Mail.net '] == ['Zoe@Mail.net']"
+COMPARED = re.compile(r"^E\s+(?:AssertionError: )?assert (.+) == (.+)$", re.M)
+
+
+def trimmed_values(source: str, start: int, end: int, failures: list[str]) -> list[SmallFix]:
+    """Where a failing test's values differ only in whitespace (`['  Zoe@Mail.net ']` against `['Zoe@Mail.net']`),
+    the name that lines start..end of `source` collect or return, stripped: each `out.append(x)`, `seen.add(x)`,
+    `yield x` and `return x` with `x.strip()`, as whole new file texts. The input was cleaned for the comparison
+    but kept as it came."""
+    if not any(got != want and re.sub(r"\s", "", got) == re.sub(r"\s", "", want)
+               for failure in failures for got, want in COMPARED.findall(failure)):
+        return []
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("append", "add"):
+            value = node.args[0] if len(node.args) == 1 else None
+        elif isinstance(node, (ast.Return, ast.Yield)):
+            value = node.value
+        else:
+            continue
+        if isinstance(value, ast.Name) and start <= value.lineno <= end:
+            names.append(value)
+    lines = source.splitlines(keepends=True)
+    out = []
+    for name in sorted(names, key=lambda n: (n.lineno, n.col_offset)):
+        line = lines[name.lineno - 1].encode("utf-8")
+        fixed = (line[:name.end_col_offset] + b".strip()" + line[name.end_col_offset:]).decode("utf-8")
+        text = "".join(lines[:name.lineno - 1] + [fixed] + lines[name.lineno:])
+        out.append(SmallFix(name.lineno, "strip", f"line {name.lineno}: `{name.id}` -> `{name.id}.strip()`", text))
+    return out
