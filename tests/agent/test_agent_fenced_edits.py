@@ -156,3 +156,13 @@ def test_a_rewritten_class_keeps_the_decorators_the_reply_left_out():
     old = "from dataclasses import dataclass\n\n\n@dataclass\nclass Order:\n    oid: str\n\n    def key(self):\n        return self.oid\n"
     new = merge_python(old, "class Order:\n    oid: str\n\n    def key(self):\n        return self.oid.upper()\n")
     assert new == old.replace("return self.oid", "return self.oid.upper()")
+
+
+def test_a_new_name_goes_to_the_file_the_tests_import_it_from():
+    files = {"money.py": "class Money:\n    pass\n", "ledger.py": "from money import Money\n\n\nclass Ledger:\n    pass\n"}
+    reply = ("```python\nclass CurrencyMismatch(ValueError):\n    pass\n\n\nclass Ledger:\n    def add(self, m):\n"
+             "        raise CurrencyMismatch(m)\n```")
+    out = proposed_files(reply, sorted(files), files.get, homes={"CurrencyMismatch": "money.py"})
+    # not into ledger.py, which the block's other class made its primary file: the tests import it from money
+    assert "class CurrencyMismatch(ValueError)" in out["money.py"] and "class CurrencyMismatch" not in out["ledger.py"]
+    assert "from money import CurrencyMismatch" in out["ledger.py"]  # and ledger.py imports it from there

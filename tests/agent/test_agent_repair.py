@@ -349,6 +349,16 @@ def test_rounds_past_the_minimum_run_only_while_the_time_limit_leaves_room_for_t
     assert not repair._another_round(agent(10.0, limit=None), 2, now - 20)  # no time limit: the minimum only
 
 
+def test_a_missing_capitalised_name_is_begun_as_a_class():
+    from qcoder.agent.localize import Suspect
+    from qcoder.agent.repair import _reply_prefix
+
+    missing = lambda name: [Suspect("money.py", name, 0, 0, "", missing=True)]  # noqa: E731
+    assert _reply_prefix(missing("CurrencyMismatch")) == "```python\nclass CurrencyMismatch"
+    assert _reply_prefix(missing("to_cents")) == "```python\ndef to_cents("
+    assert _reply_prefix(missing("MAX_RETRIES")) == "```python\n"  # a constant: neither
+
+
 def test_the_space_a_forced_def_prefix_leaves_is_taken_out():
     from qcoder.agent.repair import _heal
 

@@ -74,11 +74,12 @@ def _named_path(text: str, known: list[str], last: bool = False) -> str | None:
 
 
 def proposed_files(text: str, known: list[str], read: Callable[[str], str | None],
-                   default: str | None = None) -> dict[str, str]:
+                   default: str | None = None, homes: dict[str, str] | None = None) -> dict[str, str]:
     """path -> new content for every block of `text` that matches a workspace file; {} when none does.
 
     `known` lists the workspace's files, `read(path)` gives one's current text, `default` is the file a Python
-    block goes to when it names none and redefines nothing that exists (the repair path's suspect file).
+    block goes to when it names none and redefines nothing that exists (the repair path's suspect file), `homes`
+    the file each new name belongs in (`cannot import name 'CurrencyMismatch' from 'money'`: money.py).
     """
     blocks = extract_blocks(text, known)
     if not blocks and default and re.match(r"\s*(@|def |async def |class |import |from )", text):
@@ -90,7 +91,8 @@ def proposed_files(text: str, known: list[str], read: Callable[[str], str | None
             not block.lang and _parses(block.code))
         if python:
             named = block.path if block.path and block.path.endswith(".py") else None
-            for target, code in [(named, block.code)] if named else _split_by_file(block.code, known, current, default):
+            for target, code in [(named, block.code)] if named else _split_by_file(block.code, known, current, default,
+                                                                                 homes or {}):
                 old = current(target)
                 module = target.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
                 new = code if old is None and block.named_in_fence else merge_python(old or "", code, module)
@@ -136,10 +138,11 @@ def _defines(source: str, name: str) -> bool:
 
 
 def _split_by_file(code: str, known: list[str], read: Callable[[str], str | None],
-                   default: str | None) -> list[tuple[str, str]]:
+                   default: str | None, homes: dict[str, str] | None = None) -> list[tuple[str, str]]:
     """The block cut into one piece per file: each top-level definition goes to the file that defines it (a reply
     often rewrites a function and its caller from another module together); new names, imports and other
-    statements go to the file that defines most of the block, but for a constant that another file binds."""
+    statements go to the file that defines most of the block, but for a constant that another file binds and a new
+    name whose file `homes` knows."""
     sources = {p: read(p) or "" for p in known if p.endswith(".py")}  # each file read once
     primary = _defining_file(code, sources) or default
     tree = _parse(code)
@@ -151,7 +154,8 @@ def _split_by_file(code: str, known: list[str], read: Callable[[str], str | None
     for node in tree.body:
         home = primary
         if isinstance(node, DEFINITIONS) and not _defines(primary_source, node.name):
-            home = next((p for p, text in sources.items() if _defines(text, node.name)), primary)
+            home = next((p for p, text in sources.items() if _defines(text, node.name)),
+                        (homes or {}).get(node.name, primary))
         elif isinstance(node, (ast.Assign, ast.AnnAssign)) and (name := assigned_name(node)) and not binds_top_level(
                 primary_source, name):  # a constant shown with the function of another file that reads it
             home = next((p for p, text in sources.items() if binds_top_level(text, name)), primary)

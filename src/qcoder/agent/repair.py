@@ -278,10 +278,11 @@ class Repair:
             for key in agent.tokens:
                 agent.tokens[key] += reply.usage.get(key, 0)
         default = lead.suspects[0].path
+        homes = {s.name: s.path for s in lead.suspects if s.missing and "." not in s.name}
         fresh = []
         for reply in replies:
             candidate = self._candidate(len(tried) + len(fresh) + 1, _heal(reply.content), files, default,
-                                        tried + fresh, base=refine or base)
+                                        tried + fresh, base=refine or base, homes=homes)
             fresh.append(candidate)
         tried += fresh
         timeout = min(self.tester.timeout, max(30.0, 10 * baseline.elapsed_s))
@@ -298,12 +299,14 @@ class Repair:
             agent.emit("candidate", **candidate.event())
         return fresh
 
-    def _candidate(self, index, reply, files, default, earlier, base: Candidate | None = None) -> Candidate:
-        """A reply as files to test; with `base`, the reply corrects that candidate's files."""
+    def _candidate(self, index, reply, files, default, earlier, base: Candidate | None = None,
+                   homes: dict[str, str] | None = None) -> Candidate:
+        """A reply as files to test; with `base`, the reply corrects that candidate's files; `homes`: the file
+        each missing name goes to."""
         read = lambda path: base.files[path] if base and path in base.files else self._read(path)  # noqa: E731
         if reply.count("```") % 2:  # cut at the stop sequence, or at max_tokens: close the block
             reply = reply.rstrip() + "\n```\n"
-        proposed = proposed_files(reply, files, read, default)
+        proposed = proposed_files(reply, files, read, default, homes)
         proposed = {**base.files, **proposed} if base and proposed else proposed
         code = (FENCE.search(reply).group(2) if FENCE.search(reply) else reply).strip()
         candidate = Candidate(index, proposed, code)
@@ -726,6 +729,10 @@ def _reply_prefix(suspects: list[Suspect], fresh_start: bool = False) -> str:
         return f"```python\n{skeleton}\n"
     if first.missing and "." in first.name:
         return f"```python\nclass {first.name.split('.')[0]}"
+    if first.missing and first.name[:1].isupper() and not first.name.isupper():  # CapWords: a class, by PEP 8
+        return f"```python\nclass {first.name}"
+    if first.missing and first.name.isupper():  # a constant
+        return "```python\n"
     if first.missing or first.source.lstrip().startswith("def "):
         return f"```python\ndef {first.name.split('.')[-1]}({_receiver(first)}"
     return "```python\n"
