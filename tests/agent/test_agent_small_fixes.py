@@ -122,3 +122,14 @@ def test_values_that_differ_only_in_whitespace_get_what_is_collected_or_returned
     # values that differ in more than whitespace, or no compared values at all: nothing to strip
     assert trimmed_values(source, 1, 8, ["E   AssertionError: assert ['zoe@mail.net'] == ['Zoe@Mail.net']"]) == []
     assert trimmed_values(source, 1, 8, ["E   KeyError: 'x'"]) == []
+
+
+def test_a_call_that_returns_none_is_not_returned_in_place_of_the_status():
+    from qcoder.agent.small_fixes import returned_none
+
+    source = ("import json\n\n\ndef cmd_list(args):\n    if args.json:\n        return print(json.dumps([1]))\n"
+              "    for x in [1]:\n        print(x)\n    return 0\n")
+    fixes = returned_none(source, 4, 9)
+    assert [f.description for f in fixes] == ["line 6: `return print(...)` -> `print(...)` and `return 0`"]
+    assert "        print(json.dumps([1]))\n        return 0\n    for x" in fixes[0].text
+    assert returned_none(source.replace("return print", "return str"), 4, 9) == []

@@ -16,6 +16,8 @@ the candidate.
 `trimmed_values` covers input kept as it came where the tests want it trimmed: their compared values differ only
 in whitespace, so the value collected or returned gets a `.strip()`.
 
+`returned_none` covers `return print(x)`: the function then returns None, not the status it returns elsewhere.
+
 `missing_options` covers a new command-line flag: the tests pass an option argparse rejects, so declaring it on
 the right parser is the mechanical half of the change; the tests pick the parser, and the model writes the rest.
 """
@@ -384,4 +386,39 @@ def trimmed_values(source: str, start: int, end: int, failures: list[str]) -> li
         fixed = (line[:name.end_col_offset] + b".strip()" + line[name.end_col_offset:]).decode("utf-8")
         text = "".join(lines[:name.lineno - 1] + [fixed] + lines[name.lineno:])
         out.append(SmallFix(name.lineno, "strip", f"line {name.lineno}: `{name.id}` -> `{name.id}.strip()`", text))
+    return out
+
+
+# calls that return None: `return print(x)` returns None, not what the function returns elsewhere
+RETURNS_NONE = {"print", "append", "extend", "sort", "update", "add", "clear"}
+
+
+def returned_none(source: str, start: int, end: int) -> list[SmallFix]:
+    """`return print(x)` (or another call that returns None) in lines start..end of `source`, as the call and then
+    each constant the function returns elsewhere (`print(x)` / `return 0`), as whole new file texts."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    lines = source.splitlines(keepends=True)
+    out = []
+    for function in ast.walk(tree):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        returns = [n for n in ast.walk(function) if isinstance(n, ast.Return)]
+        constants = list(dict.fromkeys(ast.unparse(n.value) for n in returns if isinstance(n.value, ast.Constant)))
+        for node in returns:
+            call = node.value
+            if not (isinstance(call, ast.Call) and start <= node.lineno <= end and node.lineno == node.end_lineno):
+                continue
+            name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
+            if name not in RETURNS_NONE:
+                continue
+            line = lines[node.lineno - 1]
+            indent = line[:len(line) - len(line.lstrip())]
+            code = ast.get_source_segment(source, call)
+            for value in constants:
+                text = "".join(lines[:node.lineno - 1] + [f"{indent}{code}\n{indent}return {value}\n"] + lines[node.lineno:])
+                out.append(SmallFix(node.lineno, "none", f"line {node.lineno}: `return {name}(...)` -> "
+                                                         f"`{name}(...)` and `return {value}`", text))
     return out
