@@ -133,3 +133,21 @@ def test_a_call_that_returns_none_is_not_returned_in_place_of_the_status():
     assert [f.description for f in fixes] == ["line 6: `return print(...)` -> `print(...)` and `return 0`"]
     assert "        print(json.dumps([1]))\n        return 0\n    for x" in fixes[0].text
     assert returned_none(source.replace("return print", "return str"), 4, 9) == []
+
+
+def test_blank_entries_the_expected_list_lacks_are_not_collected_and_both_value_fixes_combine():
+    from qcoder.agent.small_fixes import evident_fixes, skipped_blanks
+
+    source = ("def dedupe(emails):\n    seen, out = set(), []\n    for email in emails:\n"
+              "        if email.strip().lower() not in seen:\n            seen.add(email.strip().lower())\n"
+              "            out.append(email)\n    return out\n")
+    blank = "E   AssertionError: assert ['', 'a@b.c'] == ['a@b.c']"
+    spaces = "E   AssertionError: assert ['  Zoe@Mail.net '] == ['Zoe@Mail.net']"
+    [guard] = skipped_blanks(source, 1, 7, [blank])
+    assert "            if email:\n                out.append(email)\n" in guard.text
+    assert skipped_blanks(source, 1, 7, [spaces]) == [] and skipped_blanks(source, 1, 7, ["E   assert 1 == 2"]) == []
+    fixes = evident_fixes(source, 1, 7, [spaces, blank])
+    assert fixes[0].kind == "strip+blank"  # either alone leaves one of the two tests failing
+    namespace = {}
+    exec(fixes[0].text, namespace)
+    assert namespace["dedupe"](["", "   ", "a@b.c", "  Zoe@Mail.net ", "zoe@mail.net"]) == ["a@b.c", "Zoe@Mail.net"]

@@ -28,7 +28,7 @@ from pathlib import Path
 from qcoder.agent.fenced_edits import FENCE, assigned_name, proposed_files
 from qcoder.agent.localize import Lead, Suspect, frame_lines, localize, span, test_source
 from qcoder.agent.loop import Submitted
-from qcoder.agent.small_fixes import UNRECOGNIZED, missing_options, renames, returned_none, small_fixes, trimmed_values
+from qcoder.agent.small_fixes import UNRECOGNIZED, evident_fixes, missing_options, renames, small_fixes
 from qcoder.agent.testing import SUITE, Tester, TestReport, is_test_file
 from qcoder.agent.tools.base import Tool
 
@@ -182,7 +182,7 @@ class Repair:
             if text and lines:
                 # what the compared values point at first: a few candidates, where the one-token kinds are many
                 fixes[:0] = [({suspect.path: f.text}, f"{suspect.path} {f.description}")
-                             for f in trimmed_values(text, *lines, failures) + returned_none(text, *lines)]
+                             for f in evident_fixes(text, *lines, failures)]
                 fixes += [({suspect.path: f.text}, f"{suspect.path} {f.description}")
                           for f in small_fixes(text, *lines, tuple(focus.get(suspect.path, ())))]
                 if not base:

@@ -16,6 +16,9 @@ the candidate.
 `trimmed_values` covers input kept as it came where the tests want it trimmed: their compared values differ only
 in whitespace, so the value collected or returned gets a `.strip()`.
 
+`skipped_blanks` covers blank entries collected where the tests' expected list has none: `out.append(x)` gets an
+`if x:`. `evident_fixes` gathers these and their combination.
+
 `returned_none` covers `return print(x)`: the function then returns None, not the status it returns elsewhere.
 
 `missing_options` covers a new command-line flag: the tests pass an option argparse rejects, so declaring it on
@@ -387,6 +390,50 @@ def trimmed_values(source: str, start: int, end: int, failures: list[str]) -> li
         text = "".join(lines[:name.lineno - 1] + [fixed] + lines[name.lineno:])
         out.append(SmallFix(name.lineno, "strip", f"line {name.lineno}: `{name.id}` -> `{name.id}.strip()`", text))
     return out
+
+
+def skipped_blanks(source: str, start: int, end: int, failures: list[str]) -> list[SmallFix]:
+    """Where a failing test's list has blank strings that the expected one lacks (`['', 'a@b.c']` against
+    `['a@b.c']`), each `out.append(x)` of lines start..end of `source` guarded by `if x:`, as whole new file texts."""
+    if not any(_without_blanks(got, want) for failure in failures for got, want in COMPARED.findall(failure)):
+        return []
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    lines = source.splitlines(keepends=True)
+    out = []
+    for node in ast.walk(tree):
+        call = node.value if isinstance(node, ast.Expr) else None
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "append"
+                and len(call.args) == 1 and start <= node.lineno <= end and node.lineno == node.end_lineno):
+            continue
+        line = lines[node.lineno - 1]
+        indent, value = line[:len(line) - len(line.lstrip())], ast.get_source_segment(source, call.args[0])
+        guarded = f"{indent}if {value}:\n{indent}    {line.lstrip()}"
+        text = "".join(lines[:node.lineno - 1] + [guarded] + lines[node.lineno:])
+        out.append(SmallFix(node.lineno, "blank", f"line {node.lineno}: appends only a non-blank `{value}`", text))
+    return out
+
+
+def _without_blanks(got: str, want: str) -> bool:
+    """Whether the list `got` is the list `want` with blank strings added (both as pytest shows them)."""
+    try:
+        got_list, want_list = ast.literal_eval(got), ast.literal_eval(want)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return False
+    if not (isinstance(got_list, list) and isinstance(want_list, list)) or got_list == want_list:
+        return False
+    return [x for x in got_list if not (isinstance(x, str) and not x.strip())] == want_list
+
+
+def evident_fixes(source: str, start: int, end: int, failures: list[str]) -> list[SmallFix]:
+    """The fixes the failing tests' values point at (whitespace kept, blanks collected, both, and a returned print),
+    a few where the one-token kinds are many: they are tried first."""
+    both = [SmallFix(b.line, "strip+blank", f"{t.description}; {b.description}", b.text)
+            for t in trimmed_values(source, start, end, failures) for b in skipped_blanks(t.text, start, end, failures)]
+    return (both + trimmed_values(source, start, end, failures) + skipped_blanks(source, start, end, failures)
+            + returned_none(source, start, end))
 
 
 # calls that return None: `return print(x)` returns None, not what the function returns elsewhere
