@@ -122,6 +122,8 @@ def test_values_that_differ_only_in_whitespace_get_what_is_collected_or_returned
     # values that differ in more than whitespace, or no compared values at all: nothing to strip
     assert trimmed_values(source, 1, 8, ["E   AssertionError: assert ['zoe@mail.net'] == ['Zoe@Mail.net']"]) == []
     assert trimmed_values(source, 1, 8, ["E   KeyError: 'x'"]) == []
+    # whitespace inside a value is a separator's business, not input kept untrimmed
+    assert trimmed_values(source, 1, 8, ["E   AssertionError: assert '1h 30m' == '1h30m'"]) == []
 
 
 def test_a_call_that_returns_none_is_not_returned_in_place_of_the_status():
@@ -151,3 +153,14 @@ def test_blank_entries_the_expected_list_lacks_are_not_collected_and_both_value_
     namespace = {}
     exec(fixes[0].text, namespace)
     assert namespace["dedupe"](["", "   ", "a@b.c", "  Zoe@Mail.net ", "zoe@mail.net"]) == ["a@b.c", "Zoe@Mail.net"]
+
+
+def test_values_that_differ_in_inner_whitespace_put_the_separator_fixes_first():
+    from qcoder.agent.small_fixes import evident_fixes
+
+    source = ('def format_duration(s):\n    parts = []\n    if s >= 3600:\n        parts.append(f"{s // 3600}h")\n'
+              '    if s % 3600:\n        parts.append(f"{s % 3600 // 60}m")\n    return " ".join(parts)\n')
+    fixes = evident_fixes(source, 1, 7, ["E   AssertionError: assert '1h 30m' == '1h30m'"])
+    assert [f.description for f in fixes] == ['line 7: `" "` -> `""`', 'line 7: `" "` -> `","`',
+                                              'line 7: `" "` -> `", "`']
+    assert evident_fixes(source, 1, 7, ["E   AssertionError: assert '1h 30m' == '1h 31m'"]) == []

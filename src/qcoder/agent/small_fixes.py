@@ -361,12 +361,11 @@ COMPARED = re.compile(r"^E\s+(?:AssertionError: )?assert (.+) == (.+)$", re.M)
 
 
 def trimmed_values(source: str, start: int, end: int, failures: list[str]) -> list[SmallFix]:
-    """Where a failing test's values differ only in whitespace (`['  Zoe@Mail.net ']` against `['Zoe@Mail.net']`),
-    the name that lines start..end of `source` collect or return, stripped: each `out.append(x)`, `seen.add(x)`,
-    `yield x` and `return x` with `x.strip()`, as whole new file texts. The input was cleaned for the comparison
-    but kept as it came."""
-    if not any(got != want and re.sub(r"\s", "", got) == re.sub(r"\s", "", want)
-               for failure in failures for got, want in COMPARED.findall(failure)):
+    """Where a failing test's values differ only in surrounding whitespace (`['  Zoe@Mail.net ']` against
+    `['Zoe@Mail.net']`), the name that lines start..end of `source` collect or return, stripped: each
+    `out.append(x)`, `seen.add(x)`, `yield x` and `return x` with `x.strip()`, as whole new file texts. The input
+    was cleaned for the comparison but kept as it came."""
+    if not any(_untrimmed(got, want) for failure in failures for got, want in COMPARED.findall(failure)):
         return []
     try:
         tree = ast.parse(source)
@@ -416,6 +415,26 @@ def skipped_blanks(source: str, start: int, end: int, failures: list[str]) -> li
     return out
 
 
+def _untrimmed(got: str, want: str) -> bool:
+    """Whether the values `got` and `want` (as pytest shows them) differ, but not once their strings are stripped:
+    `'1h 30m'` against `'1h30m'` is a separator, not untrimmed input."""
+    try:
+        got_value, want_value = ast.literal_eval(got), ast.literal_eval(want)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return got_value != want_value and _stripped(got_value) == _stripped(want_value)
+
+
+def _stripped(value):
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, (list, tuple)):
+        return [_stripped(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _stripped(v) for k, v in value.items()}
+    return value
+
+
 def _without_blanks(got: str, want: str) -> bool:
     """Whether the list `got` is the list `want` with blank strings added (both as pytest shows them)."""
     try:
@@ -427,13 +446,27 @@ def _without_blanks(got: str, want: str) -> bool:
     return [x for x in got_list if not (isinstance(x, str) and not x.strip())] == want_list
 
 
+def separators(source: str, start: int, end: int, failures: list[str]) -> list[SmallFix]:
+    """Where a failing test's values differ only in whitespace within them (`'1h 30m'` against `'1h30m'`), the
+    one-token fixes of lines start..end that change a separator string."""
+    if not any(_spaced(got, want) for failure in failures for got, want in COMPARED.findall(failure)):
+        return []
+    quoted = [f'`"{separator}"`' for separator in SEPARATORS] + [f"`'{separator}'`" for separator in SEPARATORS]
+    return [f for f in small_fixes(source, start, end, limit=500)
+            if f.kind == "literal" and any(f"{q} -> " in f.description for q in quoted)]
+
+
+def _spaced(got: str, want: str) -> bool:
+    return got != want and re.sub(r"\s", "", got) == re.sub(r"\s", "", want) and not _untrimmed(got, want)
+
+
 def evident_fixes(source: str, start: int, end: int, failures: list[str]) -> list[SmallFix]:
-    """The fixes the failing tests' values point at (whitespace kept, blanks collected, both, and a returned print),
-    a few where the one-token kinds are many: they are tried first."""
+    """The fixes the failing tests' values point at (whitespace kept, blanks collected, both, a separator, and a
+    returned print), a few where the one-token kinds are many: they are tried first."""
     both = [SmallFix(b.line, "strip+blank", f"{t.description}; {b.description}", b.text)
             for t in trimmed_values(source, start, end, failures) for b in skipped_blanks(t.text, start, end, failures)]
     return (both + trimmed_values(source, start, end, failures) + skipped_blanks(source, start, end, failures)
-            + returned_none(source, start, end))
+            + separators(source, start, end, failures) + returned_none(source, start, end))
 
 
 # calls that return None: `return print(x)` returns None, not what the function returns elsewhere
