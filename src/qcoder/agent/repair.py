@@ -326,21 +326,25 @@ class Repair:
         self._count(candidate)
         return candidate
 
+    def _changed_lines(self, files: dict[str, str]):
+        """The diff lines (`+...` and `-...`, no headers) of `files` against the workspace."""
+        for path, text in files.items():
+            for line in difflib.unified_diff((self._read(path) or "").splitlines(), text.splitlines(), lineterm="",
+                                             n=0):
+                if line[:1] in ("+", "-") and not line.startswith(("+++", "---")):
+                    yield line
+
     def _added(self, files: dict[str, str]) -> str:
         """The lines `files` add to the workspace."""
-        return "\n".join(line[1:].strip() for path, text in files.items() for line in difflib.unified_diff(
-            (self._read(path) or "").splitlines(), text.splitlines(), lineterm="", n=0)
-            if line.startswith("+") and not line.startswith("+++"))
+        return "\n".join(line[1:].strip() for line in self._changed_lines(files) if line.startswith("+"))
 
     def _count(self, candidate: Candidate) -> None:
         """The candidate's lines added and removed, against the workspace."""
-        for path, text in candidate.files.items():
-            for line in difflib.unified_diff((self._read(path) or "").splitlines(), text.splitlines(), lineterm="",
-                                             n=0):
-                if line.startswith("+") and not line.startswith("+++"):
-                    candidate.added += 1
-                elif line.startswith("-") and not line.startswith("---"):
-                    candidate.removed += 1
+        for line in self._changed_lines(candidate.files):
+            if line.startswith("+"):
+                candidate.added += 1
+            else:
+                candidate.removed += 1
 
     # -- a reply with code in it ---------------------------------------------------------------------------
     def take_code_reply(self, agent, content: str) -> bool:

@@ -365,7 +365,7 @@ def trimmed_values(source: str, start: int, end: int, failures: list[str]) -> li
     `['Zoe@Mail.net']`), the name that lines start..end of `source` collect or return, stripped: each
     `out.append(x)`, `seen.add(x)`, `yield x` and `return x` with `x.strip()`, as whole new file texts. The input
     was cleaned for the comparison but kept as it came."""
-    if not any(_untrimmed(got, want) for failure in failures for got, want in COMPARED.findall(failure)):
+    if not any(_untrimmed(got, want) for got, want in _compared(failures)):
         return []
     try:
         tree = ast.parse(source)
@@ -394,7 +394,7 @@ def trimmed_values(source: str, start: int, end: int, failures: list[str]) -> li
 def skipped_blanks(source: str, start: int, end: int, failures: list[str]) -> list[SmallFix]:
     """Where a failing test's list has blank strings that the expected one lacks (`['', 'a@b.c']` against
     `['a@b.c']`), each `out.append(x)` of lines start..end of `source` guarded by `if x:`, as whole new file texts."""
-    if not any(_without_blanks(got, want) for failure in failures for got, want in COMPARED.findall(failure)):
+    if not any(_without_blanks(got, want) for got, want in _compared(failures)):
         return []
     try:
         tree = ast.parse(source)
@@ -415,14 +415,24 @@ def skipped_blanks(source: str, start: int, end: int, failures: list[str]) -> li
     return out
 
 
+def _compared(failures: list[str]) -> list[tuple[str, str]]:
+    """(got, want) of every `assert got == want` pytest shows in the failures, as it shows them."""
+    return [pair for failure in failures for pair in COMPARED.findall(failure)]
+
+
+def _literals(got: str, want: str) -> tuple | None:
+    """Both values as Python values, or None when either is not a literal."""
+    try:
+        return ast.literal_eval(got), ast.literal_eval(want)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
 def _untrimmed(got: str, want: str) -> bool:
     """Whether the values `got` and `want` (as pytest shows them) differ, but not once their strings are stripped:
     `'1h 30m'` against `'1h30m'` is a separator, not untrimmed input."""
-    try:
-        got_value, want_value = ast.literal_eval(got), ast.literal_eval(want)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return False
-    return got_value != want_value and _stripped(got_value) == _stripped(want_value)
+    values = _literals(got, want)
+    return values is not None and values[0] != values[1] and _stripped(values[0]) == _stripped(values[1])
 
 
 def _stripped(value):
@@ -437,10 +447,10 @@ def _stripped(value):
 
 def _without_blanks(got: str, want: str) -> bool:
     """Whether the list `got` is the list `want` with blank strings added (both as pytest shows them)."""
-    try:
-        got_list, want_list = ast.literal_eval(got), ast.literal_eval(want)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
+    values = _literals(got, want)
+    if values is None:
         return False
+    got_list, want_list = values
     if not (isinstance(got_list, list) and isinstance(want_list, list)) or got_list == want_list:
         return False
     return [x for x in got_list if not (isinstance(x, str) and not x.strip())] == want_list
@@ -449,7 +459,7 @@ def _without_blanks(got: str, want: str) -> bool:
 def separators(source: str, start: int, end: int, failures: list[str]) -> list[SmallFix]:
     """Where a failing test's values differ only in whitespace within them (`'1h 30m'` against `'1h30m'`), the
     one-token fixes of lines start..end that change a separator string."""
-    if not any(_spaced(got, want) for failure in failures for got, want in COMPARED.findall(failure)):
+    if not any(_spaced(got, want) for got, want in _compared(failures)):
         return []
     quoted = [f'`"{separator}"`' for separator in SEPARATORS] + [f"`'{separator}'`" for separator in SEPARATORS]
     return [f for f in small_fixes(source, start, end, limit=500)
@@ -463,10 +473,11 @@ def _spaced(got: str, want: str) -> bool:
 def evident_fixes(source: str, start: int, end: int, failures: list[str]) -> list[SmallFix]:
     """The fixes the failing tests' values point at (whitespace kept, blanks collected, both, a separator, and a
     returned print), a few where the one-token kinds are many: they are tried first."""
+    trimmed = trimmed_values(source, start, end, failures)
     both = [SmallFix(b.line, "strip+blank", f"{t.description}; {b.description}", b.text)
-            for t in trimmed_values(source, start, end, failures) for b in skipped_blanks(t.text, start, end, failures)]
-    return (both + trimmed_values(source, start, end, failures) + skipped_blanks(source, start, end, failures)
-            + separators(source, start, end, failures) + returned_none(source, start, end))
+            for t in trimmed for b in skipped_blanks(t.text, start, end, failures)]
+    return (both + trimmed + skipped_blanks(source, start, end, failures) + separators(source, start, end, failures)
+            + returned_none(source, start, end))
 
 
 # calls that return None: `return print(x)` returns None, not what the function returns elsewhere
