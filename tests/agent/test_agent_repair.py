@@ -399,6 +399,29 @@ def test_data_classes_a_test_builds_are_context_not_suspects(tmp_path):
     assert [s.name for s in lead.suspects] == ["Book", "from_json", "to_json"]
 
 
+def test_a_short_class_a_test_builds_stands_for_its_methods_and_is_asked_for_whole(tmp_path):
+    from qcoder.agent.localize import localize
+    from qcoder.agent.repair import _ask, _reply_prefix
+    from qcoder.agent.testing import TestReport
+
+    # the bug is in the class body (one dict shared by every bus): shown its methods apart, the model rewrote them
+    (tmp_path / "events.py").write_text(
+        "class Bus:\n    handlers = {}\n\n    def on(self, event, handler):\n"
+        "        self.handlers.setdefault(event, []).append(handler)\n\n"
+        "    def emit(self, event):\n        return len(self.handlers.get(event, []))\n")
+    (tmp_path / "test_events.py").write_text(
+        "from events import Bus\n\n\ndef test_independent():\n    a, b = Bus(), Bus()\n"
+        "    a.on('x', print)\n    assert b.emit('x') == 0\n")
+    test = "test_events.py::test_independent"
+    failure = ('test_events.py:7: in test_independent\n    assert b.emit("x") == 0\n'
+               "events.py:8: in emit\n    return len(self.handlers.get(event, []))\nE   assert 1 == 0")
+    lead = localize(TestReport("pytest", 1, "", {test: "failed"}, {test: failure}), tmp_path,
+                    ["events.py", "test_events.py"], [test])
+    assert [s.name for s in lead.suspects] == ["Bus"]
+    assert _reply_prefix(lead.suspects) == "```python\nclass Bus"
+    assert "Reply with the whole class" in _ask(lead.suspects)
+
+
 def test_the_functions_called_beside_a_frame_are_suspects_and_shown_with_the_values_they_read(tmp_path):
     from qcoder.agent.localize import localize
     from qcoder.agent.repair import Repair, _prompt
@@ -445,11 +468,11 @@ def test_a_near_miss_is_shown_back_with_the_code_its_still_failing_tests_reach(t
     repair = Repair(None)
     repair._root, repair._python_files = tmp_path, ["money.py", "ledger.py"]
     reached = repair._reached(near)
-    # Money is the near miss's own code; the class Ledger holds what is shown already
-    assert [s.name for s in reached] == ["Ledger.balance"]
+    # Money is the near miss's own code; the short class Ledger stands for its method balance
+    assert [s.name for s in reached] == ["Ledger"]
     lead = Lead([test], {}, {}, [Suspect("money.py", "Money", 1, 3, "")])
     prompt = _refine_prompt("Money carries its currency.", lead, near, lambda t: "", reached)
-    assert "Those tests also reach `Ledger.balance` in ledger.py:" in prompt and "return Money(0)" in prompt
+    assert "Those tests also reach `Ledger` in ledger.py:" in prompt and "return Money(0)" in prompt
 
 
 def todo_suspects(tmp_path, todo: str, argv: str, line: int) -> list[str]:
@@ -603,3 +626,42 @@ def test_a_new_function_one_token_from_passing_is_finished_by_the_search(workspa
     search = [e for e in events(proc) if e["type"] == "repair" and e["phase"] == "small_fixes"][-1]
     assert search["candidate"] == 1 and search["fix"] == "words.py line 9: `' '` -> `''` of candidate 1"
     assert len(fake.requests) == 1
+
+
+def test_the_file_a_candidate_fixed_is_kept_when_its_change_to_another_file_breaks_a_test(workspace, home):
+    project(workspace, candidates=1)
+    (workspace / "fmt.py").write_text("def show(x):\n    return str(x)\n")
+    (workspace / "test_fmt.py").write_text("from fmt import show\n\n\ndef test_show():\n    assert show(1) == '1'\n")
+    fake = FakeModel([{"choices": [{"content": (
+        "# calc.py\n```python\ndef add(a, b):\n    return a + b\n```\n\n"
+        "# fmt.py\n```python\ndef show(x):\n    return repr(x) + '!'\n```\n")}]}])
+    proc = headless(workspace, fake, home, "Fix the failing test")
+    assert proc.returncode == 0, proc.stderr
+    got = {e["index"]: e for e in events(proc) if e["type"] == "candidate"}
+    assert got[1]["status"] == "failed" and got[1]["reason"].startswith("breaks test_show")
+    assert got[2]["status"] == "passed" and got[2]["files"] == ["calc.py"]
+    assert (workspace / "calc.py").read_text() == CALC.replace("a - b", "a + b")
+    assert (workspace / "fmt.py").read_text() == "def show(x):\n    return str(x)\n"
+
+
+def test_the_function_called_on_the_line_that_failed_inside_a_library_is_a_suspect(tmp_path):
+    from qcoder.agent.localize import localize
+    from qcoder.agent.testing import TestReport
+
+    (tmp_path / "cli.py").write_text(
+        "import argparse\n\n\ndef build_parser():\n    parser = argparse.ArgumentParser()\n"
+        "    parser.add_argument('path')\n    return parser\n\n\n"
+        "def main(argv=None):\n    args = build_parser().parse_args(argv)\n    return 0\n")
+    (tmp_path / "test_cli.py").write_text("from cli import main\n\n\ndef test_flag():\n"
+                                          "    assert main(['--short', 'a.txt']) == 0\n")
+    test = "test_cli.py::test_flag"
+    failure = ("test_cli.py:5: in test_flag\n    assert main(['--short', 'a.txt']) == 0\ncli.py:11: in main\n"
+               "    args = build_parser().parse_args(argv)\n/usr/lib/python3.11/argparse.py:1872: in parse_args\n"
+               "    self.error(msg % ' '.join(argv))\nE   SystemExit: 2")
+    lead = localize(TestReport("pytest", 1, "", {test: "failed"}, {test: failure}), tmp_path,
+                    ["cli.py", "test_cli.py"], [test])
+    assert [s.name for s in lead.suspects] == ["main", "build_parser"]
+    # a failure in the workspace's own code adds nothing called beside it: that line's values are not to blame
+    own = failure.replace("/usr/lib/python3.11/argparse.py:1872: in parse_args\n    self.error(msg % ' '.join(argv))\n", "")
+    lead = localize(TestReport("pytest", 1, "", {test: "failed"}, {test: own}), tmp_path, ["cli.py", "test_cli.py"], [test])
+    assert [s.name for s in lead.suspects] == ["main"]

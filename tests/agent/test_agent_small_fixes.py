@@ -164,3 +164,36 @@ def test_values_that_differ_in_inner_whitespace_put_the_separator_fixes_first():
     assert [f.description for f in fixes] == ['line 7: `" "` -> `""`', 'line 7: `" "` -> `","`',
                                               'line 7: `" "` -> `", "`']
     assert evident_fixes(source, 1, 7, ["E   AssertionError: assert '1h 30m' == '1h 31m'"]) == []
+
+
+def test_split_on_one_space_is_tried_as_split_on_any_whitespace():
+    source = 'def initials(name):\n    return "".join(p[0] for p in name.split(" "))\n'
+    texts = {f.text for f in small_fixes(source, 1, 2, limit=200)}
+    assert source.replace('name.split(" ")', "name.split()") in texts
+
+
+def test_an_exception_that_escaped_the_handler_meant_for_it_is_named_there_and_imported(tmp_path):
+    import subprocess
+    import sys
+
+    from qcoder.agent.small_fixes import evident_fixes
+
+    source = ("from decimal import Decimal\n\n\ndef parse(text):\n    try:\n        return Decimal(text)\n"
+              "    except ValueError:\n        raise ValueError(f'bad amount {text!r}') from None\n")
+    failure = ("    return Decimal(text)\nE   decimal.InvalidOperation: [<class 'decimal.ConversionSyntax'>]\n"
+               "E   Left contains one more item: 'x'")
+    fixes = evident_fixes(source, 4, 8, [failure])
+    assert [f.description for f in fixes] == ["line 7: `except ValueError` -> `except InvalidOperation`",
+                                              "line 7: `except ValueError` -> `except (ValueError, InvalidOperation)`"]
+    for fix in fixes:  # each one runs, and turns the escaped exception into the one the caller handles
+        (tmp_path / "amounts.py").write_text(fix.text)
+        check = "import amounts\ntry:\n    amounts.parse('abc')\nexcept ValueError as e:\n    print(e)\n"
+        run = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True)
+        assert run.stdout.strip() == "bad amount 'abc'", run.stderr
+    # a builtin needs no import; the handler that names it already, and a test's own verdict, give nothing
+    keyed = "def get(d, k):\n    try:\n        return d[k]\n    except (IndexError, TypeError):\n        return None\n"
+    fixes = evident_fixes(keyed, 1, 5, ["E   KeyError: 'k'"])
+    assert [f.text for f in fixes][1] == keyed.replace("(IndexError, TypeError)", "(IndexError, TypeError, KeyError)")
+    assert evident_fixes(keyed, 1, 5, ["E   TypeError: x", "E   AssertionError: assert 1 == 2"]) == []
+    # an exception of another project module that this one does not import is left to the model
+    assert evident_fixes(source, 4, 8, ["E   money.CurrencyError: EUR"]) == []

@@ -26,6 +26,7 @@ MISSING = (
 )
 MAX_SUSPECTS = 4
 MAX_LINES = 160  # of suspect source shown to the model
+FOLD_LINES = 60  # a class this short is shown whole, for its methods
 FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 
@@ -151,7 +152,7 @@ def localize(report: TestReport, root: Path, files: list[str], tests: list[str],
     handlers = [d for s in suspects if not s.missing for d in _dispatched(defs, s)]
     suspects += _named_by(handlers, " ".join(lead.test_sources.values()))
     seen, lines = set(), 0
-    for suspect in suspects:
+    for suspect in _fold_into_classes(suspects):
         key = (suspect.path, suspect.name)
         size = suspect.source.count("\n") + 1
         if key in seen or len(lead.suspects) >= MAX_SUSPECTS or (lead.suspects and lines + size > MAX_LINES):
@@ -160,6 +161,19 @@ def localize(report: TestReport, root: Path, files: list[str], tests: list[str],
         lines += size
         lead.suspects.append(suspect)
     return lead
+
+
+def _fold_into_classes(suspects: list[Suspect], max_lines: int = FOLD_LINES) -> list[Suspect]:
+    """A short class that is a suspect (a test constructs it) stands for its methods among the suspects, in the
+    place of the first of them: shown the class and its methods apart, small models rewrite a method and never
+    the class body (`_handlers = {}` shared by every instance needs an `__init__`)."""
+    classes = {(s.path, s.name): s for s in suspects if not s.missing and "." not in s.name
+               and _is_class(s.source) and s.source.count("\n") < max_lines}
+    out = []
+    for suspect in suspects:
+        owner = classes.get((suspect.path, suspect.name.split(".")[0]))
+        out.append(owner if owner and not suspect.missing else suspect)
+    return out
 
 
 def _trim(failure: str, limit: int = 1500) -> str:
@@ -202,9 +216,13 @@ def _from_frames(defs: Definitions, failure: str) -> list[Suspect]:
     """The functions of the workspace frames, innermost first; then the others called on an outer frame's line:
     in `from_celsius(to_celsius(v, a), b)`, a Kelvin the first rejects the second lacks too, and no traceback
     reaches it."""
-    frames = [(path, line) for path, line in frame_lines(failure) if path in defs.files and not is_test_file(path)]
+    every = frame_lines(failure)
+    frames = [(path, line) for path, line in every if path in defs.files and not is_test_file(path)]
     found = [defs.enclosing(path, line) for path, line in reversed(frames)]  # innermost first
-    callees = [c for path, line in frames[:-1] for c in _called_on(defs, path, line)]
+    # the innermost line too when it failed inside a library: `build_parser().parse_args(argv)` exits 2 in
+    # argparse, and the parser that lacks the option is built by the function called beside it
+    outer = frames if frames and every[-1] != frames[-1] else frames[:-1]
+    callees = [c for path, line in outer for c in _called_on(defs, path, line)]
     return [s for s in found + callees if s]
 
 
@@ -305,6 +323,13 @@ def _named_by(handlers: list[Suspect], tests: str) -> list[Suspect]:
     used = set(re.findall(r"[a-z0-9]+", tests.lower()))
     named = [h for h, w in zip(handlers, words, strict=True) if (w - shared) & used]
     return named or handlers
+
+
+def _is_class(source: str) -> bool:
+    try:
+        return isinstance(ast.parse(textwrap.dedent(source)).body[0], ast.ClassDef)
+    except (SyntaxError, IndexError):
+        return False
 
 
 def _data_only(source: str) -> bool:

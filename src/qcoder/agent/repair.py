@@ -286,8 +286,21 @@ class Repair:
             fresh.append(candidate)
         tried += fresh
         timeout = min(self.tester.timeout, max(30.0, 10 * baseline.elapsed_s))
+        winner = self._test(fresh, baseline, targets, timeout)
+        if winner is None:
+            # A reply that fixed the bug in one file and broke another (or edited a test) has a passing part
+            parts = self._parts(fresh, tried)
+            tried += parts
+            fresh += parts
+            self._test(parts, baseline, targets, timeout)
+        for candidate in fresh:
+            agent.emit("candidate", **candidate.event())
+        return fresh
+
+    def _test(self, candidates, baseline, targets, timeout) -> Candidate | None:
+        """Test the untested candidates, smallest first, up to the first that passes."""
         winner = None
-        for candidate in sorted((c for c in fresh if c.status == "untested"), key=lambda c: (c.size, c.index)):
+        for candidate in sorted((c for c in candidates if c.status == "untested"), key=lambda c: (c.size, c.index)):
             if winner:
                 candidate.reason = "a smaller passing fix was found"
                 continue
@@ -295,9 +308,26 @@ class Repair:
             problem = _verdict(baseline, candidate.report, targets)
             candidate.status, candidate.reason = ("failed", problem) if problem else ("passed", "")
             winner = None if problem else candidate
+        return winner
+
+    def _parts(self, fresh: list[Candidate], earlier: list[Candidate], most: int = 6) -> list[Candidate]:
+        """Each file of a failed candidate that changed several, and the source files of one rejected for editing
+        a test, as candidates of their own (upload_last_batch: a reply fixed `chunked` and broke the uploader)."""
+        parts = []
         for candidate in fresh:
-            agent.emit("candidate", **candidate.event())
-        return fresh
+            if candidate.status == "failed" and len(candidate.files) > 1:
+                subsets = [{path: text} for path, text in candidate.files.items()]
+            elif candidate.status == "rejected" and candidate.reason.startswith("edits test file"):
+                subsets = [{p: t for p, t in candidate.files.items() if not is_test_file(p)}]
+            else:
+                continue
+            for files in subsets:
+                if files and not any(c.files == files for c in earlier + parts) and len(parts) < most:
+                    part = Candidate(len(earlier) + len(parts) + 1, files, candidate.code,
+                                     reason=f"part of candidate {candidate.index}")
+                    self._count(part)
+                    parts.append(part)
+        return parts
 
     def _candidate(self, index, reply, files, default, earlier, base: Candidate | None = None,
                    homes: dict[str, str] | None = None) -> Candidate:
@@ -713,10 +743,12 @@ def _ask(suspects: list[Suspect]) -> str:
                 "```python block.")
     names = [s.name.split(".")[-1] for s in suspects if not s.missing]
     if len(names) == 1:
+        kind = "class" if first.source.lstrip().startswith("class ") else "function"
         return (f"Rewrite `{names[0]}` so that it does what the task asks and the test passes. Reply with the "
-                "whole function in one ```python block.")
+                f"whole {kind} in one ```python block.")
+    kinds = "class or function" if any(s.source.lstrip().startswith("class ") for s in suspects) else "function"
     return (f"Change {_names(names).replace(' and ', ' or ')} (one or several of them) so that they do what the task "
-            "asks and the test passes. Reply with each function you change, whole, in one ```python block.")
+            f"asks and the test passes. Reply with each {kinds} you change, whole, in one ```python block.")
 
 
 def _names(names: list[str]) -> str:
@@ -739,6 +771,8 @@ def _reply_prefix(suspects: list[Suspect], fresh_start: bool = False) -> str:
         return "```python\n"
     if first.missing or first.source.lstrip().startswith("def "):
         return f"```python\ndef {first.name.split('.')[-1]}({_receiver(first)}"
+    if first.source.lstrip().startswith("class "):
+        return f"```python\nclass {first.name}"
     return "```python\n"
 
 

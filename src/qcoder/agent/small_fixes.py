@@ -21,6 +21,8 @@ in whitespace, so the value collected or returned gets a `.strip()`.
 
 `returned_none` covers `return print(x)`: the function then returns None, not the status it returns elsewhere.
 
+`escaped_exceptions` covers a handler for the wrong exception: the test ends with one the `except` does not name.
+
 `missing_options` covers a new command-line flag: the tests pass an option argparse rejects, so declaring it on
 the right parser is the mechanical half of the change; the tests pick the parser, and the model writes the rest.
 """
@@ -28,9 +30,11 @@ the right parser is the mechanical half of the change; the tests pick the parser
 from __future__ import annotations
 
 import ast
+import builtins
 import difflib
 import io
 import re
+import sys
 import textwrap
 import tokenize
 from dataclasses import dataclass
@@ -125,6 +129,8 @@ def _edits(node, parent, data: bytes, at):
     elif isinstance(node, ast.Constant) and isinstance(node.value, bool):
         yield "literal", *span(node), str(not node.value), f"`{node.value}` -> `{not node.value}`"
     elif _is_separator(node, parent):  # `" ".join(parts)` where "1h30m" is wanted
+        if _splits_on_space(node, parent):  # `split(" ")` leaves empty parts where the text has runs of blanks
+            yield "literal", *span(node), "", f"`{text(parent)}` -> `{text(parent.func)}()`"
         quote = text(node)[-1]
         for new in SEPARATORS:
             if new != node.value:
@@ -159,6 +165,11 @@ def _is_separator(node, parent) -> bool:
     """A short plain string of spaces and punctuation that joins or splits text (not part of an f-string)."""
     return (isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) <= 2
             and set(node.value) <= set(" ,;:-_/|") and not isinstance(parent, ast.JoinedStr))
+
+
+def _splits_on_space(node, parent) -> bool:
+    return (node.value == " " and isinstance(parent, ast.Call) and parent.args == [node] and not parent.keywords
+            and isinstance(parent.func, ast.Attribute) and parent.func.attr in ("split", "rsplit"))
 
 
 def _operator(data: bytes, begin: int, stop: int, old: str, new: str, kind: str):
@@ -472,12 +483,65 @@ def _spaced(got: str, want: str) -> bool:
 
 def evident_fixes(source: str, start: int, end: int, failures: list[str]) -> list[SmallFix]:
     """The fixes the failing tests' values point at (whitespace kept, blanks collected, both, a separator, and a
-    returned print), a few where the one-token kinds are many: they are tried first."""
+    returned print) and the exception that escaped a handler, a few where the one-token kinds are many: they are
+    tried first."""
     trimmed = trimmed_values(source, start, end, failures)
     both = [SmallFix(b.line, "strip+blank", f"{t.description}; {b.description}", b.text)
             for t in trimmed for b in skipped_blanks(t.text, start, end, failures)]
     return (both + trimmed + skipped_blanks(source, start, end, failures) + separators(source, start, end, failures)
-            + returned_none(source, start, end))
+            + returned_none(source, start, end) + escaped_exceptions(source, start, end, failures))
+
+
+# the exception a test ended with, as pytest names it: "E   decimal.InvalidOperation: [...]", "E   KeyError: 'x'"
+RAISED = re.compile(r"^E\s+((?:[a-z_]\w*\.)*([A-Z]\w*))(?::|$)", re.M)
+NOT_ESCAPED = {"AssertionError", "Failed", "SystemExit"}  # the test's own verdicts, not the code's
+
+
+def escaped_exceptions(source: str, start: int, end: int, failures: list[str]) -> list[SmallFix]:
+    """Where a failing test ended with an exception that an `except` of lines start..end of `source` does not name
+    (`decimal.InvalidOperation` through `except ValueError:`, the handler meant for it), that handler naming it
+    instead and then as well, with an import of it where the module lacks one, as whole new file texts. Only a
+    builtin exception, one the module binds, or one of the standard library's modules is named."""
+    raised = {}
+    for failure in failures:
+        for qualified, name in RAISED.findall(failure):
+            module = qualified.rpartition(".")[0]
+            if name not in NOT_ESCAPED and (not module or module.split(".")[0] in sys.stdlib_module_names):
+                raised.setdefault(name, module)
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    bound = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+    bound |= {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+    imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    lines = source.splitlines(keepends=True)
+    out = []
+    for name, module in raised.items():
+        builtin = not module and isinstance(getattr(builtins, name, None), type) and issubclass(
+            getattr(builtins, name), BaseException)
+        if not (builtin or module or name in bound):  # a class of the project's that this module does not import
+            continue
+        needs_import = module and name not in bound
+        for handler in ast.walk(tree):
+            if not (isinstance(handler, ast.ExceptHandler) and handler.type is not None
+                    and start <= handler.lineno <= end and handler.type.lineno == handler.type.end_lineno):
+                continue
+            caught = ast.get_source_segment(source, handler.type)
+            if name in re.findall(r"\w+", caught):
+                continue
+            listed = caught[1:-1] if isinstance(handler.type, ast.Tuple) else caught
+            line = lines[handler.type.lineno - 1].encode("utf-8")
+            for new in (name, f"({listed}, {name})"):
+                fixed = (line[:handler.type.col_offset] + new.encode("utf-8")
+                         + line[handler.type.end_col_offset:]).decode("utf-8")
+                changed = lines[:handler.type.lineno - 1] + [fixed] + lines[handler.type.lineno:]
+                if needs_import:
+                    after = imports[-1].end_lineno if imports else 0
+                    changed[after:after] = [f"from {module} import {name}\n"]
+                out.append(SmallFix(handler.lineno, "except", f"line {handler.lineno}: `except {caught}` -> "
+                                                              f"`except {new}`", "".join(changed)))
+    return out
 
 
 # calls that return None: `return print(x)` returns None, not what the function returns elsewhere
