@@ -197,3 +197,35 @@ def test_an_exception_that_escaped_the_handler_meant_for_it_is_named_there_and_i
     assert evident_fixes(keyed, 1, 5, ["E   TypeError: x", "E   AssertionError: assert 1 == 2"]) == []
     # an exception of another project module that this one does not import is left to the model
     assert evident_fixes(source, 4, 8, ["E   money.CurrencyError: EUR"]) == []
+
+
+def test_a_parameter_compared_is_tried_as_each_other_parameter():
+    source = ("def overlapping(bookings, start, end):\n"
+              "    return [b for b in bookings if b.start < end and b.end > end]\n")
+    texts = {f.text for f in small_fixes(source, 1, 2, limit=200)}
+    assert source.replace("b.end > end", "b.end > start") in texts
+    assert source.replace("b.start < end", "b.start < start") in texts
+
+
+def test_mutable_state_in_a_class_body_is_made_per_instance(tmp_path):
+    import subprocess
+    import sys
+
+    from qcoder.agent.small_fixes import evident_fixes
+
+    source = ("class Bus:\n    handlers: dict = {}\n\n    def on(self, event, handler):\n"
+              "        self.handlers.setdefault(event, []).append(handler)\n")
+    (fix,) = evident_fixes(source, 1, 5, [])
+    assert fix.description == "line 2: `handlers` of class `Bus` made per instance, in `__init__`"
+    assert fix.text == ("class Bus:\n    def __init__(self):\n        self.handlers: dict = {}\n\n"
+                        "    def on(self, event, handler):\n        self.handlers.setdefault(event, []).append(handler)\n")
+    with_init = "class Cart:\n    items = []\n\n    def __init__(self, owner):\n        '''A cart.'''\n        self.owner = owner\n"
+    (fix,) = evident_fixes(with_init, 1, 6, [])
+    assert "        '''A cart.'''\n        self.items = []\n        self.owner = owner\n" in fix.text
+    (tmp_path / "cart.py").write_text(fix.text)
+    check = "from cart import Cart\na, b = Cart('a'), Cart('b')\na.items.append(1)\nprint(b.items)\n"
+    run = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True)
+    assert run.stdout.strip() == "[]", run.stderr
+    # a data class, and a constant of the class, are left alone
+    assert evident_fixes("from dataclasses import dataclass\n\n\n@dataclass\nclass P:\n    x: int = 0\n", 1, 6, []) == []
+    assert evident_fixes("class K:\n    LIMIT = 3\n    NAMES = ('a', 'b')\n", 1, 3, []) == []

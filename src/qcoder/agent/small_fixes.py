@@ -3,7 +3,8 @@
 Most bugs that one failing test pins down are a single token off; studies of one-line bug fixes ("simple stupid
 bugs") find the same few shapes again and again: a comparison's boundary (`<` for `<=`), a wrong operator (`+`
 for `-`, `and` for `or`), a number off by one, a flipped literal or separator (`" ".join` for `"".join`), a
-negation missing or extra, an index or a bound off by one, two arguments swapped. Checking one costs a test run and no model call, so a few dozen are
+negation missing or extra, an index or a bound off by one, the wrong one of two parameters compared, two
+arguments swapped. Checking one costs a test run and no model call, so a few dozen are
 cheaper than one round of sampled rewrites on a CPU, and they work the same with every model.
 
 Each fix replaces the text of one node (or just its operator) in the file, so the diff is that one change;
@@ -39,6 +40,8 @@ import textwrap
 import tokenize
 from dataclasses import dataclass
 
+from qcoder.agent.fenced_edits import assigned_name
+
 COMPARE = {ast.Lt: ("<", ["<=", ">"]), ast.LtE: ("<=", ["<", ">="]), ast.Gt: (">", [">=", "<"]),
            ast.GtE: (">=", [">", "<="]), ast.Eq: ("==", ["!="]), ast.NotEq: ("!=", ["=="]),
            ast.Is: ("is", ["is not"]), ast.IsNot: ("is not", ["is"]), ast.In: ("in", ["not in"]),
@@ -49,7 +52,7 @@ BOOL = {ast.And: ("and", ["or"]), ast.Or: ("or", ["and"])}
 # What a separator string may have been meant to be: none, a space, a comma, or both.
 SEPARATORS = ("", " ", ",", ", ")
 # Kinds in the order they are tried on a line: the commonest one-token bugs first.
-ORDER = ("compare", "number", "arith", "bool", "literal", "negation", "bound", "swap")
+ORDER = ("compare", "number", "arith", "bool", "literal", "negation", "bound", "variable", "swap")
 # Where `e + 1` needs no parentheses: the node is a whole argument, index, bound or value.
 LOOSE = (ast.Call, ast.Slice, ast.Subscript, ast.Return, ast.Assign, ast.keyword, ast.List, ast.Tuple)
 
@@ -83,6 +86,8 @@ def small_fixes(source: str, start: int, end: int, focus: tuple[int, ...] = (), 
                 continue
             for kind, begin, stop, new, what in _edits(node, parent, data, at):
                 edits.append((node.lineno, kind, begin, stop, new.encode("utf-8"), what))
+    for line, name, begin, stop, other in _misused(tree, start, end, at):
+        edits.append((line, "variable", begin, stop, other.encode("utf-8"), f"`{name}` -> `{other}`"))
     focus_lines = [f for f in focus if start <= f <= end]
     distance = lambda line: min((abs(line - f) for f in focus_lines), default=0)  # noqa: E731
     edits.sort(key=lambda e: (distance(e[0]), ORDER.index(e[1]), e[0], e[2]))
@@ -159,6 +164,25 @@ def _edits(node, parent, data: bytes, at):
         (a0, a1), (b0, b1) = span(a), span(b)
         swapped = data[b0:b1] + data[a1:b0] + data[a0:a1]
         yield "swap", a0, b1, swapped.decode("utf-8"), f"`{text(a)}, {text(b)}` -> `{text(b)}, {text(a)}`"
+
+
+def _misused(tree, start: int, end: int, at):
+    """(line, name, begin, stop, other) for each parameter compared in its function, as each other parameter:
+    `b.end > end` where `b.end > start` was meant, the wrong one of two similar variables."""
+    for function in ast.walk(tree):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        arguments = function.args.posonlyargs + function.args.args + function.args.kwonlyargs
+        params = [a.arg for a in arguments if a.arg not in ("self", "cls")]
+        for compare in ast.walk(function):
+            if not (isinstance(compare, ast.Compare) and start <= compare.lineno <= end):
+                continue
+            for operand in (compare.left, *compare.comparators):
+                if isinstance(operand, ast.Name) and operand.id in params:
+                    begin, stop = at(operand.lineno, operand.col_offset), at(operand.lineno, operand.end_col_offset)
+                    for other in params:
+                        if other != operand.id:
+                            yield operand.lineno, operand.id, begin, stop, other
 
 
 def _is_separator(node, parent) -> bool:
@@ -489,7 +513,59 @@ def evident_fixes(source: str, start: int, end: int, failures: list[str]) -> lis
     both = [SmallFix(b.line, "strip+blank", f"{t.description}; {b.description}", b.text)
             for t in trimmed for b in skipped_blanks(t.text, start, end, failures)]
     return (both + trimmed + skipped_blanks(source, start, end, failures) + separators(source, start, end, failures)
-            + returned_none(source, start, end) + escaped_exceptions(source, start, end, failures))
+            + returned_none(source, start, end) + escaped_exceptions(source, start, end, failures)
+            + shared_class_state(source, start, end))
+
+
+MUTABLE_CALLS = {"dict", "list", "set", "defaultdict", "OrderedDict", "Counter", "deque"}
+
+
+def shared_class_state(source: str, start: int, end: int) -> list[SmallFix]:
+    """A class of lines start..end of `source` that binds a mutable value in its body (`_handlers = {}`), which
+    every instance then shares, with the value made per instance in `__init__` (added where the class has none),
+    as one whole new file text per class. Data classes are left alone: they reject such defaults themselves."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    lines = source.splitlines(keepends=True)
+    out = []
+    for cls in ast.walk(tree):
+        if not (isinstance(cls, ast.ClassDef) and start <= cls.lineno <= end and not cls.decorator_list):
+            continue
+        shared = [n for n in cls.body if isinstance(n, (ast.Assign, ast.AnnAssign)) and _mutable(n.value)
+                  and assigned_name(n) and n.lineno == n.end_lineno]
+        if not shared:
+            continue
+        indent = re.match(r"\s*", lines[shared[0].lineno - 1]).group(0)
+        init = next((n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"
+                     and n.args.args), None)
+        receiver = init.args.args[0].arg if init else "self"
+        moved = [f"{receiver}.{ast.get_source_segment(source, n).strip()}\n" for n in shared]
+        changed = list(lines)
+        if init:
+            first = init.body[0]
+            at = first.end_lineno if ast.get_docstring(init) is not None and len(init.body) > 1 else first.lineno - 1
+            inner = re.match(r"\s*", lines[init.body[-1].lineno - 1]).group(0)
+            changed[at:at] = [inner + line for line in moved]
+        else:
+            at = shared[-1].end_lineno
+            changed[at:at] = [f"{indent}def __init__(self):\n"] + [f"{indent}    {line}" for line in moved]
+        for node in sorted(shared, key=lambda n: -n.lineno):
+            del changed[node.lineno - 1]
+        names = ", ".join(f"`{assigned_name(n)}`" for n in shared)
+        out.append(SmallFix(shared[0].lineno, "state", f"line {shared[0].lineno}: {names} of class `{cls.name}` "
+                                                       "made per instance, in `__init__`", "".join(changed)))
+    return out
+
+
+def _mutable(value) -> bool:
+    if isinstance(value, (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp, ast.SetComp)):
+        return True
+    func = value.func if isinstance(value, ast.Call) else None
+    return isinstance(func, ast.Name) and func.id in MUTABLE_CALLS or isinstance(func, ast.Attribute) and \
+        func.attr in MUTABLE_CALLS
+
 
 
 # the exception a test ended with, as pytest names it: "E   decimal.InvalidOperation: [...]", "E   KeyError: 'x'"
