@@ -325,17 +325,20 @@ def _named_by(handlers: list[Suspect], tests: str) -> list[Suspect]:
     return named or handlers
 
 
-def _is_class(source: str) -> bool:
+def _class_node(source: str) -> ast.ClassDef | None:
+    """The class a definition's source defines, or None when it is not a class."""
     try:
-        return isinstance(ast.parse(textwrap.dedent(source)).body[0], ast.ClassDef)
+        node = ast.parse(textwrap.dedent(source)).body[0]
     except (SyntaxError, IndexError):
-        return False
+        return None
+    return node if isinstance(node, ast.ClassDef) else None
+
+
+def _is_class(source: str) -> bool:
+    return _class_node(source) is not None
 
 
 def _data_only(source: str) -> bool:
     """Whether a definition is a class without a function of its own."""
-    try:
-        node = ast.parse(source.strip()).body[0]  # a top-level definition: decorators at column 0
-    except (SyntaxError, IndexError):
-        return False
-    return isinstance(node, ast.ClassDef) and not any(isinstance(n, FUNCTIONS) for n in node.body)
+    node = _class_node(source)
+    return node is not None and not any(isinstance(n, FUNCTIONS) for n in node.body)

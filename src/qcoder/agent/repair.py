@@ -743,12 +743,17 @@ def _ask(suspects: list[Suspect]) -> str:
                 "```python block.")
     names = [s.name.split(".")[-1] for s in suspects if not s.missing]
     if len(names) == 1:
-        kind = "class" if first.source.lstrip().startswith("class ") else "function"
+        kind = "class" if _begins_class(first) else "function"
         return (f"Rewrite `{names[0]}` so that it does what the task asks and the test passes. Reply with the "
                 f"whole {kind} in one ```python block.")
-    kinds = "class or function" if any(s.source.lstrip().startswith("class ") for s in suspects) else "function"
+    kinds = "class or function" if any(_begins_class(s) for s in suspects) else "function"
     return (f"Change {_names(names).replace(' and ', ' or ')} (one or several of them) so that they do what the task "
             f"asks and the test passes. Reply with each {kinds} you change, whole, in one ```python block.")
+
+
+def _begins_class(suspect: Suspect) -> bool:
+    """Whether a suspect's code is an undecorated class: its reply can be begun with `class Name`."""
+    return suspect.source.lstrip().startswith("class ")
 
 
 def _names(names: list[str]) -> str:
@@ -771,7 +776,7 @@ def _reply_prefix(suspects: list[Suspect], fresh_start: bool = False) -> str:
         return "```python\n"
     if first.missing or first.source.lstrip().startswith("def "):
         return f"```python\ndef {first.name.split('.')[-1]}({_receiver(first)}"
-    if first.source.lstrip().startswith("class "):
+    if _begins_class(first):
         return f"```python\nclass {first.name}"
     return "```python\n"
 

@@ -567,7 +567,6 @@ def _mutable(value) -> bool:
         func.attr in MUTABLE_CALLS
 
 
-
 # the exception a test ended with, as pytest names it: "E   decimal.InvalidOperation: [...]", "E   KeyError: 'x'"
 RAISED = re.compile(r"^E\s+((?:[a-z_]\w*\.)*([A-Z]\w*))(?::|$)", re.M)
 NOT_ESCAPED = {"AssertionError", "Failed", "SystemExit"}  # the test's own verdicts, not the code's
