@@ -263,7 +263,7 @@ def test_candidates_from_an_endpoint_that_ignores_n_are_topped_up_with_parallel_
     assert fake.requests[0]["n"] == 3 and all("n" not in r for r in fake.requests[1:])
 
 
-def test_a_method_candidate_is_forced_to_keep_its_receiver():
+def test_a_rewrite_is_forced_to_keep_its_first_parameter():
     from qcoder.agent.localize import Suspect
     from qcoder.agent.repair import _reply_prefix
 
@@ -272,7 +272,10 @@ def test_a_method_candidate_is_forced_to_keep_its_receiver():
     plain = Suspect("calc.py", "add", 1, 2, "def add(a, b):\n    return a - b\n")
     assert _reply_prefix([method]) == "```python\ndef transfer(self"  # small models drop `self` otherwise
     assert _reply_prefix([static]) == "```python\n"  # decorated: the reply starts with the decorator
-    assert _reply_prefix([plain]) == "```python\ndef add("
+    # forced to end at `(`, the 1.5B wrote `checkout(plate, ...` for `checkout(ticket, ...` and dropped `lines`
+    assert _reply_prefix([plain]) == "```python\ndef add(a"
+    bare = Suspect("clock.py", "now", 1, 2, "def now():\n    return 0\n")
+    assert _reply_prefix([bare]) == "```python\ndef now("
     documented = Suspect("text.py", "longest", 1, 3, 'def longest(text: str):\n    """The longest word."""\n    return ""\n')
     # a fresh start rewrites the body only: the parameters and the docstring stay as they were
     assert _reply_prefix([documented], fresh_start=True) == '```python\ndef longest(text: str):\n    """The longest word."""\n'

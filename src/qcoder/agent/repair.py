@@ -775,7 +775,7 @@ def _reply_prefix(suspects: list[Suspect], fresh_start: bool = False) -> str:
     if first.missing and first.name.isupper():  # a constant
         return "```python\n"
     if first.missing or first.source.lstrip().startswith("def "):
-        return f"```python\ndef {first.name.split('.')[-1]}({_receiver(first)}"
+        return f"```python\ndef {first.name.split('.')[-1]}({_first_parameter(first)}"
     if _begins_class(first):
         return f"```python\nclass {first.name}"
     return "```python\n"
@@ -787,16 +787,20 @@ def _heal(reply: str) -> str:
     return re.sub(r"^(\s*def \w+\()\s+([^)\n]*?)\s*\)", r"\1\2)", reply, count=1, flags=re.M)
 
 
-def _receiver(suspect: Suspect) -> str:
-    """A method's first parameter (`self`, `cls`), which small models drop when they write the method alone."""
-    if suspect.missing or "." not in suspect.name:
+def _first_parameter(suspect: Suspect) -> str:
+    """The first parameter of the function being rewritten. Forced to end at `(`, the reply must start a token
+    the model would have merged with the bracket, and small models then drop or mangle that parameter: `self` of
+    a method, `ticket` -> `plate`, `emails` -> `Emails`, `matching_lines(lines, needle)` -> `(needle, ...)`."""
+    if suspect.missing:
         return ""
     try:
         node = ast.parse(textwrap.dedent(suspect.source)).body[0]
     except (SyntaxError, IndexError):
         return ""
-    is_def = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-    return node.args.args[0].arg if is_def and node.args.args else ""  # undecorated, so not a staticmethod
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return ""
+    positional = node.args.posonlyargs + node.args.args
+    return positional[0].arg if positional else ""
 
 
 def _cap(text: str, lines: int = 80) -> str:
