@@ -62,3 +62,13 @@ def configure_malloc() -> bool:
     except (OSError, AttributeError):  # musl and others: no mallopt
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def release_freed_memory() -> None:
+    """Hand the heap's free memory back to the OS now. With the trim threshold raised (configure_malloc), glibc
+    keeps what loading freed: parsing the tokenizer's 5 MB of JSON left 80 MiB resident. Elsewhere than glibc,
+    nothing is done."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

@@ -31,6 +31,7 @@ from torch import nn
 from qcoder.errors import QcoderError
 from qcoder.model import cpu_kernels
 from qcoder.model.qwen import Experts, run_grouped_experts
+from qcoder.threads import release_freed_memory
 
 MODES = ("none", "int8", "int4", "auto")
 GROUP_SIZE = 32
@@ -474,7 +475,7 @@ def load_quantized(model: nn.Module, tensors, mode: str, gguf=None, lm_head: str
             del tensor
 
     model.load_weights(stream())
-    _release_freed_memory()
+    release_freed_memory()
     for module_name, new in singles.items():
         parent, _, attr = module_name.rpartition(".")
         setattr(model.get_submodule(parent), attr, new)
@@ -504,14 +505,3 @@ def gguf_tensors(checkpoint, chunk_rows: int = 4096):
             )
         yield name, out
         del out, flat
-
-
-def _release_freed_memory() -> None:
-    """Hand the freed fp32 heap back to the OS (glibc keeps it otherwise, and RSS stays at the fp32 high-water)."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
