@@ -521,6 +521,27 @@ def test_a_class_shown_by_its_methods_alone_is_outlined_with_its_fields(tmp_path
     assert "class Order" not in repair._outlines(Lead([], {}, {}, [whole])).get("orders.py", "")
 
 
+
+def test_what_a_suspect_uses_from_another_module_is_outlined(tmp_path):
+    from qcoder.agent.localize import Lead, Suspect
+    from qcoder.agent.repair import Repair, _prompt
+
+    (tmp_path / "rates.py").write_text('def fee(minutes, hourly_rate):\n    """Price of a stay of `minutes`."""\n'
+                                       "    return minutes\n\n\ndef unused(x):\n    return x\n")
+    checkout = "def checkout(stay):\n    return fee(stay.total_seconds(), 2.5) + units.scale(1)\n"
+    (tmp_path / "tickets.py").write_text(f"import units\nfrom rates import fee, unused\n\n\n{checkout}")
+    (tmp_path / "units.py").write_text("def scale(x):\n    return x\n\n\ndef other():\n    pass\n")
+    repair = Repair(None)
+    repair._root, repair._python_files = tmp_path, ["rates.py", "tickets.py", "units.py"]
+    lead = Lead([], {}, {}, [Suspect("tickets.py", "checkout", 5, 6, checkout)])
+    outlines = repair._outlines(lead)
+    # the callee's parameter names are the clue to a unit mismatch; what the suspect does not use is left out
+    assert outlines["rates.py"] == "def fee(minutes, hourly_rate): ...  # Price of a stay of `minutes`."
+    assert outlines["units.py"] == "def scale(x): ..."
+    prompt = _prompt("Fix the fee.", lead, outlines=outlines)
+    assert "What the code below uses from rates.py (use it, do not rewrite it)" in prompt
+    assert "What else tickets.py has" in prompt
+
 TODO = """import argparse
 import json
 

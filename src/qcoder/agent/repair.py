@@ -429,7 +429,38 @@ class Repair:
         paths = dict.fromkeys(s.path for s in lead.suspects if not s.missing)
         # a class shown whole is left out, but not one shown by its methods alone: its fields are what they use
         skip = {s.name.split(".")[0] for s in lead.suspects if "." not in s.name or s.missing}
-        return {path: outline for path in paths if (outline := _outline(self._read(path) or "", skip))}
+        outlines = {path: outline for path in paths if (outline := _outline(self._read(path) or "", skip))}
+        return {**outlines, **self._imported(lead, skip)}
+
+    def _imported(self, lead: Lead, skip: set[str]) -> dict[str, str]:
+        """path -> the outline of what the suspects use from that workspace module: the parameter names of a
+        callee in another file are often the fix (`fee(minutes, hourly_rate)`, called with seconds)."""
+        used = set(re.findall(r"\b[A-Za-z_]\w*\b", "\n".join(s.source for s in lead.suspects if not s.missing)))
+        shown = {s.path for s in lead.suspects if not s.missing}
+        names: dict[str, set[str]] = {}
+        for path in shown:
+            try:
+                tree = ast.parse(self._read(path) or "")
+            except (SyntaxError, ValueError):
+                continue
+            for node in tree.body:
+                if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    home = _module_file(node.module, self._python_files)
+                    found = {a.name for a in node.names if (a.asname or a.name) in used}
+                elif isinstance(node, ast.Import):  # `import rates` ... `rates.fee(...)`
+                    home = None
+                    for alias in node.names:
+                        if (home := _module_file(alias.name, self._python_files)):
+                            bound = alias.asname or alias.name
+                            source = "\n".join(s.source for s in lead.suspects)
+                            found = set(re.findall(rf"\b{re.escape(bound)}\.(\w+)", source))
+                            break
+                else:
+                    continue
+                if home and home not in shown and found - skip:
+                    names.setdefault(home, set()).update(found - skip)
+        return {path: outline for path, wanted in names.items()
+                if (outline := _outline(self._read(path) or "", skip, only=wanted))}
 
     def _constants(self, lead: Lead) -> dict[str, str]:
         """suspect name -> the short module-level values it reads (each shown once, with its first reader), as
@@ -549,8 +580,10 @@ def _prompt(task: str, lead: Lead, fresh_start: bool = False, outlines: dict[str
     parts = []
     for test in lead.tests[:3]:
         parts += _failing_test(test, lead.test_sources.get(test, ""), lead.errors.get(test, ""))
+    shown = {s.path for s in lead.suspects}
     for path, outline in (outlines or {}).items():  # so that a rewrite uses what exists instead of guessing it
-        parts.append(f"What else {path} has (use it, do not rewrite it):\n```python\n{outline}\n```")
+        what = f"What else {path} has" if path in shown else f"What the code below uses from {path}"
+        parts.append(f"{what} (use it, do not rewrite it):\n```python\n{outline}\n```")
     for suspect in lead.suspects:
         if suspect.missing:
             owner = f"class `{suspect.name.split('.')[0]}`" if "." in suspect.name else suspect.path
@@ -654,18 +687,20 @@ def _refine_prompt(task: str, lead: Lead, near: Candidate, test_source, reached:
     return "\n\n".join(parts)
 
 
-def _outline(text: str, skip: set[str], most: int = 12) -> str:
+def _outline(text: str, skip: set[str], most: int = 12, only: set[str] | None = None) -> str:
     """A module's imports and its top-level definitions other than `skip`, in brief: functions as their signature
-    and the first line of their docstring, classes as their bases and constructor (or their fields)."""
+    and the first line of their docstring, classes as their bases and constructor (or their fields). With `only`:
+    just those definitions, without the imports."""
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError):
         return ""
     # the imports, so that a rewrite uses them as they are (`from datetime import datetime`: not `datetime.datetime`)
     imports = [ast.unparse(node) for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    imports = imports if only is None else []
     out = []
     for node in tree.body:
-        if getattr(node, "name", None) in skip:
+        if getattr(node, "name", None) in skip or (only is not None and getattr(node, "name", None) not in only):
             continue
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             doc = (ast.get_docstring(node) or "").strip().splitlines()
@@ -679,6 +714,12 @@ def _outline(text: str, skip: set[str], most: int = 12) -> str:
             out.append("\n".join([*decorators, f"class {node.name}({bases}):" if bases else f"class {node.name}:",
                                    *(body or ["    ..."])]))
     return "\n".join([*imports, *([""] if imports and out else []), *out[:most]])
+
+
+def _module_file(module: str, files: list[str]) -> str | None:
+    """The workspace file of an absolute import (`rates`, `app.rates`), if the workspace has it."""
+    stem = module.replace(".", "/")
+    return next((f for f in (f"{stem}.py", f"src/{stem}.py") if f in files), None)
 
 
 def _syntax_error(code: str) -> str:
