@@ -435,8 +435,9 @@ class Repair:
     def _imported(self, lead: Lead, skip: set[str]) -> dict[str, str]:
         """path -> the outline of what the suspects use from that workspace module: the parameter names of a
         callee in another file are often the fix (`fee(minutes, hourly_rate)`, called with seconds)."""
-        used = set(re.findall(r"\b[A-Za-z_]\w*\b", "\n".join(s.source for s in lead.suspects if not s.missing)))
-        shown = {s.path for s in lead.suspects if not s.missing}
+        code = "\n".join(s.source for s in lead.suspects if not s.missing)
+        used = set(re.findall(r"\b[A-Za-z_]\w*\b", code))
+        shown = dict.fromkeys(s.path for s in lead.suspects if not s.missing)  # in order: the prompt is stable
         names: dict[str, set[str]] = {}
         for path in shown:
             try:
@@ -451,9 +452,7 @@ class Repair:
                     home = None
                     for alias in node.names:
                         if (home := _module_file(alias.name, self._python_files)):
-                            bound = alias.asname or alias.name
-                            source = "\n".join(s.source for s in lead.suspects)
-                            found = set(re.findall(rf"\b{re.escape(bound)}\.(\w+)", source))
+                            found = set(re.findall(rf"\b{re.escape(alias.asname or alias.name)}\.(\w+)", code))
                             break
                 else:
                     continue
