@@ -96,6 +96,7 @@ TEXT_CALLS = {
     "prose-and-fences": 'First I read the file.\n\n```json\n{"name": "read_file", "arguments": {"path": "textstats.py"}}'
                         '\n```\n\nThen I run the tests:\n\n```json\n{"name": "test"}\n```\n\nIf they fail, I fix them.',
     "call-then-prose": '{"name": "read_file", "arguments": {"path": "textstats.py"}}\n\nThis reads the file.',
+    "tag-remnant": '>{"name": "read_file", "arguments": {"path": "textstats.py"}}',
     "bare-function": "<function=read_file>\n<parameter=path>\ntextstats.py\n</parameter>\n</function>",
 }
 

@@ -523,6 +523,7 @@ def repair_call(content: str, tools: list | None) -> list[ToolCall]:
     call, so that whoever runs it can say precisely what is wrong."""
     names = tool_functions(tools)
     text = content.strip().removeprefix("```json").removeprefix("```").removesuffix("```").strip()
+    text = re.sub(r"^[^\w{]{1,8}(?=\{)", "", text)  # `>{"name": ...`: the 0.5B's tail of a tag it half wrote
     candidates = []
     if text.startswith("{"):
         candidates = [text, text.split("\n{", 1)[0]] if "\n{" in text else [text]
