@@ -359,6 +359,10 @@ def test_a_missing_capitalised_name_is_begun_as_a_class():
     missing = lambda name: [Suspect("money.py", name, 0, 0, "", missing=True)]  # noqa: E731
     assert _reply_prefix(missing("CurrencyMismatch")) == "```python\nclass CurrencyMismatch"
     assert _reply_prefix(missing("to_cents")) == "```python\ndef to_cents("
+    # a signature the task spells out is the new function's (ended at `(`, the 1.5B wrote `distance_km(geo, a, b)`)
+    task = "Replace geo.haversine(lat1, lon1) with geo.distance_km(a, b) so that to_cents(5400) ..."
+    assert _reply_prefix(missing("distance_km"), task=task) == "```python\ndef distance_km(a, b):\n"
+    assert _reply_prefix(missing("to_cents"), task=task) == "```python\ndef to_cents("  # a call, not parameters
     assert _reply_prefix(missing("MAX_RETRIES")) == "```python\n"  # a constant: neither
 
 

@@ -271,7 +271,7 @@ class Repair:
         distinct = len({c.code for c in tried if c.status != "duplicate"})
         hotter = refine is not None or (tried and distinct <= 2)
         temperature = max(self.settings.temperature, 1.0) if hotter else self.settings.temperature
-        prefix = _reply_prefix(lead.suspects, fresh_start and not refine)
+        prefix = _reply_prefix(lead.suspects, fresh_start and not refine, task)
         replies = agent.client.sample(messages, self.settings.candidates, prefix=prefix, temperature=temperature,
                                       top_p=self.settings.top_p, max_tokens=limit, stop=["\n```\n"])
         for reply in replies:
@@ -801,13 +801,16 @@ def _names(names: list[str]) -> str:
     return ", ".join(quoted[:-1]) + " and " + quoted[-1] if len(quoted) > 1 else quoted[0]
 
 
-def _reply_prefix(suspects: list[Suspect], fresh_start: bool = False) -> str:
+def _reply_prefix(suspects: list[Suspect], fresh_start: bool = False, task: str = "") -> str:
     """How a candidate must begin: the fence and the first suspect's `def` line, where that is certain. A fresh
     start keeps the signature and docstring it was shown (only the body is rewritten): written from scratch, small
-    models rename parameters and restate the docstring, changing an API the tests may not cover."""
+    models rename parameters and restate the docstring, changing an API the tests may not cover. A new function
+    whose signature the task spells out (`add blend(color_a, color_b, t=0.5)`) begins with it."""
     first = suspects[0]
     if fresh_start and not first.missing and (skeleton := _skeleton(first.source)):
         return f"```python\n{skeleton}\n"
+    if first.missing and "." not in first.name and (params := _signature_in(task, first.name)) is not None:
+        return f"```python\ndef {first.name}({params}):\n"
     if first.missing and "." in first.name:
         return f"```python\nclass {first.name.split('.')[0]}"
     if first.missing and first.name[:1].isupper() and not first.name.isupper():  # CapWords: a class, by PEP 8
@@ -819,6 +822,18 @@ def _reply_prefix(suspects: list[Suspect], fresh_start: bool = False) -> str:
     if _begins_class(first):
         return f"```python\nclass {first.name}"
     return "```python\n"
+
+
+def _signature_in(task: str, name: str) -> str | None:
+    """The parameters the task gives `name`, as in `distance_km(a, b)`; None where it gives none that parse as
+    parameters (`format_duration(5400)` is a call, not a signature)."""
+    for match in re.finditer(rf"\b{re.escape(name)}\(([^()]*)\)", task):
+        try:
+            ast.parse(f"def f({match.group(1)}): pass")
+        except SyntaxError:
+            continue
+        return match.group(1).strip()
+    return None
 
 
 def _heal(reply: str) -> str:
