@@ -303,9 +303,8 @@ def _called(defs: Definitions, test: str) -> list[Suspect]:
 
 def _dispatched(defs: Definitions, suspect: Suspect) -> list[Suspect]:
     """The top-level functions of the suspect's module that it names without calling them."""
-    try:
-        node = ast.parse(textwrap.dedent(suspect.source)).body[0]
-    except (SyntaxError, IndexError):
+    node = definition_node(suspect.source)
+    if node is None:
         return []
     called = {id(n.func) for n in ast.walk(node) if isinstance(n, ast.Call)}
     named = [n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
@@ -325,12 +324,17 @@ def _named_by(handlers: list[Suspect], tests: str) -> list[Suspect]:
     return named or handlers
 
 
-def _class_node(source: str) -> ast.ClassDef | None:
-    """The class a definition's source defines, or None when it is not a class."""
+def definition_node(source: str) -> ast.stmt | None:
+    """The parsed definition of a suspect's source (a method's too, dedented), or None when it does not parse."""
     try:
-        node = ast.parse(textwrap.dedent(source)).body[0]
+        return ast.parse(textwrap.dedent(source)).body[0]
     except (SyntaxError, IndexError):
         return None
+
+
+def _class_node(source: str) -> ast.ClassDef | None:
+    """The class a definition's source defines, or None when it is not a class."""
+    node = definition_node(source)
     return node if isinstance(node, ast.ClassDef) else None
 
 

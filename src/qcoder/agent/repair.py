@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from qcoder.agent.fenced_edits import FENCE, assigned_name, proposed_files
-from qcoder.agent.localize import Lead, Suspect, frame_lines, localize, span, test_source
+from qcoder.agent.localize import Lead, Suspect, definition_node, frame_lines, localize, span, test_source
 from qcoder.agent.loop import Submitted
 from qcoder.agent.small_fixes import UNRECOGNIZED, evident_fixes, missing_options, renames, small_fixes
 from qcoder.agent.testing import SUITE, Tester, TestReport, is_test_file
@@ -731,14 +731,10 @@ def _syntax_error(code: str) -> str:
 
 def _skeleton(source: str, max_lines: int = 30) -> str | None:
     """A short function's signature and docstring with the body left out; None for anything else."""
-    text = textwrap.dedent(source)
-    try:
-        node = ast.parse(text).body[0]
-    except (SyntaxError, IndexError):
+    node, lines = definition_node(source), textwrap.dedent(source).splitlines()
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or len(lines) > max_lines:
         return None
-    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or len(text.splitlines()) > max_lines:
-        return None
-    lines, first = text.splitlines(), node.body[0]
+    first = node.body[0]
     keep = first.end_lineno if ast.get_docstring(node) is not None else first.lineno - 1
     return "\n".join(lines[:keep])
 
@@ -846,12 +842,7 @@ def _first_parameter(suspect: Suspect) -> str:
     """The first parameter of the function being rewritten. Forced to end at `(`, the reply must start a token
     the model would have merged with the bracket, and small models then drop or mangle that parameter: `self` of
     a method, `ticket` -> `plate`, `emails` -> `Emails`, `matching_lines(lines, needle)` -> `(needle, ...)`."""
-    if suspect.missing:
-        return ""
-    try:
-        node = ast.parse(textwrap.dedent(suspect.source)).body[0]
-    except (SyntaxError, IndexError):
-        return ""
+    node = None if suspect.missing else definition_node(suspect.source)
     if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
         return ""
     positional = node.args.posonlyargs + node.args.args
