@@ -94,6 +94,9 @@ def test_repair_rejects_test_edits_and_breakage_and_keeps_the_smallest_passing_d
     assert got[3]["status"] == "untested" and got[4]["status"] == "passed" and got[4]["code"].endswith("a + b")
     done = [e for e in events(proc) if e["type"] == "repair" and e["phase"] == "done"]
     assert done == [{"type": "repair", "phase": "done", "fixed": True, "chosen": 4, "files": ["calc.py"], "tried": 4}]
+    (round_,) = [e for e in events(proc) if e["type"] == "repair" and e["phase"] == "round"]
+    assert round_["candidates"] == 4 and round_["refine"] is None
+    assert round_["sampling_s"] >= 0 and round_["testing_s"] > 0  # two candidates ran the tests
     final = events(proc)[-1]
     assert final["status"] == "success" and final["test_result"]["passed"] is True
     assert "+    return a + b" in final["final_message"]

@@ -62,7 +62,12 @@ def test_line(data: dict) -> str:
 def repair_line(data: dict) -> str:
     if data.get("phase") == "small_fixes":
         found = f": {data['fix']} passes" if data.get("fixed") else ", none passed"
-        return f"repair: tried {data['tried']} one-token fixes{found}"
+        took = f" in {data['seconds']:.0f} s" if "seconds" in data else ""
+        return f"repair: tried {data['tried']} one-token fixes{took}{found}"
+    if data.get("phase") == "round":
+        what = f"a correction of candidate {data['refine']}" if data.get("refine") else "rewrites"
+        return (f"repair: {data['candidates']} {what} sampled in {data['sampling_s']:.0f} s, "
+                f"tested in {data['testing_s']:.0f} s")
     if data.get("phase") == "start":
         return (f"repair: {len(data['tests'])} failing test(s) point at {', '.join(data['suspects'])}; "
                 f"one-token fixes first, then {data['candidates']} rewrites")

@@ -205,7 +205,8 @@ class Repair:
             return None, None
         # A one-token change easily makes a loop endless: a shorter limit than a rewrite gets.
         timeout = min(self.tester.timeout, max(10.0, 5 * baseline.elapsed_s))
-        deadline = time.monotonic() + self.settings.small_fix_seconds / (3 if base else 1)
+        began = time.monotonic()
+        deadline = began + self.settings.small_fix_seconds / (3 if base else 1)
         workers, tried, winner, partial = 2, 0, None, None
         with ThreadPoolExecutor(workers) as pool:
             for at in range(0, len(fixes), workers):
@@ -233,7 +234,8 @@ class Repair:
                     break
         self._small_tried += tried
         agent.emit("repair", phase="small_fixes", tried=tried, of=len(fixes), fixed=winner is not None,
-                   fix=winner.code if winner else None, candidate=base.index if base else None)
+                   fix=winner.code if winner else None, candidate=base.index if base else None,
+                   seconds=round(time.monotonic() - began, 1))
         if winner:
             self._count(winner)
         return winner, partial
@@ -272,6 +274,7 @@ class Repair:
         hotter = refine is not None or (tried and distinct <= 2)
         temperature = max(self.settings.temperature, 1.0) if hotter else self.settings.temperature
         prefix = _reply_prefix(lead.suspects, fresh_start and not refine, task)
+        sampling_started = time.monotonic()
         replies = agent.client.sample(messages, self.settings.candidates, prefix=prefix, temperature=temperature,
                                       top_p=self.settings.top_p, max_tokens=limit, stop=["\n```\n"])
         for reply in replies:
@@ -285,6 +288,7 @@ class Repair:
                                         tried + fresh, base=refine or base, homes=homes)
             fresh.append(candidate)
         tried += fresh
+        testing_started = time.monotonic()
         timeout = min(self.tester.timeout, max(30.0, 10 * baseline.elapsed_s))
         winner = self._test(fresh, baseline, targets, timeout)
         if winner is None:
@@ -295,6 +299,10 @@ class Repair:
             self._test(parts, baseline, targets, timeout)
         for candidate in fresh:
             agent.emit("candidate", **candidate.event())
+        # where a round's time goes: the batch's decoding, or the candidates' test runs
+        agent.emit("repair", phase="round", refine=refine.index if refine else None, candidates=len(replies),
+                   sampling_s=round(testing_started - sampling_started, 1),
+                   testing_s=round(time.monotonic() - testing_started, 1))
         return fresh
 
     def _test(self, candidates, baseline, targets, timeout) -> Candidate | None:
