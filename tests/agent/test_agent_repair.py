@@ -643,6 +643,21 @@ def test_missing_options_are_declared_on_each_parser_as_a_switch_or_with_a_value
     assert added(["E   AssertionError"], [test]) == []  # no exit from argparse: no option to add
 
 
+def test_a_subcommand_parser_kept_in_no_variable_gets_one_and_a_repeated_option_appends():
+    from qcoder.agent.small_fixes import missing_options
+
+    source = TODO.replace(
+        "    listing.set_defaults", '    commands.add_parser("show-all", help="everything")\n    listing.set_defaults')
+    said = ["E   SystemExit: 2\ntodo: error: unrecognized arguments: --tag home --tag work"]
+    fixes = {f.description: f.text for f in missing_options(source, 11, 19, said, [])}
+    assert list(fixes) == ["added `--tag` to `show_all_parser`", "added `--tag` to `listing`",
+                           "added `--tag` to `parser`"]
+    assert ('    show_all_parser = commands.add_parser("show-all", help="everything")\n'
+            '    show_all_parser.add_argument("--tag", action="append", default=[])\n') in fixes[
+        "added `--tag` to `show_all_parser`"]
+    compile(fixes["added `--tag` to `show_all_parser`"], "todo.py", "exec")
+
+
 def test_a_new_function_one_token_from_passing_is_finished_by_the_search(workspace, home):
     (workspace / "words.py").write_text('"""Words."""\n\n\ndef split_words(text):\n    return text.split()\n')
     (workspace / "test_words.py").write_text(

@@ -302,6 +302,7 @@ def renamed(text: str, old: str, new: str, strings: bool = False) -> str:
 UNRECOGNIZED = re.compile(r"error: unrecognized arguments: (.+)|^E\s+SystemExit: 2$", re.M)
 OPTION = re.compile(r"--[A-Za-z][\w-]*")
 SWITCH, VALUE, NUMBER = ', action="store_true"', "", ", type=int"
+REPEATED = ', action="append", default=[]'  # an option a test passes more than once (`--tag a --tag b`)
 
 
 def missing_options(source: str, start: int, end: int, failures: list[str], tests: list[str]) -> list[SmallFix]:
@@ -319,6 +320,8 @@ def missing_options(source: str, start: int, end: int, failures: list[str], test
                 if OPTION.fullmatch(name):
                     value = value or (words[at + 1] if at + 1 < len(words) and not words[at + 1].startswith("-")
                                       else None)
+                    if sum(w.partition("=")[0] == name for w in words) > 1:
+                        options[name] = [REPEATED]
                     options.setdefault(name, [_declared(value)])
     if not options and any(UNRECOGNIZED.search(f) for f in failures):
         for test in tests:
@@ -330,6 +333,7 @@ def missing_options(source: str, start: int, end: int, failures: list[str], test
     except SyntaxError:
         return []
     last: dict[str, ast.stmt] = {}  # parser variable -> the statement after which an option goes
+    unbound: dict[str, ast.stmt] = {}  # `sub.add_parser("list")` kept in no variable: the name it gets
     for node in ast.walk(tree):
         if not isinstance(node, (ast.Expr, ast.Assign)) or not start <= node.lineno <= end:
             continue
@@ -339,6 +343,11 @@ def missing_options(source: str, start: int, end: int, failures: list[str], test
         name = call.func.attr if isinstance(call.func, ast.Attribute) else call.func.id
         if isinstance(node, ast.Expr) and name == "add_argument" and isinstance(call.func.value, ast.Name):
             last[call.func.value.id] = node
+        elif (isinstance(node, ast.Expr) and name == "add_parser" and call.args
+              and isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str)):
+            variable = re.sub(r"\W", "_", call.args[0].value) + "_parser"
+            if variable.isidentifier() and not re.search(rf"\b{variable}\b", source):
+                unbound[variable] = node
         elif (isinstance(node, ast.Assign) and name in ("ArgumentParser", "add_parser")
               and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
             last.setdefault(node.targets[0].id, node)
@@ -346,10 +355,14 @@ def missing_options(source: str, start: int, end: int, failures: list[str], test
     out = []
     for option, ways in options.items():
         for how in ways:
-            for parser, after in sorted(last.items(), key=lambda item: -item[1].lineno):  # innermost parser first
+            parsers = sorted({**last, **unbound}.items(), key=lambda item: -item[1].lineno)  # innermost first
+            for parser, after in parsers:
                 indent = re.match(r"\s*", lines[after.lineno - 1]).group(0)
                 line = f'{indent}{parser}.add_argument("{option}"{how})\n'
-                text = "".join(lines[:after.end_lineno] + [line] + lines[after.end_lineno:])
+                head = lines[:after.end_lineno]
+                if parser in unbound:  # the subcommand's parser is kept in a variable to take the option
+                    head[after.lineno - 1] = f"{indent}{parser} = {head[after.lineno - 1][len(indent):]}"
+                text = "".join(head + [line] + lines[after.end_lineno:])
                 out.append(SmallFix(after.end_lineno + 1, "option", f"added `{option}` to `{parser}`", text))
     return out
 
