@@ -713,3 +713,49 @@ def test_the_function_called_on_the_line_that_failed_inside_a_library_is_a_suspe
     own = failure.replace("/usr/lib/python3.11/argparse.py:1872: in parse_args\n    self.error(msg % ' '.join(argv))\n", "")
     lead = localize(TestReport("pytest", 1, "", {test: "failed"}, {test: own}), tmp_path, ["cli.py", "test_cli.py"], [test])
     assert [s.name for s in lead.suspects] == ["main"]
+
+
+def test_a_signature_change_the_model_began_is_finished_in_every_caller(workspace, home):
+    # The model writes the new function and leaves the old one and its callers (one in another file) alone
+    (workspace / "geometry.py").write_text(
+        "class Rect:\n    def __init__(self, w, h):\n        self.w, self.h = w, h\n\n\n"
+        "def area(w, h):\n    \"\"\"w times h.\"\"\"\n    return w * h\n\n\n"
+        "def doubled(r):\n    return 2 * area(r.w, r.h)\n")
+    (workspace / "rooms.py").write_text(
+        "from geometry import Rect, area\n\n\ndef floor(rooms):\n    return sum(area(r.w, r.h) for r in rooms)\n")
+    (workspace / "test_geometry.py").write_text(
+        "import geometry\nimport rooms\n\n\ndef test_surface():\n    assert geometry.surface(geometry.Rect(2, 3)) == 6\n\n\n"
+        "def test_old_name_is_gone():\n    assert not hasattr(geometry, 'area')\n\n\n"
+        "def test_floor():\n    assert rooms.floor([geometry.Rect(1, 2), geometry.Rect(2, 2)]) == 6\n")
+    (workspace / ".qcoder").mkdir()
+    (workspace / ".qcoder" / "settings.toml").write_text("[repair]\ncandidates = 1\nrounds = 1\n")
+    fake = FakeModel([{"choices": [fence('def surface(rect):\n    """The rectangle\'s area."""\n'
+                                         "    return rect.w * rect.h")]}])
+    proc = headless(workspace, fake, home, "Replace area(w, h) with surface(rect), which takes a Rect")
+    assert proc.returncode == 0, proc.stderr
+    geometry = (workspace / "geometry.py").read_text()
+    assert "def area" not in geometry and "return 2 * surface(r)" in geometry and "def surface(rect):" in geometry
+    assert (workspace / "rooms.py").read_text() == (
+        "from geometry import Rect, surface\n\n\ndef floor(rooms):\n    return sum(surface(r) for r in rooms)\n")
+    got = {e["index"]: e for e in events(proc) if e["type"] == "candidate"}
+    assert got[1]["status"] == "failed" and "test_old_name_is_gone" in got[1]["reason"]
+    assert got[2]["status"] == "passed" and got[2]["files"] == ["geometry.py", "rooms.py"]
+    assert len(fake.requests) == 1
+
+
+def test_a_signature_change_is_left_undone_where_a_call_does_not_map():
+    from qcoder.agent.signature_change import finish_signature_change
+
+    home = ("def dist(x1, y1, x2, y2):\n    return abs(x2 - x1) + abs(y2 - y1)\n\n\n"
+            "def manhattan(a, b):\n    return abs(b[0] - a[0]) + abs(b[1] - a[1])\n")
+    mapped = finish_signature_change({"m.py": home, "use.py": "from m import dist\nd = dist(p[0], p[1], q[0], q[1])\n"},
+                                     "m.py", "dist", "manhattan")
+    assert mapped == {"m.py": home[home.index("def manhattan"):],
+                      "use.py": "from m import manhattan\nd = manhattan(p, q)\n"}
+    # plain coordinates fit no template; the function passed as a value is not a call
+    for use in ("d = dist(x, y, 0, 0)\n", "f = dist\n", "d = dist(*pts)\n"):
+        assert finish_signature_change({"m.py": home, "use.py": "from m import dist\n" + use}, "m.py", "dist",
+                                       "manhattan") is None
+    # bodies that differ in more than the parameters: no mapping at all
+    other = home.replace("abs(b[1] - a[1])", "abs(b[1] - a[0])")
+    assert finish_signature_change({"m.py": other}, "m.py", "dist", "manhattan") is None

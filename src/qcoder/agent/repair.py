@@ -28,6 +28,7 @@ from pathlib import Path
 from qcoder.agent.fenced_edits import FENCE, assigned_name, proposed_files
 from qcoder.agent.localize import Lead, Suspect, definition_node, frame_lines, localize, span, test_source
 from qcoder.agent.loop import Submitted
+from qcoder.agent.signature_change import finish_signature_change
 from qcoder.agent.small_fixes import UNRECOGNIZED, evident_fixes, missing_options, renames, small_fixes
 from qcoder.agent.testing import SUITE, Tester, TestReport, is_test_file
 from qcoder.agent.tools.base import Tool
@@ -296,8 +297,10 @@ class Repair:
         timeout = min(self.tester.timeout, max(30.0, 10 * baseline.elapsed_s))
         winner = self._test(fresh, baseline, targets, timeout)
         if winner is None:
-            # A reply that fixed the bug in one file and broke another (or edited a test) has a passing part
+            # A reply that fixed the bug in one file and broke another (or edited a test) has a passing part; one
+            # that wrote the new function of a signature change may need the old one's callers moved over to it
             parts = self._parts(fresh, tried)
+            parts += self._signature_changes(fresh, tried + parts, lead, task)
             tried += parts
             fresh += parts
             self._test(parts, baseline, targets, timeout)
@@ -340,6 +343,34 @@ class Repair:
                     self._count(part)
                     parts.append(part)
         return parts
+
+    def _signature_changes(self, fresh: list[Candidate], earlier: list[Candidate], lead: Lead, task: str,
+                           most: int = 3) -> list[Candidate]:
+        """Failed candidates that define a missing function beside one the task names (`rename duration(start,
+        end) to shift_hours(shift)`), with every call of the named one made a call of the new one and the named
+        one removed (signature_change.py)."""
+        homes = {s.name: s.path for s in lead.suspects if s.missing and "." not in s.name}
+        named = set(re.findall(r"\w+", task))
+        out = []
+        for candidate in fresh:
+            for new, home in homes.items() if candidate.status == "failed" else ():
+                try:
+                    tree = ast.parse(candidate.files.get(home, ""))
+                except SyntaxError:
+                    continue
+                olds = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                        and n.name in named and n.name != new]
+                sources = {p: t for p in self._python_files
+                           if (t := candidate.files.get(p) or self._read(p)) is not None}
+                for old in olds:
+                    changed = finish_signature_change(sources, home, old, new)
+                    files = {**candidate.files, **(changed or {})}
+                    if changed and len(out) < most and not any(c.files == files for c in earlier + out):
+                        out.append(Candidate(len(earlier) + len(out) + 1, files, candidate.code,
+                                             reason=f"candidate {candidate.index} with `{old}`'s calls made "
+                                                    f"calls of `{new}`"))
+                        self._count(out[-1])
+        return out
 
     def _candidate(self, index, reply, files, default, earlier, base: Candidate | None = None,
                    homes: dict[str, str] | None = None) -> Candidate:
