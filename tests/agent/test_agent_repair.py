@@ -657,6 +657,12 @@ def test_a_subcommand_parser_kept_in_no_variable_gets_one_and_a_repeated_option_
             '    show_all_parser.add_argument("--tag", action="append", default=[])\n') in fixes[
         "added `--tag` to `show_all_parser`"]
     compile(fixes["added `--tag` to `show_all_parser`"], "todo.py", "exec")
+    # stderr captured by the test (capsys): the option comes from a helper's arguments, though another
+    # subcommand's parser declares it (`add --all` here)
+    test = "def test_it(capsys):\n    run(capsys, 'show-all', '--all', 'x', '--all', 'y')\n"
+    fixes = {f.description: f.text for f in missing_options(source, 11, 19, ["E   SystemExit: 2"], [test])}
+    assert '    show_all_parser.add_argument("--all", action="append", default=[])\n' in fixes[
+        "added `--all` to `show_all_parser`"]
 
 
 def test_a_new_function_one_token_from_passing_is_finished_by_the_search(workspace, home):

@@ -324,10 +324,11 @@ def missing_options(source: str, start: int, end: int, failures: list[str], test
                         options[name] = [REPEATED]
                     options.setdefault(name, [_declared(value)])
     if not options and any(UNRECOGNIZED.search(f) for f in failures):
-        for test in tests:
-            for name, after in _arguments(test):
-                if f'"{name}"' not in source and f"'{name}'" not in source:
-                    options.setdefault(name, after)
+        passed: dict[str, list[str]] = {}
+        for name, ways in (found for test in tests for found in _arguments(test)):
+            passed[name] = ways if ways == [REPEATED] else passed.get(name, ways)  # the first, unless repeated
+        # those the source never mentions; else those it declares, maybe on another subcommand (`add --tag`)
+        options = {n: w for n, w in passed.items() if f'"{n}"' not in source and f"'{n}'" not in source} or passed
     try:
         tree = ast.parse(source)
     except SyntaxError:
@@ -377,9 +378,9 @@ def _arguments(test: str) -> list[tuple[str, list[str]]]:
         return []
     found = []
     for node in ast.walk(tree):
-        if not isinstance(node, (ast.List, ast.Tuple)):
+        if not isinstance(node, (ast.List, ast.Tuple, ast.Call)):
             continue
-        items = node.elts
+        items = node.args if isinstance(node, ast.Call) else node.elts  # `run(capsys, "list", "--tag", "x")` too
         for at, item in enumerate(items):
             if not (isinstance(item, ast.Constant) and isinstance(item.value, str)):
                 continue
@@ -387,7 +388,9 @@ def _arguments(test: str) -> list[tuple[str, list[str]]]:
             if not OPTION.fullmatch(name):
                 continue
             after = items[at + 1] if at + 1 < len(items) else None
-            if value:
+            if sum(isinstance(i, ast.Constant) and i.value == name for i in items) > 1:
+                ways = [REPEATED]
+            elif value:
                 ways = [_declared(value)]
             elif after is None or isinstance(after, ast.Constant) and str(after.value).startswith("-"):
                 ways = [SWITCH]
