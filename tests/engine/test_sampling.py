@@ -110,6 +110,28 @@ def test_top_k_top_p_min_p_cut_the_support():
     assert sample_support(PROBS, top_k=3, top_p=0.9, min_p=0.4) == {0, 1}
 
 
+def test_top_p_alone_takes_its_nucleus_from_likely_tokens_exactly_as_a_sort_of_the_vocabulary(monkeypatch):
+    from qcoder.engine import sampling
+
+    torch.manual_seed(4)
+    logits = torch.randn(3, 5000)
+    logits[:, :40] += torch.linspace(14, 8, 40)  # a head of likely tokens and a long tail, as a code model's are
+    assert sampling._nucleus_candidates(logits, [0.95, 0.8, 0.99])[0].shape == (3, 40)  # the quick way here
+    rows = [row(top_p=0.95, seed=1), row(top_p=0.8, seed=2, temperature=0.7), row(top_p=0.99, seed=3)]
+    quick = Sampler().distributions(logits, rows)
+    def seeded_draws():
+        return [Sampler()(logits[i : i + 1], [row(top_p=r.params.top_p, temperature=r.params.temperature,
+                                                   seed=i)])[0][0] for i, r in enumerate(rows)]
+
+    quick_tokens = seeded_draws()
+    monkeypatch.setattr(sampling, "NUCLEUS_FLOOR", 1.0)  # no token above it: the whole vocabulary is sorted
+    full = Sampler().distributions(logits, rows)
+    assert torch.allclose(quick, full, atol=1e-6) and (full > 0).sum(dim=-1).tolist() == (quick > 0).sum(dim=-1).tolist()
+    assert 1 < (full > 0).sum(dim=-1).min() and (full > 0).sum(dim=-1).max() < 40  # nuclei of several tokens
+    # the same seeded draws: the exponential race reads the same first numbers of a row's generator
+    assert quick_tokens == seeded_draws()
+
+
 def test_sampling_frequencies_follow_the_renormalised_distribution():
     n = 8000
     torch.manual_seed(1)

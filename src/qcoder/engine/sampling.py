@@ -173,7 +173,7 @@ class Sampler:
         for group in self._random_groups(rows, logits.shape[1]):
             group_probs, ids = _filtered_probs(logits[group], [rows[i] for i in group])
             group_probs = group_probs / group_probs.sum(dim=-1, keepdim=True)  # min_p leaves them unnormalised
-            probs[group] = group_probs if ids is None else probs[group].scatter(1, ids, group_probs)
+            probs[group] = group_probs if ids is None else probs[group].scatter_add(1, ids, group_probs)  # padding adds 0
         return probs
 
     def process(self, logits: torch.Tensor, rows: list[SampleRow]) -> torch.Tensor:
@@ -259,6 +259,33 @@ def _top_k(rows: list[SampleRow], vocab: int) -> list[int]:
     return [r.params.top_k if 0 < r.params.top_k < vocab else vocab for r in rows]
 
 
+# top_p without top_k: the tokens above this probability are the nucleus candidates where they hold top_p of the
+# mass (at most 1/NUCLEUS_FLOOR of them); sorting the whole vocabulary instead took longer than a 6-row decode's
+# sampling needs (150K entries per row, every step).
+NUCLEUS_FLOOR = 1e-4
+
+
+def _nucleus_candidates(logits: torch.Tensor, top_p: list[float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(logits, ids, probabilities) of the columns every row's nucleus lies in, sorted by logit: the tokens above
+    NUCLEUS_FLOOR when they hold each row's top_p of the mass (the nucleus is then among them, exactly), padded with
+    -inf; else the whole vocabulary sorted, without probabilities (the softmax over it gives them)."""
+    probs = logits.softmax(dim=-1)
+    above = probs > NUCLEUS_FLOOR
+    held = probs.masked_fill(~above, 0.0).sum(dim=-1)
+    if not all(h >= p for h, p in zip(held.tolist(), top_p, strict=True)):  # top_p 1.0 rows need every token
+        values, ids = logits.sort(dim=-1, descending=True)
+        return values, ids, None
+    columns = [row.nonzero().squeeze(1) for row in above]
+    width = max(len(c) for c in columns)
+    values = logits.new_full((logits.shape[0], width), float("-inf"))
+    column_probs = logits.new_zeros((logits.shape[0], width))
+    ids = torch.zeros((logits.shape[0], width), dtype=torch.long, device=logits.device)
+    for i, c in enumerate(columns):
+        kept, order = logits[i, c].sort(descending=True)
+        values[i, : len(c)], ids[i, : len(c)], column_probs[i, : len(c)] = kept, c[order], probs[i, c[order]]
+    return values, ids, column_probs
+
+
 def _filtered_probs(logits: torch.Tensor, rows: list[SampleRow]) -> tuple[torch.Tensor, torch.Tensor | None]:
     """temperature -> top_k -> top_p -> min_p for rows that sample. Returns the probabilities (not renormalised
     after min_p) and, when the columns are candidates sorted by logit, their token ids (else None: column = id)."""
@@ -268,16 +295,17 @@ def _filtered_probs(logits: torch.Tensor, rows: list[SampleRow]) -> tuple[torch.
     top_k = _top_k(rows, vocab)
     top_p = [r.params.top_p for r in rows]
 
-    ids = None
+    ids, column_probs = None, None
     if max(top_k) < vocab:
         logits, ids = logits.topk(max(top_k), dim=-1)
     elif min(top_p) < 1.0:
-        logits, ids = logits.sort(dim=-1, descending=True)
+        logits, ids, column_probs = _nucleus_candidates(logits, top_p)
     if ids is not None:
         rank = torch.arange(logits.shape[1], device=device)[None, :]
         logits = logits.masked_fill(rank >= torch.tensor(top_k, device=device)[:, None], float("-inf"))
-        # top_p: drop a token when the tokens ranked above it already hold top_p of the mass.
-        probs = logits.softmax(dim=-1)
+        # top_p: drop a token when the tokens ranked above it already hold top_p of the mass (of the whole
+        # vocabulary where the columns are the nucleus candidates only).
+        probs = logits.softmax(dim=-1) if column_probs is None else column_probs
         mass_before = probs.cumsum(dim=-1) - probs
         p = torch.tensor([p if p < 1.0 else 2.0 for p in top_p], device=device)
         logits = logits.masked_fill((mass_before >= p[:, None]) & (rank > 0), float("-inf"))
