@@ -410,6 +410,23 @@ def test_data_classes_a_test_builds_are_context_not_suspects(tmp_path):
     assert [s.name for s in lead.suspects] == ["Book", "from_json", "to_json"]
 
 
+def test_what_the_failing_line_calls_comes_before_the_tests_setup_among_the_suspects(tmp_path):
+    from qcoder.agent.localize import MAX_SUSPECTS, localize
+    from qcoder.agent.testing import TestReport
+
+    setup = [f"make_{i}" for i in range(MAX_SUSPECTS)]
+    (tmp_path / "lib.py").write_text("".join(f"def {name}():\n    return 1\n\n\n" for name in setup)
+                                     + "def late(days):\n    return days + 1\n")
+    (tmp_path / "test_lib.py").write_text(
+        f"from lib import {', '.join(setup)}, late\n\n\ndef test_late():\n"
+        + "".join(f"    {name}()\n" for name in setup) + "    assert late(1) == 1\n")
+    test = "test_lib.py::test_late"
+    failure = f"test_lib.py:{5 + MAX_SUSPECTS}: in test_late\n    assert late(1) == 1\nE   assert 2 == 1"
+    lead = localize(TestReport("pytest", 1, "", {test: "failed"}, {test: failure}), tmp_path,
+                    ["lib.py", "test_lib.py"], [test])
+    assert [s.name for s in lead.suspects] == ["late", *setup[: MAX_SUSPECTS - 1]]
+
+
 def test_a_short_class_a_test_builds_stands_for_its_methods_and_is_asked_for_whole(tmp_path):
     from qcoder.agent.localize import localize
     from qcoder.agent.repair import _ask, _reply_prefix

@@ -146,7 +146,11 @@ def localize(report: TestReport, root: Path, files: list[str], tests: list[str],
         lead.test_sources[test] = test_source(defs.root, test)
         suspects += _from_frames(defs, failure)
         suspects += _missing(defs, failure)
-        suspects += _called(defs, test)
+        # what the failing line calls before the test's setup (`assert loan.days_overdue(d) == 1` after
+        # `book.give_back(...)`): the setup may use up the suspects' places
+        failing = {line for path, line in frame_lines(failure) if path == test.split("::")[0]}
+        called = _called(defs, test)
+        suspects += [s for s, line in called if line in failing] + [s for s, line in called if line not in failing]
     # last, the functions a suspect hands on as values (`set_defaults(func=cmd_list)`, a handler table): a new option
     # is parsed in `main` but acted on there, and no traceback reaches them
     handlers = [d for s in suspects if not s.missing for d in _dispatched(defs, s)]
@@ -257,8 +261,9 @@ def _missing(defs: Definitions, failure: str) -> list[Suspect]:
     return out
 
 
-def _called(defs: Definitions, test: str) -> list[Suspect]:
-    """The workspace functions the test function calls, found through its module's imports."""
+def _called(defs: Definitions, test: str) -> list[tuple[Suspect, int]]:
+    """The workspace functions the test function calls, found through its module's imports, with the line of
+    the test that calls each."""
     path, *names = test.split("::")
     parsed = defs.tree(path) if path.endswith(".py") else None
     if parsed is None:
@@ -292,12 +297,15 @@ def _called(defs: Definitions, test: str) -> list[Suspect]:
         func = node.func
         if isinstance(func, ast.Name) and func.id in imported:
             # a class with no methods (a data class, an enum) has no code to fix: the prompt's outline shows it
-            out += [s for s in defs.defining(func.id, [imported[func.id]])[:1] if not _data_only(s.source)]
+            found = [s for s in defs.defining(func.id, [imported[func.id]])[:1] if not _data_only(s.source)]
         elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in modules:
-            out += defs.defining(func.attr, [modules[func.value.id]])[:1]
+            found = defs.defining(func.attr, [modules[func.value.id]])[:1]
         elif isinstance(func, ast.Attribute) and not func.attr.startswith("assert"):
             found = [s for s in defs.defining(func.attr, sorted(set(imported.values()))) if "." in s.name]
-            out += found[:1] if len(found) == 1 else []
+            found = found[:1] if len(found) == 1 else []
+        else:
+            found = []
+        out += [(s, node.lineno) for s in found]
     return out
 
 
