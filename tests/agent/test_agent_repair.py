@@ -768,18 +768,19 @@ def test_a_signature_change_the_model_began_is_finished_in_every_caller(workspac
 
 
 def test_a_signature_change_is_left_undone_where_a_call_does_not_map():
-    from qcoder.agent.signature_change import finish_signature_change
+    from qcoder.agent.signature_change import signature_changes
 
     home = ("def dist(x1, y1, x2, y2):\n    return abs(x2 - x1) + abs(y2 - y1)\n\n\n"
             "def manhattan(a, b):\n    return abs(b[0] - a[0]) + abs(b[1] - a[1])\n")
-    mapped = finish_signature_change({"m.py": home, "use.py": "from m import dist\nd = dist(p[0], p[1], q[0], q[1])\n"},
-                                     "m.py", "dist", "manhattan")
-    assert mapped == {"m.py": home[home.index("def manhattan"):],
-                      "use.py": "from m import manhattan\nd = manhattan(p, q)\n"}
+    mapped = signature_changes({"m.py": home, "use.py": "from m import dist\nd = dist(p[0], p[1], q[0], q[1])\n"},
+                               "m.py", "manhattan", {"dist", "manhattan", "m"})
+    assert mapped == [("dist", {"m.py": home[home.index("def manhattan"):],
+                                "use.py": "from m import manhattan\nd = manhattan(p, q)\n"})]
+    assert signature_changes({"m.py": home}, "m.py", "manhattan", {"manhattan"}) == []  # the task names no old one
     # plain coordinates fit no template; the function passed as a value is not a call
     for use in ("d = dist(x, y, 0, 0)\n", "f = dist\n", "d = dist(*pts)\n"):
-        assert finish_signature_change({"m.py": home, "use.py": "from m import dist\n" + use}, "m.py", "dist",
-                                       "manhattan") is None
+        assert signature_changes({"m.py": home, "use.py": "from m import dist\n" + use}, "m.py", "manhattan",
+                                 {"dist"}) == []
     # bodies that differ in more than the parameters: no mapping at all
     other = home.replace("abs(b[1] - a[1])", "abs(b[1] - a[0])")
-    assert finish_signature_change({"m.py": other}, "m.py", "dist", "manhattan") is None
+    assert signature_changes({"m.py": other}, "m.py", "manhattan", {"dist"}) == []

@@ -28,7 +28,7 @@ from pathlib import Path
 from qcoder.agent.fenced_edits import FENCE, assigned_name, proposed_files
 from qcoder.agent.localize import Lead, Suspect, definition_node, frame_lines, localize, span, test_source
 from qcoder.agent.loop import Submitted
-from qcoder.agent.signature_change import finish_signature_change
+from qcoder.agent.signature_change import signature_changes
 from qcoder.agent.small_fixes import UNRECOGNIZED, evident_fixes, missing_options, renames, small_fixes
 from qcoder.agent.testing import SUITE, Tester, TestReport, is_test_file
 from qcoder.agent.tools.base import Tool
@@ -195,7 +195,7 @@ class Repair:
                                 for f in missing_options(text, *lines, failures, tests)]
         fixes[:0] = options
         for suspect in [] if base else (s for s in lead.suspects if s.missing and "." not in s.name):
-            sources = {p: t for p in self._python_files if (t := self._read(p)) is not None}
+            sources = self._sources()
             found = renames(suspect.name, suspect.path, sources)
             if found and found[1]:
                 old, changed = found
@@ -301,7 +301,7 @@ class Repair:
             # A reply that fixed the bug in one file and broke another (or edited a test) has a passing part; one
             # that wrote the new function of a signature change may need the old one's callers moved over to it
             parts = self._parts(fresh, tried)
-            parts += self._signature_changes(fresh, tried + parts, lead, task)
+            parts += self._signature_changes(fresh, tried + parts, task, homes)
             tried += parts
             fresh += parts
             self._test(parts, baseline, targets, timeout)
@@ -369,28 +369,20 @@ class Repair:
                     found.append("\n" + header.group(0))
         return found[:most]
 
-    def _signature_changes(self, fresh: list[Candidate], earlier: list[Candidate], lead: Lead, task: str,
+    def _signature_changes(self, fresh: list[Candidate], earlier: list[Candidate], task: str, homes: dict[str, str],
                            most: int = 3) -> list[Candidate]:
-        """Failed candidates that define a missing function beside one the task names (`rename duration(start,
-        end) to shift_hours(shift)`), with every call of the named one made a call of the new one and the named
-        one removed (signature_change.py)."""
-        homes = {s.name: s.path for s in lead.suspects if s.missing and "." not in s.name}
+        """Failed candidates that define a missing function (`homes`: name -> its file) beside one the task names
+        (`rename duration(start, end) to shift_hours(shift)`), with every call of the named one made a call of the
+        new one and the named one removed (signature_change.py)."""
         named = set(re.findall(r"\w+", task))
+        workspace = self._sources()
         out = []
         for candidate in fresh:
+            sources = {path: candidate.files.get(path) or text for path, text in workspace.items()}
             for new, home in homes.items() if candidate.status == "failed" else ():
-                try:
-                    tree = ast.parse(candidate.files.get(home, ""))
-                except SyntaxError:
-                    continue
-                olds = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
-                        and n.name in named and n.name != new]
-                sources = {p: t for p in self._python_files
-                           if (t := candidate.files.get(p) or self._read(p)) is not None}
-                for old in olds:
-                    changed = finish_signature_change(sources, home, old, new)
-                    files = {**candidate.files, **(changed or {})}
-                    if changed and len(out) < most and not any(c.files == files for c in earlier + out):
+                for old, changed in signature_changes(sources, home, new, named):
+                    files = {**candidate.files, **changed}
+                    if len(out) < most and not any(c.files == files for c in earlier + out):
                         out.append(Candidate(len(earlier) + len(out) + 1, files, candidate.code,
                                              reason=f"candidate {candidate.index} with `{old}`'s calls made "
                                                     f"calls of `{new}`"))
@@ -580,6 +572,10 @@ class Repair:
         files = [ws.rel(p) for p in ws.files(ws.root)[:5000]]
         self._python_files = [f for f in files if f.endswith(".py") and not is_test_file(f)]
         return files
+
+    def _sources(self) -> dict[str, str]:
+        """The workspace's Python sources (tests left out) as they are: path -> text."""
+        return {p: t for p in self._python_files if (t := self._read(p)) is not None}
 
     def _read(self, path: str) -> str | None:
         target = self._root / path

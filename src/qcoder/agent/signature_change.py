@@ -20,17 +20,23 @@ from qcoder.agent.small_fixes import renamed
 FUNCTION = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 
-def finish_signature_change(sources: dict[str, str], home: str, old: str, new: str) -> dict[str, str] | None:
-    """The files of `sources` (path -> text, the candidate's applied) that change when every call of `old` is
-    rewritten as a call of `new` and `old`'s definition is removed from `home`; None where that cannot be done."""
+def signature_changes(sources: dict[str, str], home: str, new: str, named: set[str]) -> list[tuple[str, dict[str, str]]]:
+    """(old, changed files) for each function of `home` that `named` holds (the names the task uses) beside `new`:
+    the files of `sources` (path -> text, the candidate's applied) that change when every call of `old` is
+    rewritten as a call of `new` and `old`'s definition is removed from `home`. Empty where that cannot be done."""
     try:
         tree = ast.parse(sources[home])
     except (KeyError, SyntaxError):
-        return None
+        return []
     defs = {n.name: n for n in tree.body if isinstance(n, FUNCTION)}
-    if old not in defs or new not in defs:
-        return None
-    old_def, new_def = defs[old], defs[new]
+    if new not in defs:
+        return []
+    return [(old, changed) for old, old_def in defs.items()
+            if old in named and old != new and (changed := _finished(sources, home, old_def, defs[new]))]
+
+
+def _finished(sources: dict[str, str], home: str, old_def, new_def) -> dict[str, str] | None:
+    """The files that change when `old_def`'s calls become calls of `new_def` and it is removed from `home`."""
     templates = _templates(old_def, new_def)
     if templates is None:
         return None
@@ -38,7 +44,7 @@ def finish_signature_change(sources: dict[str, str], home: str, old: str, new: s
     for path, text in sources.items():
         if path == home:
             text = _without(text, old_def)
-        rewritten = _rewrite_calls(text, old, new, old_def, new_def, templates)
+        rewritten = _rewrite_calls(text, old_def.name, new_def.name, old_def, new_def, templates)
         if rewritten is None:
             return None
         if rewritten != sources[path]:
