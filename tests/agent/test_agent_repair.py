@@ -34,23 +34,26 @@ def fence(code: str, lead: str = "") -> dict:
     return {"content": f"{lead}```python\n{textwrap.dedent(code).strip()}\n```\n"}
 
 
+def repair_settings(workspace, table: str) -> None:
+    """The workspace's .qcoder/settings.toml with `table` as its [repair] table."""
+    (workspace / ".qcoder").mkdir()
+    (workspace / ".qcoder" / "settings.toml").write_text(f"[repair]\n{table}")
+
+
 def project(workspace, candidates: int, rounds: int = 1, small_fixes: int = 0):
     """calc.py with a one-token bug; the one-token search is off unless asked for, so the model's turn comes."""
     (workspace / "calc.py").write_text(CALC)
     (workspace / "test_calc.py").write_text(TESTS)
-    (workspace / ".qcoder").mkdir()
-    (workspace / ".qcoder" / "settings.toml").write_text(
-        f"[repair]\ncandidates = {candidates}\nrounds = {rounds}\nsmall_fixes = {small_fixes}\n")
+    repair_settings(workspace, f"candidates = {candidates}\nrounds = {rounds}\nsmall_fixes = {small_fixes}\n")
 
 
-def clamp_project(workspace, repair_settings: str):
+def clamp_project(workspace, table: str):
     """clamp.py returning x unclamped: test_low and test_high fail, test_inside passes."""
     (workspace / "clamp.py").write_text("def clamp(x, lo, hi):\n    return x\n")
     (workspace / "test_clamp.py").write_text(
         "from clamp import clamp\n\n\ndef test_low():\n    assert clamp(-5, 0, 10) == 0\n\n\n"
         "def test_high():\n    assert clamp(50, 0, 10) == 10\n\n\ndef test_inside():\n    assert clamp(5, 0, 10) == 5\n")
-    (workspace / ".qcoder").mkdir()
-    (workspace / ".qcoder" / "settings.toml").write_text(f"[repair]\n{repair_settings}")
+    repair_settings(workspace, table)
 
 
 def headless(workspace, fake, home, task: str):
@@ -594,8 +597,7 @@ def test_a_flag_the_tests_pass_is_declared_by_the_search_and_the_model_writes_wh
         "import json\n\nfrom todo import main\n\n\ndef test_text(capsys):\n    main(['list'])\n"
         "    assert capsys.readouterr().out == 'milk\\ntea\\n'\n\n\ndef test_json(capsys):\n"
         "    assert main(['list', '--json']) == 0\n    assert json.loads(capsys.readouterr().out) == ['milk', 'tea']\n")
-    (workspace / ".qcoder").mkdir()
-    (workspace / ".qcoder" / "settings.toml").write_text("[repair]\ncandidates = 1\nrounds = 1\n")
+    repair_settings(workspace, "candidates = 1\nrounds = 1\n")
     handler = """
         def cmd_list(args):
             titles = ["milk", "tea"]
@@ -688,8 +690,7 @@ def test_a_new_function_one_token_from_passing_is_finished_by_the_search(workspa
     (workspace / "test_words.py").write_text(
         "from words import join_words, split_words\n\n\ndef test_one():\n    assert join_words(['a']) == 'a'\n\n\n"
         "def test_two():\n    assert join_words(split_words('a b')) == 'ab'\n")
-    (workspace / ".qcoder").mkdir()
-    (workspace / ".qcoder" / "settings.toml").write_text("[repair]\ncandidates = 1\nrounds = 1\n")
+    repair_settings(workspace, "candidates = 1\nrounds = 1\n")
     fake = FakeModel([{"choices": [fence("def join_words(words):\n    return ' '.join(words)")]}])
     proc = headless(workspace, fake, home, "Add join_words")
     assert proc.returncode == 0, proc.stderr
@@ -751,8 +752,7 @@ def test_a_signature_change_the_model_began_is_finished_in_every_caller(workspac
         "import geometry\nimport rooms\n\n\ndef test_surface():\n    assert geometry.surface(geometry.Rect(2, 3)) == 6\n\n\n"
         "def test_old_name_is_gone():\n    assert not hasattr(geometry, 'area')\n\n\n"
         "def test_floor():\n    assert rooms.floor([geometry.Rect(1, 2), geometry.Rect(2, 2)]) == 6\n")
-    (workspace / ".qcoder").mkdir()
-    (workspace / ".qcoder" / "settings.toml").write_text("[repair]\ncandidates = 1\nrounds = 1\n")
+    repair_settings(workspace, "candidates = 1\nrounds = 1\n")
     fake = FakeModel([{"choices": [fence('def surface(rect):\n    """The rectangle\'s area."""\n'
                                          "    return rect.w * rect.h")]}])
     proc = headless(workspace, fake, home, "Replace area(w, h) with surface(rect), which takes a Rect")

@@ -354,9 +354,9 @@ def missing_options(source: str, start: int, end: int, failures: list[str], test
             last.setdefault(node.targets[0].id, node)
     lines = source.splitlines(keepends=True)
     out = []
+    parsers = sorted({**last, **unbound}.items(), key=lambda item: -item[1].lineno)  # innermost first
     for option, ways in options.items():
         for how in ways:
-            parsers = sorted({**last, **unbound}.items(), key=lambda item: -item[1].lineno)  # innermost first
             for parser, after in parsers:
                 indent = re.match(r"\s*", lines[after.lineno - 1]).group(0)
                 line = f'{indent}{parser}.add_argument("{option}"{how})\n'
