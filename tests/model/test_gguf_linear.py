@@ -113,18 +113,21 @@ def test_fused_parts_of_mixed_types_with_bias_and_bf16_input():
     assert layer(torch.from_numpy(x).bfloat16()).dtype == torch.bfloat16
 
 
-def test_rows_of_a_batch_do_not_depend_on_each_other():
-    """Up to eight rows go one at a time, more in groups of eight: either way a row's result is the same whatever
-    the other rows are (so a speculative verification of up to 7 drafts computes what decode would)."""
+@pytest.mark.parametrize("kind", NATIVE_TYPES)
+def test_rows_of_a_batch_do_not_depend_on_each_other(kind):
+    """Up to eight rows share each decoded weight chunk (register tiles of several weight rows by 1-8 activation rows),
+    more go in groups of eight: either way a row's result is bit for bit the same whatever the other rows are, so
+    a speculative verification of up to 7 drafts computes what decode would, and so does every batch size."""
     rng = np.random.default_rng(2)
-    for kind in ("Q4_K", "Q5_0"):
-        layer = GGUFLinear([raw_tensor(kind, 50, 512, rng)])
-        x = torch.from_numpy(rng.standard_normal((12, 512)).astype(np.float32))
-        alone = torch.cat([layer(x[i:i + 1]) for i in range(12)])
-        for rows in (slice(0, 3), slice(4, 12), slice(2, 10)):
-            assert torch.equal(layer(x[rows]), alone[rows])
-        together = layer(x)
-        assert torch.equal(layer(x[2:12]), together[2:12])
+    raw = raw_tensor(kind, 50, 512, rng)  # 50 rows: tiles of every width leave a remainder
+    layer = GGUFLinear([raw])
+    x = torch.from_numpy(rng.standard_normal((12, 512)).astype(np.float32))
+    alone = torch.cat([layer(x[i : i + 1]) for i in range(12)])
+    assert_matches(alone, int8_blocks(x.numpy()) @ dequantized(raw).T)
+    for rows in range(2, 9):
+        assert torch.equal(layer(x[12 - rows :]), alone[12 - rows :]), f"{rows} rows"
+    together = layer(x)
+    assert torch.equal(layer(x[2:12]), together[2:12])
 
 
 @pytest.mark.parametrize("kind", NATIVE_TYPES)

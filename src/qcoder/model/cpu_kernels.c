@@ -226,9 +226,9 @@ INLINE __m256i q6k_values(const uint8_t *p, __m256i qh, int h, int k) {
 
 /* ------------------------------------------------------------------ the dot products of one weight row
  * Q8_0 (signed) uses |w| . (x with w's sign) and has no bias; Q6_K's two sub-block scales multiply the lanes of
- * its halves (integers) before they are summed. The one-row kernels and row_dot8 sum in different orders, so a
- * row's result can differ in the last bits between a batch of up to eight rows and a larger one; within each it does
- * not depend on the other rows. */
+ * its halves (integers) before they are summed. The register tiles (up to eight rows) and row_dot8 sum in different
+ * orders, so a row's result can differ in the last bits between a batch of up to eight rows and a larger one; within
+ * each it does not depend on the other rows. */
 
 typedef struct {      /* one or eight activation rows */
     const int8_t *q;  /* [rows, K] */
@@ -254,7 +254,7 @@ INLINE __m256i sum_lanes8(const __m256i v[8]) { /* lane i = sum of the 8 lanes o
         v_;                                                                                                    \
     })
 
-/* ------------------------------------------------------------------ one activation row (decode)
+/* ------------------------------------------------------------------ up to eight activation rows (decode)
  * A weight row's chunks go one at a time into fp32 accumulators, each with its scale (the weight block's times the
  * activation block's) broadcast from a small table that vector ops fill for eight chunks at once: per chunk there
  * remain the integer dot product, one conversion and one FMA. Values centred on an offset (Q4_0 and Q5_0 on 8 and
@@ -303,145 +303,194 @@ INLINE __m256 halves8(const uint8_t *p, int stride, __m256i lanes) {
     return _mm256_cvtph_ps(h);
 }
 
-#ifndef QC_ROWS /* weight rows per pass of small_rows1: 8 accumulators and their operands fit AVX-512's registers */
+/* ------------------------------------------------------------------ register tiles (decode, small batches)
+ * R weight rows x M activation rows (M <= 8: a decode step's sequences, a speculative verification): each weight
+ * chunk is decoded once per tile and used for all M rows, so a batch of M costs far less than M single rows (the
+ * decoding is about half the work of a chunk). Each (weight row, activation row) pair has one fp32 accumulator
+ * that sums the chunks in order, so a result depends on neither R, M nor the other rows.
+ * R for each M was measured (Zen 4, and Haswell builds on it): the accumulators, the decoded chunks and their
+ * operands fit the vector registers (32 with AVX-512, else 16); Q6_K keeps more per weight row. */
 #if defined(__AVX512VL__)
 #define QC_ROWS 8
+#define TILE_ROWS(M) ((M) <= 3 ? 8 : (M) <= 6 ? 4 : 2)
+#define Q6_ROWS(M) ((M) == 2 ? 4 : 2)
 #else
 #define QC_ROWS 4
+#define TILE_ROWS(M) ((M) <= 2 ? 4 : (M) <= 4 ? 2 : 1)
+#define Q6_ROWS(M) ((M) <= 2 ? 2 : 1)
 #endif
-#endif
+#define UNROLL _Pragma("GCC unroll 8")
 
-/* R consecutive rows (`stride` bytes apart) of a small-block type (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) against one
- * activation row: each activation chunk is loaded once for the R rows, whose accumulators are independent chains.
- * A row's numbers do not depend on R. */
-INLINE void small_rows1(const int type, const int R, const uint8_t *w, int64_t stride, const qc_rows *a, float *out) {
+/* Small-block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): per group of eight blocks a table of scales (the weight block's
+ * times the activation block's, filled by vector ops) whose entries the chunks' FMAs broadcast. */
+INLINE void small_tile(const int type, const int R, const int M, const uint8_t *w, int64_t stride, const qc_rows *a,
+                       float *out, int64_t ldo) {
     const int five = type == Q5_0 || type == Q5_1, has_min = type == Q4_1 || type == Q5_1, q8 = type == Q8_0;
     const int size = q8 ? 34 : 18 + 2 * has_min + 4 * five;
     const int shift = q8 ? (Q8_UNSIGNED ? 7 : 0) : has_min ? 0 : five ? 4 : 3; /* log2 of the offset, 0: none */
-    const int nb = a->nb;
-    __m256 acc[QC_ROWS];
-    float bias[QC_ROWS], scale[QC_ROWS][8] __attribute__((aligned(32)));
-    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps(), bias[r] = 0.0f;
+    const int nb = a[0].nb;
+    __m256 acc[QC_ROWS][8];
+    float bias[QC_ROWS][8], scale[QC_ROWS][8][8] __attribute__((aligned(32)));
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int m = 0; m < M; m++) {
+        acc[r][m] = _mm256_setzero_ps();
+        bias[r][m] = 0.0f;
+    }
     for (int b0 = 0; b0 < nb; b0 += 8) {
         const int n = nb - b0 < 8 ? nb - b0 : 8;
         const __m256i lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-        const __m256 dx = _mm256_maskload_ps(a->d + b0, lanes);
-        for (int r = 0; r < R; r++) {
+        UNROLL for (int r = 0; r < R; r++) {
             const uint8_t *p = w + r * stride + (int64_t)size * b0;
             prefetch(p + R * stride, 8 * size); /* the same blocks of the next R rows */
-            _mm256_store_ps(scale[r], _mm256_mul_ps(halves8(p, size, lanes), dx));
+            const __m256 ws = halves8(p, size, lanes);
+            UNROLL for (int m = 0; m < M; m++)
+                _mm256_store_ps(scale[r][m], _mm256_mul_ps(ws, _mm256_maskload_ps(a[m].d + b0, lanes)));
         }
         TABLE_BARRIER(scale);
         for (int j = 0; j < n; j++) {
             const int b = b0 + j;
-            const __m256i x = _mm256_loadu_si256((const __m256i *)(a->q + 32 * b));
-            const __m256i off = shift ? _mm256_slli_epi32(a->xs[b], shift) : _mm256_setzero_si256();
-            for (int r = 0; r < R; r++) {
+            UNROLL for (int r = 0; r < R; r++) {
                 const uint8_t *p = w + r * stride + (int64_t)size * b;
-                __m256i v;
+                __m256i u;
                 if (q8) {
-                    const __m256i u = _mm256_loadu_si256((const __m256i *)(p + 2));
-                    v = Q8_UNSIGNED ? dot_u8s8_acc(off, _mm256_xor_si256(u, _mm256_set1_epi8((char)0x80)), x)
-                                    : dot_u8s8(_mm256_abs_epi8(u), _mm256_sign_epi8(x, u));
+                    u = _mm256_loadu_si256((const __m256i *)(p + 2));
+                    u = Q8_UNSIGNED ? _mm256_xor_si256(u, _mm256_set1_epi8((char)0x80)) : u;
                 } else {
-                    __m256i u = nibbles16(p + 2 + 2 * has_min + 4 * five);
+                    u = nibbles16(p + 2 + 2 * has_min + 4 * five);
                     if (five) u = _mm256_or_si256(u, fifth_bits(p + 2 + 2 * has_min));
-                    v = dot_u8s8_acc(off, u, x);
                 }
-                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(scale[r][j]), acc[r]);
-                if (has_min) bias[r] = fmaf(half(p + 2), a->s[2 * b] + a->s[2 * b + 1], bias[r]);
+                UNROLL for (int m = 0; m < M; m++) {
+                    const __m256i x = _mm256_loadu_si256((const __m256i *)(a[m].q + 32 * b));
+                    const __m256i off = shift ? _mm256_slli_epi32(a[m].xs[b], shift) : _mm256_setzero_si256();
+                    const __m256i v = q8 && !Q8_UNSIGNED ? dot_u8s8(_mm256_abs_epi8(u), _mm256_sign_epi8(x, u))
+                                                         : dot_u8s8_acc(off, u, x);
+                    acc[r][m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(scale[r][m][j]), acc[r][m]);
+                    if (has_min) bias[r][m] = fmaf(half(p + 2), a[m].s[2 * b] + a[m].s[2 * b + 1], bias[r][m]);
+                }
             }
         }
     }
-    for (int r = 0; r < R; r++) out[r] = hsum(acc[r]) + bias[r];
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int m = 0; m < M; m++)
+        out[m * ldo + r] = hsum(acc[r][m]) + bias[r][m];
 }
 
-/* One row of Q4_K / Q5_K: per super-block, the eight sub-block scales d * sc * dx in one vector (a table for the
- * chunks' broadcasts), the min terms -dmin * mn * sum(x) in one FMA; four accumulators for the chunks. */
-INLINE float k_row1(const uint8_t *w, int64_t stride, const qc_rows *a, const int Q5) {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    __m256 acc_bias = _mm256_setzero_ps();
-    float scale[8] __attribute__((aligned(32)));
-    for (int sb = 0; sb < a->nb / 8; sb++) {
-        const uint8_t *p = w + (int64_t)(Q5 ? 176 : 144) * sb, *qs = p + (Q5 ? 48 : 16);
-        prefetch(p + stride, Q5 ? 176 : 144); /* the next row's */
-        uint8_t scales[8], mins[8];
-        k_scales_mins(p + 4, scales, mins);
-        const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)scales)));
-        const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)mins)));
-        const __m256 dx = _mm256_loadu_ps(a->d + 8 * sb);
-        _mm256_store_ps(scale, _mm256_mul_ps(_mm256_mul_ps(sc, _mm256_set1_ps(half(p))), dx));
+/* Q4_K / Q5_K: per super-block, the eight sub-block scales d * sc * dx of each pair in a table, and the min terms
+ * -dmin * mn * sum(x) of the eight sub-blocks in one FMA into the same accumulator. */
+INLINE void k_tile(const int Q5, const int R, const int M, const uint8_t *w, int64_t stride, const qc_rows *a,
+                   float *out, int64_t ldo) {
+    const int size = Q5 ? 176 : 144;
+    __m256 acc[QC_ROWS][8];
+    float scale[QC_ROWS][8][8] __attribute__((aligned(32)));
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int m = 0; m < M; m++) acc[r][m] = _mm256_setzero_ps();
+    for (int sb = 0; sb < a[0].nb / 8; sb++) {
+        UNROLL for (int r = 0; r < R; r++) {
+            const uint8_t *p = w + r * stride + (int64_t)size * sb;
+            prefetch(p + R * stride, size); /* the next R rows' */
+            uint8_t scales[8], mins[8];
+            k_scales_mins(p + 4, scales, mins);
+            const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)scales)));
+            const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)mins)));
+            const __m256 scd = _mm256_mul_ps(sc, _mm256_set1_ps(half(p)));
+            const __m256 mnd = _mm256_mul_ps(mn, _mm256_set1_ps(-half(p + 2)));
+            UNROLL for (int m = 0; m < M; m++) {
+                _mm256_store_ps(scale[r][m], _mm256_mul_ps(scd, _mm256_loadu_ps(a[m].d + 8 * sb)));
+                /* sums of x per sub-block: the [block][half] pairs added, hadd's lane order undone */
+                const float *xs2 = a[m].s + 16 * sb;
+                const __m256 pairs = _mm256_hadd_ps(_mm256_loadu_ps(xs2), _mm256_loadu_ps(xs2 + 8));
+                const __m256 xsum = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(pairs), 0xD8));
+                acc[r][m] = _mm256_fmadd_ps(mnd, xsum, acc[r][m]);
+            }
+        }
         TABLE_BARRIER(scale);
-        const __m256i high = Q5 ? _mm256_loadu_si256((const __m256i *)(p + 16)) : _mm256_setzero_si256();
         for (int j = 0; j < 8; j++) {
-            const __m256i x = _mm256_loadu_si256((const __m256i *)(a->q + 32 * (sb * 8 + j)));
-            const __m256i v = dot_u8s8(k_values(qs, high, j, Q5), x);
-            acc[j & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(scale[j]), acc[j & 3]);
-        }
-        /* sums of x per sub-block: the [block][half] pairs added, hadd's lane order undone */
-        const __m256 pairs = _mm256_hadd_ps(_mm256_loadu_ps(a->s + 16 * sb), _mm256_loadu_ps(a->s + 16 * sb + 8));
-        const __m256 xsum = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(pairs), 0xD8));
-        acc_bias = _mm256_fmadd_ps(_mm256_mul_ps(mn, _mm256_set1_ps(-half(p + 2))), xsum, acc_bias);
-    }
-    return hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]))) + hsum(acc_bias);
-}
-
-/* One row of Q6_K: values 0-63 centred on 32 in the integers (see above). A chunk's lanes 0-3 are its first 16
- * values, 4-7 the second, each with its own int8 sub-block scale: the 16 scales d * sc * dx of a super-block are
- * two vectors, and each chunk picks its pair with one permute. */
-INLINE float q6k_row1(const uint8_t *w, int64_t stride, const qc_rows *a) {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int sb = 0; sb < a->nb / 8; sb++) {
-        const uint8_t *p = w + 210 * (int64_t)sb;
-        prefetch(p + stride, 210); /* the next row's */
-        const __m256 d = _mm256_set1_ps(half(p + 208)), dx = _mm256_loadu_ps(a->d + 8 * sb);
-        __m256 f[2]; /* sub-blocks 0-7 (chunks 0-3) and 8-15 (chunks 4-7) */
-        for (int h = 0; h < 2; h++) {
-            const __m128i sc8 = _mm_loadl_epi64((const __m128i *)(p + 192 + 8 * h));
-            const __m256i pairs = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3); /* sub-block i: chunk i / 2 */
-            const __m256 dxh = _mm256_permutevar8x32_ps(dx, _mm256_add_epi32(pairs, _mm256_set1_epi32(4 * h)));
-            f[h] = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc8)), d), dxh);
-        }
-        for (int h = 0; h < 2; h++) {
-            const __m256i qh = _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h));
-            for (int k = 0; k < 4; k++) {
-                const int blk = sb * 8 + 4 * h + k;
-                const __m256i x = _mm256_loadu_si256((const __m256i *)(a->q + 32 * blk));
-                const __m256i off = _mm256_slli_epi32(a->xs[blk], 5);
-                const __m256i v = dot_u8s8_acc(off, q6k_values(p, qh, h, k), x);
-                const __m256i pick = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1); /* values 0-15, 16-31 */
-                const __m256 s = _mm256_permutevar8x32_ps(f[h], _mm256_add_epi32(pick, _mm256_set1_epi32(2 * k)));
-                acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), s, acc[k]);
+            UNROLL for (int r = 0; r < R; r++) {
+                const uint8_t *p = w + r * stride + (int64_t)size * sb;
+                const __m256i high = Q5 ? _mm256_loadu_si256((const __m256i *)(p + 16)) : _mm256_setzero_si256();
+                const __m256i u = k_values(p + (Q5 ? 48 : 16), high, j, Q5);
+                UNROLL for (int m = 0; m < M; m++) {
+                    const __m256i x = _mm256_loadu_si256((const __m256i *)(a[m].q + 32 * (sb * 8 + j)));
+                    const __m256i v = dot_u8s8(u, x);
+                    acc[r][m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(scale[r][m][j]), acc[r][m]);
+                }
             }
         }
     }
-    return hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int m = 0; m < M; m++) out[m * ldo + r] = hsum(acc[r][m]);
 }
 
-/* rows consecutive rows of one part against one activation row: four at a time where the type allows */
-static void rows1(int type, const uint8_t *w, int64_t stride, int64_t rows, const qc_rows *a, float *out) {
-    int64_t i = 0;
+/* Q6_K: values 0-63 centred on 32 in the integers (see above). A chunk's lanes 0-3 are its first 16 values, 4-7 the
+ * second, each with its own int8 sub-block scale: per chunk and weight row one vector of d * sc (a permute of the
+ * half's eight), times the activation block's scale for each row. */
+INLINE void q6k_tile(const int R, const int M, const uint8_t *w, int64_t stride, const qc_rows *a, float *out,
+                     int64_t ldo) {
+    __m256 acc[QC_ROWS][8];
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int m = 0; m < M; m++) acc[r][m] = _mm256_setzero_ps();
+    for (int sb = 0; sb < a[0].nb / 8; sb++) {
+        UNROLL for (int r = 0; r < R; r++) prefetch(w + r * stride + 210 * (int64_t)sb + R * stride, 210);
+        for (int h = 0; h < 2; h++) {
+            __m256i qh[QC_ROWS];
+            __m256 fd[QC_ROWS]; /* d * sc of the half's eight sub-blocks */
+            UNROLL for (int r = 0; r < R; r++) {
+                const uint8_t *p = w + r * stride + 210 * (int64_t)sb;
+                qh[r] = _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * h));
+                const __m128i sc8 = _mm_loadl_epi64((const __m128i *)(p + 192 + 8 * h));
+                fd[r] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc8)), _mm256_set1_ps(half(p + 208)));
+            }
+            UNROLL for (int k = 0; k < 4; k++) {
+                const int blk = sb * 8 + 4 * h + k;
+                const __m256i pick = _mm256_setr_epi32(2 * k, 2 * k, 2 * k, 2 * k, 2 * k + 1, 2 * k + 1, 2 * k + 1,
+                                                       2 * k + 1); /* values 0-15, 16-31 */
+                UNROLL for (int r = 0; r < R; r++) {
+                    const __m256i u = q6k_values(w + r * stride + 210 * (int64_t)sb, qh[r], h, k);
+                    const __m256 f = _mm256_permutevar8x32_ps(fd[r], pick);
+                    UNROLL for (int m = 0; m < M; m++) {
+                        const __m256i x = _mm256_loadu_si256((const __m256i *)(a[m].q + 32 * blk));
+                        const __m256i off = _mm256_slli_epi32(a[m].xs[blk], 5);
+                        const __m256i v = dot_u8s8_acc(off, u, x);
+                        const __m256 s = _mm256_mul_ps(f, _mm256_set1_ps(a[m].d[blk]));
+                        acc[r][m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), s, acc[r][m]);
+                    }
+                }
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int m = 0; m < M; m++) out[m * ldo + r] = hsum(acc[r][m]);
+}
+
+INLINE void tile(const int type, const int R, const int M, const uint8_t *w, int64_t stride, const qc_rows *a,
+                 float *out, int64_t ldo) {
     switch (type) {
-#define SMALL(T)                                                                                               \
-    case T:                                                                                                    \
-        for (; i + QC_ROWS <= rows; i += QC_ROWS) small_rows1(T, QC_ROWS, w + i * stride, stride, a, out + i); \
-        for (; i < rows; i++) small_rows1(T, 1, w + i * stride, stride, a, out + i);                          \
+    case Q4_0: small_tile(Q4_0, R, M, w, stride, a, out, ldo); break;
+    case Q4_1: small_tile(Q4_1, R, M, w, stride, a, out, ldo); break;
+    case Q5_0: small_tile(Q5_0, R, M, w, stride, a, out, ldo); break;
+    case Q5_1: small_tile(Q5_1, R, M, w, stride, a, out, ldo); break;
+    case Q8_0: small_tile(Q8_0, R, M, w, stride, a, out, ldo); break;
+    case Q4_K: k_tile(0, R, M, w, stride, a, out, ldo); break;
+    case Q5_K: k_tile(1, R, M, w, stride, a, out, ldo); break;
+    case Q6_K: q6k_tile(R, M, w, stride, a, out, ldo); break;
+    }
+}
+
+/* `rows` consecutive rows of one part against the M activation rows a[0..M-1]: out[m * ldo + i] */
+static void rows_tiled(int type, const uint8_t *w, int64_t stride, int64_t rows, const qc_rows *a, int M, float *out,
+                       int64_t ldo) {
+    switch (M) {
+#define RUN(R, MM, CALL)                                                                                       \
+    {                                                                                                          \
+        int64_t i = 0;                                                                                         \
+        for (; i + (R) <= rows; i += (R)) CALL((R), MM, w + i * stride, stride, a, out + i, ldo);              \
+        for (; i < rows; i++) CALL(1, MM, w + i * stride, stride, a, out + i, ldo);                            \
+    }
+#define Q6K(R, M, ...) q6k_tile(R, M, __VA_ARGS__)
+#define ANY(R, M, ...) tile(type, R, M, __VA_ARGS__)
+#define TILED(MM)                                                                                              \
+    case MM:                                                                                                   \
+        if (type == Q6_K) RUN(Q6_ROWS(MM), MM, Q6K) else RUN(TILE_ROWS(MM), MM, ANY)                           \
         break;
-        SMALL(Q4_0)
-        SMALL(Q4_1)
-        SMALL(Q5_0)
-        SMALL(Q5_1)
-        SMALL(Q8_0)
-#undef SMALL
-    case Q4_K:
-        for (; i < rows; i++) out[i] = k_row1(w + i * stride, stride, a, 0);
-        break;
-    case Q5_K:
-        for (; i < rows; i++) out[i] = k_row1(w + i * stride, stride, a, 1);
-        break;
-    case Q6_K:
-        for (; i < rows; i++) out[i] = q6k_row1(w + i * stride, stride, a);
-        break;
+        TILED(1) TILED(2) TILED(3) TILED(4) TILED(5) TILED(6) TILED(7) TILED(8)
+#undef TILED
+#undef ANY
+#undef Q6K
+#undef RUN
     }
 }
 
@@ -523,11 +572,11 @@ int qc_features(void) {
     return f;
 }
 
-/* qc_matmul for up to eight activation rows (decode, a small batch, a speculative verification), each on its own
- * while the tile's weight rows stay in L1: the rows are quantized before the threads
- * start (a few hundred ns), into buffers that the calling thread keeps between calls (this runs for every
- * projection of every layer of every token); then tiles of eight weight rows, each as runs of rows of one part. */
-static void matmul_rows1(const qc_part *parts, int nparts, int K, const float *x, int M, float *y, int64_t ldy,
+/* qc_matmul for up to eight activation rows (decode, a small batch, a speculative verification) in register tiles:
+ * the rows are quantized before the threads start (a few hundred ns), into buffers that the calling thread keeps
+ * between calls (this runs for every projection of every layer of every token); then work items of eight weight
+ * rows, each as runs of rows of one part. */
+static void matmul_tiled(const qc_part *parts, int nparts, int K, const float *x, int M, float *y, int64_t ldy,
                          int threads) {
     static __thread void *buffer;
     static __thread size_t capacity;
@@ -541,7 +590,11 @@ static void matmul_rows1(const qc_part *parts, int nparts, int K, const float *x
     __m256i *xs = buffer;
     int8_t *q = (int8_t *)(xs + (int64_t)M * nb);
     float *d = (float *)(q + (int64_t)M * K), *s = d + (int64_t)M * nb;
-    for (int m = 0; m < M; m++) quantize_row(x, K, m, 1, q, d, s, xs + (int64_t)m * nb);
+    qc_rows a[8];
+    for (int m = 0; m < M; m++) {
+        quantize_row(x, K, m, 1, q, d, s, xs + (int64_t)m * nb);
+        a[m] = (qc_rows){q + (int64_t)m * K, d + (int64_t)m * nb, s + (int64_t)m * nb * 2, xs + (int64_t)m * nb, K, nb};
+    }
     int64_t total = 0;
     for (int p = 0; p < nparts; p++) total += parts[p].rows;
     const int64_t tile = 8, tiles = (total + tile - 1) / tile;
@@ -553,24 +606,19 @@ static void matmul_rows1(const qc_part *parts, int nparts, int K, const float *x
             int64_t r = n;
             while (r >= parts[p].rows) r -= parts[p++].rows;
             const int64_t run = end - n < parts[p].rows - r ? end - n : parts[p].rows - r;
-            for (int m = 0; m < M; m++) {
-                const qc_rows a = {q + (int64_t)m * K, d + (int64_t)m * nb, s + (int64_t)m * nb * 2,
-                                   xs + (int64_t)m * nb, K, nb};
-                rows1(parts[p].type, parts[p].data + r * parts[p].row_bytes, parts[p].row_bytes, run, &a,
-                      y + m * ldy + n);
-            }
+            rows_tiled(parts[p].type, parts[p].data + r * parts[p].row_bytes, parts[p].row_bytes, run, a, M, y + n,
+                       ldy);
             n += run;
         }
     }
 }
 
 /* y[M, ldy] (columns 0..sum(rows)) = x[M, K] . concat(parts)^T.  K must be a multiple of 256 when any part is a
- * K-quant, else of 32 (the Python side checks). Up to eight rows go one at a time (matmul_rows1: measured faster than
- * row_dot8 there, 8-sequence decode +16% and speculative verification +18%); more are padded with zero rows to
- * groups of eight. */
+ * K-quant, else of 32 (the Python side checks). Up to eight rows go through register tiles (matmul_tiled: six rows
+ * of a Q4_K matrix in about half the time of six single rows); more are padded with zero rows to groups of eight. */
 void qc_matmul(const qc_part *parts, int nparts, int K, const float *x, int M, float *y, int64_t ldy, int threads) {
     if (M <= 8) {
-        matmul_rows1(parts, nparts, K, x, M, y, ldy, threads);
+        matmul_tiled(parts, nparts, K, x, M, y, ldy, threads);
         return;
     }
     const int nb = K / 32, width = 8, groups = (M + width - 1) / width, padded = groups * width;
