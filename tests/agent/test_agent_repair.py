@@ -413,6 +413,31 @@ def test_data_classes_a_test_builds_are_context_not_suspects(tmp_path):
     assert [s.name for s in lead.suspects] == ["Book", "from_json", "to_json"]
 
 
+def test_a_one_statement_wrapper_is_followed_by_what_it_calls(tmp_path):
+    from qcoder.agent.localize import localize
+    from qcoder.agent.testing import TestReport
+
+    # the test calls from_json and to_json, which only pass through: the bug is in from_dict
+    (tmp_path / "playlist.py").write_text(
+        "import json\n\n\nclass Playlist:\n    def __init__(self, seconds):\n        self.seconds = seconds\n\n"
+        "    def to_dict(self):\n        return {'seconds': self.seconds}\n\n"
+        "    @classmethod\n    def from_dict(cls, data):\n        return cls(data.get('duration', 0))\n\n"
+        "    def to_json(self):\n        return json.dumps(self.to_dict())\n\n"
+        "    @classmethod\n    def from_json(cls, text):\n        \"\"\"Parse.\"\"\"\n"
+        "        return cls.from_dict(json.loads(text))\n\n\n"
+        + "".join(f"def helper_{i}():\n    return {i}\n\n\n" for i in range(3)))
+    (tmp_path / "test_playlist.py").write_text(
+        "from playlist import Playlist, helper_0, helper_1, helper_2\n\n\ndef make():\n    return Playlist(5)\n\n\n"
+        "def test_round_trip():\n    helper_0(), helper_1(), helper_2()\n"
+        "    assert Playlist.from_json(make().to_json()).seconds == 5\n")
+    test = "test_playlist.py::test_round_trip"
+    failure = "test_playlist.py:10: in test_round_trip\n    assert Playlist.from_json(...).seconds == 5\nE   assert 0 == 5"
+    lead = localize(TestReport("pytest", 1, "", {test: "failed"}, {test: failure}), tmp_path,
+                    ["playlist.py", "test_playlist.py"], [test])
+    assert [s.name for s in lead.suspects] == ["Playlist.from_json", "Playlist.from_dict", "Playlist.to_json",
+                                              "Playlist.to_dict"]
+
+
 def test_what_the_failing_line_calls_comes_before_the_tests_setup_among_the_suspects(tmp_path):
     from qcoder.agent.localize import MAX_SUSPECTS, localize
     from qcoder.agent.testing import TestReport

@@ -3,8 +3,9 @@
 Three sources, strongest first: the workspace frames of the failure's traceback (innermost first, then the
 functions called beside an inner frame on an outer frame's line), the names the error says are missing
 (`cannot import name 'slugify'`, `has no attribute 'to_dict'`), and the functions the failing test calls,
-resolved through the test module's imports; then, with what room is left, the functions those hand on as values
-(a command's handler). Test files are never suspects, and nor are classes without code.
+resolved through the test module's imports, each one-statement wrapper among them followed by what it calls; then,
+with what room is left, the functions those hand on as values (a command's handler). Test files are never suspects,
+and nor are classes without code.
 """
 
 from __future__ import annotations
@@ -151,6 +152,8 @@ def localize(report: TestReport, root: Path, files: list[str], tests: list[str],
         failing = {line for path, line in frame_lines(failure) if path == test.split("::")[0]}
         called = _called(defs, test)
         suspects += [s for s, line in called if line in failing] + [s for s, line in called if line not in failing]
+    # a one-statement wrapper (`return cls.from_dict(json.loads(text))`) is followed by what it hands the work to
+    suspects = [d for s in suspects for d in (s, *_delegated(defs, s))]
     # last, the functions a suspect hands on as values (`set_defaults(func=cmd_list)`, a handler table): a new option
     # is parsed in `main` but acted on there, and no traceback reaches them
     handlers = [d for s in suspects if not s.missing for d in _dispatched(defs, s)]
@@ -307,6 +310,28 @@ def _called(defs: Definitions, test: str) -> list[tuple[Suspect, int]]:
             found = []
         out += [(s, node.lineno) for s in found]
     return out
+
+
+def _delegated(defs: Definitions, suspect: Suspect) -> list[Suspect]:
+    """The functions of its own module (and methods of its own class, through self or cls) that a suspect whose
+    body is one statement calls: a wrapper passes the failure through, and its callee holds the code."""
+    node = None if suspect.missing else definition_node(suspect.source)
+    if not isinstance(node, FUNCTIONS):
+        return []
+    body = [n for n in node.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+    if len(body) != 1:
+        return []
+    owner = suspect.name.rsplit(".", 1)[0] if "." in suspect.name else None
+    names = []
+    for call in ast.walk(body[0]):
+        func = call.func if isinstance(call, ast.Call) else None
+        if isinstance(func, ast.Name):
+            names.append(func.id)
+        elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and owner \
+                and func.value.id in ("self", "cls"):
+            names.append(f"{owner}.{func.attr}")
+    return [found for name in dict.fromkeys(names) if name != suspect.name
+            and (found := defs.suspect(suspect.path, name))]
 
 
 def _dispatched(defs: Definitions, suspect: Suspect) -> list[Suspect]:
