@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 
 def _shared_data() -> Path:
     here = Path(__file__).resolve()
@@ -20,8 +22,23 @@ SHARED_DATA = _shared_data()
 QWEN25_TOKENIZER = SHARED_DATA / "qwen2.5-coder-tokenizer"  # Qwen2.5-Coder: Hermes JSON tool calls
 QWEN3_CODER = SHARED_DATA / "qwen3-coder-30b-a3b-instruct"  # Qwen3-Coder: XML tool calls, <think> tokens
 # What a tiny checkpoint copies to get a real tokenizer (the Qwen3-Coder folder also holds the real model's config).
-QWEN25_TOKENIZER_FILES = sorted(QWEN25_TOKENIZER.iterdir()) if QWEN25_TOKENIZER.is_dir() else []
+QWEN25_TOKENIZER_FILES = [
+    QWEN25_TOKENIZER / name for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+]
 QWEN3_TOKENIZER_FILES = [QWEN3_CODER / name for name in ("vocab.json", "merges.txt", "tokenizer_config.json")]
+
+# Without the shared data (a clone with no shared/data in any parent folder) the tests that read it skip, all with
+# this one reason, instead of failing far from the cause.
+NO_SHARED_DATA = (
+    f"shared data not found: {SHARED_DATA} (tokenizers and datasets are read from shared/data beside the checkout)"
+)
+needs_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=NO_SHARED_DATA)
+
+
+def require_files(files) -> None:
+    """Skip the calling test (or fixture) unless every one of `files` exists."""
+    if any(not Path(file).exists() for file in files):
+        pytest.skip(NO_SHARED_DATA)
 
 
 # ----- tiny random checkpoints -----
@@ -77,9 +94,9 @@ def tiny_checkpoint(
     `tokenizer_files` beside it (pass vocab_size=REAL_VOCAB with a real tokenizer)."""
     import shutil
 
+    require_files(tokenizer_files)
     kwargs = {"max_shard_size": max_shard_size} if max_shard_size else {}
     tiny_hf_model(arch, **overrides).save_pretrained(directory, **kwargs)
     for file in tokenizer_files:
         shutil.copy(file, Path(directory) / Path(file).name)
     return Path(directory)
-

@@ -14,7 +14,7 @@ from qcoder.engine.tool_parsers import (
     get_tool_parser,
 )
 from qcoder.errors import QcoderError
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, needs_shared_data
 
 
 def tool(name, properties=None, required=()):
@@ -271,6 +271,7 @@ def test_convert_parameter():
     assert convert_parameter("7", None) == "7"
 
 
+@needs_shared_data
 def test_get_tool_parser():
     data = SHARED_DATA
     qwen3_template = json.loads((data / "qwen3-coder-30b-a3b-instruct" / "tokenizer_config.json").read_text())

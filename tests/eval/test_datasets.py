@@ -7,8 +7,10 @@ import pytest
 
 from qcoder.errors import QcoderError
 from qcoder.eval import datasets
+from tests.conftest import needs_shared_data
 
 
+@needs_shared_data
 def test_bundled_and_shared_releases():
     humaneval = datasets.load("humaneval")
     assert len(humaneval.tasks) == 164 and humaneval.path.name == "HumanEval.jsonl.gz"

@@ -13,6 +13,9 @@ from qcoder.eval import datasets
 from qcoder.eval.generation import Completion
 from qcoder.eval.plus_tests import PlusChecker
 from qcoder.eval.runner import RunConfig, run_benchmark
+from tests.conftest import needs_shared_data
+
+pytestmark = needs_shared_data
 
 
 class CannedGenerator:

@@ -10,6 +10,9 @@ from qcoder.eval import datasets
 from qcoder.eval.checks import HUMANEVAL_TIMEOUT_S, check_humaneval
 from qcoder.eval.plus_tests import PlusChecker
 from qcoder.eval.sandbox import Limits
+from tests.conftest import needs_shared_data
+
+pytestmark = needs_shared_data
 
 RIGHT_ADD = "def add(x: int, y: int):\n    return x + y\n"
 # Writes a well-formed report claiming success into every descriptor it has and every one of its parent's

@@ -11,6 +11,7 @@ from qcoder.model.config import ModelConfig
 from qcoder.model.loader import expected_shards, load_model, weight_destinations
 from qcoder.model.qwen import ForwardBatch, QwenForCausalLM, allocate_kv_cache
 from qcoder.model.rope import yarn_inv_freq
+from tests.conftest import needs_shared_data
 
 from .conftest import REAL_QWEN3_CODER, VARIANTS, tiny_hf_model
 
@@ -199,6 +200,7 @@ def test_yarn_frequencies_match_transformers(rope):
     assert factor == pytest.approx(expected_factor, rel=1e-12)
 
 
+@needs_shared_data
 def test_real_qwen3_coder_config_parses():
     config_file = REAL_QWEN3_CODER / "config.json"
     config = ModelConfig.from_hf_dict(json.loads(config_file.read_text()), source=str(config_file))
@@ -212,6 +214,7 @@ def test_real_qwen3_coder_config_parses():
     assert all(config.is_moe_layer(i) for i in range(48))
 
 
+@needs_shared_data
 def test_real_checkpoint_tensor_names_all_have_a_home():
     """Every tensor name of the published Qwen3-Coder-30B-A3B checkpoint maps onto a parameter of our model."""
     config = ModelConfig.from_hf_dict(json.loads((REAL_QWEN3_CODER / "config.json").read_text()))

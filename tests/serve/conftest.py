@@ -18,7 +18,7 @@ import openai
 import pytest
 import torch
 
-from tests.conftest import QWEN25_TOKENIZER_FILES, REAL_VOCAB, tiny_checkpoint
+from tests.conftest import QWEN25_TOKENIZER_FILES, REAL_VOCAB, require_files, tiny_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -151,6 +151,7 @@ def scripted_engine(
     from qcoder.engine.tokenizer import Tokenizer
     from qcoder.model.config import ModelConfig
 
+    require_files([tokenizer_dir])
     tokenizer = Tokenizer.from_path(tokenizer_dir)
     if chat_template is not None:
         tokenizer.chat_template = chat_template
