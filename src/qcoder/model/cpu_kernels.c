@@ -456,6 +456,7 @@ INLINE void q6k_tile(const int R, const int M, const uint8_t *w, int64_t stride,
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int m = 0; m < M; m++) out[m * ldo + r] = hsum(acc[r][m]);
 }
 
+/* Every type but Q6_K, which has its own number of weight rows per tile (rows_tiled) */
 INLINE void tile(const int type, const int R, const int M, const uint8_t *w, int64_t stride, const qc_rows *a,
                  float *out, int64_t ldo) {
     switch (type) {
@@ -466,7 +467,6 @@ INLINE void tile(const int type, const int R, const int M, const uint8_t *w, int
     case Q8_0: small_tile(Q8_0, R, M, w, stride, a, out, ldo); break;
     case Q4_K: k_tile(0, R, M, w, stride, a, out, ldo); break;
     case Q5_K: k_tile(1, R, M, w, stride, a, out, ldo); break;
-    case Q6_K: q6k_tile(R, M, w, stride, a, out, ldo); break;
     }
 }
 
