@@ -52,3 +52,8 @@ def test_speculation_rows_compare_with_llama_cpp_without_speculation():
     alone = {row[0]: row for row in bench.table_rows({"qcoder": qcoder})}
     assert alone["decode, 1 seq, n-gram speculation (tok/s)"][1:] == ["79.0"]
 
+
+
+def test_llama_cpp_isa_lists_the_instruction_sets_it_uses():
+    info = "CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | AVX512 = 0 | AVX512_VNNI = 0 | LLAMAFILE = 1 | OPENMP = 1 | REPACK = 1 | "
+    assert bench.isa_of_system_info(info) == "AVX AVX2 F16C FMA"

@@ -20,6 +20,7 @@ ever makes things slower). Both get the same token ids and the same thread count
 from __future__ import annotations
 
 import argparse
+import re
 import time
 
 from qcoder.errors import QcoderError
@@ -431,7 +432,31 @@ def measure_llama_cpp(path, threads, ids, prompt_tokens, gen_tokens, batch) -> d
     batch_s = _llama_batch_decode(llm, _batch_prompts(ids, batch), gen_tokens)
     edit_out, edit_s = _llama_greedy(llm, edit, EDIT_MAX_TOKENS, stop_ids=set(tokenizer.eos_token_ids))
     metrics = _metrics(load_s, prefill_s, decode_s, batch_s, prompt_tokens, gen_tokens, batch)
-    return {"import_s": import_s, **metrics, "edit_tokens": len(edit_out), "edit_decode_tps": (len(edit_out) - 1) / edit_s}
+    return {
+        "import_s": import_s,
+        **metrics,
+        "edit_tokens": len(edit_out),
+        "edit_decode_tps": (len(edit_out) - 1) / edit_s,
+        "isa": llama_cpp_isa(),
+    }
+
+
+# Features in llama.cpp's system info that are not instruction sets
+_NOT_ISA = {"LLAMAFILE", "OPENMP", "REPACK", "ACCELERATE", "KLEIDIAI"}
+
+
+def llama_cpp_isa() -> str:
+    """The instruction sets llama.cpp's CPU backend was built for and uses, e.g. "AVX2 FMA F16C AVX512": a figure
+    against llama.cpp means little without them (a qcoder forced to AVX2 against an AVX-512 llama.cpp)."""
+    import llama_cpp
+
+    return isa_of_system_info(llama_cpp.llama_print_system_info().decode(errors="replace"))
+
+
+def isa_of_system_info(info: str) -> str:
+    """ "CPU : SSE3 = 1 | AVX2 = 1 | AVX512 = 0 | OPENMP = 1 | " -> "AVX2": the instruction sets on, past SSE."""
+    on = re.findall(r"([A-Z0-9_]+) = 1", info)
+    return " ".join(f for f in on if f not in _NOT_ISA and not f.startswith("SSE") and f != "SSSE3")
 
 
 def _llama_greedy(llm, prompt: list[int], max_tokens: int, stop_ids=frozenset()) -> tuple[list[int], float]:
@@ -629,6 +654,7 @@ def print_table(results: dict[str, dict], args: argparse.Namespace) -> None:
         + (f"long prompt {args.long_prompt} (llama.cpp n_ctx {LLAMA_LONG_CTX}), " if args.long_prompt else "")
         + f"best of {args.repeats}, OMP {args.omp_wait_policy}, "
         f"{cpu_kernels.describe()}"
+        + (f"; llama.cpp built for {results['llama.cpp']['isa']}" if "isa" in results.get("llama.cpp", {}) else "")
     )
     table = Table(title=title)
     table.add_column("metric")
