@@ -56,6 +56,17 @@ def test_the_common_one_token_bugs_are_among_the_fixes():
     assert not any("size 11" in t or "and 0 alone" in t for t in texts)  # docstrings are not
 
 
+def test_a_function_or_method_is_tried_as_its_counterpart():
+    source = ("def longest(words, prefix):\n"
+              "    kept = [w.lstrip() for w in words if w.startswith(prefix)]\n"
+              "    return min(kept, key=len)\n")
+    texts = {f.text for f in small_fixes(source, 1, 3, limit=200)}
+    for old, new in [("min(", "max("), (".lstrip()", ".rstrip()"), (".lstrip()", ".strip()"),
+                     (".startswith(", ".endswith(")]:
+        assert source.replace(old, new) in texts, (old, new)
+    assert not any("lmin" in t or "def longest(words, prefix):" not in t for t in texts)
+
+
 def test_fixes_on_the_traceback_line_come_first_and_strings_are_not_subtracted():
     first = small_fixes(SOURCE, 6, 11, focus=(11,))[0]
     assert first.line == 11

@@ -4,7 +4,7 @@ Most bugs that one failing test pins down are a single token off; studies of one
 bugs") find the same few shapes again and again: a comparison's boundary (`<` for `<=`), a wrong operator (`+`
 for `-`, `and` for `or`), a number off by one, a flipped literal or separator (`" ".join` for `"".join`), a
 negation missing or extra, an index or a bound off by one, the wrong one of two parameters compared, two
-arguments swapped. Checking one costs a test run and no model call, so a few dozen are
+arguments swapped, a function taken for its counterpart (`min` for `max`, `.lstrip` for `.rstrip`). Checking one costs a test run and no model call, so a few dozen are
 cheaper than one round of sampled rewrites on a CPU, and they work the same with every model.
 
 Each fix replaces the text of one node (or just its operator) in the file, so the diff is that one change;
@@ -49,10 +49,16 @@ COMPARE = {ast.Lt: ("<", ["<=", ">"]), ast.LtE: ("<=", ["<", ">="]), ast.Gt: (">
 ARITH = {ast.Add: ("+", ["-"]), ast.Sub: ("-", ["+"]), ast.Mult: ("*", ["/"]), ast.Div: ("/", ["//", "*"]),
          ast.FloorDiv: ("//", ["/"]), ast.Mod: ("%", ["//"])}
 BOOL = {ast.And: ("and", ["or"]), ast.Or: ("or", ["and"])}
+# Functions and methods taken for their counterpart: `min` where `max` was meant, `.lstrip` for `.rstrip`
+COUNTERPARTS = {"min": ["max"], "max": ["min"], "any": ["all"], "all": ["any"], "floor": ["ceil"], "ceil": ["floor"],
+                "lower": ["upper"], "upper": ["lower"], "startswith": ["endswith"], "endswith": ["startswith"],
+                "lstrip": ["rstrip", "strip"], "rstrip": ["lstrip", "strip"], "find": ["rfind"], "rfind": ["find"],
+                "split": ["rsplit"], "rsplit": ["split"], "append": ["extend"], "extend": ["append"],
+                "keys": ["values"], "values": ["keys"]}
 # What a separator string may have been meant to be: none, a space, a comma, or both.
 SEPARATORS = ("", " ", ",", ", ")
 # Kinds in the order they are tried on a line: the commonest one-token bugs first.
-ORDER = ("compare", "number", "arith", "bool", "literal", "negation", "bound", "variable", "swap")
+ORDER = ("compare", "number", "arith", "bool", "callee", "literal", "negation", "bound", "variable", "swap")
 # Where `e + 1` needs no parentheses: the node is a whole argument, index, bound or value.
 LOOSE = (ast.Call, ast.Slice, ast.Subscript, ast.Return, ast.Assign, ast.keyword, ast.List, ast.Tuple)
 
@@ -158,6 +164,11 @@ def _edits(node, parent, data: bytes, at):
         for sign in ("+", "-"):
             new = f"{text(node)} {sign} 1"
             yield "bound", *span(node), new if isinstance(parent, LOOSE) else f"({new})", f"`{text(node)}` -> `{new}`"
+    if isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute)):
+        name = node.func.id if isinstance(node.func, ast.Name) else node.func.attr
+        stop = span(node.func)[1]  # an attribute's name ends it
+        for new in COUNTERPARTS.get(name, ()):
+            yield "callee", stop - len(name.encode("utf-8")), stop, new, f"`{name}(` -> `{new}(`"
     if isinstance(node, ast.Call) and len(node.args) == 2 and not node.keywords and not any(
             isinstance(a, ast.Starred) for a in node.args):
         a, b = node.args
