@@ -4,8 +4,9 @@ Most bugs that one failing test pins down are a single token off; studies of one
 bugs") find the same few shapes again and again: a comparison's boundary (`<` for `<=`), a wrong operator (`+`
 for `-`, `and` for `or`), a number off by one, a flipped literal or separator (`" ".join` for `"".join`), a
 negation missing or extra, an index or a bound off by one, the wrong one of two parameters compared, two
-arguments swapped, a function taken for its counterpart (`min` for `max`, `.lstrip` for `.rstrip`). Checking one costs a test run and no model call, so a few dozen are
-cheaper than one round of sampled rewrites on a CPU, and they work the same with every model.
+arguments swapped, a function taken for its counterpart (`min` for `max`, `.lstrip` for `.rstrip`). Checking one
+costs a test run and no model call, so a few dozen are cheaper than one round of sampled rewrites on a CPU, and they
+work the same with every model.
 
 Each fix replaces the text of one node (or just its operator) in the file, so the diff is that one change;
 comments and formatting elsewhere stay as they were. Fixes on the lines the traceback passes through come first.

@@ -496,7 +496,8 @@ static void rows_tiled(int type, const uint8_t *w, int64_t stride, int64_t rows,
 
 /* Batches of more than eight rows (prefill) meet each weight row in groups of eight activation rows (interleaved
  * scales). The weight row is decoded once into its chunks (row_chunks) for all the groups of an L2 block, instead of
- * unpacking its nibbles and scales again for each group (a fifth of the instructions for Q5_0). */
+ * unpacking its nibbles and scales again for each group (measured on an AVX2 Zen: 512 rows of Q5_0 in 0.82x the
+ * time). */
 typedef struct {
     __m256i u;            /* the 32 values, as FOR_EACH_CHUNK gives them */
     float dscale, b0, b1; /* as FOR_EACH_CHUNK gives them */
