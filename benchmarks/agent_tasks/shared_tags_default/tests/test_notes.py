@@ -11,6 +11,7 @@ def test_new_notes_have_no_tags():
 
 def test_given_tags_are_kept():
     note = Note("trip", tags=["travel"])
+    assert note.tags == ["travel"]
     note.tag("travel", "summer")
     assert note.tags == ["travel", "summer"]
 
