@@ -48,3 +48,39 @@ def test_streaming_callbacks_run_in_the_callers_thread(client):
     reply = ask(client, "hi", on_delta=lambda piece: seen.append((piece, threading.current_thread())))
     assert seen and reply.content in "".join(piece for piece, _ in seen)
     assert {thread for _, thread in seen} == {threading.current_thread()}
+
+
+def test_forks_are_the_greedy_reply_and_replies_forced_off_it_at_its_closest_calls(client):
+    messages = [{"role": "user", "content": "Rewrite the function."}]
+    prefix = "```python\ndef f("
+    greedy = client.sample(messages, 1, prefix=prefix, temperature=0.0, max_tokens=24)[0]
+    replies = client.forks(messages, 4, prefix=prefix, max_tokens=24)
+    assert len(replies) == 4 and replies[0].content == greedy.content
+    forks = [r.content for r in replies[1:]]
+    assert len(set(forks)) == 3 and greedy.content not in forks
+    for fork in forks:  # each copies the greedy reply up to its fork point, then goes its own way
+        assert fork.startswith(prefix)
+        shared = next(i for i, (a, b) in enumerate(zip(fork + "\0", greedy.content + "\1", strict=False)) if a != b)
+        assert shared >= len(prefix)
+
+
+def test_the_closest_calls_are_the_likeliest_runners_up_one_per_position_up_to_the_fence():
+    from qcoder.client import _closest_calls
+
+    class Vocabulary:
+        pieces = ["a", "b", " b", "```", "c", "\n", "d", "bc"]
+
+        def decode(self, ids):
+            return "".join(self.pieces[i] for i in ids)
+
+    def step(token, *runners_up):  # the greedy token heads the top list, as the sampler reports it
+        return token, (-0.1, [(token, -0.1), *runners_up])
+
+    tokens = [step(0, (1, -2.0)),  # "a", runner-up "b"
+              step(1, (7, -0.3), (2, -0.5), (4, -3.0)),  # "b": "bc" spells the same text, " b" differs only in
+              #    whitespace, so "c"
+              step(4, (6, -1.0)),  # "c", runner-up "d"
+              step(3, (5, -0.2)),  # the closing fence, runner-up "\n": where the code could go on
+              step(6, (0, -0.01))]  # past the fence: not code
+    assert _closest_calls(Vocabulary(), tokens, 5) == [(3, 5), (2, 6), (0, 1), (1, 4)]
+    assert _closest_calls(Vocabulary(), tokens, 2) == [(3, 5), (2, 6)]

@@ -45,6 +45,11 @@ class ChatClient:
         how the replies should begin; clients that can force it (the built-in engine) do, the others ignore it."""
         return _parallel(lambda: self.chat(messages, json_schema=json_schema, **sampling), n)
 
+    def forks(self, messages, n: int, *, prefix: str = "", **sampling) -> list[ChatResponse]:
+        """`n` replies that differ where the model was least sure: the greedy reply, then replies that take another
+        token at one of its closest calls. Clients that cannot force a token (remote endpoints) sample instead."""
+        return self.sample(messages, n, prefix=prefix, **sampling)
+
 
 class OpenAIClient(ChatClient):
     def __init__(self, model: str | None = None, base_url: str | None = None, api_key: str | None = None,
@@ -223,8 +228,9 @@ class EngineClient(ChatClient):
                             finish_reason(reason, bool(reply.tool_calls)),
                             {"prompt_tokens": len(ids), "completion_tokens": generated})
 
-    def _generate(self, ids: list[int], params, on_delta) -> tuple[str, str | None, int]:
-        """Hand the request to the engine's loop; collect its pieces here, in the caller's thread."""
+    def _generate(self, ids: list[int], params, on_delta, tokens: list | None = None) -> tuple[str, str | None, int]:
+        """Hand the request to the engine's loop; collect its pieces here, in the caller's thread (and into
+        `tokens`, when given, each generated token as (id, its Logprobs or None))."""
         import asyncio
         import queue
 
@@ -247,6 +253,8 @@ class EngineClient(ChatClient):
                 if isinstance(out, BaseException):
                     raise out
                 text.append(out.text_delta)
+                if tokens is not None:
+                    tokens += zip(out.new_token_ids, out.logprobs or [None] * len(out.new_token_ids), strict=True)
                 reason, generated = out.finish_reason or reason, generated + len(out.new_token_ids)
                 if on_delta is not None and out.text_delta:
                     on_delta(out.text_delta)
@@ -305,14 +313,59 @@ class EngineClient(ChatClient):
                                         {"prompt_tokens": len(ids), "completion_tokens": generated}))
         return replies
 
+    def forks(self, messages, n: int, *, prefix: str = "", max_tokens: int = 512, stop: list[str] = (),
+              **_sampling) -> list[ChatResponse]:
+        """The greedy reply, then n - 1 replies forced off it at its closest calls: at each of the tokens where the
+        model's runner-up was likeliest, that runner-up, and greedy again from there. Asked to rewrite code with a
+        bug, small models mostly copy it back when sampled (150 of 400 candidates in one suite run); where they
+        hesitate is where a change is likeliest to be wanted, and each fork is a different change."""
+        from qcoder.engine.sampling import SamplingParams
 
-def _parallel(request, n: int, most: int = 8) -> list:
-    """`n` calls of `request()`, `most` at a time, on threads (for endpoints without `n`, and for the engine's
-    batch)."""
+        with self._prompt_lock:
+            ids = self._llm.chat_prompt_ids(messages) + self._llm.tokenizer.encode(prefix)
+        greedy: list = []
+        text, reason, generated = self._generate(ids, SamplingParams(temperature=0, logprobs=4, max_tokens=max_tokens,
+                                                                     stop=list(stop)), None, greedy)
+        replies = [ChatResponse(prefix + text, None, [], reason or "stop",
+                                {"prompt_tokens": len(ids), "completion_tokens": generated})]
+        points = _closest_calls(self._llm.tokenizer, greedy, n - 1)
+
+        def fork(point):
+            at, token = point
+            forced = [t for t, _ in greedy[:at]] + [token]
+            rest, reason, generated = self._generate(ids + forced, SamplingParams(
+                temperature=0, max_tokens=max(1, max_tokens - len(forced)), stop=list(stop)), None)
+            return ChatResponse(prefix + self._llm.tokenizer.decode(forced) + rest, None, [], reason or "stop",
+                                {"prompt_tokens": len(ids) + len(forced), "completion_tokens": generated})
+
+        return replies + (_parallel(fork, len(points), most=len(points), items=points) if points else [])
+
+
+def _closest_calls(tokenizer, tokens: list, most: int) -> list[tuple[int, int]]:
+    """(position, token): the greedy `tokens`' likeliest runners-up, at most one per position, best first. Not past
+    a closing fence (what follows the code is not code), and none that changes only whitespace or that spells the
+    same text in other tokens (" email" for " em", "ail": the fork would come back as the greedy reply)."""
+    pieces = [tokenizer.decode([token]) for token, _ in tokens]
+    calls = []
+    for at, (token, logprobs) in enumerate(tokens):
+        if "```" in "".join(pieces[:at]).lstrip("`"):
+            break
+        rest = "".join(pieces[at:])
+        for other, logprob in (logprobs[1] if logprobs else []):
+            text = tokenizer.decode([other])
+            if other != token and text.strip() != pieces[at].strip() and not rest.startswith(text):
+                calls.append((logprob, at, other))
+                break
+    return [(at, other) for _, at, other in sorted(calls, reverse=True)[:most]]
+
+
+def _parallel(request, n: int, most: int = 8, items: list | None = None) -> list:
+    """`n` calls of `request()` (or of `request(item)` for each of `items`), `most` at a time, on threads (for
+    endpoints without `n`, and for the engine's batch)."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=min(n, most)) as pool:
-        return list(pool.map(lambda _: request(), range(n)))
+        return list(pool.map(request, items) if items is not None else pool.map(lambda _: request(), range(n)))
 
 
 def make_client(

@@ -48,6 +48,7 @@ class RepairSettings:
     candidates: int = 6  # per round, sampled in one batched request
     rounds: int = 2  # at least (a second round may start over from the signature)
     temperature: float = 0.8
+    forks: bool = True  # the first round's candidates fork the greedy rewrite (client.forks) instead of sampling
     top_p: float = 0.95
     max_tokens: int = 768
     max_rounds: int = 12  # rounds past `rounds` run while the time limit allows, leaving `loop_share` of it
@@ -281,9 +282,11 @@ class Repair:
         temperature = max(self.settings.temperature, 1.0) if hotter else self.settings.temperature
         prefix = _reply_prefix(lead.suspects, fresh_start and not refine, task)
         sampling_started = time.monotonic()
-        replies = agent.client.sample(messages, self.settings.candidates, prefix=prefix, temperature=temperature,
-                                      top_p=self.settings.top_p, max_tokens=limit,
-                                      stop=["\n```\n", *self._copied_definitions(lead)])
+        # The first round forks the greedy rewrite where the model hesitated: sampled, the code mostly comes back
+        # as it was; forced to take its runner-up token somewhere, every candidate is a different change.
+        draw = agent.client.forks if number == 0 and not refine and self.settings.forks else agent.client.sample
+        replies = draw(messages, self.settings.candidates, prefix=prefix, temperature=temperature,
+                       top_p=self.settings.top_p, max_tokens=limit, stop=["\n```\n", *self._copied_definitions(lead)])
         for reply in replies:
             for key in agent.tokens:
                 agent.tokens[key] += reply.usage.get(key, 0)
