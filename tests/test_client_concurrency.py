@@ -62,6 +62,10 @@ def test_forks_are_the_greedy_reply_and_replies_forced_off_it_at_its_closest_cal
         assert fork.startswith(prefix)
         shared = next(i for i, (a, b) in enumerate(zip(fork + "\0", greedy.content + "\1", strict=False)) if a != b)
         assert shared >= len(prefix)
+    # the next call goes on where this one stopped: the same replies as one call for all of them
+    later = client.forks(messages, 3, prefix=prefix, max_tokens=24, start=4)
+    assert [r.content for r in replies + later] == [r.content for r in client.forks(messages, 7, prefix=prefix,
+                                                                                     max_tokens=24)]
 
 
 def test_the_closest_calls_are_the_likeliest_runners_up_one_per_position_up_to_the_fence():

@@ -45,9 +45,10 @@ class ChatClient:
         how the replies should begin; clients that can force it (the built-in engine) do, the others ignore it."""
         return _parallel(lambda: self.chat(messages, json_schema=json_schema, **sampling), n)
 
-    def forks(self, messages, n: int, *, prefix: str = "", **sampling) -> list[ChatResponse]:
-        """`n` replies that differ where the model was least sure: the greedy reply, then replies that take another
-        token at one of its closest calls. Clients that cannot force a token (remote endpoints) sample instead."""
+    def forks(self, messages, n: int, *, prefix: str = "", start: int = 0, **sampling) -> list[ChatResponse]:
+        """Replies `start` to `start + n - 1` of: the greedy reply, then replies that take another token at its
+        closest calls, closest first (fewer when it has no more). Clients that cannot force a token (remote
+        endpoints) sample instead."""
         return self.sample(messages, n, prefix=prefix, **sampling)
 
 
@@ -206,6 +207,7 @@ class EngineClient(ChatClient):
         threading.Thread(target=self._loop.run_forever, name="qcoder-client", daemon=True).start()
         self._ids = itertools.count()
         self._prompt_lock = threading.Lock()  # template rendering and encoding: cheap, kept to one thread at a time
+        self._greedy: dict = {}  # (prompt ids, max_tokens, stop) -> (greedy reply, its tokens), for `forks`
 
     def chat(self, messages, tools=None, *, on_delta=None, json_schema=None, **sampling) -> ChatResponse:
         from qcoder.engine.assistant import finish_reason, parse_assistant
@@ -313,31 +315,37 @@ class EngineClient(ChatClient):
                                         {"prompt_tokens": len(ids), "completion_tokens": generated}))
         return replies
 
-    def forks(self, messages, n: int, *, prefix: str = "", max_tokens: int = 512, stop: list[str] = (),
-              **_sampling) -> list[ChatResponse]:
-        """The greedy reply, then n - 1 replies forced off it at its closest calls: at each of the tokens where the
-        model's runner-up was likeliest, that runner-up, and greedy again from there. Asked to rewrite code with a
-        bug, small models mostly copy it back when sampled (150 of 400 candidates in one suite run); where they
-        hesitate is where a change is likeliest to be wanted, and each fork is a different change."""
+    def forks(self, messages, n: int, *, prefix: str = "", start: int = 0, max_tokens: int = 512,
+              stop: list[str] = (), **_sampling) -> list[ChatResponse]:
+        """Replies `start` to `start + n - 1` of: the greedy reply, then replies forced off it at its closest calls
+        (at each of the tokens where the model's runner-up was likeliest, that runner-up, then greedy again), closest
+        first. Asked to rewrite code with a bug, small models mostly copy it back when sampled (150 of 400 candidates
+        in one suite run); where they hesitate is where a change is likeliest to be wanted, and each fork is a
+        different change. The greedy reply is kept for the next call's forks."""
         from qcoder.engine.sampling import SamplingParams
 
         with self._prompt_lock:
             ids = self._llm.chat_prompt_ids(messages) + self._llm.tokenizer.encode(prefix)
-        greedy: list = []
-        text, reason, generated = self._generate(ids, SamplingParams(temperature=0, logprobs=4, max_tokens=max_tokens,
-                                                                     stop=list(stop)), None, greedy)
-        replies = [ChatResponse(prefix + text, None, [], reason or "stop",
-                                {"prompt_tokens": len(ids), "completion_tokens": generated})]
-        points = _closest_calls(self._llm.tokenizer, greedy, n - 1)
+        key = (tuple(ids), max_tokens, tuple(stop))
+        if key not in self._greedy:
+            tokens: list = []
+            text, reason, generated = self._generate(ids, SamplingParams(
+                temperature=0, logprobs=4, max_tokens=max_tokens, stop=list(stop)), None, tokens)
+            reply = ChatResponse(prefix + text, None, [], reason or "stop",
+                                 {"prompt_tokens": len(ids), "completion_tokens": generated})
+            self._greedy = {**dict(list(self._greedy.items())[-7:]), key: (reply, tokens)}  # the last few prompts
+        greedy, tokens = self._greedy[key]
+        points = _closest_calls(self._llm.tokenizer, tokens, start + n - 1)[max(0, start - 1):]
 
         def fork(point):
             at, token = point
-            forced = [t for t, _ in greedy[:at]] + [token]
+            forced = [t for t, _ in tokens[:at]] + [token]
             rest, reason, generated = self._generate(ids + forced, SamplingParams(
                 temperature=0, max_tokens=max(1, max_tokens - len(forced)), stop=list(stop)), None)
             return ChatResponse(prefix + self._llm.tokenizer.decode(forced) + rest, None, [], reason or "stop",
                                 {"prompt_tokens": len(ids) + len(forced), "completion_tokens": generated})
 
+        replies = [greedy] if start == 0 else []
         return replies + (_parallel(fork, len(points), most=len(points), items=points) if points else [])
 
 

@@ -48,7 +48,7 @@ class RepairSettings:
     candidates: int = 6  # per round, sampled in one batched request
     rounds: int = 2  # at least (a second round may start over from the signature)
     temperature: float = 0.8
-    forks: bool = True  # the first round's candidates fork the greedy rewrite (client.forks) instead of sampling
+    forks: bool = True  # candidates fork the greedy rewrite at its closest calls (client.forks) instead of sampling
     top_p: float = 0.95
     max_tokens: int = 768
     max_rounds: int = 12  # rounds past `rounds` run while the time limit allows, leaving `loop_share` of it
@@ -282,11 +282,19 @@ class Repair:
         temperature = max(self.settings.temperature, 1.0) if hotter else self.settings.temperature
         prefix = _reply_prefix(lead.suspects, fresh_start and not refine, task)
         sampling_started = time.monotonic()
-        # The first round forks the greedy rewrite where the model hesitated: sampled, the code mostly comes back
-        # as it was; forced to take its runner-up token somewhere, every candidate is a different change.
-        draw = agent.client.forks if number == 0 and not refine and self.settings.forks else agent.client.sample
-        replies = draw(messages, self.settings.candidates, prefix=prefix, temperature=temperature,
-                       top_p=self.settings.top_p, max_tokens=limit, stop=["\n```\n", *self._copied_definitions(lead)])
+        sampling = dict(prefix=prefix, temperature=temperature, top_p=self.settings.top_p, max_tokens=limit,
+                        stop=["\n```\n", *self._copied_definitions(lead)])
+        n = self.settings.candidates
+        if self.settings.forks:
+            # Forks of the greedy rewrite where the model hesitated, each prompt's next closest calls: sampled, the
+            # code mostly came back as it was (one run, a round: 0-2 new candidates of 6); forced to take its
+            # runner-up token somewhere, each candidate is a different change. Samples make up what forks lack.
+            start = self._forked.get(prompt + prefix, 0)
+            replies = agent.client.forks(messages, n, start=start, **sampling)
+            self._forked[prompt + prefix] = start + n
+            replies += agent.client.sample(messages, n - len(replies), **sampling) if len(replies) < n else []
+        else:
+            replies = agent.client.sample(messages, n, **sampling)
         for reply in replies:
             for key in agent.tokens:
                 agent.tokens[key] += reply.usage.get(key, 0)
@@ -483,6 +491,7 @@ class Repair:
     def __post_init__(self):
         self._seen: set = set()
         self._small_tried = 0
+        self._forked: dict[str, int] = {}  # prompt -> the forks of its greedy rewrite taken so far
         self._parsers: set[str] = set()  # left out once the new option is declared (_past_the_parser)
         self._python_files: list[str] = []
         self._root: Path | None = None
