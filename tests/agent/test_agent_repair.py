@@ -359,6 +359,33 @@ def test_rounds_past_the_minimum_run_only_while_the_time_limit_leaves_room_for_t
     assert not repair._another_round(agent(10.0, limit=None), 2, now - 20)  # no time limit: the minimum only
 
 
+def test_each_round_takes_the_next_forks_of_its_prompt_and_samples_what_they_lack():
+    from types import SimpleNamespace
+
+    from qcoder.agent.repair import Repair, RepairSettings
+
+    calls = []
+    closest = 8  # the greedy reply and 8 forks: 9 replies in all
+
+    def forks(messages, n, *, start, prefix, **_):
+        calls.append(("forks", messages[-1]["content"], start, n))
+        return [SimpleNamespace(content=f"fork {i}") for i in range(start, min(start + n, closest + 1))]
+
+    def sample(messages, n, **_):
+        calls.append(("sample", messages[-1]["content"], n))
+        return [SimpleNamespace(content="sample")] * n
+
+    client = SimpleNamespace(forks=forks, sample=sample)
+    repair = Repair(None, RepairSettings(candidates=6))
+    ask = lambda prompt: [r.content for r in repair._draw(client, [{"content": prompt}], prefix="```")]  # noqa: E731
+    assert ask("fix it") == [f"fork {i}" for i in range(6)]
+    assert ask("from the signature") == [f"fork {i}" for i in range(6)]  # another prompt: its own forks
+    assert ask("fix it") == ["fork 6", "fork 7", "fork 8"] + ["sample"] * 3
+    assert calls[2:] == [("forks", "fix it", 6, 6), ("sample", "fix it", 3)]
+    plain = Repair(None, RepairSettings(candidates=2, forks=False))
+    assert [r.content for r in plain._draw(client, [{"content": "x"}], prefix="")] == ["sample"] * 2
+
+
 def test_a_missing_capitalised_name_is_begun_as_a_class():
     from qcoder.agent.localize import Suspect
     from qcoder.agent.repair import _reply_prefix

@@ -284,17 +284,7 @@ class Repair:
         sampling_started = time.monotonic()
         sampling = dict(prefix=prefix, temperature=temperature, top_p=self.settings.top_p, max_tokens=limit,
                         stop=["\n```\n", *self._copied_definitions(lead)])
-        n = self.settings.candidates
-        if self.settings.forks:
-            # Forks of the greedy rewrite where the model hesitated, each prompt's next closest calls: sampled, the
-            # code mostly came back as it was (one run, a round: 0-2 new candidates of 6); forced to take its
-            # runner-up token somewhere, each candidate is a different change. Samples make up what forks lack.
-            start = self._forked.get(prompt + prefix, 0)
-            replies = agent.client.forks(messages, n, start=start, **sampling)
-            self._forked[prompt + prefix] = start + n
-            replies += agent.client.sample(messages, n - len(replies), **sampling) if len(replies) < n else []
-        else:
-            replies = agent.client.sample(messages, n, **sampling)
+        replies = self._draw(agent.client, messages, **sampling)
         for reply in replies:
             for key in agent.tokens:
                 agent.tokens[key] += reply.usage.get(key, 0)
@@ -324,6 +314,19 @@ class Repair:
                    sampling_s=round(testing_started - sampling_started, 1),
                    testing_s=round(time.monotonic() - testing_started, 1))
         return fresh
+
+    def _draw(self, client, messages, **sampling) -> list:
+        """A round's replies: forks of the greedy rewrite where the model hesitated, the prompt's next closest calls
+        (sampled, the code mostly came back as it was: in one run, 0-2 new candidates a round of 6; forced to take
+        its runner-up token somewhere, each candidate is a different change), samples making up what forks lack."""
+        n = self.settings.candidates
+        if not self.settings.forks:
+            return client.sample(messages, n, **sampling)
+        key = messages[-1]["content"] + sampling["prefix"]
+        start = self._forked.get(key, 0)
+        replies = client.forks(messages, n, start=start, **sampling)
+        self._forked[key] = start + n
+        return replies + (client.sample(messages, n - len(replies), **sampling) if len(replies) < n else [])
 
     def _test(self, candidates, baseline, targets, timeout) -> Candidate | None:
         """Test the untested candidates, smallest first, up to the first that passes."""
