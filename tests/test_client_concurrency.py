@@ -71,20 +71,17 @@ def test_forks_are_the_greedy_reply_and_replies_forced_off_it_at_its_closest_cal
 def test_the_closest_calls_are_the_likeliest_runners_up_one_per_position_up_to_the_fence():
     from qcoder.client import _closest_calls
 
-    class Vocabulary:
-        pieces = ["a", "b", " b", "```", "c", "\n", "d", "bc"]
-
-        def decode(self, ids):
-            return "".join(self.pieces[i] for i in ids)
+    pieces = ["a", "b", " b", "```", "c", "\n", "d", "bc"]
 
     def step(token, *runners_up):  # the greedy token heads the top list, as the sampler reports it
-        return token, (-0.1, [(token, -0.1), *runners_up])
+        return token, pieces[token], [(t, pieces[t], lp) for t, lp in [(token, -0.1), *runners_up]]
 
-    tokens = [step(0, (1, -2.0)),  # "a", runner-up "b"
-              step(1, (7, -0.3), (2, -0.5), (4, -3.0)),  # "b": "bc" spells the same text, " b" differs only in
-              #    whitespace, so "c"
-              step(4, (6, -1.0)),  # "c", runner-up "d"
-              step(3, (5, -0.2)),  # the closing fence, runner-up "\n": where the code could go on
-              step(6, (0, -0.01))]  # past the fence: not code
-    assert _closest_calls(Vocabulary(), tokens, 5) == [(3, 5), (2, 6), (0, 1), (1, 4)]
-    assert _closest_calls(Vocabulary(), tokens, 2) == [(3, 5), (2, 6)]
+    steps = [step(0, (1, -2.0)),  # "a", runner-up "b"
+             step(1, (7, -0.3), (2, -0.5), (4, -3.0)),  # "b": "bc" spells the same text, " b" differs only in
+             #    whitespace, so "c"
+             step(4, (6, -1.0)),  # "c", runner-up "d"
+             step(3, (5, -0.2)),  # the closing fence, runner-up "\n": where the code could go on
+             step(6, (0, -0.01))]  # past the fence: not code
+    calls = [(at, runner_up[0]) for at, runner_up in _closest_calls(steps, 5)]
+    assert calls == [(3, 5), (2, 6), (0, 1), (1, 4)]
+    assert [(at, runner_up[0]) for at, runner_up in _closest_calls(steps, 2)] == [(3, 5), (2, 6)]

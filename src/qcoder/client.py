@@ -42,14 +42,39 @@ class ChatClient:
     def sample(self, messages, n: int, *, prefix: str = "", json_schema: dict | None = None,
                **sampling) -> list[ChatResponse]:
         """`n` independent replies to the same messages, without tools (the repair path's candidates). `prefix` is
-        how the replies should begin; clients that can force it (the built-in engine) do, the others ignore it."""
+        how the replies should begin; clients that can force it (the built-in engine, qcoder serve, vLLM) do, the
+        others ignore it."""
         return _parallel(lambda: self.chat(messages, json_schema=json_schema, **sampling), n)
 
-    def forks(self, messages, n: int, *, prefix: str = "", start: int = 0, **sampling) -> list[ChatResponse]:
-        """Replies `start` to `start + n - 1` of: the greedy reply, then replies that take another token at its
-        closest calls, closest first (fewer when it has no more). Clients that cannot force a token (remote
-        endpoints) sample instead."""
-        return self.sample(messages, n, prefix=prefix, **sampling)
+    def forks(self, messages, n: int, *, prefix: str = "", start: int = 0, max_tokens: int = 512,
+              stop: list[str] = (), **sampling) -> list[ChatResponse]:
+        """Replies `start` to `start + n - 1` of: the greedy reply, then replies forced off it at its closest calls
+        (at each of the tokens where the model's runner-up was likeliest, that runner-up, then greedy again), closest
+        first; fewer when it has no more. Asked to rewrite code with a bug, small models mostly copy it back when
+        sampled (150 of 400 candidates in one suite run); where they hesitate is where a change is likeliest to be
+        wanted, and each fork is a different change. The greedy reply is kept for the next call's forks. Clients
+        that cannot force a beginning sample instead."""
+        stop = list(stop)
+        cache = self.__dict__.setdefault("_greedy_replies", {})
+        key = (repr(messages), prefix, max_tokens, tuple(stop))
+        if key not in cache:
+            found = self._greedy(messages, prefix, max_tokens, stop)
+            if found is None:
+                return self.sample(messages, n, prefix=prefix, max_tokens=max_tokens, stop=stop, **sampling)
+            self.__dict__["_greedy_replies"] = cache = {**dict(list(cache.items())[-7:]), key: found}  # a few prompts
+        greedy, steps = cache[key]
+        points = _closest_calls(steps, start + n - 1)[max(0, start - 1):]
+        fork = lambda point: self._fork(messages, prefix, steps[:point[0]], point[1], max_tokens, stop)  # noqa: E731
+        return ([greedy] if start == 0 else []) + (_parallel(fork, len(points), len(points), points) if points else [])
+
+    def _greedy(self, messages, prefix: str, max_tokens: int, stop: list[str]) -> tuple[ChatResponse, list] | None:
+        """The greedy reply and its steps, one per token: (token, text, [(runner-up, its text, logprob)]); None
+        where the client cannot fork."""
+        return None
+
+    def _fork(self, messages, prefix: str, steps: list, runner_up: tuple, max_tokens: int, stop: list[str]):
+        """The greedy reply from `prefix` + the tokens of `steps` + `runner_up` on."""
+        raise NotImplementedError
 
 
 class OpenAIClient(ChatClient):
@@ -84,15 +109,19 @@ class OpenAIClient(ChatClient):
         check_sampling_names(sampling)
         kwargs.update({k: v for k, v in sampling.items() if k in OPENAI_SAMPLING_FIELDS and v is not None})
         extra = {k: v for k, v in sampling.items() if k in EXTRA_SAMPLING_FIELDS and v is not None}
+        if messages and messages[-1].get("role") == "assistant" and messages[-1].get("prefix"):  # from _begun
+            messages[-1] = {"role": "assistant", "content": messages[-1]["content"]}
+            extra.update(continue_final_message=True, add_generation_prompt=False)
         if extra:
             kwargs["extra_body"] = extra
         return kwargs
 
     def sample(self, messages, n: int, *, prefix: str = "", json_schema=None, **sampling) -> list[ChatResponse]:
         """One request with `n` choices; an endpoint that returns fewer (or rejects `n`) is topped up with
-        parallel single requests. (`prefix` is not forced: the OpenAI API has no portable way to.)"""
+        parallel single requests. `prefix` is forced where the endpoint continues a final assistant message."""
         import openai
 
+        messages, prefix = self._begun(messages, prefix)
         kwargs = self._kwargs(messages, None, sampling, json_schema)
         try:
             completion = self._with_retries(lambda: self._client.chat.completions.create(**kwargs, n=n))
@@ -104,7 +133,47 @@ class OpenAIClient(ChatClient):
                 raise
             replies = []
         missing = n - len(replies)
-        return replies + (_parallel(lambda: self._with_retries(lambda: self._once(kwargs)), missing) if missing else [])
+        replies += _parallel(lambda: self._with_retries(lambda: self._once(kwargs)), missing) if missing else []
+        for reply in replies:
+            reply.content = prefix + reply.content
+        return replies
+
+    def _begun(self, messages, prefix: str) -> tuple[list, str]:
+        """(messages, what to put before the reply): with `prefix` as a final assistant message to continue, where
+        the endpoint does that (qcoder serve and vLLM: `continue_final_message`; others would answer it anew)."""
+        if not prefix or not self._continues():
+            return messages, ""
+        return [*messages, {"role": "assistant", "content": prefix, "prefix": True}], prefix
+
+    def _continues(self) -> bool:
+        if not hasattr(self, "_continuing"):
+            try:
+                self._continuing = any(m.owned_by in ("qcoder", "vllm") for m in self._client.models.list())
+            except Exception:  # noqa: BLE001 - no model list: a plain OpenAI-compatible endpoint
+                self._continuing = False
+        return self._continuing
+
+    def _greedy(self, messages, prefix, max_tokens, stop):
+        if not self._continues():
+            return None
+        begun, prefix = self._begun(messages, prefix)
+        kwargs = self._kwargs(begun, None, {"temperature": 0, "max_tokens": max_tokens, "stop": stop or None})
+        completion = self._with_retries(lambda: self._client.chat.completions.create(**kwargs, logprobs=True,
+                                                                                   top_logprobs=4))
+        choice = completion.choices[0]
+        steps = [(t.token, t.token, [(o.token, o.token, o.logprob) for o in t.top_logprobs or []])
+                 for t in (choice.logprobs.content if choice.logprobs else None) or []]
+        reply = self._response(completion, choice)
+        reply.content = prefix + reply.content
+        return reply, steps
+
+    def _fork(self, messages, prefix, steps, runner_up, max_tokens, stop):
+        forced = prefix + "".join(text for _, text, _ in steps) + runner_up[1]
+        kwargs = self._kwargs([*messages, {"role": "assistant", "content": forced, "prefix": True}], None,
+                              {"temperature": 0, "max_tokens": max(1, max_tokens - len(steps) - 1), "stop": stop or None})
+        reply = self._with_retries(lambda: self._once(kwargs))
+        reply.content = forced + reply.content
+        return reply
 
     def _with_retries(self, call):
         import openai
@@ -207,7 +276,6 @@ class EngineClient(ChatClient):
         threading.Thread(target=self._loop.run_forever, name="qcoder-client", daemon=True).start()
         self._ids = itertools.count()
         self._prompt_lock = threading.Lock()  # template rendering and encoding: cheap, kept to one thread at a time
-        self._greedy: dict = {}  # (prompt ids, max_tokens, stop) -> (greedy reply, its tokens), for `forks`
 
     def chat(self, messages, tools=None, *, on_delta=None, json_schema=None, **sampling) -> ChatResponse:
         from qcoder.engine.assistant import finish_reason, parse_assistant
@@ -301,8 +369,7 @@ class EngineClient(ChatClient):
         params = SamplingParams(**{k: v for k, v in sampling.items() if v is not None and k != "seed"})
         if json_schema is not None:
             params.constraint = Constraint.json_schema(json_schema)
-        with self._prompt_lock:
-            ids = self._llm.chat_prompt_ids(messages) + self._llm.tokenizer.encode(prefix)
+        ids = self._prefixed_ids(messages, prefix)
         # Through the client's engine loop like every request (stepping the engine from here as well raced
         # with that loop). The prompt is prefilled once first: the n sequences then share its cached blocks.
         if n > 1:
@@ -315,56 +382,47 @@ class EngineClient(ChatClient):
                                         {"prompt_tokens": len(ids), "completion_tokens": generated}))
         return replies
 
-    def forks(self, messages, n: int, *, prefix: str = "", start: int = 0, max_tokens: int = 512,
-              stop: list[str] = (), **_sampling) -> list[ChatResponse]:
-        """Replies `start` to `start + n - 1` of: the greedy reply, then replies forced off it at its closest calls
-        (at each of the tokens where the model's runner-up was likeliest, that runner-up, then greedy again), closest
-        first. Asked to rewrite code with a bug, small models mostly copy it back when sampled (150 of 400 candidates
-        in one suite run); where they hesitate is where a change is likeliest to be wanted, and each fork is a
-        different change. The greedy reply is kept for the next call's forks."""
+    def _greedy(self, messages, prefix, max_tokens, stop):
         from qcoder.engine.sampling import SamplingParams
 
+        ids, tokens = self._prefixed_ids(messages, prefix), []
+        text, reason, generated = self._generate(ids, SamplingParams(temperature=0, logprobs=4, max_tokens=max_tokens,
+                                                                     stop=stop), None, tokens)
+        decode = lambda token: self._llm.tokenizer.decode([token])  # noqa: E731
+        steps = [(token, decode(token), [(other, decode(other), lp) for other, lp in (logprobs[1] if logprobs else [])])
+                 for token, logprobs in tokens]
+        return ChatResponse(prefix + text, None, [], reason or "stop",
+                            {"prompt_tokens": len(ids), "completion_tokens": generated}), steps
+
+    def _fork(self, messages, prefix, steps, runner_up, max_tokens, stop):
+        from qcoder.engine.sampling import SamplingParams
+
+        ids, forced = self._prefixed_ids(messages, prefix), [token for token, _, _ in steps] + [runner_up[0]]
+        rest, reason, generated = self._generate(ids + forced, SamplingParams(
+            temperature=0, max_tokens=max(1, max_tokens - len(forced)), stop=stop), None)
+        return ChatResponse(prefix + self._llm.tokenizer.decode(forced) + rest, None, [], reason or "stop",
+                            {"prompt_tokens": len(ids) + len(forced), "completion_tokens": generated})
+
+    def _prefixed_ids(self, messages, prefix: str) -> list[int]:
         with self._prompt_lock:
-            ids = self._llm.chat_prompt_ids(messages) + self._llm.tokenizer.encode(prefix)
-        key = (tuple(ids), max_tokens, tuple(stop))
-        if key not in self._greedy:
-            tokens: list = []
-            text, reason, generated = self._generate(ids, SamplingParams(
-                temperature=0, logprobs=4, max_tokens=max_tokens, stop=list(stop)), None, tokens)
-            reply = ChatResponse(prefix + text, None, [], reason or "stop",
-                                 {"prompt_tokens": len(ids), "completion_tokens": generated})
-            self._greedy = {**dict(list(self._greedy.items())[-7:]), key: (reply, tokens)}  # the last few prompts
-        greedy, tokens = self._greedy[key]
-        points = _closest_calls(self._llm.tokenizer, tokens, start + n - 1)[max(0, start - 1):]
-
-        def fork(point):
-            at, token = point
-            forced = [t for t, _ in tokens[:at]] + [token]
-            rest, reason, generated = self._generate(ids + forced, SamplingParams(
-                temperature=0, max_tokens=max(1, max_tokens - len(forced)), stop=list(stop)), None)
-            return ChatResponse(prefix + self._llm.tokenizer.decode(forced) + rest, None, [], reason or "stop",
-                                {"prompt_tokens": len(ids) + len(forced), "completion_tokens": generated})
-
-        replies = [greedy] if start == 0 else []
-        return replies + (_parallel(fork, len(points), most=len(points), items=points) if points else [])
+            return self._llm.chat_prompt_ids(messages) + self._llm.tokenizer.encode(prefix)
 
 
-def _closest_calls(tokenizer, tokens: list, most: int) -> list[tuple[int, int]]:
-    """(position, token): the greedy `tokens`' likeliest runners-up, at most one per position, best first. Not past
+def _closest_calls(steps: list, most: int) -> list[tuple[int, tuple]]:
+    """(position, runner-up): the greedy steps' likeliest runners-up, at most one per position, best first. Not past
     a closing fence (what follows the code is not code), and none that changes only whitespace or that spells the
     same text in other tokens (" email" for " em", "ail": the fork would come back as the greedy reply)."""
-    pieces = [tokenizer.decode([token]) for token, _ in tokens]
+    pieces = [text for _, text, _ in steps]
     calls = []
-    for at, (token, logprobs) in enumerate(tokens):
+    for at, (_, text, runners_up) in enumerate(steps):
         if "```" in "".join(pieces[:at]).lstrip("`"):
             break
         rest = "".join(pieces[at:])
-        for other, logprob in (logprobs[1] if logprobs else []):
-            text = tokenizer.decode([other])
-            if other != token and text.strip() != pieces[at].strip() and not rest.startswith(text):
-                calls.append((logprob, at, other))
+        for other in runners_up:
+            if other[1].strip() != text.strip() and not rest.startswith(other[1]):
+                calls.append((other[2], -at, other))
                 break
-    return [(at, other) for _, at, other in sorted(calls, reverse=True)[:most]]
+    return [(-at, other) for _, at, other in sorted(calls, reverse=True)[:most]]
 
 
 def _parallel(request, n: int, most: int = 8, items: list | None = None) -> list:

@@ -173,6 +173,39 @@ def test_completions(client):
     assert echoed.choices[0].text == "def add(a, b):" + reply.choices[0].text
 
 
+def test_continue_final_message_goes_on_from_the_assistants_text(tiny_server, client):
+    """vLLM's extra: the prompt ends inside the final assistant message (a forced beginning), exactly as a
+    completion of the rendered conversation plus that text would."""
+    begun = [*MESSAGES, {"role": "assistant", "content": "```python\ndef f("}]
+    reply = client.chat.completions.create(model="tiny", messages=begun, max_tokens=8, temperature=0,
+                                           extra_body={"continue_final_message": True, "add_generation_prompt": False})
+    prompt = tiny_server.state.template.render(MESSAGES, add_generation_prompt=True) + "```python\ndef f("
+    plain = client.completions.create(model="tiny", prompt=prompt, max_tokens=8, temperature=0)
+    assert reply.choices[0].message.content == plain.choices[0].text
+    assert reply.usage.prompt_tokens == plain.usage.prompt_tokens
+
+    import openai
+
+    with pytest.raises(openai.BadRequestError, match="assistant message with text last"):
+        client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=2,
+                                       extra_body={"continue_final_message": True})
+
+
+def test_the_openai_client_forces_a_beginning_and_forks_on_qcoder_serve(tiny_server):
+    """The repair path's `prefix` and forks through an endpoint: qcoder serve (and vLLM) continue a final assistant
+    message, and report the runners-up the forks need."""
+    from qcoder.client import OpenAIClient
+
+    remote = OpenAIClient("tiny", tiny_server.base_url + "/v1")
+    prefix = "```python\ndef f("
+    sampled = remote.sample(MESSAGES, 3, prefix=prefix, temperature=1.0, max_tokens=6)
+    assert len(sampled) == 3 and all(r.content.startswith(prefix) and len(r.content) > len(prefix) for r in sampled)
+    forks = remote.forks(MESSAGES, 4, prefix=prefix, max_tokens=12)
+    greedy = remote.sample(MESSAGES, 1, prefix=prefix, temperature=0, max_tokens=12)[0]
+    assert len(forks) == 4 and forks[0].content == greedy.content
+    assert len({r.content for r in forks}) == 4 and all(r.content.startswith(prefix) for r in forks)
+
+
 def test_stop_strings(client):
     free = client.completions.create(model="tiny", prompt="def add(a, b):", max_tokens=12, temperature=0)
     text = free.choices[0].text

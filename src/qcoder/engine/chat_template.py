@@ -57,24 +57,40 @@ class ChatTemplate:
         add_generation_prompt: bool = True,
         *,
         strict_arguments: bool = True,
+        continue_final_message: bool = False,
         **kwargs,
     ) -> str:
         """The prompt text; extra kwargs (e.g. enable_thinking=False) are passed to the template as variables.
 
-        strict_arguments: tool-call arguments that are not JSON are an error; else they are shown as written."""
+        strict_arguments: tool-call arguments that are not JSON are an error; else they are shown as written.
+        continue_final_message: the prompt ends inside the last message, an assistant's, so that the reply goes on
+        from its text (as in transformers and vLLM); no generation prompt then."""
         if not messages:
             raise QcoderError("cannot render an empty conversation: give at least one message")
+        normalized = normalize_messages(messages, strict_arguments)
+        final = None
+        if continue_final_message:
+            if normalized[-1].get("role") != "assistant" or not isinstance(normalized[-1].get("content"), str):
+                raise QcoderError("continue_final_message needs an assistant message with text last")
+            final = normalized[-1]["content"]
         variables = {**self._special_tokens, **kwargs}
         try:
-            return self._template.render(
-                messages=normalize_messages(messages, strict_arguments),
+            text = self._template.render(
+                messages=normalized,
                 tools=normalize_tools(tools) if tools else None,
                 documents=None,
-                add_generation_prompt=add_generation_prompt,
+                add_generation_prompt=add_generation_prompt and final is None,
                 **variables,
             )
         except (jinja2.TemplateError, TypeError, ValueError) as e:
             raise QcoderError(f"chat template error: {_one_line(e)}") from e
+        if final is None:
+            return text
+        # Cut after the message's text: as written, or stripped where the template strips it.
+        for shown in (final, final.strip()):
+            if shown and shown in text:
+                return text[: text.rindex(shown) + len(shown)]
+        raise QcoderError("continue_final_message: the chat template does not show the final message's text")
 
 
 def default_template() -> str:

@@ -63,7 +63,11 @@ def prepare_prompt(state: ServerState, req: ChatCompletionRequest) -> ChatPrompt
     _check_order(req)
     tools = _check_tools(req)
     kwargs = {k: v for k, v in (req.chat_template_kwargs or {}).items() if k not in RESERVED_TEMPLATE_KWARGS}
-    text = state.template.render(req.messages, tools=tools, add_generation_prompt=True, **kwargs)
+    if req.continue_final_message and req.add_generation_prompt and "add_generation_prompt" in req.model_fields_set:
+        raise bad_request("continue_final_message and add_generation_prompt cannot both be true",
+                          param="continue_final_message")
+    text = state.template.render(req.messages, tools=tools, add_generation_prompt=req.add_generation_prompt,
+                                 continue_final_message=req.continue_final_message, **kwargs)
     ids = state.tokenizer.encode(text)
     return ChatPrompt(ids, tools, state.engine.opens_thinking(ids))
 

@@ -159,6 +159,9 @@ class ChatCompletionRequest(SamplingFields):
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     chat_template_kwargs: dict[str, Any] | None = None
+    # vLLM's extras: the reply goes on from the text of the last message, an assistant's (a forced beginning)
+    continue_final_message: bool = False
+    add_generation_prompt: bool = True
     thinking_budget: int | None = Field(None, ge=0)
     thinking_token_budget: int | None = Field(None, ge=0)  # alias of thinking_budget
 
