@@ -188,3 +188,14 @@ def test_shipped_template_is_the_official_one_and_used_as_fallback():
         chat_template, bos_token, eos_token = None, None, "<|im_end|>"
 
     assert ChatTemplate.for_tokenizer(NoTemplate()).source == official
+
+
+@pytest.mark.parametrize("begun", ["```python\ndef f(", "Sure: ", "  padded text  "])
+def test_continue_final_message_matches_transformers(pair, begun):
+    ours, hf = pair
+    messages = [SYSTEM, USER, {"role": "assistant", "content": begun}]
+    rendered = ours.render(messages, continue_final_message=True)
+    assert rendered == hf_render(hf, messages, add_generation_prompt=False, continue_final_message=True)
+    assert rendered.endswith(begun)
+    with pytest.raises(QcoderError, match="assistant message with text last"):
+        ours.render([SYSTEM, USER], continue_final_message=True)
