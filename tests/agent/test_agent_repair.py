@@ -359,13 +359,13 @@ def test_rounds_past_the_minimum_run_only_while_the_time_limit_leaves_room_for_t
     assert not repair._another_round(agent(10.0, limit=None), 2, now - 20)  # no time limit: the minimum only
 
 
-def test_each_round_takes_the_next_forks_of_its_prompt_and_samples_what_they_lack():
+def test_each_round_takes_the_next_forks_of_its_prompt_and_samples_the_rest():
     from types import SimpleNamespace
 
     from qcoder.agent.repair import Repair, RepairSettings
 
     calls = []
-    closest = 8  # the greedy reply and 8 forks: 9 replies in all
+    closest = 5  # the greedy reply and 5 forks: 6 replies in all
 
     def forks(messages, n, *, start, prefix, **_):
         calls.append(("forks", messages[-1]["content"], start, n))
@@ -376,13 +376,13 @@ def test_each_round_takes_the_next_forks_of_its_prompt_and_samples_what_they_lac
         return [SimpleNamespace(content="sample")] * n
 
     client = SimpleNamespace(forks=forks, sample=sample)
-    repair = Repair(None, RepairSettings(candidates=6))
+    repair = Repair(None, RepairSettings(candidates=6, forks=4))
     ask = lambda prompt: [r.content for r in repair._draw(client, [{"content": prompt}], prefix="```")]  # noqa: E731
-    assert ask("fix it") == [f"fork {i}" for i in range(6)]
-    assert ask("from the signature") == [f"fork {i}" for i in range(6)]  # another prompt: its own forks
-    assert ask("fix it") == ["fork 6", "fork 7", "fork 8"] + ["sample"] * 3
-    assert calls[2:] == [("forks", "fix it", 6, 6), ("sample", "fix it", 3)]
-    plain = Repair(None, RepairSettings(candidates=2, forks=False))
+    assert ask("fix it") == ["fork 0", "fork 1", "fork 2", "fork 3", "sample", "sample"]
+    assert ask("from the signature") == ["fork 0", "fork 1", "fork 2", "fork 3", "sample", "sample"]  # its own
+    assert ask("fix it") == ["fork 4", "fork 5"] + ["sample"] * 4  # the forks run out: samples make up for them
+    assert ("forks", "fix it", 4, 4) in calls and ("sample", "fix it", 2) in calls
+    plain = Repair(None, RepairSettings(candidates=2, forks=0))
     assert [r.content for r in plain._draw(client, [{"content": "x"}], prefix="")] == ["sample"] * 2
 
 

@@ -48,7 +48,7 @@ class RepairSettings:
     candidates: int = 6  # per round, sampled in one batched request
     rounds: int = 2  # at least (a second round may start over from the signature)
     temperature: float = 0.8
-    forks: bool = True  # candidates fork the greedy rewrite at its closest calls (client.forks) instead of sampling
+    forks: int = 3  # of a round's candidates, how many fork the greedy rewrite at its closest calls (client.forks)
     top_p: float = 0.95
     max_tokens: int = 768
     max_rounds: int = 12  # rounds past `rounds` run while the time limit allows, leaving `loop_share` of it
@@ -316,16 +316,21 @@ class Repair:
         return fresh
 
     def _draw(self, client, messages, **sampling) -> list:
-        """A round's replies: forks of the greedy rewrite where the model hesitated, the prompt's next closest calls
-        (sampled, the code mostly came back as it was: in one run, 0-2 new candidates a round of 6; forced to take
-        its runner-up token somewhere, each candidate is a different change), samples making up what forks lack."""
+        """A round's replies: `forks` of them fork the greedy rewrite where the model hesitated (the prompt's next
+        closest calls), the rest are sampled, both in one batch. Sampled, the code mostly came back as it was (in one
+        run, 0-2 new candidates a round of 6); a fork is always a change, but one at a time, where some bugs need a
+        rewrite (all forks lost two tasks that samples had solved, and solved two that samples had not)."""
         n = self.settings.candidates
-        if not self.settings.forks:
+        forks = min(n, self.settings.forks)
+        if not forks:
             return client.sample(messages, n, **sampling)
         key = messages[-1]["content"] + sampling["prefix"]
         start = self._forked.get(key, 0)
-        replies = client.forks(messages, n, start=start, **sampling)
-        self._forked[key] = start + n
+        self._forked[key] = start + forks
+        with ThreadPoolExecutor(2) as pool:  # the samples decode beside the forks
+            forked = pool.submit(client.forks, messages, forks, start=start, **sampling)
+            sampled = client.sample(messages, n - forks, **sampling) if n > forks else []
+            replies = forked.result() + sampled
         return replies + (client.sample(messages, n - len(replies), **sampling) if len(replies) < n else [])
 
     def _test(self, candidates, baseline, targets, timeout) -> Candidate | None:
