@@ -67,6 +67,10 @@ class ChatClient:
         fork = lambda point: self._fork(messages, prefix, steps[:point[0]], point[1], max_tokens, stop)  # noqa: E731
         return ([greedy] if start == 0 else []) + (_parallel(fork, len(points), len(points), points) if points else [])
 
+    def can_fork(self) -> bool:
+        """Whether `forks` forks (else it samples)."""
+        return False
+
     def _greedy(self, messages, prefix: str, max_tokens: int, stop: list[str]) -> tuple[ChatResponse, list] | None:
         """The greedy reply and its steps, one per token: (token, text, [(runner-up, its text, logprob)]); None
         where the client cannot fork."""
@@ -144,6 +148,9 @@ class OpenAIClient(ChatClient):
         if not prefix or not self._continues():
             return messages, ""
         return [*messages, {"role": "assistant", "content": prefix, "prefix": True}], prefix
+
+    def can_fork(self) -> bool:
+        return self._continues()
 
     def _continues(self) -> bool:
         if not hasattr(self, "_continuing"):
@@ -381,6 +388,9 @@ class EngineClient(ChatClient):
             replies.append(ChatResponse(prefix + content, reasoning, [], reason or "stop",
                                         {"prompt_tokens": len(ids), "completion_tokens": generated}))
         return replies
+
+    def can_fork(self) -> bool:
+        return True
 
     def _greedy(self, messages, prefix, max_tokens, stop):
         from qcoder.engine.sampling import SamplingParams

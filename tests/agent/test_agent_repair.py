@@ -375,7 +375,7 @@ def test_each_round_takes_the_next_forks_of_its_prompt_and_samples_the_rest():
         calls.append(("sample", messages[-1]["content"], n))
         return [SimpleNamespace(content="sample")] * n
 
-    client = SimpleNamespace(forks=forks, sample=sample)
+    client = SimpleNamespace(forks=forks, sample=sample, can_fork=lambda: True)
     repair = Repair(None, RepairSettings(candidates=6, forks=4))
     ask = lambda prompt: [r.content for r in repair._draw(client, [{"content": prompt}], prefix="```")]  # noqa: E731
     assert ask("fix it") == ["fork 0", "fork 1", "fork 2", "fork 3", "sample", "sample"]
@@ -384,6 +384,9 @@ def test_each_round_takes_the_next_forks_of_its_prompt_and_samples_the_rest():
     assert ("forks", "fix it", 4, 4) in calls and ("sample", "fix it", 2) in calls
     plain = Repair(None, RepairSettings(candidates=2, forks=0))
     assert [r.content for r in plain._draw(client, [{"content": "x"}], prefix="")] == ["sample"] * 2
+    client.can_fork = lambda: False  # an endpoint that cannot fork: one request for all
+    assert [r.content for r in repair._draw(client, [{"content": "y"}], prefix="")] == ["sample"] * 6
+    assert calls[-1] == ("sample", "y", 6)
 
 
 def test_a_missing_capitalised_name_is_begun_as_a_class():

@@ -321,8 +321,8 @@ class Repair:
         run, 0-2 new candidates a round of 6); a fork is always a change, but one at a time, where some bugs need a
         rewrite (all forks lost two tasks that samples had solved, and solved two that samples had not)."""
         n = self.settings.candidates
-        forks = min(n, self.settings.forks)
-        if not forks:
+        forks = min(n, self.settings.forks) if client.can_fork() else 0
+        if not forks:  # one request of n: an endpoint that cannot fork samples them all
             return client.sample(messages, n, **sampling)
         key = messages[-1]["content"] + sampling["prefix"]
         start = self._forked.get(key, 0)
