@@ -255,7 +255,7 @@ def import_qcoder() -> float:
     import torch  # noqa: F401
 
     from qcoder.engine import engine, tokenizer  # noqa: F401
-    from qcoder.model import loader  # noqa: F401
+    from qcoder.model import gguf, gguf_linear, loader  # noqa: F401 - the loader imports the GGUF modules lazily
 
     return time.perf_counter() - t0
 

@@ -374,6 +374,47 @@ def test_metadata_arrays_read_as_the_stock_reader_reads_them(tmp_path):
     assert meta["token_types"] == stock.fields["tokenizer.ggml.token_type"].contents()
 
 
+def test_a_warm_open_reads_the_cached_header(tmp_path, monkeypatch):
+    from qcoder.model import gguf as gguf_module
+
+    parsed = []
+
+    class CountingReader(gguf_module._Reader):
+        def __init__(self, *args, **kwargs):
+            parsed.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(gguf_module, "_Reader", CountingReader)
+    monkeypatch.setenv("QCODER_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "m.gguf"
+
+    def fresh_open():
+        gguf_module._open_unchanged.cache_clear()  # the in-process cache would hide the file cache
+        return gguf_module.open_checkpoint(path)
+
+    write_gguf(path, tiny_hf("qwen2"), T.Q4_K, extra={"test.floats": [0.5, -2.0], "test.bools": [True, False]})
+    cold = fresh_open()
+    warm = fresh_open()
+    assert len(parsed) == 1  # the second open read the cached header, not the file's
+    assert warm.metadata == cold.metadata and warm.metadata["tokenizer.ggml.add_bos_token"] is False
+    assert [type(v) for v in warm.metadata["test.bools"]] == [bool, bool]
+    assert warm.config == cold.config and warm.tensor_names == cold.tensor_names
+    for name in cold.tensor_names:
+        a, b = cold.raw(name), warm.raw(name)
+        assert (a.gguf_name, a.type, a.shape) == (b.gguf_name, b.type, b.shape)
+        assert a.data.dtype == b.data.dtype and np.array_equal(a.data, b.data)
+    assert warm.tokenizer_metadata() == cold.tokenizer_metadata()  # the token arrays are read from the file
+    assert len(parsed) == 2
+
+    [entry] = (tmp_path / "cache" / "gguf-headers").iterdir()
+    entry.write_text('{"metadata": {')  # damaged (a full disk): parsed again and rewritten
+    assert fresh_open().config == cold.config and len(parsed) == 3
+    assert fresh_open().config == cold.config and len(parsed) == 3
+
+    write_gguf(path, tiny_hf("qwen3"), T.Q8_0)  # the same path, another model: never the stale header
+    assert fresh_open().architecture == "qwen3" and len(parsed) == 4
+
+
 def test_tokenizer_metadata_missing_tokens(tmp_path):
     write_gguf(tmp_path / "m.gguf", tiny_hf("qwen2"), T.Q8_0, tokenizer=False)
     with pytest.raises(QcoderError, match=r"m\.gguf: missing metadata key 'tokenizer\.ggml\.tokens'"):

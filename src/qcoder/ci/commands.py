@@ -94,7 +94,7 @@ def _write(text: str, output: str | None) -> None:
     if not output:
         print(text)
         return
-    from qcoder.ci.files import write_atomic
+    from qcoder.files import write_atomic
 
     write_atomic(Path(output), text + "\n")
 
@@ -130,7 +130,7 @@ def _in_git() -> bool:
 
 def run_gen_tests(args) -> int:
     from qcoder.ci import gen_tests
-    from qcoder.ci.files import write_atomic
+    from qcoder.files import write_atomic
 
     if args.n < 1:
         raise QcoderError("--n must be at least 1")

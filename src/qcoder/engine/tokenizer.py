@@ -14,8 +14,6 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from tokenizers import Tokenizer as _Backend
 from tokenizers.models import BPE
 
 from qcoder.errors import QcoderError
+from qcoder.files import write_atomic
 
 # The split regex transformers' Qwen2Tokenizer and llama.cpp's "qwen2" pre-tokenizer use: digits one by one,
 # letters in runs, punctuation runs with their trailing newlines, whitespace kept apart from the next word.
@@ -122,26 +121,14 @@ def _read_cache(file: Path | None) -> tuple[_Backend, dict] | None:
     return (backend, fields) if isinstance(fields, dict) else None
 
 
-def _write_atomically(file: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=file.parent, suffix=".tmp", delete=False, encoding="utf-8") as out:
-        temp = out.name
-        try:
-            out.write(text)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-    os.replace(temp, file)
-
-
 def _write_cache(file: Path | None, backend: _Backend, fields: dict) -> None:
     """Never an error: a read-only cache only costs load time. The fields go last, so an entry is read only
     once both files are whole. Old entries are pruned."""
     if file is None:
         return
     try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(file, backend.to_str())
-        _write_atomically(_fields_file(file), json.dumps(fields))
+        write_atomic(file, backend.to_str())
+        write_atomic(_fields_file(file), json.dumps(fields))
         entries = sorted(file.parent.glob("*.tokenizer.json"), key=lambda f: f.stat().st_mtime, reverse=True)
         for old in entries[_CACHE_KEEP:]:
             _fields_file(old).unlink(missing_ok=True)

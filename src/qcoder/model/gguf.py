@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import re
 import struct
 import sys
@@ -189,28 +190,59 @@ _HEAD_BYTES = 1 << 20  # all of a small file; the start of a real one (its vocab
 
 @functools.lru_cache(maxsize=1)
 def _open_unchanged(path: str, identity: tuple) -> GGUFCheckpoint:
-    return GGUFCheckpoint(path)
+    return GGUFCheckpoint(path, identity)
+
+
+# Parsing the header steps over the 300k vocabulary strings one by one: about a quarter of a warm load. The parsed
+# header (metadata less the token arrays; tensor names, types, offsets) is kept per unchanged file, so a warm
+# load only maps the file. An entry that cannot be read is parsed again.
+_HEADER_FORMAT = 1
+_HEADER_KEEP = 8
+
+
+def _header_file(path: Path, identity: tuple) -> Path:
+    from qcoder.model.registry import cache_dir
+
+    key = f"{path.resolve()}|{identity[:3]}|{identity[3].hex()}|{_HEADER_FORMAT}"
+    return cache_dir() / "gguf-headers" / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".json")
+
+
+def _read_header(file: Path) -> tuple[dict, list] | None:
+    try:
+        header = json.loads(file.read_text(encoding="utf-8"))
+        return header["metadata"], header["tensors"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_header(file: Path, metadata: dict, tensors: list) -> None:
+    """Never an error: an unwritable cache only costs load time. Old entries are pruned."""
+    from qcoder.files import write_atomic
+
+    try:
+        write_atomic(file, json.dumps({"metadata": metadata, "tensors": tensors}))
+        entries = sorted(file.parent.glob("*.json"), key=lambda f: f.stat().st_mtime, reverse=True)
+        for old in entries[_HEADER_KEEP:]:
+            old.unlink(missing_ok=True)
+    except (OSError, TypeError, ValueError):
+        pass
 
 
 class GGUFCheckpoint:
     """One .gguf file: `.architecture` (GGUF's name), `.metadata`, `.config`, `.tensors()`, `.raw(name)`,
     `.tokenizer_metadata()`. Every problem with the file is a one-line QcoderError that names it."""
 
-    def __init__(self, path):
+    def __init__(self, path, identity: tuple | None = None):
+        """identity: (inode, size, mtime_ns, digest of the head), as open_checkpoint takes it; with it, the parsed
+        header is cached."""
         self.path = Path(path)
-        try:
-            reader = _Reader(self.path)
-            metadata = {
-                key: reader.value(key)
-                for key in reader.fields
-                if not key.startswith("GGUF.") and key not in _TOKEN_ARRAYS
-            }
-        except FileNotFoundError:
-            raise QcoderError(f"{self.path}: no such file") from None
-        except _READ_ERRORS as e:
-            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise QcoderError(f"{self.path}: not a readable GGUF file ({reason})") from None
-        self._reader = reader
+        cache = _header_file(self.path, identity) if identity else None
+        header = _read_header(cache) if cache else None
+        if header is None:
+            header = self._parse_header()
+            if cache:
+                _write_header(cache, *header)
+        metadata, tensors = header
         self.metadata: dict[str, Any] = metadata
         parts = self._get("split.count", int, 1)
         if parts > 1:
@@ -224,13 +256,51 @@ class GGUFCheckpoint:
             )
         self.architecture: str = arch
         self._raw: dict[str, RawTensor] = {}
-        for t in reader.tensors:
-            name = hf_name(t.name)
-            if name is None:
-                raise QcoderError(f"{self.path}: unknown tensor {t.name!r} for a {arch} model")
-            shape = tuple(int(d) for d in reversed(t.shape.tolist()))
-            self._raw[name] = RawTensor(name, t.name, t.tensor_type, shape, t.data)
+        try:
+            data = np.memmap(self.path, mode="r")
+            for gguf_name, kind, shape, offset, dtype, data_shape in tensors:
+                name = hf_name(gguf_name)
+                if name is None:
+                    raise QcoderError(f"{self.path}: unknown tensor {gguf_name!r} for a {arch} model")
+                dtype = np.dtype(dtype)
+                end = offset + int(np.prod(data_shape)) * dtype.itemsize
+                view = data[offset:end].view(dtype).reshape(data_shape)
+                self._raw[name] = RawTensor(name, gguf_name, GGMLQuantizationType(kind), tuple(shape), view)
+        except _READ_ERRORS as e:
+            raise self._unreadable(e) from None
         self.config = self._build_config()
+
+    def _parse_header(self) -> tuple[dict, list]:
+        """(metadata, tensors), each tensor [GGUF name, type, HF shape, offset, numpy dtype, stored shape]."""
+        reader = self._reader
+        try:
+            metadata = {
+                key: reader.value(key)
+                for key in reader.fields
+                if not key.startswith("GGUF.") and key not in _TOKEN_ARRAYS
+            }
+        except _READ_ERRORS as e:
+            raise self._unreadable(e) from None
+        tensors = [
+            [t.name, int(t.tensor_type), [int(d) for d in reversed(t.shape.tolist())], int(t.data_offset),
+             t.data.dtype.str, list(t.data.shape)]
+            for t in reader.tensors
+        ]
+        return metadata, tensors
+
+    @functools.cached_property
+    def _reader(self) -> _Reader:
+        """The parsed file: for the header on a cache miss, and for the token arrays that the cache leaves out."""
+        try:
+            return _Reader(self.path)
+        except FileNotFoundError:
+            raise QcoderError(f"{self.path}: no such file") from None
+        except _READ_ERRORS as e:
+            raise self._unreadable(e) from None
+
+    def _unreadable(self, error: Exception) -> QcoderError:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return QcoderError(f"{self.path}: not a readable GGUF file ({reason})")
 
     # --- weights ---
 

@@ -1,4 +1,5 @@
-"""Atomic file writes for reports and generated tests: a temporary file beside the target, then a rename."""
+"""Atomic file writes (reports, generated tests, caches): a temporary file beside the target, then a rename, so a
+reader never sees half a file."""
 
 from __future__ import annotations
 
