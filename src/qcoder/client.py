@@ -101,7 +101,11 @@ class OpenAIClient(ChatClient):
         kwargs = self._kwargs(messages, tools, sampling, json_schema)
         return self._with_retries(lambda: self._stream(kwargs, on_delta) if on_delta else self._once(kwargs))
 
-    def _kwargs(self, messages, tools, sampling, json_schema=None) -> dict:
+    def _kwargs(self, messages, tools, sampling, json_schema=None, begin: str = "") -> dict:
+        """The request's arguments; `begin`: the text the reply continues from, sent as a final assistant message
+        with vLLM's `continue_final_message` (only for endpoints that `_continues()`)."""
+        if begin:
+            messages = [*messages, {"role": "assistant", "content": begin}]
         kwargs = {"model": self.model, "messages": messages}
         if tools:
             kwargs["tools"] = tools
@@ -113,8 +117,7 @@ class OpenAIClient(ChatClient):
         check_sampling_names(sampling)
         kwargs.update({k: v for k, v in sampling.items() if k in OPENAI_SAMPLING_FIELDS and v is not None})
         extra = {k: v for k, v in sampling.items() if k in EXTRA_SAMPLING_FIELDS and v is not None}
-        if messages and messages[-1].get("role") == "assistant" and messages[-1].get("prefix"):  # from _begun
-            messages[-1] = {"role": "assistant", "content": messages[-1]["content"]}
+        if begin:
             extra.update(continue_final_message=True, add_generation_prompt=False)
         if extra:
             kwargs["extra_body"] = extra
@@ -125,8 +128,8 @@ class OpenAIClient(ChatClient):
         parallel single requests. `prefix` is forced where the endpoint continues a final assistant message."""
         import openai
 
-        messages, prefix = self._begun(messages, prefix)
-        kwargs = self._kwargs(messages, None, sampling, json_schema)
+        begin = prefix if self._continues() else ""  # others would answer a final assistant message anew
+        kwargs = self._kwargs(messages, None, sampling, json_schema, begin)
         try:
             completion = self._with_retries(lambda: self._client.chat.completions.create(**kwargs, n=n))
             replies = [self._response(completion, choice) for choice in completion.choices[:n]]
@@ -139,20 +142,14 @@ class OpenAIClient(ChatClient):
         missing = n - len(replies)
         replies += _parallel(lambda: self._with_retries(lambda: self._once(kwargs)), missing) if missing else []
         for reply in replies:
-            reply.content = prefix + reply.content
+            reply.content = begin + reply.content
         return replies
-
-    def _begun(self, messages, prefix: str) -> tuple[list, str]:
-        """(messages, what to put before the reply): with `prefix` as a final assistant message to continue, where
-        the endpoint does that (qcoder serve and vLLM: `continue_final_message`; others would answer it anew)."""
-        if not prefix or not self._continues():
-            return messages, ""
-        return [*messages, {"role": "assistant", "content": prefix, "prefix": True}], prefix
 
     def can_fork(self) -> bool:
         return self._continues()
 
     def _continues(self) -> bool:
+        """Whether the endpoint continues a final assistant message (qcoder serve and vLLM do)."""
         if not hasattr(self, "_continuing"):
             try:
                 self._continuing = any(m.owned_by in ("qcoder", "vllm") for m in self._client.models.list())
@@ -163,8 +160,8 @@ class OpenAIClient(ChatClient):
     def _greedy(self, messages, prefix, max_tokens, stop):
         if not self._continues():
             return None
-        begun, prefix = self._begun(messages, prefix)
-        kwargs = self._kwargs(begun, None, {"temperature": 0, "max_tokens": max_tokens, "stop": stop or None})
+        kwargs = self._kwargs(messages, None, {"temperature": 0, "max_tokens": max_tokens, "stop": stop or None},
+                              begin=prefix)
         completion = self._with_retries(lambda: self._client.chat.completions.create(**kwargs, logprobs=True,
                                                                                    top_logprobs=4))
         choice = completion.choices[0]
@@ -176,8 +173,9 @@ class OpenAIClient(ChatClient):
 
     def _fork(self, messages, prefix, steps, runner_up, max_tokens, stop):
         forced = prefix + "".join(text for _, text, _ in steps) + runner_up[1]
-        kwargs = self._kwargs([*messages, {"role": "assistant", "content": forced, "prefix": True}], None,
-                              {"temperature": 0, "max_tokens": max(1, max_tokens - len(steps) - 1), "stop": stop or None})
+        kwargs = self._kwargs(messages, None,
+                              {"temperature": 0, "max_tokens": max(1, max_tokens - len(steps) - 1), "stop": stop or None},
+                              begin=forced)
         reply = self._with_retries(lambda: self._once(kwargs))
         reply.content = forced + reply.content
         return reply
