@@ -85,3 +85,4 @@ def test_the_closest_calls_are_the_likeliest_runners_up_one_per_position_up_to_t
     calls = [(at, runner_up[0]) for at, runner_up in _closest_calls(steps, 5)]
     assert calls == [(3, 5), (2, 6), (0, 1), (1, 4)]
     assert [(at, runner_up[0]) for at, runner_up in _closest_calls(steps, 2)] == [(3, 5), (2, 6)]
+

@@ -376,10 +376,9 @@ class EngineClient(ChatClient):
             params.constraint = Constraint.json_schema(json_schema)
         ids = self._prefixed_ids(messages, prefix)
         # Through the client's engine loop like every request (stepping the engine from here as well raced
-        # with that loop). The prompt is prefilled once first: the n sequences then share its cached blocks.
-        if n > 1:
-            self._generate(ids, SamplingParams(max_tokens=1), None)
-        outs = _parallel(lambda: self._generate(ids, params, None), n, most=n)  # all n in flight: one batch
+        # with that loop). All n in flight: one batch, and the prompt is computed once (the scheduler holds the
+        # others until it is cached).
+        outs = _parallel(lambda: self._generate(ids, params, None), n, most=n)
         replies = []
         for text, reason, generated in outs:
             reasoning, content = split_reasoning(text, starts_in_thinking=self._llm.engine.opens_thinking(ids))

@@ -82,6 +82,19 @@ def test_prefix_cache_skips_shared_blocks_and_keeps_output(tiny_qwen2):
     assert fresh.engine.stats()["prompt_tokens_cached"] == 0
 
 
+def test_samples_of_one_prompt_sent_together_compute_it_once(tiny_qwen2):
+    prompt = "You are a helpful coding assistant. Rewrite the function below with the bug fixed. " * 3
+    llm = make_llm(tiny_qwen2)
+    length = len(llm.tokenizer.encode(prompt))
+    outputs = llm.generate([prompt] * 4, GREEDY)
+    stats = llm.engine.stats()
+    assert stats["prompt_tokens_computed"] + stats["prompt_tokens_cached"] == 4 * length
+    assert stats["prompt_tokens_computed"] < length + 3 * 16  # the others computed at most their last block
+    assert len({tuple(o.token_ids) for o in outputs}) == 1
+    fresh = make_llm(tiny_qwen2, enable_prefix_caching=False)
+    assert fresh.generate(prompt, GREEDY)[0].token_ids == outputs[0].token_ids
+
+
 def test_preemption_under_a_tiny_cache_keeps_greedy_output(tiny_qwen2, one_at_a_time):
     # 8 blocks of 16 tokens for 8 sequences that each grow past 2 blocks.
     llm = make_llm(tiny_qwen2, max_model_len=96, kv_cache_tokens=128)

@@ -83,6 +83,33 @@ def test_prefix_cache_hits_are_counted_once():
     assert sched.prompt_tokens_cached == 12
 
 
+def test_a_prompt_whose_next_block_is_in_prefill_waits_for_it():
+    sched = Scheduler(BlockManager(40, 4), max_num_seqs=8, max_num_batched_tokens=8)
+    for rid in ("a", "b", "c"):  # n samples of one 13-token prompt
+        sched.add(seq(rid, 13))
+    sched.add(seq("other", 5, start=100))  # shares nothing: not held up
+    assert run_step(sched) == {"a": 8}
+    assert run_step(sched) == {"a": 5, "other": 3}
+    # a's prompt is cached: b and c compute only their last token, so the prompt was computed once
+    assert run_step(sched) == {"a": 1, "other": 2, "b": 1, "c": 1}
+    assert sched.prompt_tokens_cached == 24
+
+    sched = Scheduler(BlockManager(40, 4), max_num_seqs=8, max_num_batched_tokens=64)
+    sched.add(seq("long", 17))
+    shared_head = seq("fork", 11)  # the same first 8 tokens, then its own
+    shared_head.token_ids[8:] = [90, 91, 92]
+    sched.add(shared_head)
+    assert run_step(sched) == {"long": 17}
+    assert run_step(sched) == {"long": 1, "fork": 3}  # 8 tokens from the cache
+
+
+def test_without_prefix_caching_nothing_waits():
+    sched = Scheduler(BlockManager(40, 4, enable_prefix_caching=False), max_num_seqs=8, max_num_batched_tokens=64)
+    sched.add(seq("a", 13))
+    sched.add(seq("b", 13))
+    assert run_step(sched) == {"a": 13, "b": 13}
+
+
 def test_budget_must_cover_one_decode_per_sequence():
     with pytest.raises(QcoderError, match="max_num_batched_tokens"):
         Scheduler(BlockManager(10, 4), max_num_seqs=8, max_num_batched_tokens=4)

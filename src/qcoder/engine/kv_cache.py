@@ -107,6 +107,28 @@ class BlockManager:
             hashes.append(parent)
         return hits, hashes
 
+    def next_block_to_compute(self, token_ids: list[int]) -> bytes | None:
+        """The hash of the first full block of `token_ids` (before its last token) that is not in the prefix
+        cache: the block an allocation would compute first, if another sequence is not computing it already."""
+        if not self.enable_prefix_caching:
+            return None
+        parent = None
+        for j in range((len(token_ids) - 1) // self.block_size):
+            parent = block_hash(parent, token_ids[j * self.block_size : (j + 1) * self.block_size])
+            if parent not in self.cached:
+                return parent
+        return None
+
+    def uncomputed_blocks(self, seq: BlockOwner) -> set[bytes]:
+        """Hashes of the full blocks of a sequence (before its last token) that it has not computed yet."""
+        if not self.enable_prefix_caching:
+            return set()
+        hashes, parent = set(), seq.block_hashes[-1] if seq.block_hashes else None
+        for j in range(len(seq.block_hashes), (len(seq.token_ids) - 1) // self.block_size):
+            parent = block_hash(parent, seq.token_ids[j * self.block_size : (j + 1) * self.block_size])
+            hashes.add(parent)
+        return hashes
+
     def _take_free_block(self) -> int:
         block, _ = self.free.popitem(last=False)
         old = self.hashes[block]

@@ -6,7 +6,9 @@ Each `schedule()` builds one step under a token budget (`max_num_batched_tokens`
      (its blocks freed, recomputed later: with the prefix cache most of it comes back for free);
   2. running sequences still in prefill continue with a chunk of their prompt (chunked prefill);
   3. waiting sequences are admitted in arrival order while the budget, `max_num_seqs` and the free
-     blocks allow, taking their cached prefix blocks.
+     blocks allow, taking their cached prefix blocks. One whose next uncached block another sequence's prefill
+     is computing waits until it is cached: `n` samples of a prompt, or requests sent together with one long
+     system prompt, compute it once instead of side by side.
 A sequence whose chunk reaches its last token is sampled this step; a partial chunk is not.
 
 Speculative decoding (speculative.py): with a `drafter`, a decode may also feed drafted tokens after its last one,
@@ -120,18 +122,27 @@ class Scheduler:
                 scheduled.append(ScheduledSeq(seq, n))
                 budget -= n
 
-        # 3. Admit waiting sequences.
-        while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
-            seq = self.waiting[0]
+        # 3. Admit waiting sequences, in arrival order, except those whose next block a prefill is computing.
+        in_prefill = None
+        for seq in list(self.waiting):
+            if budget == 0 or len(self.running) >= self.max_num_seqs:
+                break
+            if in_prefill is None:
+                in_prefill = set().union(*(self.blocks.uncomputed_blocks(s) for s in self.running
+                                           if s.num_pending_tokens > 1))
+            if in_prefill and self.blocks.next_block_to_compute(seq.token_ids) in in_prefill:
+                continue
             if not self.blocks.allocate(seq):
                 break
             if not seq.admitted:
                 seq.admitted = True
                 seq.num_cached_tokens = seq.num_computed_tokens
                 self.prompt_tokens_cached += seq.num_computed_tokens
-            self.waiting.popleft()
+            self.waiting.remove(seq)
             seq.status = Status.RUNNING
             self.running.append(seq)
+            if seq.num_pending_tokens > 1:
+                in_prefill |= self.blocks.uncomputed_blocks(seq)
             n = min(seq.num_pending_tokens, budget)
             scheduled.append(ScheduledSeq(seq, n))
             budget -= n
