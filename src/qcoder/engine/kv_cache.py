@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from array import array
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Protocol
 
 
@@ -91,15 +92,22 @@ class BlockManager:
         seq.num_computed_tokens = len(hits) * self.block_size
         return True
 
+    def _chain(self, token_ids: list[int], end: int, known: list[bytes] = ()) -> Iterator[tuple[int, bytes]]:
+        """(j, hash of block j) for the blocks after the `known` leading hashes, up to block `end`."""
+        parent = known[-1] if known else None
+        for j in range(len(known), end):
+            parent = block_hash(parent, token_ids[j * self.block_size : (j + 1) * self.block_size])
+            yield j, parent
+
+    def _shareable(self, token_ids: list[int]) -> int:
+        """How many leading blocks can come from the cache: those that end before the last token, which is always
+        computed (its logits are needed)."""
+        return (len(token_ids) - 1) // self.block_size if self.enable_prefix_caching else 0
+
     def _prefix_hits(self, token_ids: list[int]) -> tuple[list[int], list[bytes]]:
         hits: list[int] = []
         hashes: list[bytes] = []
-        if not self.enable_prefix_caching:
-            return hits, hashes
-        parent = None
-        # Only blocks that end before the last token: the last token is always computed.
-        for j in range((len(token_ids) - 1) // self.block_size):
-            parent = block_hash(parent, token_ids[j * self.block_size : (j + 1) * self.block_size])
+        for _, parent in self._chain(token_ids, self._shareable(token_ids)):
             block = self.cached.get(parent)
             if block is None:
                 break
@@ -108,26 +116,14 @@ class BlockManager:
         return hits, hashes
 
     def next_block_to_compute(self, token_ids: list[int]) -> bytes | None:
-        """The hash of the first full block of `token_ids` (before its last token) that is not in the prefix
-        cache: the block an allocation would compute first, if another sequence is not computing it already."""
-        if not self.enable_prefix_caching:
-            return None
-        parent = None
-        for j in range((len(token_ids) - 1) // self.block_size):
-            parent = block_hash(parent, token_ids[j * self.block_size : (j + 1) * self.block_size])
-            if parent not in self.cached:
-                return parent
-        return None
+        """The hash of the first shareable block of `token_ids` that is not in the prefix cache: the block an
+        allocation would compute first, if another sequence is not computing it already."""
+        chain = self._chain(token_ids, self._shareable(token_ids))
+        return next((parent for _, parent in chain if parent not in self.cached), None)
 
     def uncomputed_blocks(self, seq: BlockOwner) -> set[bytes]:
-        """Hashes of the full blocks of a sequence (before its last token) that it has not computed yet."""
-        if not self.enable_prefix_caching:
-            return set()
-        hashes, parent = set(), seq.block_hashes[-1] if seq.block_hashes else None
-        for j in range(len(seq.block_hashes), (len(seq.token_ids) - 1) // self.block_size):
-            parent = block_hash(parent, seq.token_ids[j * self.block_size : (j + 1) * self.block_size])
-            hashes.add(parent)
-        return hashes
+        """Hashes of the shareable blocks of a sequence that it has not computed yet."""
+        return {parent for _, parent in self._chain(seq.token_ids, self._shareable(seq.token_ids), seq.block_hashes)}
 
     def _take_free_block(self) -> int:
         block, _ = self.free.popitem(last=False)
@@ -153,9 +149,7 @@ class BlockManager:
         if not self.enable_prefix_caching:
             return
         num_full = seq.num_computed_tokens // self.block_size
-        parent = seq.block_hashes[-1] if seq.block_hashes else None
-        for j in range(len(seq.block_hashes), num_full):
-            parent = block_hash(parent, seq.token_ids[j * self.block_size : (j + 1) * self.block_size])
+        for j, parent in list(self._chain(seq.token_ids, num_full, seq.block_hashes)):
             seq.block_hashes.append(parent)
             block = seq.block_table[j]
             if self.hashes[block] is None and parent not in self.cached:

@@ -29,6 +29,7 @@ from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType
 from gguf import quants as gguf_quants
 
 from qcoder.errors import QcoderError
+from qcoder.files import write_atomic
 from qcoder.model.config import ModelConfig
 
 T = GGMLQuantizationType
@@ -217,8 +218,6 @@ def _read_header(file: Path) -> tuple[dict, list] | None:
 
 def _write_header(file: Path, metadata: dict, tensors: list) -> None:
     """Never an error: an unwritable cache only costs load time. Old entries are pruned."""
-    from qcoder.files import write_atomic
-
     try:
         write_atomic(file, json.dumps({"metadata": metadata, "tensors": tensors}))
         entries = sorted(file.parent.glob("*.json"), key=lambda f: f.stat().st_mtime, reverse=True)
