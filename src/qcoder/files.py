@@ -1,10 +1,11 @@
 """Atomic file writes (reports, generated tests, caches): a temporary file beside the target, then a rename, so a
-reader never sees half a file."""
+reader never sees half a file. And the pruning of a cache folder to its newest entries."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -18,3 +19,12 @@ def write_atomic(target: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def keep_newest(folder: Path, pattern: str, keep: int, companions: Callable[[Path], list[Path]] = lambda _: []) -> None:
+    """Delete all but the `keep` most recently written files of `folder` that match `pattern`, each with its
+    companions (files that belong to that entry)."""
+    entries = sorted(folder.glob(pattern), key=lambda f: f.stat().st_mtime, reverse=True)
+    for old in entries[keep:]:
+        for file in [*companions(old), old]:
+            file.unlink(missing_ok=True)

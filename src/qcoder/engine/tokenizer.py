@@ -23,7 +23,7 @@ from tokenizers import Tokenizer as _Backend
 from tokenizers.models import BPE
 
 from qcoder.errors import QcoderError
-from qcoder.files import write_atomic
+from qcoder.files import keep_newest, write_atomic
 
 # The split regex transformers' Qwen2Tokenizer and llama.cpp's "qwen2" pre-tokenizer use: digits one by one,
 # letters in runs, punctuation runs with their trailing newlines, whitespace kept apart from the next word.
@@ -129,10 +129,7 @@ def _write_cache(file: Path | None, backend: _Backend, fields: dict) -> None:
     try:
         write_atomic(file, backend.to_str())
         write_atomic(_fields_file(file), json.dumps(fields))
-        entries = sorted(file.parent.glob("*.tokenizer.json"), key=lambda f: f.stat().st_mtime, reverse=True)
-        for old in entries[_CACHE_KEEP:]:
-            _fields_file(old).unlink(missing_ok=True)
-            old.unlink(missing_ok=True)
+        keep_newest(file.parent, "*.tokenizer.json", _CACHE_KEEP, lambda entry: [_fields_file(entry)])
     except OSError:
         pass
 

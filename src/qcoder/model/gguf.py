@@ -29,7 +29,7 @@ from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType
 from gguf import quants as gguf_quants
 
 from qcoder.errors import QcoderError
-from qcoder.files import write_atomic
+from qcoder.files import keep_newest, write_atomic
 from qcoder.model.config import ModelConfig
 
 T = GGMLQuantizationType
@@ -220,9 +220,7 @@ def _write_header(file: Path, metadata: dict, tensors: list) -> None:
     """Never an error: an unwritable cache only costs load time. Old entries are pruned."""
     try:
         write_atomic(file, json.dumps({"metadata": metadata, "tensors": tensors}))
-        entries = sorted(file.parent.glob("*.json"), key=lambda f: f.stat().st_mtime, reverse=True)
-        for old in entries[_HEADER_KEEP:]:
-            old.unlink(missing_ok=True)
+        keep_newest(file.parent, "*.json", _HEADER_KEEP)
     except (OSError, TypeError, ValueError):
         pass
 
