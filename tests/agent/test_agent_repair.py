@@ -839,3 +839,21 @@ def test_a_signature_change_is_left_undone_where_a_call_does_not_map():
     # bodies that differ in more than the parameters: no mapping at all
     other = home.replace("abs(b[1] - a[1])", "abs(b[1] - a[0])")
     assert signature_changes({"m.py": other}, "m.py", "manhattan", {"dist"}) == []
+
+
+def test_new_members_are_asked_for_alone_and_merged_into_the_class():
+    from qcoder.agent.fenced_edits import merge_python
+    from qcoder.agent.localize import Suspect
+    from qcoder.agent.repair import _ask, _reply_prefix
+
+    source = ("@total_ordering\nclass Matrix(Base):\n    def __init__(self, rows):\n        self.rows = rows\n\n"
+              "    def __repr__(self):\n        return f'Matrix({self.rows})'\n")
+    suspects = [Suspect("matrix.py", "Matrix.transpose", 0, 0, source, True), Suspect("matrix.py", "Matrix", 1, 7, source)]
+    prefix = _reply_prefix(suspects)
+    assert prefix == ("```python\n@total_ordering\nclass Matrix(Base):\n    # (the methods it has stay as they are)\n\n")
+    assert "only what you add" in _ask(suspects)
+    reply = prefix + "    def transpose(self):\n        return Matrix(list(map(list, zip(*self.rows))))\n```"
+    merged = merge_python(source, reply.split("```python\n")[1].rstrip("`"))
+    assert merged == source + "\n    def transpose(self):\n        return Matrix(list(map(list, zip(*self.rows))))\n"
+    # a class whose body starts on its own line is the only kind begun this way
+    assert _reply_prefix([Suspect("m.py", "M.x", 0, 0, "class M: pass\n", True)]) == "```python\nclass M"

@@ -240,3 +240,27 @@ def test_mutable_state_in_a_class_body_is_made_per_instance(tmp_path):
     # a data class, and a constant of the class, are left alone
     assert evident_fixes("from dataclasses import dataclass\n\n\n@dataclass\nclass P:\n    x: int = 0\n", 1, 6, []) == []
     assert evident_fixes("class K:\n    LIMIT = 3\n    NAMES = ('a', 'b')\n", 1, 3, []) == []
+
+
+def test_a_method_a_test_reads_as_a_value_is_made_a_property(tmp_path):
+    from pathlib import Path
+
+    from qcoder.agent.small_fixes import evident_fixes
+    from qcoder.agent.testing import Tester
+    from qcoder.agent.tools.shell import Shell
+
+    source = ("class Box:\n    def __init__(self, w, h):\n        self.w, self.h = w, h\n\n"
+              "    def area(self):\n        return self.w * self.h\n\n    def scaled(self, k):\n"
+              "        return Box(self.w * k, self.h * k)\n")
+    (tmp_path / "box.py").write_text(source)
+    (tmp_path / "test_box.py").write_text("from box import Box\n\n\ndef test_area():\n    assert Box(2, 3).area == 6\n")
+    tester = Tester(Path(tmp_path), "python -m pytest -q", Shell(Path(tmp_path)))
+    report = tester.run()  # pytest's own words for the failure: `where area = <Box object>.area`
+    (fix,) = evident_fixes(source, 1, 9, list(report.failures.values()))
+    assert fix.description == "line 5: `area` made a property (a test reads it as a value)"
+    assert "    @property\n    def area(self):\n" in fix.text
+    assert tester.run({"box.py": fix.text}).ok
+    # a method the tests call, or one that takes arguments, is left alone
+    called = "E       assert 5 == 6\nE        +  where 5 = area()"
+    assert evident_fixes(source, 1, 9, [called]) == []
+    assert evident_fixes(source, 1, 9, ["E        +  where scaled = Box(2, 3).scaled"]) == []

@@ -853,8 +853,8 @@ def _ask(suspects: list[Suspect]) -> str:
     if first.missing and "." in first.name:
         cls = first.name.split(".")[0]
         members = [s.name.split(".", 1)[1] for s in suspects if s.missing and s.name.startswith(cls + ".")]
-        return (f"Add {_names(members)} to class `{cls}` so that the tests pass. Reply with the whole class "
-                f"`{cls}`, with what you add, in one ```python block.")
+        return (f"Add {_names(members)} to class `{cls}` so that the tests pass. Reply with class `{cls}` holding "
+                f"only what you add (the methods it has stay as they are), in one ```python block.")
     if first.missing:
         new = [s.name for s in suspects if s.missing and "." not in s.name and s.path == first.path]
         change = [s.name for s in suspects if not s.missing]
@@ -892,8 +892,9 @@ def _reply_prefix(suspects: list[Suspect], fresh_start: bool = False, task: str 
         return f"```python\n{skeleton}\n"
     if first.missing and "." not in first.name and (params := _signature_in(task, first.name)) is not None:
         return f"```python\ndef {first.name}({params}):\n"
-    if first.missing and "." in first.name:
-        return f"```python\nclass {first.name.split('.')[0]}"
+    if first.missing and "." in first.name:  # new members: the class's own line, then only what is new
+        opening = _class_opening(first.source)
+        return f"```python\n{opening}" if opening else f"```python\nclass {first.name.split('.')[0]}"
     if first.missing and first.name[:1].isupper() and not first.name.isupper():  # CapWords: a class, by PEP 8
         return f"```python\nclass {first.name}"
     if first.missing and first.name.isupper():  # a constant
@@ -903,6 +904,21 @@ def _reply_prefix(suspects: list[Suspect], fresh_start: bool = False, task: str 
     if _begins_class(first):
         return f"```python\nclass {first.name}"
     return "```python\n"
+
+
+def _class_opening(source: str) -> str | None:
+    """A class's decorators and `class` line, then a comment in its body saying that the methods it has are left
+    out: asked to add a method, small models copy the whole class back first, and the copy was most of a round's
+    decoding (6 replies of 250 tokens for two 3-line methods). The merge puts the new members into the class."""
+    node = definition_node(source)
+    if not isinstance(node, ast.ClassDef) or not node.body:
+        return None
+    lines = source.splitlines()
+    header = lines[min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1:node.body[0].lineno - 1]
+    if not header or not header[-1].rstrip().endswith(":"):
+        return None  # a docstring or body on the class line itself
+    indent = " " * node.body[0].col_offset
+    return "\n".join(header) + f"\n{indent}# (the methods it has stay as they are)\n\n"
 
 
 def _signature_in(task: str, name: str) -> str | None:

@@ -535,14 +535,14 @@ def _spaced(got: str, want: str) -> bool:
 
 def evident_fixes(source: str, start: int, end: int, failures: list[str]) -> list[SmallFix]:
     """The fixes the failing tests' values point at (whitespace kept, blanks collected, both, a separator, and a
-    returned print) and the exception that escaped a handler, a few where the one-token kinds are many: they are
-    tried first."""
+    returned print), the exception that escaped a handler and a method read as a value, a few where the one-token
+    kinds are many: they are tried first."""
     trimmed = trimmed_values(source, start, end, failures)
     both = [SmallFix(b.line, "strip+blank", f"{t.description}; {b.description}", b.text)
             for t in trimmed for b in skipped_blanks(t.text, start, end, failures)]
     return (both + trimmed + skipped_blanks(source, start, end, failures) + separators(source, start, end, failures)
             + returned_none(source, start, end) + escaped_exceptions(source, start, end, failures)
-            + shared_class_state(source, start, end))
+            + shared_class_state(source, start, end) + unread_properties(source, start, end, failures))
 
 
 MUTABLE_CALLS = {"dict", "list", "set", "defaultdict", "OrderedDict", "Counter", "deque"}
@@ -679,4 +679,31 @@ def returned_none(source: str, start: int, end: int) -> list[SmallFix]:
                 text = "".join(lines[:node.lineno - 1] + [f"{indent}{code}\n{indent}return {value}\n"] + lines[node.lineno:])
                 out.append(SmallFix(node.lineno, "none", f"line {node.lineno}: `return {name}(...)` -> "
                                                          f"`{name}(...)` and `return {value}`", text))
+    return out
+
+
+def unread_properties(source: str, start: int, end: int, failures: list[str]) -> list[SmallFix]:
+    """Each method of lines start..end of `source` that takes only `self` and that a failing test read as a value
+    (pytest shows the bound method by its name: `where T = Matrix([[1, 2]]).T`), made a property, as whole new file
+    texts: the `@property` that a new attribute-like method was written without."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    lines = source.splitlines(keepends=True)
+    out = []
+    for cls in ast.walk(tree):
+        for method in cls.body if isinstance(cls, ast.ClassDef) else []:
+            if not (isinstance(method, ast.FunctionDef) and start <= method.lineno <= end and not method.decorator_list
+                    and [a.arg for a in method.args.posonlyargs + method.args.args] == ["self"]
+                    and not (method.args.vararg or method.args.kwonlyargs or method.args.kwarg)):
+                continue
+            read = re.compile(rf"^E\s+\+\s+where {method.name} = .*\.{method.name}$", re.M)
+            if any(read.search(failure) for failure in failures):
+                line = lines[method.lineno - 1]
+                indent = line[:len(line) - len(line.lstrip())]
+                text = "".join(lines[:method.lineno - 1] + [f"{indent}@property\n"] + lines[method.lineno - 1:])
+                out.append(SmallFix(method.lineno, "property",
+                                    f"line {method.lineno}: `{method.name}` made a property (a test reads it as a value)",
+                                    text))
     return out
