@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -77,6 +78,7 @@ class FakeModel:
                 self.end_headers()
                 for chunk in _chunks(body, reply):
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    time.sleep(reply.get("chunk_delay", 0))  # a slow model: seconds between chunks
                 self.wfile.write(b"data: [DONE]\n\n")
                 self.wfile.flush()
                 self.close_connection = True

@@ -336,3 +336,14 @@ def test_repeating_lines_are_cut_off_and_the_first_call_kept(project, fake_model
     assert history[-1]["role"] == "tool" and "def longest_word" in history[-1]["content"]
     # Cut after the third identical line: only those count, not the 50 lines the model would have sent.
     assert json_result(proc)["tokens"]["completion_tokens"] < 100
+
+
+def test_the_time_limit_stops_a_reply_that_is_still_streaming(project, fake_model, home):
+    plan = " ".join(f"Step {n}: read line {n * 7} of the module." for n in range(40))  # not a runaway repeat
+    slow = {"content": plan, "chunk_delay": 0.04}  # about 8 s of streaming
+    fake_model.plan = [slow]
+    proc = qcoder_cli(["-p", "Fix", "--timeout", "1", "--output-format", "json"], project, fake_model, home)
+    result = json_result(proc)
+    assert proc.returncode == 3 and "time limit" in result["reason"]
+    assert result["elapsed_s"] < 5  # stopped at the limit, not at the reply's end
+    assert len(fake_model.requests) == 1

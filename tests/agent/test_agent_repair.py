@@ -352,7 +352,10 @@ def test_rounds_past_the_minimum_run_only_while_the_time_limit_leaves_room_for_t
     now = time.monotonic()
     agent = lambda spent, limit=100.0: SimpleNamespace(limits=SimpleNamespace(timeout=limit),  # noqa: E731
                                                        started=now - spent)
-    assert repair._another_round(agent(500.0), 1, now - 5)  # the minimum, whatever the clock says
+    assert repair._another_round(agent(500.0), 0, now)  # the first round, whatever the clock says
+    assert repair._another_round(agent(50.0), 1, now - 40)  # the minimum: 40 s a round fits in the 50 s left
+    assert not repair._another_round(agent(70.0), 1, now - 40)  # ... but not in 30 s: it would overrun the limit
+    assert repair._another_round(agent(500.0, limit=None), 1, now - 5)  # no time limit: the minimum
     assert repair._another_round(agent(10.0), 2, now - 20)  # 10 s a round, 90 s left: room for one more
     assert not repair._another_round(agent(70.0), 2, now - 20)  # 30 s left: one more round would eat the loop's
     assert not repair._another_round(agent(10.0), 6, now - 20)  # max_rounds

@@ -216,7 +216,9 @@ class Agent:
         self.turns += 1
         guard = RunawayGuard(self.emit)
         try:
-            response = self.client.chat(self.messages, tools=schemas, on_delta=guard, **self.sampling)
+            # the time limit holds inside a reply too: a slow model's reply begun just before it ran minutes past
+            response = self.client.chat(self.messages, tools=schemas, on_delta=lambda delta: (guard(delta),
+                                        self.check_time()), **self.sampling)
         except Runaway:  # keep what came so far: its first line is often a good call
             response = ChatResponse(guard.text, finish_reason="runaway",
                                     usage={"completion_tokens": self.client.count_tokens(guard.text)})
@@ -272,6 +274,9 @@ class Agent:
         spent = sum(self.tokens.values())
         if self.limits.max_tokens and spent >= self.limits.max_tokens:
             raise LimitReached(f"reached the token limit ({spent} >= {self.limits.max_tokens})")
+        self.check_time()
+
+    def check_time(self) -> None:
         if self.limits.timeout and time.monotonic() - self.started >= self.limits.timeout:
             raise LimitReached(f"reached the time limit ({self.limits.timeout:g}s)")
 
