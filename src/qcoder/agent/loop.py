@@ -215,10 +215,13 @@ class Agent:
             self.compress()
         self.turns += 1
         guard = RunawayGuard(self.emit)
+
+        def on_delta(delta: str) -> None:
+            guard(delta)
+            self.check_time()  # inside a reply too: a slow model's reply begun just before the limit ran minutes past
+
         try:
-            # the time limit holds inside a reply too: a slow model's reply begun just before it ran minutes past
-            response = self.client.chat(self.messages, tools=schemas, on_delta=lambda delta: (guard(delta),
-                                        self.check_time()), **self.sampling)
+            response = self.client.chat(self.messages, tools=schemas, on_delta=on_delta, **self.sampling)
         except Runaway:  # keep what came so far: its first line is often a good call
             response = ChatResponse(guard.text, finish_reason="runaway",
                                     usage={"completion_tokens": self.client.count_tokens(guard.text)})
