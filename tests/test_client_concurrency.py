@@ -50,6 +50,26 @@ def test_streaming_callbacks_run_in_the_callers_thread(client):
     assert {thread for _, thread in seen} == {threading.current_thread()}
 
 
+def test_a_silent_stream_gets_heartbeats_so_the_caller_can_give_up(client, monkeypatch):
+    import time
+
+    import qcoder.client as client_module
+
+    monkeypatch.setattr(client_module, "HEARTBEAT_S", 0.05)
+
+    class GiveUp(Exception):
+        pass
+
+    def on_delta(piece):
+        if piece == "":  # a heartbeat: nothing came yet
+            raise GiveUp
+
+    client._loop.call_soon_threadsafe(time.sleep, 0.5)  # the engine's loop stalls, as in a long prefill
+    with pytest.raises(GiveUp):
+        ask(client, "hi", on_delta=on_delta)
+    assert ask(client, "hi").content  # the request given up on did not wedge the engine
+
+
 def test_forks_are_the_greedy_reply_and_replies_forced_off_it_at_its_closest_calls(client):
     messages = [{"role": "user", "content": "Rewrite the function."}]
     prefix = "```python\ndef f("

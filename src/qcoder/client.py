@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from qcoder.engine.tool_parsers import ToolCall
 from qcoder.errors import QcoderError
 
+# `on_delta("")` comes at least this often while a streamed reply shows nothing (a long prefill), so that a caller
+# can stop it, at its time limit for one
+HEARTBEAT_S = 0.5
+
 
 @dataclass
 class ChatResponse:
@@ -26,6 +30,7 @@ class ChatResponse:
 
 class ChatClient:
     """Base: `chat(messages, tools=None, *, on_delta=None, json_schema=None, **sampling) -> ChatResponse`.
+    `on_delta(text)`: each piece of a streamed reply, and `""` as a heartbeat while none comes.
     `json_schema`: the reply must be JSON valid against it (response_format json_schema; the built-in engine
     enforces it while decoding)."""
 
@@ -230,7 +235,7 @@ class OpenAIClient(ChatClient):
                 reasoning.append(delta.reasoning_content)
             if delta.content:
                 content.append(delta.content)
-                on_delta(delta.content)
+            on_delta(delta.content or "")  # an empty one (a keep-alive during prefill) is a heartbeat
             for frag in delta.tool_calls or []:
                 slot = calls.setdefault(frag.index, {"id": "", "name": "", "arguments": ""})
                 slot["id"] = frag.id or slot["id"]
@@ -324,7 +329,15 @@ class EngineClient(ChatClient):
         future = asyncio.run_coroutine_threadsafe(pump(), self._loop)
         text, reason, generated = [], None, 0
         try:
-            while (out := pieces.get()) is not None:
+            while True:
+                try:
+                    out = pieces.get(timeout=HEARTBEAT_S)
+                except queue.Empty:  # nothing yet (a long prefill): the heartbeat lets the caller give up
+                    if on_delta is not None:
+                        on_delta("")
+                    continue
+                if out is None:
+                    break
                 if isinstance(out, BaseException):
                     raise out
                 text.append(out.text_delta)

@@ -216,8 +216,9 @@ class Agent:
         self.turns += 1
         guard = RunawayGuard(self.emit)
 
-        def on_delta(delta: str) -> None:
-            guard(delta)
+        def on_delta(delta: str) -> None:  # "" is the client's heartbeat during a prefill
+            if delta:
+                guard(delta)
             self.check_time()  # inside a reply too: a slow model's reply begun just before the limit ran minutes past
 
         try:
