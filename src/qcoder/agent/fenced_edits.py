@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import PurePosixPath
 
+from qcoder.agent.localize import first_line
 from qcoder.agent.testing import is_test_file
 
 FENCE = re.compile(r"^[ \t]*```[ \t]*([^\n`]*)\n(.*?)^[ \t]*```[ \t]*$", re.S | re.M)
@@ -191,7 +192,7 @@ def merge_python(original: str, code: str, module: str = "") -> str | None:
             elif old is not None:
                 replacements.append((_start(old), old.end_lineno - 1, _keep_docstring(old, node, source, lines)))
             elif isinstance(node, FUNCTIONS) and (method := _only_method(tree, node.name)) is not None:
-                indent = _indent_of(lines[method.lineno - 1])
+                indent = indent_of(lines[method.lineno - 1])
                 source = _keep_docstring(method, node, source, lines)
                 replacements.append((_start(method), method.end_lineno - 1, _reindent(source, indent)))
             else:
@@ -246,14 +247,14 @@ def _finish(text: str, original: str) -> str | None:
 
 def _start(node) -> int:
     """0-based first line of a definition, decorators included."""
-    return min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))]) - 1
+    return first_line(node) - 1
 
 
 def _node_lines(node, lines: list[str]) -> list[str]:
     return lines[_start(node):node.end_lineno]
 
 
-def _indent_of(line: str) -> str:
+def indent_of(line: str) -> str:
     return line[:len(line) - len(line.lstrip())]
 
 
@@ -278,7 +279,7 @@ def _merge_class(old: ast.ClassDef, new: ast.ClassDef, lines: list[str], block_l
         if old.decorator_list and not new.decorator_list:  # small models drop `@dataclass` when they rewrite a class
             source = lines[_start(old):old.lineno - 1] + source
         return [(_start(old), old.end_lineno - 1, source)]
-    indent = _indent_of(lines[old.body[0].lineno - 1])
+    indent = indent_of(lines[old.body[0].lineno - 1])
     edits, added = [], []
     for method in new_methods:
         source = _reindent(_node_lines(method, block_lines), indent)
@@ -298,7 +299,7 @@ def _keep_docstring(old, new, source: list[str], lines: list[str]) -> list[str]:
         return source
     doc = lines[old.body[0].lineno - 1:old.body[0].end_lineno]
     at = new.body[0].lineno - _start(new) - 1  # the new body's first line, within `source`
-    indent = _indent_of(source[at]) if at < len(source) else ""
+    indent = indent_of(source[at]) if at < len(source) else ""
     return [*source[:at], *_reindent(doc, indent), *source[at:]]
 
 

@@ -78,7 +78,7 @@ class Definitions:
         for qualname, node in self.nodes(path):
             if qualname == name:
                 lines = self.tree(path)[1]
-                start = _first_line(node)
+                start = first_line(node)
                 return Suspect(path, qualname, start, node.end_lineno, "\n".join(lines[start - 1:node.end_lineno]))
         return None
 
@@ -128,10 +128,11 @@ def span(text: str, name: str) -> tuple[int, int] | None:
     except (SyntaxError, ValueError):
         return None
     node = next((n for qualname, n in named_nodes(tree) if qualname == name), None)
-    return (_first_line(node), node.end_lineno) if node else None
+    return (first_line(node), node.end_lineno) if node else None
 
 
-def _first_line(node: ast.AST) -> int:
+def first_line(node: ast.AST) -> int:
+    """A definition's first line (1-based), its decorators included."""
     return min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
 
 
@@ -209,7 +210,7 @@ def test_source(root: Path, test: str) -> str:
             return ""
         body = node.body
     imports = [ast.get_source_segment(text, n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-    start = _first_line(node)
+    start = first_line(node)
     return "\n".join([*imports, "", "", *lines[start - 1:node.end_lineno]]).strip()
 
 

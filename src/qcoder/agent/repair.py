@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from qcoder.agent.fenced_edits import FENCE, assigned_name, proposed_files
-from qcoder.agent.localize import Lead, Suspect, definition_node, frame_lines, localize, span, test_source
+from qcoder.agent.localize import Lead, Suspect, definition_node, first_line, frame_lines, localize, span, test_source
 from qcoder.agent.loop import Submitted
 from qcoder.agent.signature_change import signature_changes
 from qcoder.agent.small_fixes import UNRECOGNIZED, evident_fixes, missing_options, renames, small_fixes
@@ -920,7 +920,7 @@ def _class_opening(source: str) -> str | None:
     if not isinstance(node, ast.ClassDef) or not node.body:
         return None
     lines = source.splitlines()
-    header = lines[min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1:node.body[0].lineno - 1]
+    header = lines[first_line(node) - 1:node.body[0].lineno - 1]
     if not header or not header[-1].rstrip().endswith(":"):
         return None  # a docstring or body on the class line itself
     indent = " " * node.body[0].col_offset

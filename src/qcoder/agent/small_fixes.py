@@ -41,7 +41,7 @@ import textwrap
 import tokenize
 from dataclasses import dataclass
 
-from qcoder.agent.fenced_edits import assigned_name
+from qcoder.agent.fenced_edits import assigned_name, indent_of
 
 COMPARE = {ast.Lt: ("<", ["<=", ">"]), ast.LtE: ("<=", ["<", ">="]), ast.Gt: (">", [">=", "<"]),
            ast.GtE: (">=", [">", "<="]), ast.Eq: ("==", ["!="]), ast.NotEq: ("!=", ["=="]),
@@ -449,7 +449,7 @@ def trimmed_values(source: str, start: int, end: int, failures: list[str]) -> li
     for name in sorted(names, key=lambda n: (n.lineno, n.col_offset)):
         line = lines[name.lineno - 1].encode("utf-8")
         fixed = (line[:name.end_col_offset] + b".strip()" + line[name.end_col_offset:]).decode("utf-8")
-        text = "".join(lines[:name.lineno - 1] + [fixed] + lines[name.lineno:])
+        text = _with_line(lines, name.lineno, fixed)
         out.append(SmallFix(name.lineno, "strip", f"line {name.lineno}: `{name.id}` -> `{name.id}.strip()`", text))
     return out
 
@@ -471,9 +471,9 @@ def skipped_blanks(source: str, start: int, end: int, failures: list[str]) -> li
                 and len(call.args) == 1 and start <= node.lineno <= end and node.lineno == node.end_lineno):
             continue
         line = lines[node.lineno - 1]
-        indent, value = line[:len(line) - len(line.lstrip())], ast.get_source_segment(source, call.args[0])
+        indent, value = indent_of(line), ast.get_source_segment(source, call.args[0])
         guarded = f"{indent}if {value}:\n{indent}    {line.lstrip()}"
-        text = "".join(lines[:node.lineno - 1] + [guarded] + lines[node.lineno:])
+        text = _with_line(lines, node.lineno, guarded)
         out.append(SmallFix(node.lineno, "blank", f"line {node.lineno}: appends only a non-blank `{value}`", text))
     return out
 
@@ -672,11 +672,10 @@ def returned_none(source: str, start: int, end: int) -> list[SmallFix]:
             name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
             if name not in RETURNS_NONE:
                 continue
-            line = lines[node.lineno - 1]
-            indent = line[:len(line) - len(line.lstrip())]
+            indent = indent_of(lines[node.lineno - 1])
             code = ast.get_source_segment(source, call)
             for value in constants:
-                text = "".join(lines[:node.lineno - 1] + [f"{indent}{code}\n{indent}return {value}\n"] + lines[node.lineno:])
+                text = _with_line(lines, node.lineno, f"{indent}{code}\n{indent}return {value}\n")
                 out.append(SmallFix(node.lineno, "none", f"line {node.lineno}: `return {name}(...)` -> "
                                                          f"`{name}(...)` and `return {value}`", text))
     return out
@@ -701,9 +700,13 @@ def unread_properties(source: str, start: int, end: int, failures: list[str]) ->
             read = re.compile(rf"^E\s+\+\s+where {method.name} = .*\.{method.name}$", re.M)
             if any(read.search(failure) for failure in failures):
                 line = lines[method.lineno - 1]
-                indent = line[:len(line) - len(line.lstrip())]
-                text = "".join(lines[:method.lineno - 1] + [f"{indent}@property\n"] + lines[method.lineno - 1:])
+                text = _with_line(lines, method.lineno, f"{indent_of(line)}@property\n{line}")
                 out.append(SmallFix(method.lineno, "property",
                                     f"line {method.lineno}: `{method.name}` made a property (a test reads it as a value)",
                                     text))
     return out
+
+
+def _with_line(lines: list[str], lineno: int, new: str) -> str:
+    """The file of `lines` (each with its line end) with line `lineno` (1-based) replaced by `new`."""
+    return "".join(lines[:lineno - 1] + [new] + lines[lineno:])
