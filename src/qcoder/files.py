@@ -9,12 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def write_atomic(target: Path, text: str) -> None:
+def write_atomic(target: Path, data: str | bytes) -> None:
+    """Text is written as UTF-8, bytes as they are."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

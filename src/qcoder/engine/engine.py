@@ -27,11 +27,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 import torch
 
 from qcoder.engine.kv_cache import BlockManager, default_kv_cache_memory, kv_cache_capacity
 from qcoder.engine.markers import THINK_CLOSE, THINK_OPEN
+from qcoder.engine.prompt_cache import MIN_BLOCKS, PromptCache, model_folder, system_turn_end
 from qcoder.engine.sampling import Logprobs, Sampler, SampleRow, SamplingParams, SeenTokens
 from qcoder.engine.scheduler import ScheduledSeq, Scheduler, Sequence
 from qcoder.engine.speculative import DEFAULT_DRAFT_TOKENS, DEFAULT_MODE, NgramDrafter, check_mode, verify_drafts
@@ -74,6 +76,7 @@ class _Request:
     seen: SeenTokens = field(default_factory=SeenTokens)  # distinct tokens so far (repetition penalty)
     matcher: GrammarMatcher | None = None  # structured output: where the output is in its grammar
     drafter: NgramDrafter | None = None  # speculative decoding
+    keep: tuple[int, bytes] | None = None  # (blocks, key): its system turn goes to the prompt cache once computed
 
 
 DTYPES = {
@@ -119,7 +122,8 @@ class LLMEngine:
         kv_cache_tokens (default: what kv_cache_memory holds), kv_cache_memory (bytes; default 1 GiB on CPU,
         80% of the free memory on a GPU),
         enable_prefix_caching (True), speculative ("none" or "ngram": speculative.py), draft_tokens (the most
-        tokens drafted per step, default 6).
+        tokens drafted per step, default 6), prompt_cache (a folder: the K/V of system turns kept on disk for the
+        next process, see prompt_cache.py; a subfolder per model and settings is used; default None, off).
         """
         from qcoder.model.loader import load_model
         from qcoder.model.registry import resolve_model
@@ -131,6 +135,11 @@ class LLMEngine:
         path = resolve_model(str(model))
         device, dtype = resolve_device_dtype(device, dtype)
         module, config = load_model(path, dtype=dtype, device=device, quant=quant)
+        if opts.get("prompt_cache") is not None:
+            from qcoder import __version__
+
+            opts["prompt_cache"] = model_folder(Path(opts["prompt_cache"]), path, quant, dtype, device,
+                                                opts.get("block_size", 16), __version__)
         self._setup(module, config, Tokenizer.from_path(path), **opts)
 
     @classmethod
@@ -155,6 +164,7 @@ class LLMEngine:
         enable_prefix_caching: bool = True,
         speculative: str = DEFAULT_MODE,
         draft_tokens: int = DEFAULT_DRAFT_TOKENS,
+        prompt_cache: Path | None = None,
     ) -> None:
         from qcoder.model.qwen import allocate_kv_cache
 
@@ -191,6 +201,10 @@ class LLMEngine:
         self.eos_token_ids = set(tokenizer.eos_token_ids)
         self.think_start = tokenizer.token_to_id(THINK_OPEN)
         self.think_end = tokenizer.token_to_id(THINK_CLOSE)
+        self.prompt_cache = PromptCache(prompt_cache) if prompt_cache is not None else None
+        self._keeping: set[bytes] = set()  # keys a request will save: the others that share them need not
+        self._system_turn = (tokenizer.token_to_id("<|im_start|>"), tokenizer.token_to_id("<|im_end|>"),
+                             tokenizer.encode("system"))
         self.counters = {
             "prompt_tokens_computed": 0,
             "generation_tokens": 0,
@@ -198,6 +212,7 @@ class LLMEngine:
             "steps": 0,
             "draft_tokens": 0,  # drafted tokens verified (speculative decoding)
             "draft_tokens_accepted": 0,
+            "prompt_tokens_loaded": 0,  # from the prompt cache on disk
         }
         release_freed_memory()  # what loading the model and the tokenizer freed: 80 MiB of the 0.5B's peak RSS
 
@@ -245,8 +260,45 @@ class LLMEngine:
             thinking=self.opens_thinking(prompt),
             matcher=matcher,
             drafter=NgramDrafter(self.draft_tokens) if self.speculative == "ngram" else None,
+            keep=self._restore_system_turn(prompt),
         )
         self.scheduler.add(seq)
+
+    def _restore_system_turn(self, prompt: list[int]) -> tuple[int, bytes] | None:
+        """Fill the prefix cache with the prompt's system turn from the prompt cache on disk, where it is kept there
+        and not in memory already; (blocks, key) when it is not kept yet, to be saved once computed."""
+        manager = self.block_manager
+        blocks = min(system_turn_end(prompt, *self._system_turn), len(prompt) - 1) // manager.block_size
+        if self.prompt_cache is None or blocks < MIN_BLOCKS or not manager.enable_prefix_caching:
+            return None
+        hashes = manager.chain_hashes(prompt, blocks)
+        if hashes[-1] in self._keeping:
+            return None
+        if not self.prompt_cache.has(hashes[-1]):
+            self._keeping.add(hashes[-1])
+            return blocks, hashes[-1]
+        if not manager.missing(hashes):
+            return None
+        size = manager.block_size
+        layer = self.kv_caches[0]
+        kv = self.prompt_cache.load(hashes[-1], (len(self.kv_caches), 2, blocks * size, *layer.shape[2:]), layer.dtype)
+        if kv is None:
+            self._keeping.add(hashes[-1])
+            return blocks, hashes[-1]
+        for j, block in (manager.adopt(hashes) or {}).items():
+            for cache, saved in zip(self.kv_caches, kv, strict=True):
+                cache[:, block * size : (block + 1) * size] = saved[:, j * size : (j + 1) * size]
+            self.counters["prompt_tokens_loaded"] += size
+        return None
+
+    def _keep_system_turn(self, req: _Request) -> None:
+        blocks, key = req.keep
+        req.keep = None
+        self._keeping.discard(key)
+        size = self.block_manager.block_size
+        kv = torch.stack([torch.cat([cache[:, b * size : (b + 1) * size] for b in req.seq.block_table[:blocks]], dim=1)
+                          for cache in self.kv_caches])
+        self.prompt_cache.save(key, kv.cpu())
 
     def check_prompt(self, prompt_token_ids: list[int]) -> None:
         """Raise QcoderError for a prompt this engine cannot run (thread-safe: reads only fixed settings)."""
@@ -278,6 +330,8 @@ class LLMEngine:
         req = self.requests.pop(request_id, None)
         if req is None:
             return False
+        if req.keep:
+            self._keeping.discard(req.keep[1])
         self.scheduler.finish(req.seq)
         return True
 
@@ -321,6 +375,10 @@ class LLMEngine:
                 0, min(start + item.num_new_tokens, item.seq.num_prompt_tokens) - start
             )
         self.scheduler.update(plan)
+        for item in plan:
+            req = self.requests[item.seq.request_id]
+            if req.keep and item.seq.num_computed_tokens >= req.keep[0] * self.block_manager.block_size:
+                self._keep_system_turn(req)
         self.counters["steps"] += 1
         return [
             self._append(req, toks, lps, row.token_mask is not None)

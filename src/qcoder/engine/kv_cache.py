@@ -125,6 +125,34 @@ class BlockManager:
         """Hashes of the shareable blocks of a sequence that it has not computed yet."""
         return {parent for _, parent in self._chain(seq.token_ids, self._shareable(seq.token_ids), seq.block_hashes)}
 
+    def chain_hashes(self, token_ids: list[int], num_blocks: int) -> list[bytes]:
+        """The prefix-cache hashes of the first `num_blocks` full blocks of `token_ids`."""
+        return [parent for _, parent in self._chain(token_ids, num_blocks)]
+
+    def missing(self, hashes: list[bytes]) -> list[int]:
+        """The indices of `hashes` whose blocks are not in the prefix cache."""
+        return [j for j, h in enumerate(hashes) if h not in self.cached]
+
+    def adopt(self, hashes: list[bytes]) -> dict[int, int] | None:
+        """Take free blocks for the hashes not in the prefix cache and register them as cached (and free, most
+        recently used), for K/V filled in from elsewhere (the prompt cache on disk): {index in hashes: block}.
+        None, changing nothing, when there are not enough free blocks."""
+        missing = self.missing(hashes)
+        # the chain's own cached free blocks go to the back of the LRU list, out of reach of the takes below
+        kept = [b for h in hashes if (b := self.cached.get(h)) is not None and b in self.free]
+        if not self.enable_prefix_caching or len(missing) > len(self.free) - len(kept):
+            return None
+        for block in kept:
+            self.free.move_to_end(block)
+        taken = {}
+        for j in missing:
+            block = self._take_free_block()
+            self.hashes[block], self.cached[hashes[j]] = hashes[j], block
+            self.ref_counts[block] = 0
+            self.free[block] = None
+            taken[j] = block
+        return taken
+
     def _take_free_block(self) -> int:
         block, _ = self.free.popitem(last=False)
         old = self.hashes[block]

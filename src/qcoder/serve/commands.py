@@ -9,6 +9,7 @@ SIGINT/SIGTERM stop accepting requests, let running ones finish for a few second
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from qcoder.engine.commands import add_cpu_options
 from qcoder.errors import QcoderError
@@ -68,6 +69,13 @@ def register(subparsers) -> None:
     )
     add_cpu_options(p)
     p.add_argument(
+        "--prompt-cache",
+        metavar="DIR",
+        help="keep the K/V of each request's system turn (a client's instructions and tool schemas) in files under "
+        "DIR, so that after a restart the first request loads it instead of computing it (default: off: the "
+        "server writes nothing of what clients send)",
+    )
+    p.add_argument(
         "--drain-seconds",
         type=float,
         default=DRAIN_SECONDS,
@@ -99,6 +107,8 @@ def run(args) -> int:
     opts = {"max_num_seqs": args.max_num_seqs, "speculative": args.speculative}
     if args.max_model_len:
         opts["max_model_len"] = args.max_model_len
+    if args.prompt_cache:
+        opts["prompt_cache"] = Path(args.prompt_cache).expanduser()
     engine = LLMEngine(model, dtype=args.dtype, quant=args.quant, threads=args.threads, **opts)
     engine.structured.warm_up_in_background()  # the first structured-output request need not wait for it
     state = ServerState.for_engine(
