@@ -51,9 +51,12 @@ def test_fixes_the_failing_test_end_to_end(project, fake_model, home):
     assert "return min(found, key=len)" in results[0] and "|" in results[0]
     assert "+    return max(found, key=len)" in results[1]
     assert results[2].startswith("Exit code: 0") and "4 passed" in results[2]
-    system = last["messages"][0]
+    system, first = last["messages"][:2]
     assert system["role"] == "system" and "`test` tool" in system["content"]
-    assert "# Files in the workspace\nREADME.md\ntest_textstats.py\ntextstats.py" in system["content"]
+    assert str(project) not in system["content"]  # the same system turn everywhere: the engine keeps it on disk
+    assert first["role"] == "user" and first["content"].startswith(f"# Workspace\n{project}\n\n")
+    assert "# Files in the workspace\nREADME.md\ntest_textstats.py\ntextstats.py" in first["content"]
+    assert first["content"].endswith("\n\n# Task\nFix the failing test")
     assert {t["function"]["name"] for t in last["tools"]} >= {"read_file", "edit", "test", "run_shell_command"}
 
 
@@ -197,7 +200,8 @@ def test_task_from_stdin_and_text_output(project, fake_model, home):
     proc = qcoder_cli([], project, fake_model, home, stdin="Say hello\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "Hello from the model.\n"
-    assert fake_model.requests[0]["messages"][1] == {"role": "user", "content": "Say hello"}
+    first = fake_model.requests[0]["messages"][1]
+    assert first["role"] == "user" and first["content"].endswith("\n\n# Task\nSay hello")
 
 
 def test_continue_and_resume(project, fake_model, home):
@@ -206,7 +210,7 @@ def test_continue_and_resume(project, fake_model, home):
     second = json_result(qcoder_cli(["-p", "TASK TWO", "-c", "--output-format", "json"], project, fake_model, home))
     assert second["session_id"] == first["session_id"]
     contents = [m["content"] for m in fake_model.requests[1]["messages"]]
-    assert contents[1:] == ["TASK ONE", "First answer.", "TASK TWO"]
+    assert contents[1].endswith("# Task\nTASK ONE") and contents[2:] == ["First answer.", "TASK TWO"]
     qcoder_cli(["-p", "TASK THREE", "--resume", first["session_id"], "--output-format", "json"], project,
                fake_model, home)
     assert [m["content"] for m in fake_model.requests[2]["messages"]][-2:] == ["Second answer.", "TASK THREE"]
@@ -229,7 +233,7 @@ def test_compression_keeps_the_task(project, fake_model, home):
     summaries = [r for r in fake_model.requests if r["messages"][0]["content"].startswith("Summarise")]
     assert summaries and "tools" not in summaries[0]
     after = fake_model.requests[fake_model.requests.index(summaries[0]) + 1]["messages"]
-    assert after[1]["content"] == "TASK: read carefully"
+    assert after[1]["content"].endswith("# Task\nTASK: read carefully")
     assert after[2]["content"].startswith("Summary of the earlier part") and "several times" in after[2]["content"]
     assert after[3]["role"] != "tool"
 

@@ -234,6 +234,21 @@ def test_no_passing_candidate_hands_over_with_notes_and_a_fenced_reply_becomes_a
     assert events(proc)[-1]["reason"] == "applied the code from the reply; the tests pass"
 
 
+def test_code_in_a_reply_that_then_calls_the_tests_is_the_edit_they_test(workspace, home):
+    project(workspace, candidates=1)
+    fake = FakeModel([
+        {"choices": [{"content": "I am not sure."}]},
+        # the 1.5B's habit: the corrected code in prose, then a fenced call of `test` to check it
+        {"content": fence("def add(a, b):\n    return a + b", "To fix it, add instead of subtracting:\n\n")["content"]
+         + "\nNow let's run the tests:\n\n```json\n{\"name\": \"test\", \"arguments\": {}}\n```\n"},
+    ])
+    proc = headless(workspace, fake, home, "Fix the failing test")
+    assert proc.returncode == 0, proc.stderr
+    assert (workspace / "calc.py").read_text() == CALC.replace("a - b", "a + b")
+    assert events(proc)[-1]["reason"] == "applied the code from the reply; the tests pass"
+    assert "tool_call" not in [e["type"] for e in events(proc)]
+
+
 def test_a_missing_function_is_written_and_verified(workspace, home):
     (workspace / "text.py").write_text('"""Text helpers."""\n\n\ndef shout(s):\n    return s.upper()\n')
     (workspace / "test_text.py").write_text(

@@ -118,17 +118,17 @@ def test_settings_defaults_and_bad_values(tmp_path, home):
         load_settings(tmp_path)
 
 
-def test_memory_files_join_the_system_prompt(workspace, home):
-    from qcoder.agent.context import system_prompt
+def test_memory_files_join_the_workspace_context(workspace, home):
+    from qcoder.agent.context import system_prompt, workspace_context
 
     (home / "QCODER.md").write_text("Always answer in English.")
     (workspace / "AGENTS.md").write_text("Run tests with make check.")
     (workspace / "QWEN.md").write_text("")
-    prompt = system_prompt(workspace, has_test=True)
-    assert prompt.index("Always answer in English.") < prompt.index("Run tests with make check.")
-    assert "`test` tool" in prompt and "QWEN.md\n" not in prompt.split("# Notes from", 1)[1]
-    assert "# Files in the workspace\nAGENTS.md\nQWEN.md\n" in prompt
-    assert "`test` tool" not in system_prompt(workspace, has_test=False)
+    context = workspace_context(workspace)
+    assert context.index("Always answer in English.") < context.index("Run tests with make check.")
+    assert "QWEN.md\n" not in context.split("# Notes from", 1)[1]
+    assert "# Files in the workspace\nAGENTS.md\nQWEN.md\n" in context
+    assert "`test` tool" in system_prompt(has_test=True) and "`test` tool" not in system_prompt(has_test=False)
 
 
 def test_compressor_keeps_task_and_recent_turns():

@@ -1,8 +1,9 @@
 """What the model sees beyond the conversation: memory files, and compression of long histories.
 
 Memory files (QCODER.md, AGENTS.md, QWEN.md) come from the user directory and the workspace, in that
-order, and are appended to the system prompt. When the history nears the context limit, the turns
-between the task and the most recent ones are summarised by the model and replaced by the summary.
+order, and join the workspace context that opens the first task (the system prompt stays the same everywhere).
+When the history nears the context limit, the turns between the task and the most recent ones are summarised by
+the model and replaced by the summary.
 """
 
 from __future__ import annotations
@@ -38,10 +39,13 @@ def file_overview(workspace: Path, limit: int = 60) -> str:
     return prompts.FILES.format(files="\n".join(files[:limit]) + more) if files else ""
 
 
-def system_prompt(workspace: Path, has_test: bool) -> str:
-    verify = prompts.VERIFY_WITH_TEST if has_test else prompts.VERIFY_WITHOUT_TEST
-    return (prompts.SYSTEM.format(workspace=workspace, verify=verify) + file_overview(workspace)
-            + memory_text(workspace))
+def system_prompt(has_test: bool) -> str:
+    return prompts.SYSTEM.format(verify=prompts.VERIFY_WITH_TEST if has_test else prompts.VERIFY_WITHOUT_TEST)
+
+
+def workspace_context(workspace: Path) -> str:
+    """The workspace's directory, files and memory notes: said once, before the first task."""
+    return prompts.WORKSPACE.format(workspace=workspace) + file_overview(workspace) + memory_text(workspace)
 
 
 def _message_text(message: dict) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from qcoder.agent import trust
 from qcoder.agent.checkpoints import Checkpoints
-from qcoder.agent.context import Compressor, system_prompt
+from qcoder.agent.context import Compressor, system_prompt, workspace_context
 from qcoder.agent.loop import Agent, Limits
 from qcoder.agent.permissions import Permissions
 from qcoder.agent.plugins import plugin_tools
@@ -23,7 +23,7 @@ from qcoder.agent.tools.shell import Shell
 from qcoder.agent.tools.workspace import Workspace
 from qcoder.client import EngineClient, make_client
 from qcoder.errors import QcoderError
-from qcoder.model.registry import AGENT_MODEL
+from qcoder.model.registry import AGENT_MODEL, cache_dir
 
 # Low temperature keeps small models on the rails; settings `[sampling]` may change any of these. The
 # built-in engine also gets a mild repetition penalty and a tighter reply cap, because a degenerate 0.5B
@@ -99,10 +99,12 @@ def build(args, *, emit=None, ask=None, ask_trust=None, warn=None) -> Built:
         tools += servers.tools
 
     # The built-in engine's default is the agent's own (larger than the completion default); an endpoint's is
-    # OPENAI_MODEL or the endpoint's.
+    # OPENAI_MODEL or the endpoint's. Every run's system turn (instructions, tool schemas) is the same: the engine
+    # keeps its K/V on disk, and the next run loads it instead of computing it (engine/prompt_cache.py).
     remote = args.base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_MODEL")
     client = make_client(args.model or settings.model or (None if remote else AGENT_MODEL), args.base_url,
-                         args.api_key, engine_opts={"speculative": args.speculative})
+                         args.api_key, engine_opts={"speculative": args.speculative,
+                                                    "prompt_cache": cache_dir() / "prompt-cache"})
     tester = Tester(workspace, test_command, shell, test_tool.timeout) if test_command else None
     if args.resume:
         session = Session.load(workspace, args.resume)
@@ -110,7 +112,7 @@ def build(args, *, emit=None, ask=None, ask_trust=None, warn=None) -> Built:
         session = Session.latest(workspace)
     else:
         session = Session.new(workspace, model=client.model)
-        session.add({"role": "system", "content": system_prompt(workspace, bool(test_command))})
+        session.add({"role": "system", "content": system_prompt(bool(test_command))})
 
     limits = Limits(max_turns=args.max_turns, max_tokens=args.max_tokens, timeout=args.timeout,
                     max_test_rounds=settings.max_test_rounds)
@@ -123,5 +125,6 @@ def build(args, *, emit=None, ask=None, ask_trust=None, warn=None) -> Built:
                   **settings.sampling},
         emit=emit or (lambda event, **data: None),
         repair=Repair(tester, RepairSettings.from_settings(settings.repair)),
+        context=workspace_context(workspace),
     )
     return Built(agent, closers)

@@ -151,6 +151,8 @@ class Snapshots(Protocol):
 class Repairer(Protocol):  # repair.py
     def attempt(self, agent: Agent, task: str) -> None: ...  # may raise Submitted
 
+    def proposes_code(self, agent: Agent, content: str) -> bool: ...
+
     def take_code_reply(self, agent: Agent, content: str) -> bool: ...
 
 
@@ -175,6 +177,7 @@ class Agent:
     sampling: dict = field(default_factory=dict)
     emit: Callable[..., None] = lambda event, **data: None  # event sink: TUI, stream-json
     repair: Repairer | None = None  # test-verified rewrites first, and code in replies applied as edits
+    context: str = ""  # the workspace, its files and notes: opens the session's first task (context.py)
 
     @property
     def messages(self) -> list[dict]:
@@ -191,7 +194,8 @@ class Agent:
         self.last_call, self.repeats = None, 0
         if self.checkpoints:
             self.checkpoints.new_turn()
-        self.add({"role": "user", "content": task})
+        first = self.context and not any(m["role"] == "user" for m in self.messages)
+        self.add({"role": "user", "content": prompts.TASK.format(context=self.context, task=task) if first else task})
         final = ""
         try:
             if self.repair:
@@ -228,11 +232,16 @@ class Agent:
                                     usage={"completion_tokens": self.client.count_tokens(guard.text)})
         for key in self.tokens:
             self.tokens[key] += response.usage.get(key, 0)
-        calls, content = response.tool_calls, response.content
+        calls, content, code_then_test = response.tool_calls, response.content, False
         if not calls and content:  # small models often print the call as text: rescue it
             rescued = rescue_calls(content, schemas)
             calls, content = rescued.tool_calls, rescued.content
             self.call_checks["rescued"] += len(calls)
+            # "here is the corrected code; now let's run the tests": the code is the edit, applied and tested below
+            code_then_test = bool(calls) and {c.name for c in calls} == {"test"} and bool(self.repair) and \
+                self.repair.proposes_code(self, response.content)
+            if code_then_test:
+                calls, content = [], response.content
         if not calls and response.finish_reason == "runaway":
             self.call_checks["invalid"] += self.unusable_call(content) is not None  # a call that never closed
             content = content[:300] + " ..."
@@ -246,7 +255,7 @@ class Agent:
             self.add({"role": "user", "content": prompts.RUNAWAY})
             return ""
         if not calls:
-            why = self.unusable_call(content)
+            why = None if code_then_test else self.unusable_call(content)
             if why:
                 self.call_checks["invalid"] += 1
                 if self.count_repeat(("<unusable>", content.strip())) > 2:

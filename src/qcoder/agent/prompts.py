@@ -3,7 +3,9 @@
 The example is a read: 0.5B models copy the example verbatim, and an example edit got applied as is.
 """
 
-SYSTEM = """You are qcoder, a coding agent working in the directory {workspace}.
+# The system turn is the same for every run and workspace (the engine keeps its K/V on disk: the next run loads it
+# instead of computing it); what the workspace holds comes before the first task, in WORKSPACE.
+SYSTEM = """You are qcoder, a coding agent working in the directory named in the first message.
 Use the tools to look at files, change them and run commands. Work step by step:
 1. Find and read the relevant files.
 2. Make the smallest correct change with `edit` (old_string must be copied exactly from the file).
@@ -17,7 +19,11 @@ When the task is done, reply with a one-paragraph summary and no tool call."""
 VERIFY_WITH_TEST = "Run the tests with the `test` tool and fix what fails."
 VERIFY_WITHOUT_TEST = "Check your change, for example by running the code."
 
+WORKSPACE = "# Workspace\n{workspace}"
+
 FILES = "\n\n# Files in the workspace\n{files}"
+
+TASK = "{context}\n\n# Task\n{task}"
 
 MEMORY = "\n\n# Notes from {name}\n{text}"
 

@@ -463,6 +463,11 @@ class Repair:
                 candidate.removed += 1
 
     # -- a reply with code in it ---------------------------------------------------------------------------
+    def proposes_code(self, agent, content: str) -> bool:
+        """Whether a reply carries code for workspace files that take_code_reply has not seen yet."""
+        files = proposed_files(content, self._files(agent), self._read) if "```" in content else {}
+        return bool(files) and tuple(sorted(files.items())) not in self._seen
+
     def take_code_reply(self, agent, content: str) -> bool:
         """A final answer that carries code for workspace files: apply it as an edit when it breaks no passing
         test. True when the loop should go on (the model reads what happened); Submitted when the tests pass."""
