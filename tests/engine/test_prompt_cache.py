@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from qcoder.engine.prompt_cache import model_folder
+from qcoder.engine.prompt_cache import model_key
 from qcoder.engine.sampling import SamplingParams
 
 from .test_engine import make_llm
@@ -66,11 +66,26 @@ def test_a_damaged_file_is_computed_again_and_replaced(tiny_qwen2, tmp_path):
 def test_the_folder_changes_with_the_model_file_and_the_settings(tmp_path):
     model = tmp_path / "model.gguf"
     model.write_bytes(b"weights")
-    folder = model_folder(tmp_path / "cache", model, "auto", "float32")
-    assert folder == model_folder(tmp_path / "cache", model, "auto", "float32")
-    assert folder != model_folder(tmp_path / "cache", model, "int8", "float32")
+    key = model_key(model, "auto", "float32")
+    assert key == model_key(model, "auto", "float32") != model_key(model, "int8", "float32")
     model.write_bytes(b"other weights")
-    assert folder != model_folder(tmp_path / "cache", model, "auto", "float32")
+    assert key != model_key(model, "auto", "float32")
+
+
+def test_the_least_recently_used_files_of_every_model_go_first(tmp_path):
+    import os
+
+    import torch
+
+    from qcoder.engine import prompt_cache
+
+    caches = [prompt_cache.PromptCache(tmp_path, name) for name in ("old-version", "model")]
+    keys = [bytes([i]) * 16 for i in range(prompt_cache.KEEP + 2)]
+    for i, key in enumerate(keys):
+        caches[i % 2].save(key, torch.zeros(1, 2, 16, 1, 4))
+        os.utime(caches[i % 2]._file(key), (i, i))  # in order, whatever the file system's timestamp granularity
+    assert len(kept_files(tmp_path)) == prompt_cache.KEEP
+    assert not caches[0].has(keys[0]) and not caches[1].has(keys[1]) and caches[1].has(keys[-1])
 
 
 @pytest.mark.parametrize("free_blocks", [2, 4])

@@ -27,13 +27,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 
 import torch
 
 from qcoder.engine.kv_cache import BlockManager, default_kv_cache_memory, kv_cache_capacity
 from qcoder.engine.markers import THINK_CLOSE, THINK_OPEN
-from qcoder.engine.prompt_cache import MIN_BLOCKS, PromptCache, model_folder, system_turn_end
+from qcoder.engine.prompt_cache import MIN_BLOCKS, PromptCache, model_key, system_turn_end
 from qcoder.engine.sampling import Logprobs, Sampler, SampleRow, SamplingParams, SeenTokens
 from qcoder.engine.scheduler import ScheduledSeq, Scheduler, Sequence
 from qcoder.engine.speculative import DEFAULT_DRAFT_TOKENS, DEFAULT_MODE, NgramDrafter, check_mode, verify_drafts
@@ -123,7 +122,8 @@ class LLMEngine:
         80% of the free memory on a GPU),
         enable_prefix_caching (True), speculative ("none" or "ngram": speculative.py), draft_tokens (the most
         tokens drafted per step, default 6), prompt_cache (a folder: the K/V of system turns kept on disk for the
-        next process, see prompt_cache.py; a subfolder per model and settings is used; default None, off).
+        next process, see prompt_cache.py; a subfolder per model and settings; default None, off; from_parts takes
+        a PromptCache).
         """
         from qcoder.model.loader import load_model
         from qcoder.model.registry import resolve_model
@@ -138,8 +138,7 @@ class LLMEngine:
         if opts.get("prompt_cache") is not None:
             from qcoder import __version__
 
-            opts["prompt_cache"] = model_folder(Path(opts["prompt_cache"]), path, quant, dtype, device,
-                                                opts.get("block_size", 16), __version__)
+            opts["prompt_cache"] = PromptCache(opts["prompt_cache"], model_key(path, quant, dtype, device, __version__))
         self._setup(module, config, Tokenizer.from_path(path), **opts)
 
     @classmethod
@@ -164,7 +163,7 @@ class LLMEngine:
         enable_prefix_caching: bool = True,
         speculative: str = DEFAULT_MODE,
         draft_tokens: int = DEFAULT_DRAFT_TOKENS,
-        prompt_cache: Path | None = None,
+        prompt_cache: PromptCache | None = None,
     ) -> None:
         from qcoder.model.qwen import allocate_kv_cache
 
@@ -201,7 +200,7 @@ class LLMEngine:
         self.eos_token_ids = set(tokenizer.eos_token_ids)
         self.think_start = tokenizer.token_to_id(THINK_OPEN)
         self.think_end = tokenizer.token_to_id(THINK_CLOSE)
-        self.prompt_cache = PromptCache(prompt_cache) if prompt_cache is not None else None
+        self.prompt_cache = prompt_cache
         self._keeping: set[bytes] = set()  # keys a request will save: the others that share them need not
         self._system_turn = (tokenizer.token_to_id("<|im_start|>"), tokenizer.token_to_id("<|im_end|>"),
                              tokenizer.encode("system"))

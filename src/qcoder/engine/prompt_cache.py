@@ -19,17 +19,16 @@ import torch
 from qcoder.files import keep_newest, write_atomic
 
 MIN_BLOCKS = 4  # a shorter system turn costs less to compute than to look up
-KEEP = 16  # files per model folder; the oldest go first
+KEEP = 8  # files in all the model folders (a 1.5B's agent system turn is 26 MB); the least recently used go first
 
 
-def model_folder(root: Path, model_path: str | Path, *settings) -> Path:
-    """The folder for one model file (or folder) as it is now, with the settings that change its K/V (quantization,
-    dtypes, the qcoder version): a changed model or engine never reads another's cache."""
+def model_key(model_path: str | Path, *settings) -> str:
+    """Names one model file (or folder) as it is now, with the settings that change its K/V (quantization, dtypes,
+    the qcoder version): a changed model or engine never reads another's files."""
     path = Path(model_path)
     files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
     identity = [str(path.resolve())] + [f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files]
-    digest = hashlib.sha256("|".join(identity + [str(s) for s in settings]).encode()).hexdigest()[:24]
-    return root / digest
+    return hashlib.sha256("|".join(identity + [str(s) for s in settings]).encode()).hexdigest()[:24]
 
 
 def system_turn_end(token_ids: list[int], im_start: int | None, im_end: int | None, system: list[int]) -> int:
@@ -44,10 +43,12 @@ def system_turn_end(token_ids: list[int], im_start: int | None, im_end: int | No
 
 
 class PromptCache:
-    """Files of K/V, one per kept prefix: [layers, 2, tokens, kv_heads, head_dim] in the cache's dtype."""
+    """Files of K/V under root/model_key/, one per kept prefix: [layers, 2, tokens, kv_heads, head_dim] in the
+    cache's dtype. qcoder owns the root: the least recently used *.kv files in its subfolders are deleted."""
 
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
+    def __init__(self, root: Path, model: str):
+        self.root = Path(root)
+        self.folder = self.root / model
 
     def _file(self, key: bytes) -> Path:
         return self.folder / f"{key.hex()}.kv"
@@ -75,6 +76,6 @@ class PromptCache:
         torch.save(kv.contiguous(), buffer)
         try:
             write_atomic(self._file(key), buffer.getvalue())
-            keep_newest(self.folder, "*.kv", KEEP)
+            keep_newest(self.root, "*/*.kv", KEEP)  # other models' and versions' files too
         except OSError:
             pass
