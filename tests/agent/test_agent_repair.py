@@ -89,7 +89,8 @@ def test_repair_rejects_test_edits_and_breakage_and_keeps_the_smallest_passing_d
     assert (workspace / "calc.py").read_text() == CALC.replace("a - b", "a + b")
     request = fake.requests[0]
     assert request["n"] == 4 and "tools" not in request
-    assert request["stop"] == ["\n```\n", "\ndef mul("]  # the reply ends before it copies the next function
+    # the reply ends before it copies the next function, or the failing test shown to it
+    assert request["stop"] == ["\n```\n", "\ndef test_", "\ndef mul("]
     assert "def add(a, b):\n    return a - b" in request["messages"][-1]["content"]  # the suspect, in full
     assert "def test_add():" in request["messages"][-1]["content"]  # the failing test
     got = {e["index"]: e for e in events(proc) if e["type"] == "candidate"}
