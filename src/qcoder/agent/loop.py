@@ -238,10 +238,9 @@ class Agent:
             calls, content = rescued.tool_calls, rescued.content
             self.call_checks["rescued"] += len(calls)
             # "here is the corrected code; now let's run the tests": the code is the edit, applied and tested below
-            code_then_test = bool(calls) and {c.name for c in calls} == {"test"} and bool(self.repair) and \
-                self.repair.proposes_code(self, response.content)
-            if code_then_test:
-                calls, content = [], response.content
+            if calls and {c.name for c in calls} == {"test"} and self.repair and self.repair.proposes_code(
+                    self, response.content):
+                calls, content, code_then_test = [], response.content, True
         if not calls and response.finish_reason == "runaway":
             self.call_checks["invalid"] += self.unusable_call(content) is not None  # a call that never closed
             content = content[:300] + " ..."

@@ -470,20 +470,23 @@ class Repair:
 
     # -- a reply with code in it ---------------------------------------------------------------------------
     def proposes_code(self, agent, content: str) -> bool:
-        """Whether a reply carries code for workspace files that take_code_reply has not seen yet."""
-        files = proposed_files(content, self._files(agent), self._read) if "```" in content else {}
-        return bool(files) and tuple(sorted(files.items())) not in self._seen
+        """Whether a reply carries fenced code for workspace files that take_code_reply has not seen yet."""
+        return "```" in content and self._unseen_proposal(agent, content) is not None
+
+    def _unseen_proposal(self, agent, content: str) -> dict[str, str] | None:
+        """path -> proposed text, for the code a reply carries, unless it carries none or the same was seen before."""
+        files = proposed_files(content, self._files(agent), self._read)
+        return files if files and tuple(sorted(files.items())) not in self._seen else None
 
     def take_code_reply(self, agent, content: str) -> bool:
         """A final answer that carries code for workspace files: apply it as an edit when it breaks no passing
         test. True when the loop should go on (the model reads what happened); Submitted when the tests pass."""
         if "```" not in content and not re.match(r"\s*(def |class )", content):
             return False
-        files = proposed_files(content, self._files(agent), self._read)
-        signature = tuple(sorted(files.items()))
-        if not files or signature in self._seen:
+        files = self._unseen_proposal(agent, content)
+        if files is None:
             return False
-        self._seen.add(signature)
+        self._seen.add(tuple(sorted(files.items())))
         if self.tester and not agent.permissions.check(_tool(agent, "test", RUN_TESTS), {}):
             before, after = self.tester.run(), self.tester.run(files)
             broken = sorted(before.passed - after.passed)

@@ -201,7 +201,6 @@ class LLMEngine:
         self.think_start = tokenizer.token_to_id(THINK_OPEN)
         self.think_end = tokenizer.token_to_id(THINK_CLOSE)
         self.prompt_cache = prompt_cache
-        self._keeping: set[bytes] = set()  # keys a request will save: the others that share them need not
         self._system_turn = (tokenizer.token_to_id("<|im_start|>"), tokenizer.token_to_id("<|im_end|>"),
                              tokenizer.encode("system"))
         self.counters = {
@@ -267,14 +266,15 @@ class LLMEngine:
         """Fill the prefix cache with the prompt's system turn from the prompt cache on disk, where it is kept there
         and not in memory already; (blocks, key) when it is not kept yet, to be saved once computed."""
         manager = self.block_manager
+        if self.prompt_cache is None or not manager.enable_prefix_caching:
+            return None
         blocks = min(system_turn_end(prompt, *self._system_turn), len(prompt) - 1) // manager.block_size
-        if self.prompt_cache is None or blocks < MIN_BLOCKS or not manager.enable_prefix_caching:
+        if blocks < MIN_BLOCKS:
             return None
         hashes = manager.chain_hashes(prompt, blocks)
-        if hashes[-1] in self._keeping:
-            return None
+        if any(req.keep and req.keep[1] == hashes[-1] for req in self.requests.values()):
+            return None  # another request saves it
         if not self.prompt_cache.has(hashes[-1]):
-            self._keeping.add(hashes[-1])
             return blocks, hashes[-1]
         if not manager.missing(hashes):
             return None
@@ -282,7 +282,6 @@ class LLMEngine:
         layer = self.kv_caches[0]
         kv = self.prompt_cache.load(hashes[-1], (len(self.kv_caches), 2, blocks * size, *layer.shape[2:]), layer.dtype)
         if kv is None:
-            self._keeping.add(hashes[-1])
             return blocks, hashes[-1]
         for j, block in (manager.adopt(hashes) or {}).items():
             for cache, saved in zip(self.kv_caches, kv, strict=True):
@@ -293,7 +292,6 @@ class LLMEngine:
     def _keep_system_turn(self, req: _Request) -> None:
         blocks, key = req.keep
         req.keep = None
-        self._keeping.discard(key)
         size = self.block_manager.block_size
         kv = torch.stack([torch.cat([cache[:, b * size : (b + 1) * size] for b in req.seq.block_table[:blocks]], dim=1)
                           for cache in self.kv_caches])
@@ -329,8 +327,6 @@ class LLMEngine:
         req = self.requests.pop(request_id, None)
         if req is None:
             return False
-        if req.keep:
-            self._keeping.discard(req.keep[1])
         self.scheduler.finish(req.seq)
         return True
 
