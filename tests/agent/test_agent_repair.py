@@ -3,7 +3,7 @@
 import json
 import textwrap
 
-from tests.fake_openai import FakeModel
+from tests.fake_openai import FakeModel, call
 
 from .conftest import qcoder_cli
 
@@ -248,6 +248,43 @@ def test_code_in_a_reply_that_then_calls_the_tests_is_the_edit_they_test(workspa
     assert (workspace / "calc.py").read_text() == CALC.replace("a - b", "a + b")
     assert events(proc)[-1]["reason"] == "applied the code from the reply; the tests pass"
     assert "tool_call" not in [e["type"] for e in events(proc)]
+
+
+def one_turn(workspace, home, edit: dict):
+    """`qcoder -p` with a turn limit of 1: the repair path's one candidate is no code, the loop's one call is `edit`."""
+    fake = FakeModel([{"choices": [{"content": "I am not sure."}]}, {"tool_calls": [call("edit", **edit)]}])
+    try:
+        proc = qcoder_cli(["-p", "Fix the failing tests", "-y", "--trust", "--output-format", "stream-json",
+                           "--max-turns", "1"], workspace, fake, home)
+    finally:
+        fake.close()
+    assert proc.returncode == 3, proc.stderr  # the turn limit
+    return events(proc)
+
+
+def test_a_run_that_ends_unfixed_undoes_edits_that_broke_a_passing_test(workspace, home):
+    project(workspace, candidates=1)
+    seen = one_turn(workspace, home, dict(path="calc.py", old_string="a * b", new_string="a ** b"))
+    assert (workspace / "calc.py").read_text() == CALC
+    undone = next(e for e in seen if e["type"] == "undone")
+    assert undone["files"] == ["calc.py"] and "+    return a ** b" in undone["diff"]
+    assert seen[-1]["reason"].endswith("its edits broke 1 test(s) that passed before (test_mul), so they were undone")
+    assert seen[-1]["files_changed"] == []
+
+
+def test_a_run_that_ends_unfixed_undoes_edits_that_fixed_nothing(workspace, home):
+    project(workspace, candidates=1)
+    seen = one_turn(workspace, home, dict(path="calc.py", old_string="a * b", new_string="b * a"))
+    assert (workspace / "calc.py").read_text() == CALC
+    assert seen[-1]["reason"].endswith("its edits made none of the 1 failing test(s) pass, so they were undone")
+
+
+def test_a_run_that_ends_unfixed_keeps_edits_that_fixed_some_tests_and_broke_none(workspace, home):
+    clamp_project(workspace, "candidates = 1\nrounds = 1\nsmall_fixes = 0\n")
+    seen = one_turn(workspace, home, dict(path="clamp.py", old_string="return x", new_string="return max(x, lo)"))
+    assert "return max(x, lo)" in (workspace / "clamp.py").read_text()  # test_low passes now, test_high not yet
+    assert "undone" not in [e["type"] for e in seen] and seen[-1]["files_changed"] == ["clamp.py"]
+    assert [e["summary"] for e in seen if e.get("phase") == "end"] == ["1 failed, 2 passed"]
 
 
 def test_a_missing_function_is_written_and_verified(workspace, home):

@@ -154,6 +154,28 @@ def test_agent_cmd_solves_and_a_crash_is_an_error(tmp_path, home):
     assert allowed.returncode == 0, allowed.stderr
 
 
+def test_an_unsolved_run_that_breaks_a_passing_test_is_counted_as_left_worse(tmp_path, home):
+    tasks = tmp_path / "tasks"
+    for name in ("worse", "same"):
+        make_task(tasks, name, f"{name}: add(2, 3) returns -1.")
+        (tasks / name / "calc.py").write_text(BROKEN + "\n\ndef mul(a, b):\n    return a * b\n")
+        (tasks / name / "tests" / "test_mul.py").write_text("from calc import mul\n\n\ndef test_mul():\n"
+                                                            "    assert mul(2, 3) == 6\n")
+    breaker = tmp_path / "breaker.py"  # breaks mul in "worse", changes nothing that matters in "same"
+    breaker.write_text("import pathlib, sys\n"
+                       "if pathlib.Path(sys.argv[1]).read_text().startswith('worse'):\n"
+                       "    path = pathlib.Path('calc.py')\n"
+                       "    path.write_text(path.read_text().replace('a * b', 'a ** b'))\n")
+    out = tmp_path / "run"
+    proc = eval_agent("--dir", str(tasks), "--agent-cmd", f"python {breaker} {{task_file}}", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    rows = read_rows(out)
+    assert (rows["worse"]["passing_before"], rows["worse"]["passing_after"]) == (1, 0)
+    assert (rows["same"]["passing_before"], rows["same"]["passing_after"]) == (1, 1)
+    assert json.loads((out / "summary.json").read_text())["left_worse"] == 1
+    assert "unsolved runs that left fewer tests passing than before the agent: 1/2" in proc.stdout
+
+
 def test_an_agent_past_its_time_limit_is_killed_and_counts_as_error(tmp_path, home):
     tasks = tmp_path / "tasks"
     make_task(tasks, "slow", "slow: add(2, 3) returns -1.")

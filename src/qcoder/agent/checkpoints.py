@@ -51,14 +51,26 @@ class Checkpoints:
         self._init()
         self._git("add", "-A", ".")
         tree = self._git("write-tree")
-        parent = self._git("rev-parse", "--verify", "-q", REF, check=False)
+        parent = self._latest()
         commit = self._git("commit-tree", tree, "-m", label, *(["-p", parent] if parent else []))
         self._git("update-ref", REF, commit)
         self.taken_this_turn = True
 
+    def _latest(self) -> str:
+        """The latest snapshot's commit; "" when there is none."""
+        return self._git("rev-parse", "--verify", "-q", REF, check=False) if (self.git_dir / "HEAD").exists() else ""
+
+    def changes(self) -> str:
+        """The diff from the latest snapshot to the workspace as it is: what `undo` would take back."""
+        snap = self._latest()
+        if not snap:
+            return ""
+        self._git("add", "-A", ".")
+        return self._git("diff", "--cached", snap)
+
     def undo(self) -> list[str]:
         """Restore the latest snapshot; returns the paths that changed. Raises when there is none."""
-        snap = self._git("rev-parse", "--verify", "-q", REF, check=False) if (self.git_dir / "HEAD").exists() else ""
+        snap = self._latest()
         if not snap:
             raise QcoderError("nothing to undo")
         self._git("add", "-A", ".")

@@ -53,7 +53,7 @@ def result_line(name: str, content: str) -> str:
 def test_line(data: dict) -> str:
     verdict = "pass" if data.get("passed") else "FAIL"
     summary = data.get("summary") or ("" if data.get("passed") else f"exit {data.get('exit_code')}")
-    when = {"before": "tests before: ", "after": "tests after: "}.get(data.get("phase"), "tests: ")
+    when = {"before": "tests before: ", "after": "tests after: ", "end": "tests at the end: "}.get(data.get("phase"), "tests: ")
     failing = [t.split("::")[-1] for t in data.get("failing") or []]
     more = f" ({', '.join(failing[:3])}{', ...' if len(failing) > 3 else ''})" if failing and not data.get("passed") else ""
     return f"{when}{verdict}{', ' + summary if summary else ''}{more}  [{data.get('command')}]"
@@ -140,6 +140,8 @@ def describe(event: str, data: dict) -> str | None:
         return f"  {candidate_line(data)}"
     if event == "code_edit":
         return f"● {code_edit_line(data)}"
+    if event == "undone":
+        return f"● undone: the edits to {', '.join(data['files'])} {data['why']}"
     if event == "compressed":
         return f"● history compressed: {data['before']} -> {data['after']} messages"
     return None

@@ -143,15 +143,23 @@ class VerificationShell(Protocol):
 
 
 class Snapshots(Protocol):
+    taken_this_turn: bool
+
     def new_turn(self) -> None: ...
 
     def snapshot(self) -> None: ...
+
+    def changes(self) -> str: ...  # the diff since the latest snapshot
+
+    def undo(self) -> list[str]: ...
 
 
 class Repairer(Protocol):  # repair.py
     def attempt(self, agent: Agent, task: str) -> None: ...  # may raise Submitted
 
     def proposes_code(self, agent: Agent, content: str) -> bool: ...
+
+    def harm(self, agent: Agent) -> str | None: ...  # why the run's edits are not worth keeping, by the tests
 
     def take_code_reply(self, agent: Agent, content: str) -> bool: ...
 
@@ -206,11 +214,27 @@ class Agent:
             status, reason, final = stop.status, str(stop.args[0]), (stop.args[1] if len(stop.args) > 1 else final)
         except QcoderError as exc:  # the model endpoint failed for good
             status, reason = "error", str(exc)
+        if status != "success":
+            reason += self.undo_if_harmful()
         result = RunResult(status, reason, final, self.turns, self.calls, sorted(self.workspace.changed),
                            dict(self.tokens), round(time.monotonic() - self.started, 3), self.test_result,
                            self.session.id, dict(self.call_checks))
         self.emit("final", **result.to_dict())
         return result
+
+    def undo_if_harmful(self) -> str:
+        """A run that ends without success leaves no edits that broke a passing test or fixed no failing one: they
+        are undone (the event carries their diff, to be applied by hand). Returns what to add to the stop reason."""
+        if not (self.changed and self.repair and self.checkpoints and self.checkpoints.taken_this_turn):
+            return ""
+        diff = self.checkpoints.changes()  # empty after shell commands that changed nothing
+        why = self.repair.harm(self) if diff else None
+        if not why:
+            return ""
+        files = self.checkpoints.undo()
+        self.workspace.changed.difference_update(files)
+        self.emit("undone", files=files, why=why, diff=diff)
+        return f"; its edits {why}, so they were undone"
 
     def step(self) -> str:
         self.check_limits()

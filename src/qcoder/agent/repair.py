@@ -57,6 +57,10 @@ class RepairSettings:
     loop_share: float = 0.1
     small_fixes: int = 60  # one-token fixes tried before the model is asked (0: none); a third as many
     small_fix_seconds: float = 90.0  # and a third the time on each candidate that fixed some failing tests
+    # A run that ends without success undoes its edits when they broke a test that passed or fixed none that failed:
+    # unsolved runs of the 1.5B had left a renamed function, `class Money(Exception)` and the like behind (3 of 8
+    # in one suite run, none of them making a test pass).
+    undo_failed_edits: bool = True
 
     @classmethod
     def from_settings(cls, table: dict | None) -> RepairSettings:
@@ -96,9 +100,10 @@ class Repair:
     def attempt(self, agent, task: str) -> None:
         """Fix the failing tests with verified rewrites: raises Submitted when one is written, else returns
         (after leaving the loop a note of what was learnt)."""
+        self.baseline = None
         if not (self.settings.enabled and self.tester) or agent.permissions.check(_tool(agent, "test", RUN_TESTS), {}):
             return
-        baseline = self.tester.run()
+        baseline = self.baseline = self.tester.run()
         agent.emit("test_result", phase="before", **baseline.to_event())
         if baseline.ok or not baseline.failing:
             return
@@ -163,6 +168,24 @@ class Repair:
                   f"({winner.report.summary()}).\n\n{diff}")
         agent.add({"role": "assistant", "content": answer})
         raise Submitted("repaired: the failing tests pass", answer)
+
+    # -- after the loop ------------------------------------------------------------------------------------
+    def harm(self, agent) -> str | None:
+        """Why the run's edits are worth less than nothing, by the tests as they are now: they broke a test that
+        passed before the run, or fixed none of those that failed. None when they are worth keeping, or when there
+        is nothing to compare with (no test run before, or a runner that reports only its exit status)."""
+        before = self.baseline
+        if not (before and before.outcomes and self.settings.undo_failed_edits):
+            return None
+        now = self.tester.run()
+        agent.emit("test_result", phase="end", **now.to_event())
+        broken = sorted(before.passed - now.passed)
+        if now.timed_out or broken:
+            return "made the tests time out" if now.timed_out else (
+                f"broke {len(broken)} test(s) that passed before ({', '.join(t.split('::')[-1] for t in broken[:3])})")
+        if before.failing and not (now.passed - before.passed):
+            return f"made none of the {len(before.failing)} failing test(s) pass"
+        return None
 
     def _small_fix(self, agent, lead, baseline, targets,
                    base: Candidate | None = None) -> tuple[Candidate | None, Candidate | None]:
@@ -517,6 +540,7 @@ class Repair:
 
     # -- helpers ------------------------------------------------------------------------------------------
     def __post_init__(self):
+        self.baseline: TestReport | None = None  # the tests before this run
         self._seen: set = set()
         self._small_tried = 0
         self._forked: dict[str, int] = {}  # prompt -> the forks of its greedy rewrite taken so far

@@ -49,7 +49,7 @@ class Tui:
             self.shown += self.prose.end(data["content"])
         elif event == "tool_result" and data["name"] in ("edit", "write_file") and "\n--- a/" in data["content"]:
             self._show_diff(data["content"].partition("\n")[2])
-        elif event == "code_edit" and data.get("diff"):
+        elif event in ("code_edit", "undone") and data.get("diff"):  # what was applied, or taken back
             self.console.print(f"[cyan]{escape(describe(event, data))}[/]")
             self._show_diff(data["diff"])
         else:

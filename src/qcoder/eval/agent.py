@@ -93,12 +93,13 @@ def run_one(task: AgentTask, index: int, agent: AgentSettings, plan: RunPlan) ->
     row = {"task": task.name, "run": index, "outcome": "error", "reason": "", "agent_exit": None,
            "agent_status": None, "seconds": 0.0, "prompt_tokens": 0, "completion_tokens": 0, "tokens_known": False,
            "turns": None, "tool_calls": None, "tests_passed": None, "tests_modified": [], "test_seconds": None,
-           "diff": "", "test_output": "", "call_checks": {}}
+           "diff": "", "test_output": "", "call_checks": {}, "passing_before": None, "passing_after": None}
     scratch = Path(tempfile.mkdtemp(prefix=f"qcoder-agent-{_safe(task.name)}-"))
     workdir = scratch / "workspace"
     try:
         base = agent_tasks.prepare(task, workdir)
         before = agent_tasks.protected_files(task, workdir)
+        row["passing_before"] = agent_tasks.run_tests_in_copy(task, workdir, scratch).tests_passing
         outcome = _start_agent(task, workdir, scratch, agent)
         _write_log(plan.output, task, index, outcome)
         row["seconds"] = outcome.seconds
@@ -108,7 +109,8 @@ def run_one(task: AgentTask, index: int, agent: AgentSettings, plan: RunPlan) ->
         if row["reason"]:  # the agent failed: no verdict from the tests
             return row
         tests = agent_tasks.run_tests(task, workdir)
-        row.update(tests_passed=tests.exit_code == 0, test_seconds=tests.seconds, test_output=tests.tail())
+        row.update(tests_passed=tests.exit_code == 0, test_seconds=tests.seconds, test_output=tests.tail(),
+                   passing_after=tests.tests_passing)
         if row["tests_modified"]:
             row.update(outcome="unsolved", reason=f"protected files changed: {', '.join(row['tests_modified'])}")
         else:
@@ -244,7 +246,14 @@ def _counts(rows: list[dict]) -> dict:
             "completion_tokens": sum(r["completion_tokens"] for r in rows),
             "tokens_known": bool(rows) and all(r["tokens_known"] for r in rows),
             "call_checks": {k: sum(r.get("call_checks", {}).get(k, 0) for r in rows)
-                            for k in ("valid", "invalid", "rescued")}}
+                            for k in ("valid", "invalid", "rescued")},
+            # unsolved runs that left fewer tests passing than the task had before the agent: it made things worse
+            "left_worse": sum(r["outcome"] == "unsolved" and _fewer_passing(r) for r in rows)}
+
+
+def _fewer_passing(row: dict) -> bool:
+    before, after = row.get("passing_before"), row.get("passing_after")
+    return before is not None and after is not None and after < before
 
 
 def _median(values: list[float]) -> float | None:
@@ -281,6 +290,9 @@ def print_table(summary: dict) -> None:
                   f"tasks solved at least once: {summary['tasks_solved']}/{summary['tasks']}; median time "
                   f"{summary['median_seconds'] or 0:.0f} s (solved runs: "
                   f"{'-' if solved_median is None else f'{solved_median:.0f} s'})")
+    if summary.get("unsolved"):
+        console.print(f"unsolved runs that left fewer tests passing than before the agent: "
+                      f"{summary.get('left_worse', 0)}/{summary['unsolved']}")
     checks = summary.get("call_checks") or {}
     made = checks.get("valid", 0) + checks.get("invalid", 0)
     if made:

@@ -22,6 +22,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -72,6 +73,17 @@ class Outcome:
 
     def tail(self, chars: int = OUTPUT_TAIL) -> str:
         return (self.stdout + self.stderr)[-chars:]
+
+    @property
+    def tests_passing(self) -> int | None:
+        """How many tests passed, from pytest's last summary line (`2 failed, 3 passed in 0.1s`; a collection
+        error: 0); None for output without one."""
+        lines = [line for line in (self.stdout + self.stderr).splitlines()
+                 if re.search(r"\b(passed|failed|errors?|no tests ran)\b.* in [\d.]+s", line)]
+        if not lines:
+            return None
+        found = re.search(r"(\d+) passed", lines[-1])
+        return int(found.group(1)) if found else 0
 
 
 # ---- loading -------------------------------------------------------------------------------------------------
@@ -200,6 +212,16 @@ def _project_files(root: Path):
             path = Path(dirpath) / name
             if path.is_file() and not path.is_symlink():
                 yield path
+
+
+def run_tests_in_copy(task: AgentTask, workdir: Path, scratch: Path, timeout_s: float = 300.0) -> Outcome:
+    """The task's tests on a throw-away copy of the workspace (without its git data), which stays as it is."""
+    copy = scratch / "tests-copy"
+    shutil.copytree(workdir, copy, symlinks=True, ignore=shutil.ignore_patterns(*SCRATCH))
+    try:
+        return run_tests(task, copy, timeout_s)
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
 
 
 def run_tests(task: AgentTask, workdir: Path, timeout_s: float = 300.0) -> Outcome:
