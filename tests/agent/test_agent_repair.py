@@ -617,6 +617,29 @@ def test_a_near_miss_is_shown_back_with_the_code_its_still_failing_tests_reach(t
     assert "Those tests also reach `Ledger` in ledger.py:" in prompt and "return Money(0)" in prompt
 
 
+def test_a_candidate_that_fixes_every_failing_test_but_breaks_one_is_a_near_miss_shown_with_what_it_broke():
+    from qcoder.agent.localize import Lead, Suspect
+    from qcoder.agent.repair import Candidate, _near_misses, _refine_prompt
+    from qcoder.agent.testing import TestReport
+
+    def report(*outcomes: str) -> TestReport:
+        names = ("t.py::test_four", "t.py::test_nine", "t.py::test_range")
+        states = dict(zip(names, outcomes, strict=True))
+        return TestReport("pytest", 1, "", states,
+                          {n: "E   Failed: DID NOT RAISE ValueError" for n, o in states.items() if o == "failed"})
+
+    baseline = report("failed", "failed", "passed")
+    half = Candidate(1, {}, "half", status="failed", report=report("passed", "failed", "passed"))
+    broke = Candidate(2, {}, "def to_roman(n): ...", status="failed", report=report("passed", "passed", "failed"))
+    worse = Candidate(3, {}, "worse", status="failed", report=report("failed", "failed", "failed"))
+    none_gained = Candidate(4, {}, "swap", status="failed", report=report("passed", "failed", "failed"))
+    assert _near_misses([worse, none_gained, broke, half], baseline) == [half, broke]  # no break first on a tie
+    lead = Lead(["t.py::test_four", "t.py::test_nine"], {}, {}, [Suspect("roman.py", "to_roman", 1, 9, "")])
+    prompt = _refine_prompt("Roman numerals.", lead, broke, lambda t: "def test_range(): ...")
+    assert "Test test_range in t.py fails with it (it passed before):" in prompt
+    assert "DID NOT RAISE ValueError" in prompt
+
+
 def todo_suspects(tmp_path, todo: str, argv: str, line: int) -> list[str]:
     """The suspects localize names when test_todo.py's `main(argv)` exits 2 at line `line` of todo.py's main."""
     from qcoder.agent.localize import localize

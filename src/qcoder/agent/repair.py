@@ -729,21 +729,29 @@ def _prompt(task: str, lead: Lead, fresh_start: bool = False, outlines: dict[str
     return "\n\n".join(parts)
 
 
-def _failing_test(test: str, source: str, failure: str, still: bool = False) -> list[str]:
-    """A failing test's source (imports left out) and its error lines, as prompt parts."""
+def _failing_test(test: str, source: str, failure: str, fails: str = "fails") -> list[str]:
+    """A failing test's source (imports left out) and its error lines, as prompt parts; `fails` says how it fails
+    ("still fails" with a candidate, or fails with it where it passed before)."""
     source, where = _without_imports(source), test.split("::")[0]
     if source:
-        head = f"Test {test.split('::')[-1]} in {where} {'still fails' if still else 'fails'}:\n```python\n{source}\n```"
+        head = f"Test {test.split('::')[-1]} in {where} {fails}:\n```python\n{source}\n```"
     else:
-        head = "" if still else f"The tests in {where} fail."
+        head = "" if fails != "fails" else f"The tests in {where} fail."
     return [part for part in (head, f"Error:\n```\n{_error_lines(failure)}\n```") if part]
 
 
 def _near_misses(candidates: list[Candidate], baseline: TestReport, most: int = 2) -> list[Candidate]:
-    """Failed candidates that make more tests pass and break none that passed, closest first. (More passing, not
-    fewer failing: a module that failed to import counts as one failure before, and as each test after.)"""
-    close = [c for c in candidates if c.status == "failed" and (c.scaffold or _progress(baseline, c.report))]
-    return sorted(close, key=lambda c: (len(c.report.failing), -len(c.report.passed), c.size))[:most]
+    """Failed candidates with more tests passing than before, closest first: fewest failing, then those that break
+    none. (More passing, not fewer failing: a module that failed to import counts as one failure before, and as
+    each test after.) A rewrite that fixes every failing test and breaks one that passed is among the closest:
+    started from the signature, the 1.5B's roman numerals passed all ten and lost the range check in 5 of 6."""
+    close = [c for c in candidates if c.status == "failed" and (c.scaffold or _more_passing(baseline, c.report))]
+    return sorted(close, key=lambda c: (len(c.report.failing), _breaks(baseline, c.report), -len(c.report.passed),
+                                        c.size))[:most]
+
+
+def _more_passing(baseline: TestReport, report: TestReport | None) -> bool:
+    return report is not None and not report.timed_out and len(report.passed) > len(baseline.passed)
 
 
 def _progress(baseline: TestReport, report: TestReport | None) -> int:
@@ -806,7 +814,8 @@ def _refine_prompt(task: str, lead: Lead, near: Candidate, test_source, reached:
         state = "declares the new option" if near.scaffold else f"is close: {passing} test(s) pass with it"
         parts = [f"This version of {names} {state}.\n```python\n{_cap(near.code)}\n```"]
     for test in near.report.failing[:2]:
-        parts += _failing_test(test, test_source(test), near.report.failures.get(test, ""), still=True)
+        fails = "still fails" if test in lead.tests else "fails with it (it passed before)"
+        parts += _failing_test(test, test_source(test), near.report.failures.get(test, ""), fails)
     for suspect in reached:
         parts.append(f"Those tests also reach `{suspect.name}` in {suspect.path}:\n```python\n{suspect.source}\n```")
     parts.append(f"The task: {task.strip()[:1500]}")
