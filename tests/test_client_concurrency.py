@@ -88,6 +88,25 @@ def test_forks_are_the_greedy_reply_and_replies_forced_off_it_at_its_closest_cal
                                                                                      max_tokens=24)]
 
 
+def test_replies_unfinished_at_the_deadline_are_left_out_and_their_requests_aborted(client):
+    import time
+
+    messages = [{"role": "user", "content": "Write a long story."}]
+    assert client.sample(messages, 3, temperature=0.8, max_tokens=400, deadline=time.monotonic()) == []
+    assert client.forks(messages, 3, prefix="Once", max_tokens=400, deadline=time.monotonic()) == []
+    soon = time.monotonic() + 0.3  # long enough to start decoding, far too short for 400 tokens
+    assert client.sample(messages, 3, temperature=0.8, max_tokens=400, ignore_eos=True, deadline=soon) == []
+    for _ in range(100):  # the aborted requests leave the engine (its loop notices the cancelled streams)
+        if not client._llm.engine.has_unfinished():
+            break
+        time.sleep(0.05)
+    assert not client._llm.engine.has_unfinished()
+    later = time.monotonic() + 600
+    replies = client.sample(messages, 2, temperature=0.8, max_tokens=8, deadline=later)
+    assert len(replies) == 2 and all(r.usage["completion_tokens"] > 0 for r in replies)
+    assert len(client.forks(messages, 2, prefix="Once", max_tokens=8, deadline=later)) == 2
+
+
 def test_the_closest_calls_are_the_likeliest_runners_up_one_per_position_up_to_the_fence():
     from qcoder.client import _closest_calls
 

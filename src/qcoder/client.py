@@ -17,6 +17,7 @@ from qcoder.errors import QcoderError
 # `on_delta("")` comes at least this often while a streamed reply shows nothing (a long prefill), so that a caller
 # can stop it, at its time limit for one
 HEARTBEAT_S = 0.5
+DEADLINE = "deadline"  # the finish reason of a reply cut off at its caller's deadline (left out of a batch)
 
 
 @dataclass
@@ -45,43 +46,51 @@ class ChatClient:
         return len(text) // 4 + 1
 
     def sample(self, messages, n: int, *, prefix: str = "", json_schema: dict | None = None,
-               **sampling) -> list[ChatResponse]:
+               deadline: float | None = None, **sampling) -> list[ChatResponse]:
         """`n` independent replies to the same messages, without tools (the repair path's candidates). `prefix` is
         how the replies should begin; clients that can force it (the built-in engine, qcoder serve, vLLM) do, the
-        others ignore it."""
+        others ignore it. `deadline` (time.monotonic()): the built-in engine stops decoding there and leaves out
+        the replies it had not finished; an endpoint's replies are waited for."""
         return _parallel(lambda: self.chat(messages, json_schema=json_schema, **sampling), n)
 
     def forks(self, messages, n: int, *, prefix: str = "", start: int = 0, max_tokens: int = 512,
-              stop: list[str] = (), **sampling) -> list[ChatResponse]:
+              stop: list[str] = (), deadline: float | None = None, **sampling) -> list[ChatResponse]:
         """Replies `start` to `start + n - 1` of: the greedy reply, then replies forced off it at its closest calls
         (at each of the tokens where the model's runner-up was likeliest, that runner-up, then greedy again), closest
         first; fewer when it has no more. Asked to rewrite code with a bug, small models mostly copy it back when
         sampled (150 of 400 candidates in one suite run); where they hesitate is where a change is likeliest to be
         wanted, and each fork is a different change. The greedy reply is kept for the next call's forks. Clients
-        that cannot force a beginning sample instead."""
+        that cannot force a beginning sample instead. `deadline`: as for `sample`."""
         stop = list(stop)
         cache = self.__dict__.setdefault("_greedy_replies", {})
         key = (repr(messages), prefix, max_tokens, tuple(stop))
         if key not in cache:
-            found = self._greedy(messages, prefix, max_tokens, stop)
+            found = self._greedy(messages, prefix, max_tokens, stop, deadline)
             if found is None:
-                return self.sample(messages, n, prefix=prefix, max_tokens=max_tokens, stop=stop, **sampling)
+                return self.sample(messages, n, prefix=prefix, max_tokens=max_tokens, stop=stop, deadline=deadline,
+                                   **sampling)
+            if found[0].finish_reason == DEADLINE:
+                return []
             self.__dict__["_greedy_replies"] = cache = {**dict(list(cache.items())[-7:]), key: found}  # a few prompts
         greedy, steps = cache[key]
         points = _closest_calls(steps, start + n - 1)[max(0, start - 1):]
-        fork = lambda point: self._fork(messages, prefix, steps[:point[0]], point[1], max_tokens, stop)  # noqa: E731
-        return ([greedy] if start == 0 else []) + (_parallel(fork, len(points), len(points), points) if points else [])
+        fork = lambda point: self._fork(messages, prefix, steps[:point[0]], point[1], max_tokens, stop,  # noqa: E731
+                                        deadline)
+        forked = _parallel(fork, len(points), len(points), points) if points else []
+        return ([greedy] if start == 0 else []) + [reply for reply in forked if reply.finish_reason != DEADLINE]
 
     def can_fork(self) -> bool:
         """Whether `forks` forks (else it samples)."""
         return False
 
-    def _greedy(self, messages, prefix: str, max_tokens: int, stop: list[str]) -> tuple[ChatResponse, list] | None:
+    def _greedy(self, messages, prefix: str, max_tokens: int, stop: list[str],
+                deadline: float | None = None) -> tuple[ChatResponse, list] | None:
         """The greedy reply and its steps, one per token: (token, text, [(runner-up, its text, logprob)]); None
         where the client cannot fork."""
         return None
 
-    def _fork(self, messages, prefix: str, steps: list, runner_up: tuple, max_tokens: int, stop: list[str]):
+    def _fork(self, messages, prefix: str, steps: list, runner_up: tuple, max_tokens: int, stop: list[str],
+              deadline: float | None = None):
         """The greedy reply from `prefix` + the tokens of `steps` + `runner_up` on."""
         raise NotImplementedError
 
@@ -128,7 +137,8 @@ class OpenAIClient(ChatClient):
             kwargs["extra_body"] = extra
         return kwargs
 
-    def sample(self, messages, n: int, *, prefix: str = "", json_schema=None, **sampling) -> list[ChatResponse]:
+    def sample(self, messages, n: int, *, prefix: str = "", json_schema=None, deadline=None,
+               **sampling) -> list[ChatResponse]:
         """One request with `n` choices; an endpoint that returns fewer (or rejects `n`) is topped up with
         parallel single requests. `prefix` is forced where the endpoint continues a final assistant message."""
         import openai
@@ -308,9 +318,11 @@ class EngineClient(ChatClient):
                             finish_reason(reason, bool(reply.tool_calls)),
                             {"prompt_tokens": len(ids), "completion_tokens": generated})
 
-    def _generate(self, ids: list[int], params, on_delta, tokens: list | None = None) -> tuple[str, str | None, int]:
+    def _generate(self, ids: list[int], params, on_delta, tokens: list | None = None,
+                  deadline: float | None = None) -> tuple[str, str | None, int]:
         """Hand the request to the engine's loop; collect its pieces here, in the caller's thread (and into
-        `tokens`, when given, each generated token as (id, its Logprobs or None))."""
+        `tokens`, when given, each generated token as (id, its Logprobs or None)). At `deadline` the request is
+        aborted and what came so far returned, with the finish reason DEADLINE."""
         import asyncio
         import queue
 
@@ -330,8 +342,11 @@ class EngineClient(ChatClient):
         text, reason, generated = [], None, 0
         try:
             while True:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return "".join(text), DEADLINE, generated
+                wait = HEARTBEAT_S if deadline is None else min(HEARTBEAT_S, max(0.0, deadline - time.monotonic()))
                 try:
-                    out = pieces.get(timeout=HEARTBEAT_S)
+                    out = pieces.get(timeout=wait)
                 except queue.Empty:  # nothing yet (a long prefill): the heartbeat lets the caller give up
                     if on_delta is not None:
                         on_delta("")
@@ -375,7 +390,8 @@ class EngineClient(ChatClient):
     def __del__(self):  # a dropped client (the TUI's /model switch) must not keep its model alive in its threads
         self.close()
 
-    def sample(self, messages, n: int, *, prefix: str = "", json_schema=None, **sampling) -> list[ChatResponse]:
+    def sample(self, messages, n: int, *, prefix: str = "", json_schema=None, deadline=None,
+               **sampling) -> list[ChatResponse]:
         """`n` sequences of one prompt decoded as one batch (a seed would make them identical: dropped). Each
         reply is forced to begin with `prefix` (e.g. "```python\ndef name("), which keeps small models from
         answering with a copy of the test instead of the function."""
@@ -391,9 +407,9 @@ class EngineClient(ChatClient):
         # Through the client's engine loop like every request (stepping the engine from here as well raced
         # with that loop). All n in flight: one batch, and the prompt is computed once (the scheduler holds the
         # others until it is cached).
-        outs = _parallel(lambda: self._generate(ids, params, None), n, most=n)
+        outs = _parallel(lambda: self._generate(ids, params, None, deadline=deadline), n, most=n)
         replies = []
-        for text, reason, generated in outs:
+        for text, reason, generated in (out for out in outs if out[1] != DEADLINE):
             reasoning, content = split_reasoning(text, starts_in_thinking=self._llm.engine.opens_thinking(ids))
             replies.append(ChatResponse(prefix + content, reasoning, [], reason or "stop",
                                         {"prompt_tokens": len(ids), "completion_tokens": generated}))
@@ -402,24 +418,24 @@ class EngineClient(ChatClient):
     def can_fork(self) -> bool:
         return True
 
-    def _greedy(self, messages, prefix, max_tokens, stop):
+    def _greedy(self, messages, prefix, max_tokens, stop, deadline=None):
         from qcoder.engine.sampling import SamplingParams
 
         ids, tokens = self._prefixed_ids(messages, prefix), []
         text, reason, generated = self._generate(ids, SamplingParams(temperature=0, logprobs=4, max_tokens=max_tokens,
-                                                                     stop=stop), None, tokens)
+                                                                     stop=stop), None, tokens, deadline)
         decode = lambda token: self._llm.tokenizer.decode([token])  # noqa: E731
         steps = [(token, decode(token), [(other, decode(other), lp) for other, lp in (logprobs[1] if logprobs else [])])
                  for token, logprobs in tokens]
         return ChatResponse(prefix + text, None, [], reason or "stop",
                             {"prompt_tokens": len(ids), "completion_tokens": generated}), steps
 
-    def _fork(self, messages, prefix, steps, runner_up, max_tokens, stop):
+    def _fork(self, messages, prefix, steps, runner_up, max_tokens, stop, deadline=None):
         from qcoder.engine.sampling import SamplingParams
 
         ids, forced = self._prefixed_ids(messages, prefix), [token for token, _, _ in steps] + [runner_up[0]]
         rest, reason, generated = self._generate(ids + forced, SamplingParams(
-            temperature=0, max_tokens=max(1, max_tokens - len(forced)), stop=stop), None)
+            temperature=0, max_tokens=max(1, max_tokens - len(forced)), stop=stop), None, deadline=deadline)
         return ChatResponse(prefix + self._llm.tokenizer.decode(forced) + rest, None, [], reason or "stop",
                             {"prompt_tokens": len(ids) + len(forced), "completion_tokens": generated})
 

@@ -311,8 +311,11 @@ class Repair:
         temperature = max(self.settings.temperature, 1.0) if hotter else self.settings.temperature
         prefix = _reply_prefix(lead.suspects, fresh_start and not refine, task)
         sampling_started = time.monotonic()
+        # Decoding stops at the run's time limit, and what is finished by then is tested: a round of the 1.5B on a
+        # slow CPU had taken 524 s of a 300 s limit.
+        deadline = agent.started + agent.limits.timeout if agent.limits.timeout else None
         sampling = dict(prefix=prefix, temperature=temperature, top_p=self.settings.top_p, max_tokens=limit,
-                        stop=self._stops(lead))
+                        stop=self._stops(lead), deadline=deadline)
         replies = self._draw(agent.client, messages, **sampling)
         for reply in replies:
             for key in agent.tokens:
@@ -360,7 +363,8 @@ class Repair:
             forked = pool.submit(client.forks, messages, forks, start=start, **sampling)
             sampled = client.sample(messages, n - forks, **sampling) if n > forks else []
             replies = forked.result() + sampled
-        return replies + (client.sample(messages, n - len(replies), **sampling) if len(replies) < n else [])
+        short = len(replies) < n and time.monotonic() < (sampling.get("deadline") or float("inf"))
+        return replies + (client.sample(messages, n - len(replies), **sampling) if short else [])
 
     def _test(self, candidates, baseline, targets, timeout) -> Candidate | None:
         """Test the untested candidates, smallest first, up to the first that passes."""
