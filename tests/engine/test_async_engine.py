@@ -126,3 +126,35 @@ def test_errors_reach_the_caller(llm, aengine):
 
     with pytest.raises(QcoderError, match="already running"):
         asyncio.run(duplicate())
+
+
+def test_shutdown_waits_for_the_step_in_progress(llm, monkeypatch):
+    """A process must not exit while a step runs in torch's threads (it aborts), however long the step takes."""
+    import time
+
+    stepping = threading.Event()
+    step = llm.engine.step
+
+    def slow_step():
+        stepping.set()
+        time.sleep(1.0)  # a long prefill chunk on a slow CPU
+        return step()
+
+    monkeypatch.setattr(llm.engine, "step", slow_step)
+    aengine = AsyncLLMEngine(llm.engine)
+
+    async def start():
+        stream = aengine.generate("slow", llm.tokenizer.encode(PROMPTS[0]), GREEDY)
+        task = asyncio.ensure_future(stream.__anext__())
+        await asyncio.sleep(0)
+        return task
+
+    loop = asyncio.new_event_loop()
+    first = loop.run_until_complete(start())
+    assert stepping.wait(10)
+    began = time.monotonic()
+    aengine.shutdown()
+    assert not aengine._thread.is_alive() and time.monotonic() - began > 0.5
+    loop.run_until_complete(asyncio.wait([first], timeout=10))  # the step's output, or the shut-down error
+    first.exception() if first.done() and not first.cancelled() else first.cancel()
+    loop.close()
