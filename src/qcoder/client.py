@@ -172,7 +172,7 @@ class OpenAIClient(ChatClient):
                 self._continuing = False
         return self._continuing
 
-    def _greedy(self, messages, prefix, max_tokens, stop):
+    def _greedy(self, messages, prefix, max_tokens, stop, deadline=None):  # an endpoint is waited for
         if not self._continues():
             return None
         kwargs = self._kwargs(messages, None, {"temperature": 0, "max_tokens": max_tokens, "stop": stop or None},
@@ -186,7 +186,7 @@ class OpenAIClient(ChatClient):
         reply.content = prefix + reply.content
         return reply, steps
 
-    def _fork(self, messages, prefix, steps, runner_up, max_tokens, stop):
+    def _fork(self, messages, prefix, steps, runner_up, max_tokens, stop, deadline=None):
         forced = prefix + "".join(text for _, text, _ in steps) + runner_up[1]
         kwargs = self._kwargs(messages, None,
                               {"temperature": 0, "max_tokens": max(1, max_tokens - len(steps) - 1), "stop": stop or None},
