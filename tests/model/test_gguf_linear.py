@@ -240,3 +240,50 @@ def test_engine_generates_the_same_with_and_without_fused_decode(tmp_path):
         assert engine.kv_caches[0].dtype == torch.float16  # GGUF models keep their KV cache in fp16, as llama.cpp
         outputs.append([out.token_ids for out in LLM.from_engine(engine).generate(prompts, params)])
     assert outputs[0] == outputs[1]
+
+
+@pytest.mark.parametrize("cols", [32, 96, 256, 800])  # 1, 3, 8 and 25 blocks: whole groups of eight and each tail
+def test_q5_0_is_regrouped_and_computes_what_its_blocks_do(cols):
+    """Q5_0 runs regrouped (Q5_0X8, decoded in fewer vector ops): bit for bit the products of the file's own blocks,
+    its dequantized rows the same, and the source rows left as they were."""
+    rng = np.random.default_rng(cols)
+    raw = raw_tensor("Q5_0", 11, cols, rng)
+    source = raw.data.copy()
+    layer = GGUFLinear([raw])
+    assert layer._parts[0].type == gguf_linear.Q5_0X8
+    assert np.array_equal(raw.data, source)  # not a memory map: nothing given back
+    weight = dequantized(raw)
+    assert np.allclose(layer.dequantize().numpy(), weight, rtol=1e-6, atol=1e-6 * np.abs(weight).max())
+    as_stored = GGUFLinear([raw])
+    as_stored._arrays = [source]
+    as_stored._parts[0].type, as_stored._parts[0].data = NATIVE_TYPES["Q5_0"], source.ctypes.data
+    as_stored._parts[0].row_bytes = source.shape[-1]
+    for rows in (1, 3, 8, gguf_linear.PREFILL_ROWS + 1):
+        x = torch.from_numpy(rng.standard_normal((rows, cols)).astype(np.float32))
+        y = layer.matmul(x, "int8")
+        assert_matches(y, int8_blocks(x.numpy()) @ weight.T)
+        assert torch.equal(y, as_stored.matmul(x, "int8")), f"{rows} rows"
+
+
+def test_regrouping_a_mapped_file_gives_back_its_pages_and_the_file_still_reads(tmp_path):
+    rng = np.random.default_rng(7)
+    raw = raw_tensor("Q5_0", 600, 896, rng)  # 370 KB: whole pages inside
+    path = tmp_path / "q5_0.bin"
+    raw.data.tofile(path)
+    mapped = np.memmap(path, mode="r", shape=raw.data.shape)
+    layer = GGUFLinear([RawTensor(raw.name, raw.gguf_name, raw.type, raw.shape, mapped)])
+    assert _resident_kib(path) <= 8  # read once to regroup, then given back (a page at each end may stay)
+    assert np.array_equal(mapped, raw.data)  # read back from the file
+    x = rng.standard_normal((2, 896)).astype(np.float32)
+    assert_matches(layer(torch.from_numpy(x)), int8_blocks(x) @ dequantized(raw).T)
+
+
+def _resident_kib(path) -> int:
+    """This process's resident memory in the mappings of `path` (Linux /proc/self/smaps)."""
+    total, inside = 0, False
+    for line in open("/proc/self/smaps"):
+        if "-" in line.split(" ", 1)[0]:  # a mapping's header line: "start-end perms offset dev inode path"
+            inside = line.rstrip().endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total

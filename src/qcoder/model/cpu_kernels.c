@@ -24,7 +24,7 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-enum { Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q4_K = 12, Q5_K = 13, Q6_K = 14 };
+enum { Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q5_0X8 = 106 };
 
 typedef struct {       /* one stored matrix; a fused projection (q|k|v, gate|up) is several, one after another */
     int32_t type;
@@ -131,6 +131,24 @@ INLINE __m256i q6k_values(const uint8_t *p, __m256i qh, int h, int k) {
     return _mm256_or_si256(_mm256_and_si256(lo, low4), _mm256_and_si256(hi, bits45));
 }
 
+/* Q5_0X8: Q5_0 rows regrouped at load time (qc_repack_q5_0) so that AVX2 decodes them cheaply. Each group of up to
+ * eight blocks holds their fp16 scales (2n bytes), then the fifth bits transposed (32 bytes: bit j of byte i is the
+ * fifth bit of value i of block j), then the nibbles of block pairs (32 bytes per pair: byte i holds value i of
+ * block 2k in its low nibble, of block 2k+1 in its high one). A chunk then costs a load, a shift and three masks
+ * instead of Q5_0's nibble shuffle and 32-bit expansion (about 13 vector ops), and a group's scales are one load
+ * instead of a gather. Full groups are 176 bytes, as in Q5_0; a row's last group may be a few bytes longer. */
+INLINE int64_t q5x8_group_bytes(int n) { return 2 * n + 32 + 32 * ((n + 1) / 2); }
+
+/* chunk j of a group of n blocks at g: 32 values 0-31 */
+INLINE __m256i q5x8_values(const uint8_t *g, int n, int j) {
+    const __m256i q = _mm256_loadu_si256((const __m256i *)(g + 2 * n + 32 + 32 * (j / 2)));
+    const __m256i low = _mm256_and_si256(j & 1 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(0x0F));
+    const __m256i h = _mm256_loadu_si256((const __m256i *)(g + 2 * n));
+    /* bit j to bit 4 of each byte: 16-bit shifts of at most 4 move no bit that the mask keeps across bytes */
+    const __m256i fifth = j < 4 ? _mm256_slli_epi16(h, 4 - j) : _mm256_srli_epi16(h, j - 4);
+    return _mm256_or_si256(low, _mm256_and_si256(fifth, _mm256_set1_epi8(0x10)));
+}
+
 /* ------------------------------------------------------------------ walking a row's chunks
  * FOR_EACH_CHUNK runs its body for each 32-value chunk `blk` of the row at `w`, with
  *   u       the 32 values as bytes: unsigned 0..63, or signed int8 where SIGNED (Q8_0)
@@ -188,6 +206,22 @@ INLINE __m256i q6k_values(const uint8_t *p, __m256i qh, int h, int k) {
         SMALL_BLOCKS(Q5_1, 1, 1, w, nb, __VA_ARGS__)                                                           \
         K_BLOCKS(Q4_K, 0, w, nb, __VA_ARGS__)                                                                  \
         K_BLOCKS(Q5_K, 1, w, nb, __VA_ARGS__)                                                                  \
+    case Q5_0X8: {                                                                                             \
+        const int SIGNED = 0, HALVES = 0, OFFSET = 16;                                                         \
+        for (int g0 = 0; g0 < (nb); g0 += 8) {                                                                 \
+            const int n = (nb) - g0 < 8 ? (nb) - g0 : 8;                                                       \
+            const uint8_t *g = (w) + 176 * (int64_t)(g0 / 8);                                                  \
+            for (int j = 0; j < n; j++) {                                                                      \
+                const int blk = g0 + j, isc0 = 1, isc1 = 1;                                                    \
+                const float s0 = half(g + 2 * j), s1 = s0, dscale = s0, b0 = -16.0f * s0, b1 = b0;             \
+                const __m256i u = q5x8_values(g, n, j);                                                        \
+                (void)SIGNED, (void)HALVES, (void)OFFSET, (void)s1, (void)b1, (void)isc0, (void)isc1;         \
+                (void)dscale;                                                                                  \
+                __VA_ARGS__                                                                                    \
+            }                                                                                                  \
+        }                                                                                                      \
+        break;                                                                                                 \
+    }                                                                                                          \
     case Q8_0: {                                                                                               \
         const int SIGNED = 1, HALVES = 0, OFFSET = 0;                                                          \
         for (int blk = 0; blk < (nb); blk++) {                                                                 \
@@ -234,7 +268,7 @@ typedef struct {      /* one or eight activation rows */
     const int8_t *q;  /* [rows, K] */
     const float *d;   /* [nb, rows]: block scale */
     const float *s;   /* [nb, 2, rows]: scale * sum of each half block */
-    const __m256i *xs; /* one row: [nb], minus the sums of x's four-byte lanes (dot_u8s8 of ones), else NULL */
+    const __m256i *xs; /* one row: [nb], -16 times the sums of x's four-byte lanes (Q5_0's offset), else NULL */
     int K, nb;
 } qc_rows;
 
@@ -325,7 +359,8 @@ INLINE __m256 halves8(const uint8_t *p, int stride, __m256i lanes) {
  * times the activation block's, filled by vector ops) whose entries the chunks' FMAs broadcast. */
 INLINE void small_tile(const int type, const int R, const int M, const uint8_t *w, int64_t stride, const qc_rows *a,
                        float *out, int64_t ldo) {
-    const int five = type == Q5_0 || type == Q5_1, has_min = type == Q4_1 || type == Q5_1, q8 = type == Q8_0;
+    const int x8 = type == Q5_0X8; /* full groups of eight blocks are as long as eight Q5_0 blocks */
+    const int five = type == Q5_0 || type == Q5_1 || x8, has_min = type == Q4_1 || type == Q5_1, q8 = type == Q8_0;
     const int size = q8 ? 34 : 18 + 2 * has_min + 4 * five;
     const int shift = q8 ? (Q8_UNSIGNED ? 7 : 0) : has_min ? 0 : five ? 4 : 3; /* log2 of the offset, 0: none */
     const int nb = a[0].nb;
@@ -341,7 +376,7 @@ INLINE void small_tile(const int type, const int R, const int M, const uint8_t *
         UNROLL for (int r = 0; r < R; r++) {
             const uint8_t *p = w + r * stride + (int64_t)size * b0;
             prefetch(p + R * stride, 8 * size); /* the same blocks of the next R rows */
-            const __m256 ws = halves8(p, size, lanes);
+            const __m256 ws = x8 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)) : halves8(p, size, lanes);
             UNROLL for (int m = 0; m < M; m++)
                 _mm256_store_ps(scale[r][m], _mm256_mul_ps(ws, _mm256_maskload_ps(a[m].d + b0, lanes)));
         }
@@ -351,7 +386,9 @@ INLINE void small_tile(const int type, const int R, const int M, const uint8_t *
             UNROLL for (int r = 0; r < R; r++) {
                 const uint8_t *p = w + r * stride + (int64_t)size * b;
                 __m256i u;
-                if (q8) {
+                if (x8) {
+                    u = q5x8_values(w + r * stride + (int64_t)size * b0, n, j);
+                } else if (q8) {
                     u = _mm256_loadu_si256((const __m256i *)(p + 2));
                     u = Q8_UNSIGNED ? _mm256_xor_si256(u, _mm256_set1_epi8((char)0x80)) : u;
                 } else {
@@ -360,7 +397,10 @@ INLINE void small_tile(const int type, const int R, const int M, const uint8_t *
                 }
                 UNROLL for (int m = 0; m < M; m++) {
                     const __m256i x = _mm256_loadu_si256((const __m256i *)(a[m].q + 32 * b));
-                    const __m256i off = shift ? _mm256_slli_epi32(a[m].xs[b], shift) : _mm256_setzero_si256();
+                    const __m256i off = !shift     ? _mm256_setzero_si256()
+                                        : shift == 4 ? a[m].xs[b]
+                                        : shift > 4  ? _mm256_slli_epi32(a[m].xs[b], shift - 4)
+                                                     : _mm256_srai_epi32(a[m].xs[b], 4 - shift);
                     const __m256i v = q8 && !Q8_UNSIGNED ? dot_u8s8(_mm256_abs_epi8(u), _mm256_sign_epi8(x, u))
                                                          : dot_u8s8_acc(off, u, x);
                     acc[r][m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(scale[r][m][j]), acc[r][m]);
@@ -444,7 +484,7 @@ INLINE void q6k_tile(const int R, const int M, const uint8_t *w, int64_t stride,
                     const __m256 f = _mm256_permutevar8x32_ps(fd[r], pick);
                     UNROLL for (int m = 0; m < M; m++) {
                         const __m256i x = _mm256_loadu_si256((const __m256i *)(a[m].q + 32 * blk));
-                        const __m256i off = _mm256_slli_epi32(a[m].xs[blk], 5);
+                        const __m256i off = _mm256_slli_epi32(a[m].xs[blk], 1);
                         const __m256i v = dot_u8s8_acc(off, u, x);
                         const __m256 s = _mm256_mul_ps(f, _mm256_set1_ps(a[m].d[blk]));
                         acc[r][m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), s, acc[r][m]);
@@ -463,6 +503,7 @@ INLINE void tile(const int type, const int R, const int M, const uint8_t *w, int
     case Q4_0: small_tile(Q4_0, R, M, w, stride, a, out, ldo); break;
     case Q4_1: small_tile(Q4_1, R, M, w, stride, a, out, ldo); break;
     case Q5_0: small_tile(Q5_0, R, M, w, stride, a, out, ldo); break;
+    case Q5_0X8: small_tile(Q5_0X8, R, M, w, stride, a, out, ldo); break;
     case Q5_1: small_tile(Q5_1, R, M, w, stride, a, out, ldo); break;
     case Q8_0: small_tile(Q8_0, R, M, w, stride, a, out, ldo); break;
     case Q4_K: k_tile(0, R, M, w, stride, a, out, ldo); break;
@@ -577,7 +618,8 @@ static void quantize_row(const float *x, int K, int m, int width, int8_t *q, flo
         __m256i p8 = _mm256_packs_epi16(p16a, p16b);
         p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         _mm256_storeu_si256((__m256i *)(q + (int64_t)m * K + 32 * b), p8);
-        if (xs) xs[b] = _mm256_sub_epi32(_mm256_setzero_si256(), dot_u8s8(_mm256_set1_epi8(1), p8));
+        if (xs) /* -16 * sums: Q5_0's offset as is, the other offsets one shift away */
+            xs[b] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(dot_u8s8(_mm256_set1_epi8(1), p8), 4));
         dg[b * width + lane] = scale;
         sg[(2 * b) * width + lane] = scale * (float)(sv[0] + sv[4]);
         sg[(2 * b + 1) * width + lane] = scale * (float)(sv[1] + sv[5]);
@@ -688,6 +730,40 @@ void qc_matmul(const qc_part *parts, int nparts, int K, const float *x, int M, f
     free(q);
     free(d);
     free(s);
+}
+
+/* ------------------------------------------------------------------ regrouping Q5_0 (Q5_0X8, see q5x8_values) */
+
+int64_t qc_q5x8_row_bytes(int K) {
+    const int nb = K / 32;
+    return 176 * (int64_t)(nb / 8) + (nb % 8 ? q5x8_group_bytes(nb % 8) : 0);
+}
+
+/* rows of Q5_0 blocks (K values each) at src into Q5_0X8 rows at dst (qc_q5x8_row_bytes(K) bytes each) */
+void qc_repack_q5_0(const uint8_t *src, int64_t rows, int K, uint8_t *dst, int threads) {
+    const int nb = K / 32;
+    const int64_t out_bytes = qc_q5x8_row_bytes(K);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const uint8_t *row = src + r * 22 * (int64_t)nb;
+        for (int g0 = 0; g0 < nb; g0 += 8) {
+            const int n = nb - g0 < 8 ? nb - g0 : 8;
+            uint8_t *g = dst + r * out_bytes + 176 * (int64_t)(g0 / 8);
+            __m256i high = _mm256_setzero_si256(), pair = _mm256_setzero_si256();
+            for (int j = 0; j < n; j++) {
+                const uint8_t *p = row + 22 * (int64_t)(g0 + j);
+                memcpy(g + 2 * j, p, 2);
+                high = _mm256_or_si256(high, _mm256_sllv_epi32(_mm256_srli_epi16(fifth_bits(p + 2), 4),
+                                                               _mm256_set1_epi32(j)));
+                pair = _mm256_or_si256(pair, _mm256_sllv_epi32(nibbles16(p + 6), _mm256_set1_epi32(4 * (j & 1))));
+                if (j & 1 || j == n - 1) {
+                    _mm256_storeu_si256((__m256i *)(g + 2 * n + 32 + 32 * (j / 2)), pair);
+                    pair = _mm256_setzero_si256();
+                }
+            }
+            _mm256_storeu_si256((__m256i *)(g + 2 * n), high);
+        }
+    }
 }
 
 /* ------------------------------------------------------------------ dequantization

@@ -1,9 +1,11 @@
 """GGUF weights computed in their stored format: linear and embedding layers over the file's memory map.
 
 This is how llama.cpp runs a GGUF file, in a small C file of our own (cpu_kernels.c): the activations are
-quantized to int8 blocks of 32 and every 32-weight chunk is one integer dot product. Nothing is converted at load
-time, so a model loads in well under a second, resident memory is about the file's size (only the embedding rows
-in use are ever read), and a decode step reads each weight once in its stored 4.5-8.5 bits.
+quantized to int8 blocks of 32 and every 32-weight chunk is one integer dot product. Almost nothing is converted at
+load time, so a model loads in well under a second, resident memory is about the file's size (only the embedding
+rows in use are ever read), and a decode step reads each weight once in its stored 4.5-8.5 bits. The exception is
+Q5_0 (most of the default 0.5B model): its blocks are regrouped once, into the same number of bytes, because
+unpacking their fifth bits cost more than reading them (`_kernel_rows`); the file's pages are given back after.
 
 Where the kernels cannot be built (see qcoder.model.cpu_kernels), `why_not_native` says why and the loader falls back
 to PyTorch's int8/int4 kernels (qcoder.model.quant).
@@ -21,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import json
+import mmap
 import os
 import time
 from dataclasses import dataclass
@@ -41,6 +44,7 @@ PREFILL_KERNELS = ("int8", "fp32", "bf16")
 SLAB_ROWS = 1024  # weight rows per slab: bounds the scratch memory (3 MiB for 1536 columns)
 # GGML type ids the kernels read (gguf.GGMLQuantizationType values)
 NATIVE_TYPES = {"Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q5_1": 7, "Q8_0": 8, "Q4_K": 12, "Q5_K": 13, "Q6_K": 14}
+Q5_0X8 = 106  # Q5_0 regrouped at load time (cpu_kernels.c, q5x8_values): decodes in a third of the vector ops
 
 
 class _Part(ctypes.Structure):
@@ -62,6 +66,30 @@ def _type_id(raw: RawTensor) -> int:
     return NATIVE_TYPES[raw.type.name]
 
 
+def _kernel_rows(raw: RawTensor) -> tuple[int, np.ndarray]:
+    """The type id and the rows the matrix kernels read: Q5_0 regrouped into Q5_0X8 (on the Zen 1 its 5-bit values
+    cost more to unpack than to read: 4.7 GB/s against 13 for Q8_0), the other types as stored."""
+    rows = np.asarray(raw.data)  # a plain ndarray view of the map: numpy is slow on np.memmap slices
+    if raw.type.name != "Q5_0":
+        return _type_id(raw), rows
+    count, cols = raw.shape
+    out = np.empty((count, _lib().qc_q5x8_row_bytes(cols)), np.uint8)
+    _lib().qc_repack_q5_0(rows.ctypes.data, count, cols, out.ctypes.data, torch.get_num_threads())
+    _release(raw.data)
+    return Q5_0X8, out
+
+
+def _release(array: np.ndarray) -> None:
+    """Take a memory-mapped array's pages out of this process's resident memory once they have been copied (the
+    file stays in the page cache; a later read maps them back). Only file pages: anonymous ones would be lost."""
+    if not isinstance(array, np.memmap):
+        return
+    start = -(-array.ctypes.data // mmap.PAGESIZE) * mmap.PAGESIZE
+    end = (array.ctypes.data + array.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE
+    if end > start:
+        ctypes.CDLL(None).madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), mmap.MADV_DONTNEED)
+
+
 class GGUFLinear(nn.Module):
     """y = x W^T (+ bias) with W the row-wise concatenation of `raws` (q|k|v, gate|up: each keeps its own type).
     Inputs of any float dtype; the product is computed in fp32 and returned in the input's dtype."""
@@ -71,12 +99,10 @@ class GGUFLinear(nn.Module):
         self.in_features = raws[0].shape[-1]
         if any(len(r.shape) != 2 or r.shape[-1] != self.in_features for r in raws):
             raise ValueError("GGUFLinear parts must be 2-D with the same number of columns")
-        self._arrays = [np.asarray(r.data) for r in raws]  # keep the memory map alive
+        stored = [_kernel_rows(r) for r in raws]
+        self._arrays = [rows for _, rows in stored]  # the memory map (or the regrouped copy) stays alive with us
         self._parts = (_Part * len(raws))(
-            *(
-                _Part(_type_id(r), 0, a.ctypes.data, r.shape[0], a.shape[-1])
-                for r, a in zip(raws, self._arrays, strict=True)
-            )
+            *(_Part(kind, 0, a.ctypes.data, r.shape[0], a.shape[-1]) for r, (kind, a) in zip(raws, stored, strict=True))
         )
         self.out_features = sum(r.shape[0] for r in raws)
         self.types = [r.type.name for r in raws]
