@@ -243,20 +243,21 @@ def test_engine_generates_the_same_with_and_without_fused_decode(tmp_path):
 
 
 @pytest.mark.parametrize("cols", [32, 96, 256, 800])  # 1, 3, 8 and 25 blocks: whole groups of eight and each tail
-def test_q5_0_is_regrouped_and_computes_what_its_blocks_do(cols):
-    """Q5_0 runs regrouped (Q5_0X8, decoded in fewer vector ops): bit for bit the products of the file's own blocks,
-    its dequantized rows the same, and the source rows left as they were."""
+@pytest.mark.parametrize("kind,regrouped", [("Q5_0", gguf_linear.Q5_0X8), ("Q8_0", gguf_linear.Q8_0X8)])
+def test_regrouped_types_compute_what_their_blocks_do(kind, regrouped, cols):
+    """Q5_0 and Q8_0 run regrouped (a group's scales in one load, Q5_0's values in fewer vector ops): bit for bit the
+    products of the file's own blocks, the same dequantized rows, and the source rows left as they were."""
     rng = np.random.default_rng(cols)
-    raw = raw_tensor("Q5_0", 11, cols, rng)
+    raw = raw_tensor(kind, 11, cols, rng)
     source = raw.data.copy()
     layer = GGUFLinear([raw])
-    assert layer._parts[0].type == gguf_linear.Q5_0X8
+    assert layer._parts[0].type == regrouped
     assert np.array_equal(raw.data, source)  # not a memory map: nothing given back
     weight = dequantized(raw)
     assert np.allclose(layer.dequantize().numpy(), weight, rtol=1e-6, atol=1e-6 * np.abs(weight).max())
     as_stored = GGUFLinear([raw])
     as_stored._arrays = [source]
-    as_stored._parts[0].type, as_stored._parts[0].data = NATIVE_TYPES["Q5_0"], source.ctypes.data
+    as_stored._parts[0].type, as_stored._parts[0].data = NATIVE_TYPES[kind], source.ctypes.data
     as_stored._parts[0].row_bytes = source.shape[-1]
     for rows in (1, 3, 8, gguf_linear.PREFILL_ROWS + 1):
         x = torch.from_numpy(rng.standard_normal((rows, cols)).astype(np.float32))

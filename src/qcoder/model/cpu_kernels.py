@@ -55,7 +55,8 @@ def kernels() -> ctypes.CDLL | str:
         function = getattr(lib, name)
         function.argtypes, function.restype = argtypes, None
     lib.qc_features.restype = ctypes.c_int
-    lib.qc_q5x8_row_bytes.restype = ctypes.c_int64
+    lib.qc_regrouped_type.restype = ctypes.c_int
+    lib.qc_regrouped_row_bytes.restype = ctypes.c_int64
     lib.path = library
     return lib
 
@@ -80,8 +81,9 @@ _SIGNATURES = {  # the C entry points (all return void), as declared in cpu_kern
     "qc_rope": [_p, _i64, _i64, _i32, _i32, _p, _p],
     "qc_silu_mul": [_p, _p, _i64, _i32, _i32],
     "qc_decode_layers": [_p, _i32, _p, *[_i32] * 6, _f32, _f32, *[_p] * 5, _i32, _i32, _i32],
-    "qc_repack_q5_0": [_p, _i64, _i32, _p, _i32],
-    "qc_q5x8_row_bytes": [_i32],
+    "qc_regroup": [_i32, _p, _i64, _i32, _p, _i32],
+    "qc_regrouped_type": [_i32],
+    "qc_regrouped_row_bytes": [_i32, _i32],
 }
 
 

@@ -3,9 +3,10 @@
 This is how llama.cpp runs a GGUF file, in a small C file of our own (cpu_kernels.c): the activations are
 quantized to int8 blocks of 32 and every 32-weight chunk is one integer dot product. Almost nothing is converted at
 load time, so a model loads in well under a second, resident memory is about the file's size (only the embedding
-rows in use are ever read), and a decode step reads each weight once in its stored 4.5-8.5 bits. The exception is
-Q5_0 (most of the default 0.5B model): its blocks are regrouped once, into the same number of bytes, because
-unpacking their fifth bits cost more than reading them (`_kernel_rows`); the file's pages are given back after.
+rows in use are ever read), and a decode step reads each weight once in its stored 4.5-8.5 bits. The exceptions are
+Q5_0 and Q8_0 (most of the default 0.5B model): their blocks are regrouped once, into the same number of bytes, so
+that decode reads a group's scales in one load and unpacks Q5_0's fifth bits in a few masks (`_kernel_rows`); the
+file's pages are given back after.
 
 Where the kernels cannot be built (see qcoder.model.cpu_kernels), `why_not_native` says why and the loader falls back
 to PyTorch's int8/int4 kernels (qcoder.model.quant).
@@ -44,7 +45,7 @@ PREFILL_KERNELS = ("int8", "fp32", "bf16")
 SLAB_ROWS = 1024  # weight rows per slab: bounds the scratch memory (3 MiB for 1536 columns)
 # GGML type ids the kernels read (gguf.GGMLQuantizationType values)
 NATIVE_TYPES = {"Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q5_1": 7, "Q8_0": 8, "Q4_K": 12, "Q5_K": 13, "Q6_K": 14}
-Q5_0X8 = 106  # Q5_0 regrouped at load time (cpu_kernels.c, q5x8_values): decodes in a third of the vector ops
+Q5_0X8, Q8_0X8 = 106, 108  # Q5_0 and Q8_0 regrouped at load time (cpu_kernels.c, qc_regroup)
 
 
 class _Part(ctypes.Structure):
@@ -67,16 +68,27 @@ def _type_id(raw: RawTensor) -> int:
 
 
 def _kernel_rows(raw: RawTensor) -> tuple[int, np.ndarray]:
-    """The type id and the rows the matrix kernels read: Q5_0 regrouped into Q5_0X8 (on the Zen 1 its 5-bit values
-    cost more to unpack than to read: 4.7 GB/s against 13 for Q8_0), the other types as stored."""
+    """The type id and the rows the matrix kernels read: Q5_0 and Q8_0 regrouped (Q5_0X8, Q8_0X8: a group's scales
+    in one load, and Q5_0's 5-bit values unpacked in a few masks; on the Zen 1 they cost more to unpack than to read),
+    the other types as stored."""
     rows = np.asarray(raw.data)  # a plain ndarray view of the map: numpy is slow on np.memmap slices
-    if raw.type.name != "Q5_0":
-        return _type_id(raw), rows
+    kind = _type_id(raw)
+    regrouped = _lib().qc_regrouped_type(kind)
+    if not regrouped:
+        return kind, rows
     count, cols = raw.shape
-    out = np.empty((count, _lib().qc_q5x8_row_bytes(cols)), np.uint8)
-    _lib().qc_repack_q5_0(rows.ctypes.data, count, cols, out.ctypes.data, torch.get_num_threads())
+    out = _anonymous(count, _lib().qc_regrouped_row_bytes(regrouped, cols))
+    _lib().qc_regroup(kind, rows.ctypes.data, count, cols, out.ctypes.data, torch.get_num_threads())
     _release(raw.data)
-    return Q5_0X8, out
+    return regrouped, out
+
+
+def _anonymous(rows: int, row_bytes: int) -> np.ndarray:
+    """Memory for regrouped weights, in huge pages where the OS allows them: a tenth of the page faults at load."""
+    memory = mmap.mmap(-1, rows * row_bytes)
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        memory.madvise(mmap.MADV_HUGEPAGE)
+    return np.frombuffer(memory, np.uint8).reshape(rows, row_bytes)
 
 
 def _release(array: np.ndarray) -> None:
