@@ -179,7 +179,7 @@ class Repair:
             return None
         now = self.tester.run()
         agent.emit("test_result", phase="end", **now.to_event())
-        broken = sorted(before.passed - now.passed)
+        broken = _broken(before, now)
         if now.timed_out or broken:
             return "made the tests time out" if now.timed_out else (
                 f"broke {len(broken)} test(s) that passed before ({', '.join(t.split('::')[-1] for t in broken[:3])})")
@@ -767,7 +767,12 @@ def _progress(baseline: TestReport, report: TestReport | None) -> int:
 
 def _breaks(baseline: TestReport, report: TestReport) -> bool:
     """Whether `report` timed out or fails a test that passed in `baseline`."""
-    return report.timed_out or bool(baseline.passed - report.passed)
+    return report.timed_out or bool(_broken(baseline, report))
+
+
+def _broken(baseline: TestReport, report: TestReport) -> list[str]:
+    """The tests that passed in `baseline` and do not in `report`."""
+    return sorted(baseline.passed - report.passed)
 
 
 def _gets_past_argparse(baseline: TestReport, report: TestReport, targets: list[str]) -> bool:
