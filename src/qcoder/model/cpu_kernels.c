@@ -198,6 +198,26 @@ INLINE __m256i q5x8_values(const uint8_t *g, int n, int j) {
         break;                                                                                                 \
     }
 
+/* Q5_0X8, Q8_0X8: groups of up to eight blocks of GROUP bytes (when full), their scales first (see qc_regroup);
+ * VALUES: chunk j of the group at g */
+#define X8_GROUPS(TYPE, GROUP, SIGNED_, OFFSET_, VALUES, w, nb, ...)                                           \
+    case TYPE: {                                                                                               \
+        const int SIGNED = SIGNED_, HALVES = 0, OFFSET = OFFSET_;                                              \
+        for (int g0 = 0; g0 < (nb); g0 += 8) {                                                                 \
+            const int n = (nb) - g0 < 8 ? (nb) - g0 : 8;                                                       \
+            const uint8_t *g = (w) + GROUP * (int64_t)(g0 / 8);                                                \
+            for (int j = 0; j < n; j++) {                                                                      \
+                const int blk = g0 + j, isc0 = 1, isc1 = 1;                                                    \
+                const float s0 = half(g + 2 * j), s1 = s0, dscale = s0, b0 = -(float)OFFSET * s0, b1 = b0;     \
+                const __m256i u = VALUES;                                                                      \
+                (void)SIGNED, (void)HALVES, (void)OFFSET, (void)s1, (void)b0, (void)b1, (void)isc0, (void)isc1; \
+                (void)dscale;                                                                                  \
+                __VA_ARGS__                                                                                    \
+            }                                                                                                  \
+        }                                                                                                      \
+        break;                                                                                                 \
+    }
+
 #define FOR_EACH_CHUNK(type, w, nb, ...)                                                                       \
     switch (type) {                                                                                            \
         SMALL_BLOCKS(Q4_0, 0, 0, w, nb, __VA_ARGS__)                                                           \
@@ -206,22 +226,6 @@ INLINE __m256i q5x8_values(const uint8_t *g, int n, int j) {
         SMALL_BLOCKS(Q5_1, 1, 1, w, nb, __VA_ARGS__)                                                           \
         K_BLOCKS(Q4_K, 0, w, nb, __VA_ARGS__)                                                                  \
         K_BLOCKS(Q5_K, 1, w, nb, __VA_ARGS__)                                                                  \
-    case Q5_0X8: {                                                                                             \
-        const int SIGNED = 0, HALVES = 0, OFFSET = 16;                                                         \
-        for (int g0 = 0; g0 < (nb); g0 += 8) {                                                                 \
-            const int n = (nb) - g0 < 8 ? (nb) - g0 : 8;                                                       \
-            const uint8_t *g = (w) + 176 * (int64_t)(g0 / 8);                                                  \
-            for (int j = 0; j < n; j++) {                                                                      \
-                const int blk = g0 + j, isc0 = 1, isc1 = 1;                                                    \
-                const float s0 = half(g + 2 * j), s1 = s0, dscale = s0, b0 = -16.0f * s0, b1 = b0;             \
-                const __m256i u = q5x8_values(g, n, j);                                                        \
-                (void)SIGNED, (void)HALVES, (void)OFFSET, (void)s1, (void)b1, (void)isc0, (void)isc1;         \
-                (void)dscale;                                                                                  \
-                __VA_ARGS__                                                                                    \
-            }                                                                                                  \
-        }                                                                                                      \
-        break;                                                                                                 \
-    }                                                                                                          \
     case Q8_0: {                                                                                               \
         const int SIGNED = 1, HALVES = 0, OFFSET = 0;                                                          \
         for (int blk = 0; blk < (nb); blk++) {                                                                 \
@@ -235,22 +239,8 @@ INLINE __m256i q5x8_values(const uint8_t *g, int n, int j) {
         }                                                                                                      \
         break;                                                                                                 \
     }                                                                                                          \
-    case Q8_0X8: {                                                                                             \
-        const int SIGNED = 1, HALVES = 0, OFFSET = 0;                                                          \
-        for (int g0 = 0; g0 < (nb); g0 += 8) {                                                                 \
-            const int n = (nb) - g0 < 8 ? (nb) - g0 : 8;                                                       \
-            const uint8_t *g = (w) + 272 * (int64_t)(g0 / 8);                                                  \
-            for (int j = 0; j < n; j++) {                                                                      \
-                const int blk = g0 + j, isc0 = 1, isc1 = 1;                                                    \
-                const float s0 = half(g + 2 * j), s1 = s0, b0 = 0.0f, b1 = 0.0f, dscale = s0;                  \
-                const __m256i u = _mm256_loadu_si256((const __m256i *)(g + 2 * n + 32 * j));                   \
-                (void)SIGNED, (void)HALVES, (void)OFFSET, (void)s1, (void)b0, (void)b1, (void)isc0, (void)isc1; \
-                (void)dscale;                                                                                  \
-                __VA_ARGS__                                                                                    \
-            }                                                                                                  \
-        }                                                                                                      \
-        break;                                                                                                 \
-    }                                                                                                          \
+        X8_GROUPS(Q5_0X8, 176, 0, 16, q5x8_values(g, n, j), w, nb, __VA_ARGS__)                                  \
+        X8_GROUPS(Q8_0X8, 272, 1, 0, _mm256_loadu_si256((const __m256i *)(g + 2 * n + 32 * j)), w, nb, __VA_ARGS__) \
     case Q6_K: {                                                                                               \
         const int SIGNED = 0, HALVES = 1, OFFSET = 32;                                                         \
         for (int sb = 0; sb < (nb) / 8; sb++) {                                                                \
